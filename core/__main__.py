@@ -1,0 +1,5 @@
+"""``python -m anyprobe``."""
+
+from .cli import main
+
+main()

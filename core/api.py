@@ -1,0 +1,133 @@
+"""The embedding API: run checks from your own asyncio or trio program.
+
+    import anyprobe
+
+    async def main():
+        async for result in anyprobe.stream(["tcp://127.0.0.1:22", "https://example.com"]):
+            print(result.name, result.status.value, result.summary)
+
+Nothing here starts an event loop (except :func:`check_sync`), prints, or
+keeps global state: each call owns its plugin manager, limits and streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from .model import Result, Target
+from .manager import PluginManager, default_manager
+from .reporter import ReportContext, Reporter, ReporterOptions, ResultStream
+from .run import Run
+from .targets import DEFAULT_TIMEOUT, build_targets
+
+
+class _Forward(Reporter[ReporterOptions]):
+    """Hands results to the caller of :func:`stream` through the same fan-out."""
+
+    name = "_api"
+
+    def __init__(self, send: MemoryObjectSendStream[Result]) -> None:
+        super().__init__(ReporterOptions())
+        self._send = send
+
+    async def report(self, results: ResultStream, ctx: ReportContext) -> None:
+        async with self._send:
+            async for result in results:
+                await self._send.send(result)
+
+
+def prepare(
+    targets: Iterable[str | Target],
+    *,
+    manager: PluginManager | None = None,
+    plugins: Iterable[object] = (),
+    options: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = 0,
+) -> tuple[PluginManager, list[Target]]:
+    """Validate ``targets`` (URLs or ready Targets) before anything runs.
+
+    Raises :class:`~anyprobe.UsageError` (``TargetError``, ``OptionsError``)
+    for the first bad one.
+    """
+    manager = manager or default_manager(plugins=plugins)
+    texts = []
+    ready = []
+    for item in targets:
+        (ready if isinstance(item, Target) else texts).append(item)
+    built = build_targets(
+        manager, texts, options=options, labels=labels, timeout=timeout, retries=retries
+    )
+    return manager, [*ready, *built]
+
+
+async def stream(
+    targets: Iterable[str | Target],
+    *,
+    options: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = 0,
+    concurrency: int | None = None,
+    per_host: int | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
+    explain: bool = False,
+    plugins: Iterable[object] = (),
+    manager: PluginManager | None = None,
+    reporters: Iterable[tuple[str, Reporter[Any]]] = (),
+) -> AsyncIterator[Result]:
+    """Check ``targets`` and yield each result as it completes.
+
+    ``options`` apply to every target whose probe has them (like ``--set``);
+    ``limiter`` lets several runs share one concurrency budget; ``plugins``
+    are registered next to the installed ones; ``reporters`` receive every
+    result too. Every target is validated before the first check starts.
+    To stop early, close the iterator (``contextlib.aclosing``).
+    """
+    manager, built = prepare(
+        targets,
+        manager=manager,
+        plugins=plugins,
+        options=options,
+        labels=labels,
+        timeout=timeout,
+        retries=retries,
+    )
+    send, receive = anyio.create_memory_object_stream[Result](concurrency or 100)
+    run = Run(
+        built,
+        manager,
+        [("_api", _Forward(send)), *reporters],
+        concurrency=concurrency,
+        per_host=per_host,
+        limiter=limiter,
+        explain=explain,
+    )
+    async with anyio.create_task_group() as tg, receive:
+        tg.start_soon(run.execute)
+        async for result in receive:
+            yield result
+
+
+async def check(targets: Iterable[str | Target], **kwargs: Any) -> list[Result]:
+    """Check ``targets`` and return every result, in completion order.
+
+    Takes the same keyword arguments as :func:`stream`.
+    """
+    return [result async for result in stream(targets, **kwargs)]
+
+
+def check_sync(
+    targets: Iterable[str | Target], *, backend: str = "asyncio", **kwargs: Any
+) -> list[Result]:
+    """:func:`check` for a script without an event loop: starts one on ``backend``."""
+
+    async def main() -> list[Result]:
+        return await check(targets, **kwargs)
+
+    return anyio.run(main, backend=backend)

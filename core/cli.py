@@ -1,0 +1,461 @@
+"""The ``anyprobe`` command line.
+
+Every error about the user's input ends as one line on stderr and exit
+status 3; a run's exit status is the worst result's (0 ok, 1 warning,
+2 critical, 3 unknown or a failed reporter), 130 after SIGINT, 143 after SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import AnyprobeError, OptionsError, UsageError
+from .model import Result, RunSummary, Status, Target
+from .manager import PluginManager, describe_options
+from .reporter import ReportContext, Reporter, ReporterOptions, ResultStream
+from .targets import DEFAULT_TIMEOUT, build_targets, parse_set, read_target_lines
+
+log = logging.getLogger("anyprobe")
+
+EXIT_USAGE = 3
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+#: A run with more targets than this shows a progress bar in a terminal.
+PROGRESS_THRESHOLD = 50
+
+
+class _State:
+    """What the group's options leave for the subcommands."""
+
+    def __init__(self, verbosity: int, autoload: bool) -> None:
+        self.verbosity = verbosity
+        self.autoload = autoload
+        self._manager: PluginManager | None = None
+
+    @property
+    def manager(self) -> PluginManager:
+        if self._manager is None:
+            self._manager = PluginManager()
+            self._manager.load_entrypoints(autoload=self.autoload)
+        return self._manager
+
+
+def _echo_err(message: str) -> None:
+    click.echo(f"anyprobe: {message}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="anyprobe")
+@click.option("-v", "--verbose", count=True, help="More diagnostics on stderr (repeatable).")
+@click.option("-q", "--quiet", is_flag=True, help="Only problems: no summary, no progress.")
+@click.option(
+    "--no-plugin-autoload",
+    is_flag=True,
+    help="Load only anyprobe's own plugins, not installed third-party ones.",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, no_plugin_autoload: bool) -> None:
+    """Check that things on a network answer as they should.
+
+    \b
+    anyprobe check tcp://db.example:5432 https://example.com/health
+    anyprobe run checks.toml -r junit=report.xml
+    """
+    verbosity = -1 if quiet else verbose
+    logging.basicConfig(
+        level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
+        format="anyprobe: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = _State(verbosity, autoload=not no_plugin_autoload)
+
+
+def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options ``check``, ``run`` and ``demo`` share."""
+    options = [
+        click.option(
+            "--backend",
+            type=click.Choice(["asyncio", "trio"]),
+            default="asyncio",
+            show_default=True,
+            help="The event loop to run on.",
+        ),
+        click.option(
+            "-c", "--concurrency", type=click.IntRange(min=1), help="Checks at once [default: 100]."
+        ),
+        click.option("--per-host", type=click.IntRange(min=1), help="Checks at once per host."),
+        click.option(
+            "-t", "--timeout", type=click.FloatRange(min=0, min_open=True),
+            help=f"Seconds per attempt [default: {DEFAULT_TIMEOUT:g}].",
+        ),
+        click.option("--retries", type=click.IntRange(0, 10), help="Attempts after a failure."),
+        click.option(
+            "-r", "--report", "reports", multiple=True, metavar="NAME[=DEST]",
+            help="A reporter, optionally with its file (repeatable) [default: table].",
+        ),
+        click.option(
+            "--progress/--no-progress", default=None,
+            help="A progress bar on stderr [default: on for long runs in a terminal].",
+        ),
+        click.option(
+            "--explain", is_flag=True,
+            help="Keep and print each check's trace: addresses, handshake, headers.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@cli.command()
+@click.argument("targets", nargs=-1)
+@click.option(
+    "-i", "--input", "input_file", type=click.Path(dir_okay=False, allow_dash=True),
+    help="Read targets from FILE, one per line ('-' for stdin).",
+)
+@click.option(
+    "--set", "assignments", multiple=True, metavar="KEY=VALUE",
+    help="A probe option for every target (repeatable), e.g. --set warning_after=0.5.",
+)
+@run_options
+@click.pass_obj
+def check(
+    state: _State,
+    targets: tuple[str, ...],
+    input_file: str | None,
+    assignments: tuple[str, ...],
+    **run_args: Any,
+) -> int:
+    """Check TARGET URLs: tcp://HOST:PORT, https://HOST/PATH, ..."""
+    urls: list[tuple[str, int | None]] = [(t, None) for t in targets]
+    source = None
+    if input_file:
+        source = "<stdin>" if input_file == "-" else input_file
+        urls += _read_targets_file(input_file)
+    if not urls:
+        raise click.UsageError("no targets: give TARGET arguments or -i FILE")
+    options = parse_set(assignments)
+    built = build_targets(
+        state.manager,
+        urls,
+        options=options,
+        timeout=run_args["timeout"] or DEFAULT_TIMEOUT,
+        retries=run_args["retries"] or 0,
+        source=source,
+    )
+    reporters = _reporters(state.manager, run_args["reports"], [])
+    return _execute(state, built, reporters, run_args)
+
+
+def _read_targets_file(path: str) -> list[tuple[str, int | None]]:
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"cannot read targets: {message}", source=path) from None
+    return [(url, line) for line, url in read_target_lines(text)]
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@run_options
+@click.pass_obj
+def run(state: _State, config: str, **run_args: Any) -> int:
+    """Run the checks of a TOML CONFIG file."""
+    from .config import load_config
+
+    overrides = {"timeout": run_args["timeout"], "retries": run_args["retries"]}
+    loaded = load_config(config, state.manager, overrides=overrides)
+    reporters = _reporters(state.manager, run_args["reports"], loaded.reporters)
+    run_args["concurrency"] = run_args["concurrency"] or loaded.defaults.concurrency
+    run_args["per_host"] = run_args["per_host"] or loaded.defaults.per_host
+    return _execute(state, loaded.targets, reporters, run_args)
+
+
+@cli.command()
+@run_options
+@click.pass_obj
+def demo(state: _State, **run_args: Any) -> int:
+    """Check local services started for the occasion (works offline).
+
+    Exits 0 when every row got the verdict the demo expects.
+    """
+    from .demo import compare, start_demo_services
+
+    manager = state.manager
+    reporters = _reporters(manager, run_args["reports"], [])
+    collected: list[Result] = []
+    reporters.append(("_collect", _Collect(collected)))
+    expected: dict[str, Status] = {}
+
+    async def main() -> RunSummary:
+        async with AsyncExitStack() as stack:
+            targets, verdicts = await start_demo_services(manager, stack)
+            expected.update(verdicts)
+            if not targets:
+                raise UsageError("no plugin offers demo services")
+            return await _run_with_signals(state, targets, reporters, run_args)
+
+    summary = _run_backend(main, run_args["backend"])
+    code = _report_end(state, summary)
+    if summary.interrupted:
+        return code
+    problems = compare(collected, expected)
+    for problem in problems:
+        _echo_err(f"demo: {problem}")
+    if not problems and state.verbosity >= 0:
+        _echo_err(f"demo: all {len(expected)} checks got the verdict they should")
+    return 1 if problems else 0
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def plugins(state: _State, as_json: bool) -> int:
+    """List the installed plugins, their probes, reporters and options."""
+    manager = state.manager
+    entries = []
+    for info in manager.plugins:
+        entry: dict[str, Any] = {
+            "name": info.name,
+            "package": info.package,
+            "version": info.version,
+            "module": info.module,
+            "status": "broken" if info.broken else "ok",
+            "error": info.error,
+            "probes": [],
+            "reporters": [],
+        }
+        for probe_name in info.probes:
+            probe = manager.probes[probe_name]
+            entry["probes"].append(
+                {
+                    "name": probe_name,
+                    "schemes": list(probe.schemes),
+                    "description": probe.description,
+                    "options": describe_options(probe.Options),
+                }
+            )
+        for reporter_name in info.reporters:
+            reporter = manager.reporters[reporter_name]
+            entry["reporters"].append(
+                {
+                    "name": reporter_name,
+                    "description": reporter.description,
+                    "options": describe_options(reporter.Options),
+                }
+            )
+        entries.append(entry)
+    if as_json:
+        click.echo(json.dumps(entries, indent=2, default=str))
+        return 0
+    for entry in entries:
+        where = f"{entry['package'] or 'registered'} {entry['version'] or ''}".strip()
+        click.echo(f"{entry['name']} ({where}){'  BROKEN: ' + entry['error'] if entry['error'] else ''}")
+        for probe in entry["probes"]:
+            schemes = ", ".join(f"{s}://" for s in probe["schemes"])
+            click.echo(f"  probe {probe['name']}: {schemes}  {probe['description']}")
+            _echo_options(probe["options"])
+        for reporter in entry["reporters"]:
+            click.echo(f"  reporter {reporter['name']}: {reporter['description']}")
+            _echo_options(reporter["options"])
+    return 0
+
+
+def _echo_options(options: list[dict[str, Any]]) -> None:
+    for option in options:
+        default = "required" if option["required"] else f"default {option['default']!r}"
+        click.echo(f"      {option['name']} ({option['type']}, {default}): {option['description']}")
+
+
+@cli.command()
+@click.pass_obj
+def schema(state: _State) -> int:
+    """Print the JSON schema of the config file, every installed plugin included."""
+    from .schema import config_schema
+
+    click.echo(json.dumps(config_schema(state.manager), indent=2))
+    return 0
+
+
+# -- running -----------------------------------------------------------------
+
+
+class _Collect(Reporter[ReporterOptions]):
+    """Keeps the results for the demo's verdict comparison."""
+
+    name = "_collect"
+
+    def __init__(self, into: list[Result]) -> None:
+        super().__init__(ReporterOptions())
+        self.into = into
+
+    async def report(self, results: ResultStream, ctx: ReportContext) -> None:
+        async for result in results:
+            self.into.append(result)
+
+
+class _Progress(Reporter[ReporterOptions]):
+    """A rich progress bar on stderr, fed by the result stream like any reporter."""
+
+    name = "_progress"
+
+    def __init__(self) -> None:
+        super().__init__(ReporterOptions())
+
+    async def report(self, results: ResultStream, ctx: ReportContext) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        columns = [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task("checking", total=ctx.total)
+            async for batch in results.batches():
+                progress.advance(task, len(batch))
+
+
+def _reporters(
+    manager: PluginManager,
+    specs: Sequence[str],
+    configured: list[tuple[str, Reporter[Any]]],
+) -> list[tuple[str, Reporter[Any]]]:
+    from .config import make_reporter
+
+    reporters = list(configured)
+    for spec in specs:
+        name, eq, dest = spec.partition("=")
+        options = {"path": dest} if eq else {}
+        try:
+            reporters.append(make_reporter(manager, name.strip(), options))
+        except OptionsError as exc:
+            raise OptionsError(exc.message, source=f"--report {spec}", field=exc.field) from None
+    if not reporters:
+        reporters.append(make_reporter(manager, "table", {}))
+    return reporters
+
+
+def _execute(
+    state: _State,
+    targets: list[Target],
+    reporters: list[tuple[str, Reporter[Any]]],
+    run_args: dict[str, Any],
+) -> int:
+    async def main() -> RunSummary:
+        return await _run_with_signals(state, targets, reporters, run_args)
+
+    summary = _run_backend(main, run_args["backend"])
+    return _report_end(state, summary)
+
+
+def _run_backend(main: Callable[[], Any], backend: str) -> RunSummary:
+    import anyio
+
+    if backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                "--backend trio needs the trio package (pip install 'anyprobe[trio]')"
+            ) from None
+    result: RunSummary = anyio.run(main, backend=backend)
+    return result
+
+
+async def _run_with_signals(
+    state: _State,
+    targets: list[Target],
+    reporters: list[tuple[str, Reporter[Any]]],
+    run_args: dict[str, Any],
+) -> RunSummary:
+    import anyio
+
+    from .run import Run
+
+    for info in state.manager.broken:
+        _echo_err(f"warning: plugin {info.name} is broken: {info.error}")
+    reporters = list(reporters)
+    progress = run_args["progress"]
+    if progress is None:
+        progress = state.verbosity >= 0 and len(targets) > PROGRESS_THRESHOLD and sys.stderr.isatty()
+    if progress:
+        reporters.append(("_progress", _Progress()))
+    run = Run(
+        targets,
+        state.manager,
+        reporters,
+        concurrency=run_args["concurrency"],
+        per_host=run_args["per_host"],
+        explain=run_args["explain"],
+        verbosity=state.verbosity,
+    )
+
+    async def watch_signals(scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if run.interrupted is None:
+                    run.interrupt(name)
+                else:
+                    # A second signal: stop waiting for reporters, too.
+                    scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_signals, tg.cancel_scope)
+        summary = await run.execute()
+        tg.cancel_scope.cancel()
+    return summary
+
+
+def _report_end(state: _State, summary: RunSummary) -> int:
+    for failure in summary.reporter_failures:
+        _echo_err(failure)
+    if summary.interrupted:
+        _echo_err(
+            f"interrupted by {summary.interrupted}: {summary.finished} results reported, "
+            f"{summary.not_finished} not finished"
+        )
+        return EXIT_SIGNAL.get(summary.interrupted, 130)
+    code = summary.worst.severity
+    if summary.reporter_failures:
+        code = max(code, EXIT_USAGE)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script: run the CLI and exit with its status."""
+    try:
+        code = cli.main(args=argv, prog_name="anyprobe", standalone_mode=False)
+    except click.exceptions.NoSuchOption as exc:
+        hint = f" (did you mean {exc.possibilities[0]}?)" if exc.possibilities else ""
+        _echo_err(f"{exc.format_message().rstrip('.')}{'' if 'Did you mean' in exc.format_message() else hint}")
+        code = EXIT_USAGE
+    except click.exceptions.UsageError as exc:
+        _echo_err(exc.format_message())
+        code = EXIT_USAGE
+    except click.exceptions.Abort:
+        code = 130
+    except click.ClickException as exc:
+        _echo_err(exc.format_message())
+        code = EXIT_USAGE
+    except UsageError as exc:
+        _echo_err(f"error: {exc}")
+        code = EXIT_USAGE
+    except AnyprobeError as exc:
+        _echo_err(f"error: {exc}")
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        _echo_err("interrupted")
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

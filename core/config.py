@@ -1,0 +1,278 @@
+"""The TOML config file: ``[defaults]``, ``[[check]]``, ``[[reporter]]``.
+
+The whole file is validated before anything runs; the first problem becomes a
+:class:`~anyprobe.ConfigError` naming the file, the line, the check and the
+field. ``[defaults]`` holds run settings (``timeout``, ``retries``,
+``concurrency``, ``per_host``, ``labels``) and default probe options, which
+apply to every check whose probe has them.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError, OptionsError, TargetError, UsageError, did_you_mean
+from .model import Target
+from .manager import PluginManager
+from .reporter import Reporter
+from .targets import (
+    CHECK_FIELDS,
+    DEFAULT_TIMEOUT,
+    TargetFactory,
+    options_error,
+    split_url,
+    validate_options,
+)
+
+TOP_LEVEL = ("defaults", "check", "reporter")
+RUN_SETTINGS = ("timeout", "retries", "concurrency", "per_host", "labels")
+
+
+class RunDefaults(BaseModel):
+    """The run settings of ``[defaults]`` (probe options there are checked per probe)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout: float = Field(DEFAULT_TIMEOUT, gt=0, description="Seconds allowed per attempt.")
+    retries: int = Field(0, ge=0, le=10, description="Attempts after the first, on failure.")
+    concurrency: int | None = Field(None, gt=0, description="Checks running at once.")
+    per_host: int | None = Field(None, gt=0, description="Checks running at once per host.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels of every check.")
+
+
+class CheckSettings(BaseModel):
+    """The fields of a ``[[check]]`` that core handles (the rest are probe options)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="The target URL; its scheme picks the probe.")
+    name: str | None = Field(None, min_length=1, description="Defaults to the URL.")
+    timeout: float | None = Field(None, gt=0, description="Overrides the default timeout.")
+    retries: int | None = Field(None, ge=0, le=10, description="Overrides the default retries.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Added to the defaults.")
+
+
+@dataclass
+class Config:
+    """A validated config file, ready to run."""
+
+    path: str
+    targets: list[Target]
+    reporters: list[tuple[str, Reporter[Any]]]
+    defaults: RunDefaults
+    probe_defaults: dict[str, Any] = field(default_factory=dict)
+
+
+class _Lines:
+    """Where things are in the file: tomllib gives no positions, so scan for them."""
+
+    header = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\"' -]+?)\s*\]\]?")
+    key = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+
+    def __init__(self, text: str) -> None:
+        self.tables: dict[tuple[str, int], tuple[int, dict[str, int]]] = {}
+        counts: dict[str, int] = {}
+        current: dict[str, int] | None = None
+        for number, line in enumerate(text.splitlines(), start=1):
+            m = self.header.match(line)
+            if m:
+                name = m.group(2).strip()
+                index = counts.get(name, 0)
+                counts[name] = index + 1
+                current = {}
+                self.tables[(name, index)] = (number, current)
+                continue
+            m = self.key.match(line)
+            if m and current is not None:
+                current.setdefault(m.group(1).strip('"'), number)
+
+    def line(self, table: str, index: int = 0, key: str | None = None) -> int | None:
+        entry = self.tables.get((table, index))
+        if entry is None:
+            return None
+        header_line, keys = entry
+        return keys.get(key, header_line) if key else header_line
+
+
+def load_config(
+    path: str,
+    manager: PluginManager,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read and validate the config file at ``path``.
+
+    ``overrides`` (from CLI flags: ``timeout``, ``retries``...) replace the
+    ``[defaults]``; a check's own ``timeout``/``retries`` still win.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror or exc}", source=path) from None
+    try:
+        text = data.decode("utf-8")
+        document = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", source=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        line = _toml_error_line(str(exc))
+        raise ConfigError(f"invalid TOML: {exc}", source=path, line=line) from None
+    lines = _Lines(text)
+    return parse_config(document, manager, path=path, lines=lines, overrides=overrides)
+
+
+def _toml_error_line(message: str) -> int | None:
+    m = re.search(r"line (\d+)", message)
+    return int(m.group(1)) if m else None
+
+
+def parse_config(
+    document: Mapping[str, Any],
+    manager: PluginManager,
+    *,
+    path: str = "<config>",
+    lines: _Lines | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Validate an already-parsed config document (see :func:`load_config`)."""
+    lines = lines or _Lines("")
+
+    def fail(message: str, *, table: str, index: int = 0, key: str | None = None,
+             check: str | None = None) -> ConfigError:
+        return ConfigError(
+            message, source=path, line=lines.line(table, index, key), check=check, field=key
+        )
+
+    for key in document:
+        if key not in TOP_LEVEL:
+            raise ConfigError(
+                f"unknown table [{key}]{did_you_mean(key, TOP_LEVEL)} (expected one of: "
+                + ", ".join(f"[{t}]" if t == "defaults" else f"[[{t}]]" for t in TOP_LEVEL)
+                + ")",
+                source=path,
+                line=lines.line(key),
+            )
+
+    raw_defaults = _table(document, "defaults", path)
+    run_part = {k: v for k, v in raw_defaults.items() if k in RUN_SETTINGS}
+    probe_defaults = {k: v for k, v in raw_defaults.items() if k not in RUN_SETTINGS}
+    run_part.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        defaults = RunDefaults.model_validate(run_part)
+    except ValidationError as exc:
+        error = options_error(exc, RunDefaults, what="[defaults]")
+        raise fail(error.message, table="defaults", key=error.field) from None
+
+    checks = _array(document, "check", path)
+    if not checks:
+        raise ConfigError("no [[check]] tables: nothing to check", source=path)
+    factory = TargetFactory(manager)
+    targets: list[Target] = []
+    names: dict[str, int] = {}
+    used_default_keys: set[str] = set()
+    for index, raw in enumerate(checks):
+        label = f"#{index + 1}"
+        if not isinstance(raw, dict):
+            raise fail("each [[check]] must be a table", table="check", index=index)
+        if isinstance(raw.get("name"), str):
+            label = repr(raw["name"])
+        url = raw.get("url")
+        if not isinstance(url, str):
+            key = "url" if "url" in raw else None
+            raise fail("a check needs url = \"SCHEME://...\"", table="check", index=index,
+                       key=key, check=label)
+        try:
+            probe = manager.probe_for_scheme(split_url(url).scheme)
+        except TargetError as exc:
+            raise fail(exc.message, table="check", index=index, key="url", check=label) from None
+        core_part = {k: v for k, v in raw.items() if k in CHECK_FIELDS}
+        probe_part = {k: v for k, v in raw.items() if k not in CHECK_FIELDS}
+        try:
+            settings = CheckSettings.model_validate(core_part)
+        except ValidationError as exc:
+            error = options_error(exc, CheckSettings, what="a check")
+            raise fail(error.message, table="check", index=index, key=error.field,
+                       check=label) from None
+        if probe is not None:
+            known = probe.Options.model_fields
+            for key in probe_part:
+                if key not in known:
+                    hint = did_you_mean(key, [*known, *CHECK_FIELDS])
+                    raise fail(f"unknown option for probe {probe.name}{hint}", table="check",
+                               index=index, key=key, check=label)
+            defaults_here = {k: v for k, v in probe_defaults.items() if k in known}
+            used_default_keys.update(defaults_here)
+            probe_part = {**defaults_here, **probe_part}
+        name = settings.name or None
+        try:
+            target = factory.build(
+                url,
+                name=name,
+                options=probe_part,
+                labels={**defaults.labels, **settings.labels},
+                timeout=settings.timeout or defaults.timeout,
+                retries=settings.retries if settings.retries is not None else defaults.retries,
+            )
+        except (TargetError, OptionsError) as exc:
+            key = exc.field.split(".")[0] if exc.field else ("url" if isinstance(exc, TargetError) else None)
+            raise fail(exc.message, table="check", index=index, key=key, check=label) from None
+        if target.name in names:
+            first = names[target.name]
+            raise fail(f"duplicate check name (first used by check #{first + 1})",
+                       table="check", index=index, key="name" if name else "url", check=label)
+        names[target.name] = index
+        targets.append(target)
+
+    for key in probe_defaults:
+        if key not in used_default_keys:
+            known_everywhere = {f for p in manager.probes.values() for f in p.Options.model_fields}
+            hint = did_you_mean(key, [*known_everywhere, *RUN_SETTINGS])
+            raise fail(f"unknown default: no check's probe has this option{hint}",
+                       table="defaults", key=key)
+
+    reporters = []
+    for index, raw in enumerate(_array(document, "reporter", path)):
+        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+            raise fail("a reporter needs type = \"NAME\"", table="reporter", index=index)
+        options = {k: v for k, v in raw.items() if k != "type"}
+        try:
+            reporters.append(make_reporter(manager, raw["type"], options))
+        except UsageError as exc:
+            key = exc.field.split(".")[0] if exc.field else "type"
+            raise fail(exc.message, table="reporter", index=index, key=key) from None
+    return Config(path, targets, reporters, defaults, probe_defaults)
+
+
+def make_reporter(
+    manager: PluginManager, name: str, options: Mapping[str, Any]
+) -> tuple[str, Reporter[Any]]:
+    """An instance of reporter ``name`` with validated ``options``."""
+    reporter_type = manager.reporters.get(name)
+    if reporter_type is None:
+        known = ", ".join(sorted(manager.reporters)) or "none"
+        raise OptionsError(
+            f"unknown reporter {name!r}{did_you_mean(name, manager.reporters)} (known: {known})"
+        )
+    validated = validate_options(reporter_type.Options, options, what=f"reporter {name}")
+    return name, reporter_type(validated)
+
+
+def _table(document: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
+    value = document.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{key}] must be a table", source=path)
+    return value
+
+
+def _array(document: Mapping[str, Any], key: str, path: str) -> list[Any]:
+    value = document.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"{key} must be an array of tables: [[{key}]]", source=path)
+    return value

@@ -1,0 +1,86 @@
+"""Every hook a plugin can implement, in one place.
+
+A plugin is a module (or any object) with functions named like the hooks
+below, marked with ``@anyprobe.hookimpl``. It is found through the entry-point
+group ``anyprobe`` in its package's ``pyproject.toml``::
+
+    [project.entry-points.anyprobe]
+    redis = "anyprobe_redis"
+
+or registered directly with :meth:`anyprobe.PluginManager.register` (embedding,
+tests). anyprobe's own probes and reporters are plugins registered exactly so.
+
+Hooks are called with keyword arguments; an implementation may accept only
+the arguments it needs. A hook implementation that raises marks its plugin as
+broken (``anyprobe plugins`` shows it) and never stops the other plugins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .model import RunSummary
+    from .run import RunInfo
+
+hookspec = pluggy.HookspecMarker("anyprobe")
+hookimpl = pluggy.HookimplMarker("anyprobe")
+
+
+@hookspec
+def anyprobe_register_probes(register: Callable[[type[Any]], None]) -> None:
+    """Register probe types, by calling ``register(ProbeClass)`` once per probe.
+
+    Called once, when the plugin manager first needs its probes. A probe class
+    subclasses :class:`anyprobe.Probe` and sets ``name``, ``schemes`` and
+    ``Options``. A scheme already taken by another plugin is refused and the
+    later plugin is marked broken.
+
+    Example::
+
+        @anyprobe.hookimpl
+        def anyprobe_register_probes(register):
+            register(RedisProbe)
+    """
+
+
+@hookspec
+def anyprobe_register_reporters(register: Callable[[type[Any]], None]) -> None:
+    """Register reporter types, by calling ``register(ReporterClass)`` once per reporter.
+
+    Called once, when the plugin manager first needs its reporters. A reporter
+    class subclasses :class:`anyprobe.Reporter` and sets ``name`` and
+    ``Options``; ``-r NAME[=DEST]`` and ``[[reporter]] type = "NAME"`` select it.
+    """
+
+
+@hookspec
+def anyprobe_demo_services(register: Callable[[Callable[..., Any]], None]) -> None:
+    """Register services for ``anyprobe demo``, by calling ``register(factory)``.
+
+    ``factory`` is an async context manager function (``@asynccontextmanager``)
+    taking no arguments: it starts a service on loopback and yields a list of
+    :class:`anyprobe.DemoCheck` (target URL, options, the verdict expected),
+    then stops the service when the demo ends. It must not reach past loopback.
+    """
+
+
+@hookspec
+def anyprobe_run_started(run: RunInfo) -> None:
+    """Called once at the start of a run, before the first check starts.
+
+    ``run`` describes the run (number of targets, concurrency, reporters). Do
+    not block: this runs on the event loop.
+    """
+
+
+@hookspec
+def anyprobe_run_finished(run: RunInfo, summary: RunSummary) -> None:
+    """Called once at the end of a run, after every reporter has finished.
+
+    ``summary`` counts the results by status and says whether the run was
+    interrupted. Also called after Ctrl-C, with what was finished by then.
+    """

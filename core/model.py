@@ -1,0 +1,223 @@
+"""The data model every part of anyprobe shares: statuses, targets, outcomes and results.
+
+Results are plain frozen dataclasses with slots: one is built per check, so they
+stay cheap. Validation (pydantic) happens at the edges, before a run starts.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Status(enum.Enum):
+    """The verdict of one check, in the monitoring-plugins convention.
+
+    Statuses are ordered by severity (``ok < warning < critical < unknown``) and
+    the severity is also the exit status a Nagios-style plugin would use.
+    """
+
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+
+    @property
+    def severity(self) -> int:
+        """0 for ok, 1 for warning, 2 for critical, 3 for unknown."""
+        return _SEVERITY[self]
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Status):
+            return NotImplemented
+        return _SEVERITY[self] < _SEVERITY[other]
+
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, Status):
+            return NotImplemented
+        return _SEVERITY[self] <= _SEVERITY[other]
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, Status):
+            return NotImplemented
+        return _SEVERITY[self] > _SEVERITY[other]
+
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, Status):
+            return NotImplemented
+        return _SEVERITY[self] >= _SEVERITY[other]
+
+    @classmethod
+    def worst(cls, statuses: Iterable[Status]) -> Status:
+        """The most severe of ``statuses``; ``ok`` when there are none."""
+        return max(statuses, key=_SEVERITY.__getitem__, default=cls.OK)
+
+
+_SEVERITY = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """What went wrong in a failed check.
+
+    ``type`` is the exception's class name (``ConnectError``, ``TimeoutError``),
+    ``phase`` the phase it happened in (``connect``, ``tls``...) or None.
+    """
+
+    type: str
+    message: str
+    phase: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, phase: str | None = None) -> ErrorInfo:
+        """Describe ``exc``; the message falls back to the class name when empty."""
+        return cls(type(exc).__name__, str(exc) or type(exc).__name__, phase)
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"type": self.type, "message": self.message, "phase": self.phase}
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One line of a check's ``--explain`` trace: seconds since the attempt started."""
+
+    at: float
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One check to run: validated, ready for the scheduler.
+
+    ``url`` is the URL as given (it may carry credentials: never print it);
+    ``display_url`` is the same URL with any password replaced by ``***``.
+    ``options`` is an instance of the probe's ``Options`` model.
+    """
+
+    name: str
+    url: str
+    display_url: str
+    probe: str
+    host: str
+    port: int | None
+    options: Any
+    labels: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = 10.0
+    retries: int = 0
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a probe's ``check`` returns; core turns it into a :class:`Result`.
+
+    ``metrics`` holds numbers and short strings a reporter may export
+    (``http_status``, ``cert_expiry_days``); ``details`` holds structured data
+    that is only worth reading (a certificate chain, the DNS answers).
+
+    >>> Outcome.ok("connected", metrics={"port": 22})
+    Outcome(status=<Status.OK: 'ok'>, summary='connected', ...)
+    """
+
+    status: Status
+    summary: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    error: ErrorInfo | None = None
+
+    @classmethod
+    def ok(cls, summary: str, **kwargs: Any) -> Outcome:
+        return cls(Status.OK, summary, **kwargs)
+
+    @classmethod
+    def warning(cls, summary: str, **kwargs: Any) -> Outcome:
+        return cls(Status.WARNING, summary, **kwargs)
+
+    @classmethod
+    def critical(cls, summary: str, **kwargs: Any) -> Outcome:
+        return cls(Status.CRITICAL, summary, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The result of one check, as every reporter receives it.
+
+    Its fields are the JSON Lines contract (see :meth:`as_dict`); ``trace`` and
+    ``details`` are only written when they hold something.
+    """
+
+    name: str
+    target: str
+    probe: str
+    status: Status
+    summary: str
+    started: datetime
+    duration: float
+    attempts: int
+    phases: Mapping[str, float]
+    metrics: Mapping[str, Any]
+    error: ErrorInfo | None
+    labels: Mapping[str, str]
+    details: Mapping[str, Any] = field(default_factory=dict)
+    trace: tuple[TraceEvent, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON Lines record: keys may be added over time, never renamed."""
+        record: dict[str, Any] = {
+            "name": self.name,
+            "target": self.target,
+            "probe": self.probe,
+            "status": self.status.value,
+            "summary": self.summary,
+            "started": self.started.isoformat(),
+            "duration": self.duration,
+            "attempts": self.attempts,
+            "phases": dict(self.phases),
+            "metrics": dict(self.metrics),
+            "error": self.error.as_dict() if self.error else None,
+            "labels": dict(self.labels),
+        }
+        if self.details:
+            record["details"] = dict(self.details)
+        if self.trace:
+            record["trace"] = [{"at": e.at, "message": e.message} for e in self.trace]
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a run did, given to reporters once every result has been delivered.
+
+    ``not_finished`` counts targets that were never checked or were cancelled
+    mid-check (after Ctrl-C or SIGTERM); ``interrupted`` names the signal.
+    """
+
+    total: int
+    counts: Mapping[Status, int]
+    not_finished: int
+    duration: float
+    interrupted: str | None = None
+    reporter_failures: tuple[str, ...] = ()
+
+    @property
+    def worst(self) -> Status:
+        return Status.worst(s for s, n in self.counts.items() if n)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.values())
+
+    def describe(self) -> str:
+        """One line: ``5 checks: 3 ok, 1 warning, 1 critical in 1.20 s``."""
+        parts = [f"{self.counts.get(s, 0)} {s.value}" for s in Status if self.counts.get(s, 0)]
+        text = f"{self.finished} check{'s' if self.finished != 1 else ''}"
+        if parts:
+            text += ": " + ", ".join(parts)
+        text += f" in {self.duration:.2f} s"
+        if self.not_finished:
+            text += f"; {self.not_finished} not finished"
+        if self.interrupted:
+            text += f" (interrupted by {self.interrupted})"
+        return text

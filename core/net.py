@@ -1,0 +1,116 @@
+"""Network helpers every socket-based probe needs: resolving, naming errors.
+
+Probes resolve names themselves (instead of letting a library do it) so that
+the ``resolve`` phase is timed on its own and ``ip_family`` is honoured, as
+blackbox_exporter does.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from typing import Literal
+
+import anyio
+
+from .errors import CheckFailed
+
+IpFamily = Literal["any", "ipv4", "ipv6"]
+
+_FAMILIES = {"any": socket.AF_UNSPEC, "ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+
+
+async def resolve(host: str, port: int, ip_family: IpFamily = "any") -> list[str]:
+    """The addresses of ``host``, in the resolver's order, for ``ip_family``.
+
+    An IP literal is returned as it is (when it fits the family). A name that
+    does not resolve raises :class:`~anyprobe.CheckFailed`.
+    """
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        if (ip_family == "ipv4" and literal.version != 4) or (
+            ip_family == "ipv6" and literal.version != 6
+        ):
+            raise CheckFailed(f"{host} is not an {ip_family} address")
+        return [host]
+    try:
+        infos = await anyio.getaddrinfo(
+            host, port, family=_FAMILIES[ip_family], type=socket.SOCK_STREAM
+        )
+    except socket.gaierror as exc:
+        raise CheckFailed(f"cannot resolve {host}: {exc.strerror}", error=exc) from None
+    addresses: list[str] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        address = str(sockaddr[0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise CheckFailed(f"{host} has no {ip_family} address")
+    return addresses
+
+
+_ERRNO_TEXT = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset by peer",
+    errno.EHOSTUNREACH: "no route to host",
+    errno.ENETUNREACH: "network unreachable",
+    errno.ETIMEDOUT: "connection timed out",
+    errno.ECONNABORTED: "connection aborted",
+    errno.EPIPE: "connection closed by peer (broken pipe)",
+    errno.EADDRNOTAVAIL: "address not available",
+    errno.EMFILE: "too many open files (raise ulimit -n or lower --concurrency)",
+}
+
+
+def root_os_error(exc: BaseException) -> BaseException:
+    """The OSError that explains ``exc``: anyio wraps failed connects in an OSError
+    whose cause is a group of the real ones."""
+    seen = exc
+    while getattr(seen, "errno", None) is None:
+        cause = seen.__cause__ or seen.__context__
+        if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+            cause = cause.exceptions[0]
+        if cause is None:
+            break
+        seen = cause
+    return seen if getattr(seen, "errno", None) is not None else exc
+
+
+def describe_os_error(exc: BaseException) -> str:
+    """A short, lower-case description: ``connection refused``, ``connection reset by peer``."""
+    root = root_os_error(exc)
+    code = getattr(root, "errno", None)
+    if code in _ERRNO_TEXT:
+        return _ERRNO_TEXT[code]
+    if isinstance(root, OSError) and root.strerror:
+        return root.strerror.lower()
+    return str(root) or type(root).__name__
+
+
+def fail_from_os_error(exc: BaseException, what: str = "") -> CheckFailed:
+    """A critical :class:`~anyprobe.CheckFailed` describing ``exc``: raise it."""
+    text = describe_os_error(exc)
+    return CheckFailed(f"{what}{text}" if not what else f"{what}: {text}", error=root_os_error(exc))
+
+
+async def connect_tcp(
+    addresses: list[str], port: int, *, local_host: str | None = None
+) -> tuple[anyio.abc.SocketStream, str]:
+    """Connect to the first of ``addresses`` that accepts, in order.
+
+    Returns the stream and the address used; raises :class:`~anyprobe.CheckFailed`
+    describing the last failure when none accepts.
+    """
+    last: BaseException | None = None
+    for address in addresses:
+        try:
+            stream = await anyio.connect_tcp(address, port, local_host=local_host)
+            return stream, address
+        except OSError as exc:
+            last = exc
+    assert last is not None
+    raise fail_from_os_error(last) from None

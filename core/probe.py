@@ -1,0 +1,190 @@
+"""What a probe is, and what core offers it while it checks a target.
+
+A probe is a class with a ``name``, the URL ``schemes`` it handles, an
+``Options`` model (pydantic, a subclass of :class:`ProbeOptions`) and one async
+method, ``check(target, options, ctx)``, that returns an :class:`Outcome`::
+
+    class EchoProbe(anyprobe.Probe[EchoOptions]):
+        name = "echo"
+        schemes = ("echo",)
+        Options = EchoOptions
+
+        async def check(self, target, options, ctx):
+            with ctx.phase("connect"):
+                stream = await anyio.connect_tcp(target.host, target.port)
+            ...
+            return anyprobe.Outcome.ok("echoed 5 bytes")
+
+Core times the attempt, enforces the timeout, applies ``warning_after`` /
+``critical_after``, retries, and turns an exception into an ``unknown`` result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar, Generic, TypeVar
+from urllib.parse import SplitResult
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .errors import TargetError
+from .model import Outcome, Target, TraceEvent
+
+T = TypeVar("T")
+
+
+class ProbeOptions(BaseModel):
+    """Base of every probe's options model; the fields here apply to every probe.
+
+    Subclasses add their own fields, each with a default and a ``description``
+    (shown by ``anyprobe plugins`` and in the config schema).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    warning_after: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds: a check that succeeds but takes longer is a warning.",
+    )
+    critical_after: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds: a check that succeeds but takes longer is critical.",
+    )
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> ProbeOptions:
+        if (
+            self.warning_after is not None
+            and self.critical_after is not None
+            and self.warning_after > self.critical_after
+        ):
+            raise ValueError("warning_after must not be greater than critical_after")
+        return self
+
+
+OptionsT = TypeVar("OptionsT", bound=ProbeOptions)
+
+
+class CheckContext:
+    """What core gives a probe for one attempt of one check.
+
+    - ``timeout`` and ``deadline`` (on ``anyio.current_time()``'s clock): the
+      attempt is cancelled at the deadline; use :meth:`remaining` for a
+      library's own timeout argument.
+    - ``phase(name)``: time a phase; a failure or timeout inside it is reported
+      as happening in that phase.
+    - ``trace(message)``: a line of the ``--explain`` trace (cheap when off).
+    - ``shared(key, factory)``: an object built once per run and shared by
+      every check (an SSL context, a resolver).
+    - ``metrics``: a dict a probe may fill as it goes; it is merged into the
+      outcome's metrics even when the check fails half-way.
+    """
+
+    __slots__ = (
+        "_resources",
+        "_started",
+        "attempt",
+        "current_phase",
+        "deadline",
+        "explain",
+        "metrics",
+        "phases",
+        "timeout",
+        "trace_events",
+    )
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        deadline: float,
+        attempt: int = 1,
+        explain: bool = False,
+        resources: dict[Any, Any] | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.deadline = deadline
+        self.attempt = attempt
+        self.explain = explain
+        self.phases: dict[str, float] = {}
+        self.metrics: dict[str, Any] = {}
+        self.current_phase: str | None = None
+        self.trace_events: list[TraceEvent] = []
+        self._resources = resources if resources is not None else {}
+        self._started = time.perf_counter()
+
+    def remaining(self) -> float:
+        """Seconds left before this attempt is cancelled (never negative)."""
+        import anyio
+
+        return max(0.0, self.deadline - anyio.current_time())
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the enclosed block as phase ``name`` (added up if entered twice)."""
+        outer = self.current_phase
+        self.current_phase = name
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
+        # Only a phase that ended normally hands back to the outer one, so that
+        # an exception keeps pointing at the phase it happened in.
+        self.current_phase = outer
+
+    def record_phase(self, name: str, seconds: float) -> None:
+        """Record a phase measured elsewhere (a library's own timing events)."""
+        self.phases[name] = self.phases.get(name, 0.0) + seconds
+
+    def trace(self, message: str) -> None:
+        """Add ``message`` to the ``--explain`` trace; nothing happens when it is off."""
+        if self.explain:
+            self.trace_events.append(TraceEvent(time.perf_counter() - self._started, message))
+
+    def shared(self, key: Any, factory: Callable[[], T]) -> T:
+        """The run-wide object stored under ``key``, built by ``factory`` the first time."""
+        try:
+            return self._resources[key]  # type: ignore[no-any-return]
+        except KeyError:
+            value = self._resources[key] = factory()
+            return value
+
+
+class Probe(Generic[OptionsT]):
+    """Base class of probes. Subclasses set ``name``, ``schemes``, ``Options``.
+
+    ``default_ports`` maps a scheme to the port used when the URL has none; a
+    scheme missing from it requires a port in the URL. Override
+    :meth:`validate_url` for other rules; it runs before any check starts.
+    """
+
+    name: ClassVar[str]
+    schemes: ClassVar[tuple[str, ...]]
+    Options: ClassVar[type[ProbeOptions]] = ProbeOptions
+    default_ports: ClassVar[Mapping[str, int]] = {}
+    description: ClassVar[str] = ""
+
+    def validate_url(self, url: SplitResult, text: str) -> tuple[str, int | None]:
+        """Check ``url`` (``text`` as the user wrote it) and return its host and port.
+
+        Raise :class:`~anyprobe.TargetError` for a URL this probe cannot check.
+        The default wants a host and a port (or a default port for the scheme).
+        """
+        host = url.hostname or ""
+        if not host:
+            raise TargetError(f"{text}: no host in the URL")
+        port = url.port
+        if port is None:
+            port = self.default_ports.get(url.scheme)
+            if port is None:
+                raise TargetError(f"{text}: no port in the URL ({url.scheme}://HOST:PORT)")
+        return host, port
+
+    async def check(self, target: Target, options: OptionsT, ctx: CheckContext) -> Outcome:
+        """Check ``target`` once and return the outcome. See the module docstring."""
+        raise NotImplementedError

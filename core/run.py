@@ -1,0 +1,121 @@
+"""One run: validated targets through the scheduler, results to the reporters.
+
+:class:`Run` is what the CLI and the embedding API both execute, so a result
+takes the same path whoever asked for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from .model import Result, RunSummary, Status, Target
+from .manager import PluginManager
+from .reporter import ReportContext, Reporter
+from .scheduler import Scheduler, resolve_concurrency
+from .stream import Fanout
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What lifecycle hooks are told about a run."""
+
+    total: int
+    concurrency: int
+    per_host: int | None
+    reporters: tuple[str, ...]
+    explain: bool
+
+
+class Run:
+    """Check ``targets`` and deliver every result to ``reporters``.
+
+    Call :meth:`interrupt` (from a signal handler task, say) to stop starting
+    and running checks; what finished by then still reaches every reporter.
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        manager: PluginManager,
+        reporters: Sequence[tuple[str, Reporter[Any]]] = (),
+        *,
+        concurrency: int | None = None,
+        per_host: int | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
+        explain: bool = False,
+        verbosity: int = 0,
+        color: bool | None = None,
+    ) -> None:
+        self.targets = targets
+        self.manager = manager
+        self.reporters = list(reporters)
+        self.concurrency = resolve_concurrency(concurrency)
+        self.per_host = per_host
+        self.explain = explain
+        self.scheduler = Scheduler(
+            manager.probes,
+            concurrency=self.concurrency,
+            per_host=per_host,
+            limiter=limiter,
+            explain=explain,
+        )
+        self.report_context = ReportContext(
+            total=len(targets), explain=explain, verbosity=verbosity, color=color
+        )
+        self.counts: Counter[Status] = Counter()
+        self.interrupted: str | None = None
+        self._checks_scope: anyio.CancelScope | None = None
+
+    @property
+    def info(self) -> RunInfo:
+        return RunInfo(
+            total=len(self.targets),
+            concurrency=self.concurrency,
+            per_host=self.per_host,
+            reporters=tuple(name for name, _ in self.reporters),
+            explain=self.explain,
+        )
+
+    def interrupt(self, reason: str) -> None:
+        """Cancel the checks still running; results already finished are kept."""
+        if self.interrupted is None:
+            self.interrupted = reason
+        if self._checks_scope is not None:
+            self._checks_scope.cancel()
+
+    async def execute(self) -> RunSummary:
+        """Run every check; returns once every reporter has finished."""
+        fanout = Fanout(self.reporters, self.report_context)
+        info = self.info
+        self.manager.call_lifecycle("anyprobe_run_started", run=info)
+        start = time.perf_counter()
+
+        async def emit(result: Result) -> None:
+            self.counts[result.status] += 1
+            await fanout.send(result)
+
+        async with anyio.create_task_group() as tg:
+            fanout.start(tg)
+            with anyio.CancelScope() as scope:
+                self._checks_scope = scope
+                if self.interrupted is None:
+                    await self.scheduler.run(self.targets, emit, len(self.targets))
+            self._checks_scope = None
+            summary = RunSummary(
+                total=len(self.targets),
+                counts=dict(self.counts),
+                not_finished=len(self.targets) - sum(self.counts.values()),
+                duration=time.perf_counter() - start,
+                interrupted=self.interrupted,
+            )
+            fanout.close(summary)
+        summary = dataclasses.replace(summary, reporter_failures=tuple(fanout.failures))
+        self.manager.call_lifecycle("anyprobe_run_finished", run=info, summary=summary)
+        return summary

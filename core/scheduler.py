@@ -1,0 +1,251 @@
+"""The scheduler: runs every target's check, bounded, timed, retried.
+
+A fixed set of worker tasks pulls targets from one iterator, so memory grows
+with the concurrency, not with the number of targets. Each check runs under a
+global :class:`anyio.CapacityLimiter` (which an embedding program may share
+between runs), a per-host limit, and a deadline per attempt. Whatever a probe
+does, the scheduler produces one :class:`~anyprobe.Result` per target: an
+exception becomes ``unknown``, a timeout ``critical``. Only cancellation from
+outside ends a check without a result.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import resource
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from .errors import CheckFailed
+from .model import ErrorInfo, Outcome, Result, Status, Target
+from .probe import CheckContext, Probe
+
+log = logging.getLogger("anyprobe.scheduler")
+
+DEFAULT_CONCURRENCY = 100
+#: File descriptors kept free for the process itself (reporters, logs, imports).
+RESERVED_FILES = 64
+#: Sockets one check may hold at once (a resolver's and the probe's own).
+FILES_PER_CHECK = 2
+BACKOFF_BASE = 0.2
+BACKOFF_MAX = 5.0
+
+
+def open_file_limit() -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def raise_open_file_limit(wanted: int) -> int:
+    """Raise the soft open-file limit towards ``wanted`` (up to the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError):
+            log.debug("could not raise RLIMIT_NOFILE to %d", new)
+    return open_file_limit()
+
+
+def max_safe_concurrency() -> int:
+    """The most concurrent checks the open-file limit allows."""
+    return max(1, (open_file_limit() - RESERVED_FILES) // FILES_PER_CHECK)
+
+
+def resolve_concurrency(requested: int | None) -> int:
+    """The concurrency to use: ``requested`` or the default, within the file limit.
+
+    The soft limit is raised when the hard limit allows it; otherwise the
+    concurrency is lowered, because a check that fails for lack of a socket
+    would report a healthy target as down.
+    """
+    wanted = requested or DEFAULT_CONCURRENCY
+    needed = wanted * FILES_PER_CHECK + RESERVED_FILES
+    if open_file_limit() < needed:
+        raise_open_file_limit(needed)
+    safe = max_safe_concurrency()
+    if wanted > safe:
+        log.warning(
+            "concurrency %d lowered to %d to stay within the open-file limit (ulimit -n %d)",
+            wanted,
+            safe,
+            open_file_limit(),
+        )
+        return safe
+    return wanted
+
+
+class HostLimits:
+    """A CapacityLimiter per host, created on first use and dropped when idle."""
+
+    def __init__(self, per_host: int | None) -> None:
+        self.per_host = per_host
+        self._limiters: dict[str, tuple[anyio.CapacityLimiter, list[int]]] = {}
+
+    @asynccontextmanager
+    async def hold(self, host: str) -> Any:
+        if not self.per_host:
+            yield
+            return
+        entry = self._limiters.get(host)
+        if entry is None:
+            entry = self._limiters[host] = (anyio.CapacityLimiter(self.per_host), [0])
+        limiter, users = entry
+        users[0] += 1
+        try:
+            async with limiter:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._limiters[host]
+
+
+def backoff_delay(attempt: int) -> float:
+    """Exponential backoff with full jitter before attempt ``attempt + 1``."""
+    ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class Scheduler:
+    """Runs targets through their probes and hands each result to ``emit``."""
+
+    def __init__(
+        self,
+        probes: Mapping[str, Probe[Any]],
+        *,
+        concurrency: int,
+        per_host: int | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
+        explain: bool = False,
+    ) -> None:
+        self.probes = probes
+        self.concurrency = max(1, concurrency)
+        self.limiter = limiter or anyio.CapacityLimiter(self.concurrency)
+        self.host_limits = HostLimits(per_host)
+        self.explain = explain
+        self.resources: dict[Any, Any] = {}
+        self.started = 0
+        self.finished = 0
+
+    async def run(
+        self, targets: Iterable[Target], emit: Callable[[Result], Awaitable[None]], total: int
+    ) -> None:
+        """Check every target; returns when all are done (or raises when cancelled)."""
+        iterator = iter(targets)
+
+        async def worker() -> None:
+            for target in iterator:
+                self.started += 1
+                result = await self.check(target)
+                self.finished += 1
+                await emit(result)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(self.concurrency, total)):
+                tg.start_soon(worker)
+
+    async def check(self, target: Target) -> Result:
+        """Every attempt of one target's check, within the limits; one result."""
+        probe = self.probes[target.probe]
+        started = datetime.now(UTC)
+        failures: list[str] = []
+        attempt = 0
+        while True:
+            attempt += 1
+            async with self.host_limits.hold(target.host), self.limiter:
+                ctx, outcome, elapsed = await self._attempt(probe, target, attempt)
+            if outcome.status in (Status.OK, Status.WARNING) or attempt > target.retries:
+                break
+            failures.append(outcome.summary)
+            await anyio.sleep(backoff_delay(attempt))
+        summary = outcome.summary
+        if failures and outcome.status in (Status.OK, Status.WARNING):
+            summary += f" (on attempt {attempt}; attempt 1: {failures[0]})"
+        elif failures:
+            summary += f" (all {attempt} attempts failed)"
+        metrics = {**ctx.metrics, **outcome.metrics} if ctx.metrics else outcome.metrics
+        return Result(
+            name=target.name,
+            target=target.display_url,
+            probe=target.probe,
+            status=outcome.status,
+            summary=summary,
+            started=started,
+            duration=elapsed,
+            attempts=attempt,
+            phases=ctx.phases,
+            metrics=metrics,
+            error=outcome.error,
+            labels=target.labels,
+            details=outcome.details,
+            trace=tuple(ctx.trace_events),
+        )
+
+    async def _attempt(
+        self, probe: Probe[Any], target: Target, attempt: int
+    ) -> tuple[CheckContext, Outcome, float]:
+        deadline = anyio.current_time() + target.timeout
+        ctx = CheckContext(
+            timeout=target.timeout,
+            deadline=deadline,
+            attempt=attempt,
+            explain=self.explain,
+            resources=self.resources,
+        )
+        start = time.perf_counter()
+        outcome: Outcome | None = None
+        try:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                outcome = await probe.check(target, target.options, ctx)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except CheckFailed as failed:
+            outcome = failed.to_outcome(ctx.current_phase)
+        except Exception as exc:
+            error = ErrorInfo.from_exception(exc, ctx.current_phase)
+            outcome = Outcome(
+                Status.UNKNOWN,
+                f"probe {probe.name} raised {error.type}: {error.message}",
+                error=error,
+            )
+        elapsed = time.perf_counter() - start
+        if scope.cancelled_caught or outcome is None:
+            phase = ctx.current_phase
+            where = f" during {phase}" if phase else ""
+            message = f"timed out after {target.timeout:g} s{where}"
+            outcome = Outcome(
+                Status.CRITICAL, message, error=ErrorInfo("TimeoutError", message, phase)
+            )
+        elif not isinstance(outcome, Outcome):
+            error = ErrorInfo("TypeError", f"check() returned {type(outcome).__name__}")
+            outcome = Outcome(
+                Status.UNKNOWN, f"probe {probe.name} returned no Outcome", error=error
+            )
+        else:
+            outcome = apply_thresholds(outcome, target.options, elapsed)
+        return ctx, outcome, elapsed
+
+
+def apply_thresholds(outcome: Outcome, options: Any, elapsed: float) -> Outcome:
+    """Make a passing outcome a warning or critical when it took too long."""
+    if outcome.status is not Status.OK and outcome.status is not Status.WARNING:
+        return outcome
+    critical_after = getattr(options, "critical_after", None)
+    warning_after = getattr(options, "warning_after", None)
+    if critical_after is not None and elapsed > critical_after:
+        status, limit, name = Status.CRITICAL, critical_after, "critical_after"
+    elif warning_after is not None and elapsed > warning_after and outcome.status is Status.OK:
+        status, limit, name = Status.WARNING, warning_after, "warning_after"
+    else:
+        return outcome
+    outcome.status = status
+    outcome.summary += f" (took {elapsed:.3f} s, over {name} {limit:g} s)"
+    return outcome

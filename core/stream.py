@@ -1,0 +1,92 @@
+"""The result stream: every result, in completion order, to every reporter.
+
+Each reporter reads its own bounded memory object stream. Sending waits while
+a reporter's buffer is full (back-pressure, so memory stays bounded); a
+reporter that raises is recorded as failed and its stream closed, so later
+sends skip it and the other reporters lose nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .model import Result, RunSummary
+from .reporter import ReportContext, Reporter, ResultStream
+
+log = logging.getLogger("anyprobe.stream")
+
+#: Results a reporter may fall behind before the checks wait for it.
+REPORTER_BUFFER = 1024
+
+
+@dataclass
+class _Channel:
+    name: str
+    reporter: Reporter[Any]
+    send: MemoryObjectSendStream[Result]
+    receive: MemoryObjectReceiveStream[Result]
+    failure: str | None = None
+    delivered: int = field(default=0)
+
+
+class Fanout:
+    """Delivers results to reporters; start it in a task group, then send, then close."""
+
+    def __init__(
+        self,
+        reporters: list[tuple[str, Reporter[Any]]],
+        ctx: ReportContext,
+        *,
+        buffer: int = REPORTER_BUFFER,
+    ) -> None:
+        self.ctx = ctx
+        self._channels = []
+        for name, reporter in reporters:
+            send, receive = anyio.create_memory_object_stream[Result](buffer)
+            self._channels.append(_Channel(name, reporter, send, receive))
+        self._live = list(self._channels)
+
+    @property
+    def failures(self) -> list[str]:
+        """One line per reporter that failed: ``reporter jsonl failed: OSError: ...``."""
+        return [c.failure for c in self._channels if c.failure]
+
+    def start(self, task_group: TaskGroup) -> None:
+        for channel in self._channels:
+            task_group.start_soon(self._run_reporter, channel, name=f"reporter {channel.name}")
+
+    async def _run_reporter(self, channel: _Channel) -> None:
+        try:
+            async with channel.receive:
+                await channel.reporter.report(ResultStream(channel.receive), self.ctx)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as exc:
+            channel.failure = f"reporter {channel.name} failed: {type(exc).__name__}: {exc}"
+            log.debug("reporter %s failed", channel.name, exc_info=True)
+
+    async def send(self, result: Result) -> None:
+        """Give ``result`` to every live reporter, waiting while one's buffer is full."""
+        for channel in self._live:
+            try:
+                await channel.send.send(result)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._drop(channel)
+
+    def _drop(self, channel: _Channel) -> None:
+        if channel in self._live:
+            self._live = [c for c in self._live if c is not channel]
+            if channel.failure is None:
+                channel.failure = f"reporter {channel.name} stopped reading before the run ended"
+
+    def close(self, summary: RunSummary) -> None:
+        """End every reporter's stream; ``ctx.summary`` is set first so they can read it."""
+        self.ctx.summary = summary
+        for channel in self._channels:
+            channel.send.close()

@@ -1,0 +1,254 @@
+"""Turning what the user wrote into validated :class:`~anyprobe.Target` objects.
+
+One parser for target URLs, one for ``--set KEY=VALUE``, one way to validate
+options against a probe's model: the CLI, the config file and the embedding
+API all go through here, so they accept and reject exactly the same input.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import OptionsError, TargetError, did_you_mean
+from .model import Target
+from .manager import PluginManager
+
+#: Per-check settings that core handles itself, next to the probe's options.
+CHECK_FIELDS = ("name", "url", "timeout", "retries", "labels")
+
+DEFAULT_TIMEOUT = 10.0
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its userinfo, if any, replaced by ``***``."""
+    if "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    userinfo, at, hostport = authority.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    redacted = f"{user}:***" if colon else user
+    return f"{scheme}://{redacted}@{hostport}{slash}{path}"
+
+
+def split_url(text: str) -> SplitResult:
+    """Split a target URL, with one clear error for anything unparseable."""
+    if any(c.isspace() for c in text) or not text:
+        raise TargetError(f"{text!r}: a target is a URL without spaces, like tcp://host:port")
+    if "://" not in text:
+        raise TargetError(f"{redact_url(text)}: not a URL (expected SCHEME://HOST..., like tcp://{text})")
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise TargetError(f"{redact_url(text)}: {exc}") from None
+    return url
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a TOML value when it parses as one, else the string itself.
+
+    ``5`` is an int, ``1.5`` a float, ``true`` a bool, ``[200, 301]`` a list,
+    ``"a b"`` a string; anything else (``UP``, ``/health``) is taken as written.
+    """
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_set(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Parse repeated ``--set KEY=VALUE`` into a dict (dotted keys make tables)."""
+    values: dict[str, Any] = {}
+    for item in assignments:
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise OptionsError(f"--set {item!r}: expected KEY=VALUE")
+        parts = key.split(".")
+        if not all(p.isidentifier() or p.replace("-", "_").isidentifier() for p in parts):
+            raise OptionsError(f"--set {item!r}: {key!r} is not an option name")
+        table = values
+        for part in parts[:-1]:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise OptionsError(f"--set {item!r}: {part!r} is set as a value and a table")
+        table[parts[-1]] = parse_value(raw)
+    return values
+
+
+def validate_options(model: type[BaseModel], raw: Mapping[str, Any], *, what: str) -> BaseModel:
+    """Validate ``raw`` against ``model``; the first problem becomes an OptionsError."""
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise options_error(exc, model, what=what) from None
+
+
+def options_error(exc: ValidationError, model: type[BaseModel], *, what: str) -> OptionsError:
+    """One line for the first error of a pydantic ValidationError."""
+    error = exc.errors(include_url=False)[0]
+    location = ".".join(str(p) for p in error["loc"]) or None
+    if error["type"] == "extra_forbidden" and location:
+        hint = did_you_mean(str(error["loc"][-1]), model.model_fields)
+        message = f"unknown option for {what}{hint}"
+    else:
+        message = error["msg"]
+        if error["type"] not in ("missing",) and "input" in error:
+            message += f" (got {_short(error['input'])})"
+    return OptionsError(message, field=location)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class TargetFactory:
+    """Builds targets for one manager; validated options are shared between
+    targets with the same probe and the same options, so a 100,000-line target
+    list costs one options object, not 100,000."""
+
+    def __init__(self, manager: PluginManager) -> None:
+        self.manager = manager
+        self._options_cache: dict[tuple[str, str], Any] = {}
+
+    def options_for(self, probe_name: str, raw: Mapping[str, Any]) -> Any:
+        """``raw`` validated by the probe's model; equal inputs give the same object."""
+        key = (probe_name, repr(sorted(raw.items())))
+        options = self._options_cache.get(key)
+        if options is None:
+            model = self.manager.probes[probe_name].Options
+            options = validate_options(model, raw, what=f"probe {probe_name}")
+            self._options_cache[key] = options
+        return options
+
+    def build(
+        self,
+        text: str,
+        *,
+        name: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = 0,
+    ) -> Target:
+        """A validated target for URL ``text``; raises TargetError or OptionsError.
+
+        ``options`` must only hold options the target's probe knows (see
+        :func:`options_for_probe` to pick them out of a shared set).
+        """
+        url = split_url(text)
+        display = redact_url(text)
+        scheme = url.scheme.lower()
+        probe = self.manager.probe_for_scheme(scheme)
+        if probe is None:
+            known = ", ".join(sorted(self.manager.schemes)) or "none"
+            raise TargetError(
+                f"{display}: unknown scheme {scheme!r}{did_you_mean(scheme, self.manager.schemes)}"
+                f" (known: {known})"
+            )
+        try:
+            host, port = probe.validate_url(url, display)
+        except ValueError as exc:
+            raise TargetError(f"{display}: {exc}") from None
+        validated = self.options_for(probe.name, options if options is not None else _EMPTY)
+        return Target(
+            name=name or display,
+            url=text,
+            display_url=display,
+            probe=probe.name,
+            host=host.lower(),
+            port=port,
+            options=validated,
+            labels=dict(labels) if labels else _EMPTY_LABELS,
+            timeout=timeout,
+            retries=retries,
+        )
+
+
+_EMPTY: Mapping[str, Any] = {}
+_EMPTY_LABELS: Mapping[str, str] = {}
+
+
+def options_for_probe(
+    manager: PluginManager, probe_name: str, shared: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """The subset of ``shared`` options (``--set``, ``[defaults]``) a probe knows."""
+    fields = manager.probes[probe_name].Options.model_fields
+    return {k: v for k, v in shared.items() if k in fields}
+
+
+def check_shared_options(manager: PluginManager, shared: Mapping[str, Any], probes: set[str], *, what: str) -> None:
+    """Fail on a shared option that none of ``probes`` knows, with a did-you-mean."""
+    known: set[str] = set()
+    for probe_name in probes:
+        known.update(manager.probes[probe_name].Options.model_fields)
+    for key in shared:
+        if key not in known:
+            names = ", ".join(sorted(probes)) or "no probe"
+            raise OptionsError(
+                f"unknown option for {names}{did_you_mean(key, known)}", field=key, source=what
+            )
+
+
+def read_target_lines(text: str) -> list[tuple[int, str]]:
+    """Targets from a file's text: one per line; blank lines and ``#`` comments skipped."""
+    lines = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            continue
+        stripped = stripped.split(" #", 1)[0].strip()  # a trailing comment, after a space
+        if stripped:
+            lines.append((number, stripped))
+    return lines
+
+
+def build_targets(
+    manager: PluginManager,
+    urls: list[tuple[str, int | None]] | list[str],
+    *,
+    options: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = 0,
+    source: str | None = None,
+) -> list[Target]:
+    """Validated targets for URLs sharing one set of options (``--set``, the API).
+
+    ``urls`` are strings, or ``(url, line)`` pairs read from ``source`` so that
+    an error names the file and line. An option none of the targets' probes
+    knows is an error; one that only some know applies to those.
+    """
+    factory = TargetFactory(manager)
+    shared = dict(options or {})
+    entries = [(u, None) if isinstance(u, str) else u for u in urls]
+    targets: list[Target] = []
+    per_probe: dict[str, Mapping[str, Any]] = {}
+    for text, line in entries:
+        try:
+            url = split_url(text)
+            probe = manager.probe_for_scheme(url.scheme)
+            raw = _EMPTY
+            if probe is not None and shared:
+                raw = per_probe.get(probe.name)  # type: ignore[assignment]
+                if raw is None:
+                    raw = per_probe[probe.name] = options_for_probe(manager, probe.name, shared)
+            targets.append(
+                factory.build(text, options=raw, labels=labels, timeout=timeout, retries=retries)
+            )
+        except (TargetError, OptionsError) as exc:
+            raise exc.located(source=source, line=line) from None
+    if shared:
+        check_shared_options(manager, shared, {t.probe for t in targets}, what="--set")
+    return targets

@@ -1,0 +1,130 @@
+"""The table reporter: every result sorted by latency, then a one-line summary.
+
+Coloured with rich in a terminal; plain aligned text when stdout is a file or
+a pipe, so it stays readable in CI logs and greppable.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from pydantic import Field
+
+import anyprobe
+
+STYLES = {
+    anyprobe.Status.OK: "green",
+    anyprobe.Status.WARNING: "yellow",
+    anyprobe.Status.CRITICAL: "red",
+    anyprobe.Status.UNKNOWN: "magenta",
+}
+
+
+class TableOptions(anyprobe.ReporterOptions):
+    sort: str = Field(
+        "latency",
+        pattern="^(latency|status|name|none)$",
+        description="Row order: latency (fastest first), status (worst first), name, none.",
+    )
+
+
+class TableReporter(anyprobe.Reporter[TableOptions]):
+    """A table of every result, then the run summary."""
+
+    name = "table"
+    Options = TableOptions
+    description = "A table sorted by latency (coloured in a terminal) and a summary line."
+
+    async def report(self, results: anyprobe.ResultStream, ctx: anyprobe.ReportContext) -> None:
+        rows = [result async for result in results]
+        rows = sort_rows(rows, self.options.sort)
+        if ctx.verbosity < 0:
+            rows = [r for r in rows if r.status is not anyprobe.Status.OK]
+        summary = ctx.summary.describe() if ctx.summary and ctx.verbosity >= 0 else None
+        async with await anyprobe.OutputFile.open(self.options.path) as out:
+            if out.is_terminal:
+                text = render_rich(rows, summary, explain=ctx.explain)
+            else:
+                text = render_plain(rows, summary, explain=ctx.explain)
+            await out.write(text)
+
+
+def sort_rows(rows: list[anyprobe.Result], order: str) -> list[anyprobe.Result]:
+    if order == "latency":
+        return sorted(rows, key=lambda r: r.duration)
+    if order == "status":
+        return sorted(rows, key=lambda r: (-r.status.severity, r.duration))
+    if order == "name":
+        return sorted(rows, key=lambda r: r.name)
+    return rows
+
+
+def _cells(result: anyprobe.Result) -> list[str]:
+    target = "" if result.target == result.name else result.target
+    return [
+        result.status.value.upper(),
+        result.name,
+        target,
+        f"{result.duration * 1000:.1f} ms",
+        result.summary,
+    ]
+
+
+HEADERS = ["STATUS", "NAME", "TARGET", "LATENCY", "SUMMARY"]
+
+
+def _trace_lines(result: anyprobe.Result) -> list[str]:
+    return [f"    {event.at * 1000:8.1f} ms  {event.message}" for event in result.trace]
+
+
+def render_plain(rows: list[anyprobe.Result], summary: str | None, *, explain: bool) -> str:
+    cells = [_cells(r) for r in rows]
+    show_target = any(c[2] for c in cells)
+    columns = [i for i in range(len(HEADERS)) if i != 2 or show_target]
+    widths = {i: max([len(HEADERS[i])] + [len(c[i]) for c in cells]) for i in columns}
+    last = columns[-1]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(values[i] if i == last else values[i].ljust(widths[i]) for i in columns)
+
+    out = [line(HEADERS)] if rows else []
+    for result, row in zip(rows, cells, strict=True):
+        out.append(line(row))
+        if explain:
+            out.extend(_trace_lines(result))
+    if summary:
+        out.append(summary)
+    return "".join(f"{text.rstrip()}\n" for text in out)
+
+
+def render_rich(rows: list[anyprobe.Result], summary: str | None, *, explain: bool) -> str:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    cells = [_cells(r) for r in rows]
+    show_target = any(c[2] for c in cells)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for i, header in enumerate(HEADERS):
+        if i != 2 or show_target:
+            table.add_column(header, justify="right" if header == "LATENCY" else "left",
+                             overflow="fold")
+    for result, row in zip(rows, cells, strict=True):
+        values: list[Any] = [Text(row[0], style=f"bold {STYLES[result.status]}")]
+        values += [row[i] for i in range(1, len(row)) if i != 2 or show_target]
+        table.add_row(*values)
+        if explain and result.trace:
+            table.add_row("", Text("\n".join(_trace_lines(result)), style="dim"))
+    console = Console(file=sys.stdout, highlight=False)
+    with console.capture() as capture:
+        if rows:
+            console.print(table)
+        if summary:
+            console.print(summary)
+    return capture.get()
+
+
+@anyprobe.hookimpl
+def anyprobe_register_reporters(register: Any) -> None:
+    register(TableReporter)

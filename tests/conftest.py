@@ -1,0 +1,22 @@
+"""Shared fixtures: every async test runs on asyncio and on trio."""
+
+from __future__ import annotations
+
+import pytest
+
+from anyprobe import PluginManager
+
+pytest_plugins = ["tests.servers"]
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def manager() -> PluginManager:
+    """A fresh plugin manager with anyprobe's own plugins (no third-party ones)."""
+    manager = PluginManager()
+    manager.load_entrypoints(autoload=False)
+    return manager

@@ -1,0 +1,58 @@
+"""Plain TCP fixtures: a port that accepts, one that refuses, one that never answers."""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+__all__ = ["blackhole_port", "closed_port", "listening_port"]
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A loopback port whose listener accepts (the kernel completes the handshake)."""
+    with socket.create_server(("127.0.0.1", 0), backlog=128) as server:
+        yield server.getsockname()[1]
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def blackhole_port() -> Iterator[int]:
+    """A loopback port whose SYNs go unanswered: a listener with a full backlog.
+
+    The listener never accepts; once its (tiny) accept queue is full, the
+    kernel drops further SYNs, so a connect hangs until the caller gives up.
+    """
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    # Fill the queue: connect until a connect no longer completes at once.
+    for _ in range(64):
+        client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        client.setblocking(False)
+        try:
+            client.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(client)
+        _, writable, _ = select.select([], [client], [], 0.2)
+        if not writable:
+            break
+    try:
+        yield port
+    finally:
+        for client in fillers:
+            client.close()
+        server.close()
