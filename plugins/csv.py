@@ -1,0 +1,1 @@
+"""Built-in csv plugin (being written: registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""Built-in dns plugin (being written: registers nothing yet)."""

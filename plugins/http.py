@@ -1,0 +1,1 @@
+"""Built-in http plugin (being written: registers nothing yet)."""

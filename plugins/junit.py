@@ -1,0 +1,1 @@
+"""Built-in junit plugin (being written: registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""Built-in markdown plugin (being written: registers nothing yet)."""

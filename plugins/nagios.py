@@ -1,0 +1,1 @@
+"""Built-in nagios plugin (being written: registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""Built-in prometheus plugin (being written: registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""Built-in ssh plugin (being written: registers nothing yet)."""

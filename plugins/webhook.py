@@ -1,0 +1,1 @@
+"""Built-in webhook plugin (being written: registers nothing yet)."""

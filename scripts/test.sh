@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what the test suite needs, then lint, type-check and test.
+# This is the README's test command; .ci/run calls it as it is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the interop tests run against (skipped when present).
+packages=(openssh-server openssh-client dnsmasq prometheus)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})) && command -v apt-get >/dev/null; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
+    # The packages' own services are not needed: the tests start their own.
+    for service in ssh dnsmasq prometheus prometheus-node-exporter; do
+        $SUDO service "$service" stop >/dev/null 2>&1 || true
+    done
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[dev,docs]'
+
+python3 -m ruff check core plugins tests benchmarks
+python3 -m ruff format --check core plugins tests benchmarks
+python3 -m mypy --strict core plugins
+
+# pytest exits 5 when it collected no test: that is a failure here too.
+python3 -m pytest -q -p no:randomly "$@"
