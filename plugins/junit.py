@@ -18,9 +18,8 @@ from collections.abc import Iterable
 from datetime import UTC
 from typing import Any
 
-from pydantic import Field
-
 import anyprobe
+from pydantic import Field
 
 # Characters XML 1.0 cannot carry at all, even escaped: a banner or a body
 # excerpt from a misbehaving server may contain them.

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
-
 from anyprobe import ErrorInfo, ReportContext, Reporter, Result, ResultStream, RunSummary, Status
 
 START = datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC)

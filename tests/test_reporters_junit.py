@@ -8,10 +8,9 @@ from pathlib import Path
 
 import anyio
 import pytest
-from junitparser import xunit2
-
 from anyprobe import ReportContext, Result, ResultStream, Status
 from anyprobe.plugins.junit import JunitOptions, JunitReporter
+from junitparser import xunit2
 
 from .reporter_samples import make_result, run_reporter, sample_results, summarize
 
@@ -58,7 +57,9 @@ async def test_critical_is_a_failure_and_unknown_an_error(tmp_path: Path) -> Non
     (error,) = odd.result
     assert error.type == "ValueError"
     # The NUL byte cannot exist in XML: it is replaced, everything else kept.
-    assert error.message == "probe raised ValueError: bad \ufffd byte | 50% <done> & more\nsecond line"
+    assert (
+        error.message == "probe raised ValueError: bad \ufffd byte | 50% <done> & more\nsecond line"
+    )
 
     assert cases["api"].is_passed
     assert cases["db primary"].is_passed
