@@ -23,8 +23,8 @@ if TYPE_CHECKING:
         UsageError,
     )
     from .hookspecs import hookimpl, hookspec
-    from .model import ErrorInfo, Outcome, Result, RunSummary, Status, Target, TraceEvent
     from .manager import PluginInfo, PluginManager
+    from .model import ErrorInfo, Outcome, Result, RunSummary, Status, Target, TraceEvent
     from .probe import CheckContext, Probe, ProbeOptions
     from .reporter import OutputFile, ReportContext, Reporter, ReporterOptions, ResultStream
     from .run import Run, RunInfo

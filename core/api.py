@@ -18,8 +18,8 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .model import Result, Target
 from .manager import PluginManager, default_manager
+from .model import Result, Target
 from .reporter import ReportContext, Reporter, ReporterOptions, ResultStream
 from .run import Run
 from .targets import DEFAULT_TIMEOUT, build_targets
@@ -56,12 +56,21 @@ def prepare(
     for the first bad one.
     """
     manager = manager or default_manager(plugins=plugins)
-    texts = []
-    ready = []
+    texts: list[str] = []
+    ready: list[Target] = []
     for item in targets:
-        (ready if isinstance(item, Target) else texts).append(item)
+        if isinstance(item, Target):
+            ready.append(item)
+        else:
+            texts.append(item)
     built = build_targets(
-        manager, texts, options=options, labels=labels, timeout=timeout, retries=retries
+        manager,
+        texts,
+        options=options,
+        labels=labels,
+        timeout=timeout,
+        retries=retries,
+        options_source="options",
     )
     return manager, [*ready, *built]
 
@@ -71,7 +80,7 @@ async def stream(
     *,
     options: Mapping[str, Any] | None = None,
     labels: Mapping[str, str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - each check's, not this call's
     retries: int = 0,
     concurrency: int | None = None,
     per_host: int | None = None,

@@ -19,8 +19,8 @@ import click
 
 from . import __version__
 from .errors import AnyprobeError, OptionsError, UsageError
-from .model import Result, RunSummary, Status, Target
 from .manager import PluginManager, describe_options
+from .model import Result, RunSummary, Status, Target
 from .reporter import ReportContext, Reporter, ReporterOptions, ResultStream
 from .targets import DEFAULT_TIMEOUT, build_targets, parse_set, read_target_lines
 
@@ -93,20 +93,28 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--per-host", type=click.IntRange(min=1), help="Checks at once per host."),
         click.option(
-            "-t", "--timeout", type=click.FloatRange(min=0, min_open=True),
+            "-t",
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
             help=f"Seconds per attempt [default: {DEFAULT_TIMEOUT:g}].",
         ),
         click.option("--retries", type=click.IntRange(0, 10), help="Attempts after a failure."),
         click.option(
-            "-r", "--report", "reports", multiple=True, metavar="NAME[=DEST]",
+            "-r",
+            "--report",
+            "reports",
+            multiple=True,
+            metavar="NAME[=DEST]",
             help="A reporter, optionally with its file (repeatable) [default: table].",
         ),
         click.option(
-            "--progress/--no-progress", default=None,
+            "--progress/--no-progress",
+            default=None,
             help="A progress bar on stderr [default: on for long runs in a terminal].",
         ),
         click.option(
-            "--explain", is_flag=True,
+            "--explain",
+            is_flag=True,
             help="Keep and print each check's trace: addresses, handshake, headers.",
         ),
     ]
@@ -118,17 +126,24 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @cli.command()
 @click.argument("targets", nargs=-1)
 @click.option(
-    "-i", "--input", "input_file", type=click.Path(dir_okay=False, allow_dash=True),
+    "-i",
+    "--input",
+    "input_file",
+    type=click.Path(dir_okay=False, allow_dash=True),
     help="Read targets from FILE, one per line ('-' for stdin).",
 )
 @click.option(
-    "--set", "assignments", multiple=True, metavar="KEY=VALUE",
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="A probe option for every target (repeatable), e.g. --set warning_after=0.5.",
 )
 @run_options
 @click.pass_obj
 def check(
     state: _State,
+    /,
     targets: tuple[str, ...],
     input_file: str | None,
     assignments: tuple[str, ...],
@@ -172,7 +187,7 @@ def _read_targets_file(path: str) -> list[tuple[str, int | None]]:
 @click.argument("config", type=click.Path(dir_okay=False))
 @run_options
 @click.pass_obj
-def run(state: _State, config: str, **run_args: Any) -> int:
+def run(state: _State, /, config: str, **run_args: Any) -> int:
     """Run the checks of a TOML CONFIG file."""
     from .config import load_config
 
@@ -187,7 +202,7 @@ def run(state: _State, config: str, **run_args: Any) -> int:
 @cli.command()
 @run_options
 @click.pass_obj
-def demo(state: _State, **run_args: Any) -> int:
+def demo(state: _State, /, **run_args: Any) -> int:
     """Check local services started for the occasion (works offline).
 
     Exits 0 when every row got the verdict the demo expects.
@@ -263,7 +278,9 @@ def plugins(state: _State, as_json: bool) -> int:
         return 0
     for entry in entries:
         where = f"{entry['package'] or 'registered'} {entry['version'] or ''}".strip()
-        click.echo(f"{entry['name']} ({where}){'  BROKEN: ' + entry['error'] if entry['error'] else ''}")
+        click.echo(
+            f"{entry['name']} ({where}){'  BROKEN: ' + entry['error'] if entry['error'] else ''}"
+        )
         for probe in entry["probes"]:
             schemes = ", ".join(f"{s}://" for s in probe["schemes"])
             click.echo(f"  probe {probe['name']}: {schemes}  {probe['description']}")
@@ -388,7 +405,9 @@ async def _run_with_signals(
     reporters = list(reporters)
     progress = run_args["progress"]
     if progress is None:
-        progress = state.verbosity >= 0 and len(targets) > PROGRESS_THRESHOLD and sys.stderr.isatty()
+        progress = (
+            state.verbosity >= 0 and len(targets) > PROGRESS_THRESHOLD and sys.stderr.isatty()
+        )
     if progress:
         reporters.append(("_progress", _Progress()))
     run = Run(
@@ -437,10 +456,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     """The console script: run the CLI and exit with its status."""
     try:
         code = cli.main(args=argv, prog_name="anyprobe", standalone_mode=False)
-    except click.exceptions.NoSuchOption as exc:
-        hint = f" (did you mean {exc.possibilities[0]}?)" if exc.possibilities else ""
-        _echo_err(f"{exc.format_message().rstrip('.')}{'' if 'Did you mean' in exc.format_message() else hint}")
-        code = EXIT_USAGE
     except click.exceptions.UsageError as exc:
         _echo_err(exc.format_message())
         code = EXIT_USAGE
@@ -448,9 +463,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 130
     except click.ClickException as exc:
         _echo_err(exc.format_message())
-        code = EXIT_USAGE
-    except UsageError as exc:
-        _echo_err(f"error: {exc}")
         code = EXIT_USAGE
     except AnyprobeError as exc:
         _echo_err(f"error: {exc}")

@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError, OptionsError, TargetError, UsageError, did_you_mean
-from .model import Target
 from .manager import PluginManager
+from .model import Target
 from .reporter import Reporter
 from .targets import (
     CHECK_FIELDS,
@@ -144,8 +144,14 @@ def parse_config(
     """Validate an already-parsed config document (see :func:`load_config`)."""
     lines = lines or _Lines("")
 
-    def fail(message: str, *, table: str, index: int = 0, key: str | None = None,
-             check: str | None = None) -> ConfigError:
+    def fail(
+        message: str,
+        *,
+        table: str,
+        index: int = 0,
+        key: str | None = None,
+        check: str | None = None,
+    ) -> ConfigError:
         return ConfigError(
             message, source=path, line=lines.line(table, index, key), check=check, field=key
         )
@@ -185,9 +191,13 @@ def parse_config(
             label = repr(raw["name"])
         url = raw.get("url")
         if not isinstance(url, str):
-            key = "url" if "url" in raw else None
-            raise fail("a check needs url = \"SCHEME://...\"", table="check", index=index,
-                       key=key, check=label)
+            raise fail(
+                'a check needs url = "SCHEME://..."',
+                table="check",
+                index=index,
+                key="url" if "url" in raw else None,
+                check=label,
+            )
         try:
             probe = manager.probe_for_scheme(split_url(url).scheme)
         except TargetError as exc:
@@ -198,15 +208,21 @@ def parse_config(
             settings = CheckSettings.model_validate(core_part)
         except ValidationError as exc:
             error = options_error(exc, CheckSettings, what="a check")
-            raise fail(error.message, table="check", index=index, key=error.field,
-                       check=label) from None
+            raise fail(
+                error.message, table="check", index=index, key=error.field, check=label
+            ) from None
         if probe is not None:
             known = probe.Options.model_fields
             for key in probe_part:
                 if key not in known:
                     hint = did_you_mean(key, [*known, *CHECK_FIELDS])
-                    raise fail(f"unknown option for probe {probe.name}{hint}", table="check",
-                               index=index, key=key, check=label)
+                    raise fail(
+                        f"unknown option for probe {probe.name}{hint}",
+                        table="check",
+                        index=index,
+                        key=key,
+                        check=label,
+                    )
             defaults_here = {k: v for k, v in probe_defaults.items() if k in known}
             used_default_keys.update(defaults_here)
             probe_part = {**defaults_here, **probe_part}
@@ -221,12 +237,21 @@ def parse_config(
                 retries=settings.retries if settings.retries is not None else defaults.retries,
             )
         except (TargetError, OptionsError) as exc:
-            key = exc.field.split(".")[0] if exc.field else ("url" if isinstance(exc, TargetError) else None)
-            raise fail(exc.message, table="check", index=index, key=key, check=label) from None
+            field_name = exc.field.split(".")[0] if exc.field else None
+            if isinstance(exc, TargetError):
+                field_name = "url"
+            raise fail(
+                exc.message, table="check", index=index, key=field_name, check=label
+            ) from None
         if target.name in names:
             first = names[target.name]
-            raise fail(f"duplicate check name (first used by check #{first + 1})",
-                       table="check", index=index, key="name" if name else "url", check=label)
+            raise fail(
+                f"duplicate check name (first used by check #{first + 1})",
+                table="check",
+                index=index,
+                key="name" if name else "url",
+                check=label,
+            )
         names[target.name] = index
         targets.append(target)
 
@@ -234,19 +259,22 @@ def parse_config(
         if key not in used_default_keys:
             known_everywhere = {f for p in manager.probes.values() for f in p.Options.model_fields}
             hint = did_you_mean(key, [*known_everywhere, *RUN_SETTINGS])
-            raise fail(f"unknown default: no check's probe has this option{hint}",
-                       table="defaults", key=key)
+            raise fail(
+                f"unknown default: no check's probe has this option{hint}",
+                table="defaults",
+                key=key,
+            )
 
     reporters = []
     for index, raw in enumerate(_array(document, "reporter", path)):
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
-            raise fail("a reporter needs type = \"NAME\"", table="reporter", index=index)
+            raise fail('a reporter needs type = "NAME"', table="reporter", index=index)
         options = {k: v for k, v in raw.items() if k != "type"}
         try:
             reporters.append(make_reporter(manager, raw["type"], options))
         except UsageError as exc:
-            key = exc.field.split(".")[0] if exc.field else "type"
-            raise fail(exc.message, table="reporter", index=index, key=key) from None
+            field_name = exc.field.split(".")[0] if exc.field else "type"
+            raise fail(exc.message, table="reporter", index=index, key=field_name) from None
     return Config(path, targets, reporters, defaults, probe_defaults)
 
 

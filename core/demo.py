@@ -12,8 +12,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import Result, Status, Target
 from .manager import PluginManager
+from .model import Result, Status, Target
 from .targets import TargetFactory
 
 

@@ -83,7 +83,7 @@ class PluginError(AnyprobeError):
     """A plugin that failed to load, or whose hook raised."""
 
 
-class CheckFailed(AnyprobeError):  # noqa: N818 - it reads as a verdict, not an error
+class CheckFailed(AnyprobeError):
     """Raised by a probe to end its check with a verdict, usually critical.
 
     Core turns it into an :class:`~anyprobe.Outcome` and records the phase the

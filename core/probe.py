@@ -179,6 +179,8 @@ class Probe(Generic[OptionsT]):
         if not host:
             raise TargetError(f"{text}: no host in the URL")
         port = url.port
+        if port == 0:
+            raise TargetError(f"{text}: port 0 cannot be checked")
         if port is None:
             port = self.default_ports.get(url.scheme)
             if port is None:

@@ -137,9 +137,9 @@ class OutputFile:
             return cls(sys.stdout, None, None)
         assert path is not None
         if atomic:
-            directory = os.path.dirname(os.path.abspath(path))
 
             def make_temp() -> tuple[TextIO, str]:
+                directory = os.path.dirname(os.path.abspath(path))
                 fd, temp = tempfile.mkstemp(
                     dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
                 )
@@ -199,4 +199,3 @@ class OutputFile:
         tb: TracebackType | None,
     ) -> None:
         await self.close(keep=exc_type is None or not issubclass(exc_type, Exception))
-

@@ -15,11 +15,11 @@ from typing import Any
 
 import anyio
 
-from .model import Result, RunSummary, Status, Target
 from .manager import PluginManager
+from .model import Result, RunSummary, Status, Target
 from .reporter import ReportContext, Reporter
 from .scheduler import Scheduler, resolve_concurrency
-from .stream import Fanout
+from .stream import REPORTER_BUFFER, Fanout
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +36,10 @@ class RunInfo:
 class Run:
     """Check ``targets`` and deliver every result to ``reporters``.
 
-    Call :meth:`interrupt` (from a signal handler task, say) to stop starting
-    and running checks; what finished by then still reaches every reporter.
+    ``reporter_buffer`` is how many results a reporter may fall behind
+    before the checks wait for it. Call :meth:`interrupt` (from a signal
+    handler task, say) to stop starting and running checks; what finished by
+    then still reaches every reporter.
     """
 
     def __init__(
@@ -52,10 +54,12 @@ class Run:
         explain: bool = False,
         verbosity: int = 0,
         color: bool | None = None,
+        reporter_buffer: int = REPORTER_BUFFER,
     ) -> None:
         self.targets = targets
         self.manager = manager
         self.reporters = list(reporters)
+        self.reporter_buffer = reporter_buffer
         self.concurrency = resolve_concurrency(concurrency)
         self.per_host = per_host
         self.explain = explain
@@ -92,7 +96,7 @@ class Run:
 
     async def execute(self) -> RunSummary:
         """Run every check; returns once every reporter has finished."""
-        fanout = Fanout(self.reporters, self.report_context)
+        fanout = Fanout(self.reporters, self.report_context, buffer=self.reporter_buffer)
         info = self.info
         self.manager.call_lifecycle("anyprobe_run_started", run=info)
         start = time.perf_counter()

@@ -217,7 +217,7 @@ class Scheduler:
                 error=error,
             )
         elapsed = time.perf_counter() - start
-        if scope.cancelled_caught or outcome is None:
+        if scope.cancelled_caught:
             phase = ctx.current_phase
             where = f" during {phase}" if phase else ""
             message = f"timed out after {target.timeout:g} s{where}"

@@ -51,6 +51,7 @@ class Fanout:
             send, receive = anyio.create_memory_object_stream[Result](buffer)
             self._channels.append(_Channel(name, reporter, send, receive))
         self._live = list(self._channels)
+        self._closed = False
 
     @property
     def failures(self) -> list[str]:
@@ -65,6 +66,9 @@ class Fanout:
         try:
             async with channel.receive:
                 await channel.reporter.report(ResultStream(channel.receive), self.ctx)
+                unread = channel.receive.statistics().current_buffer_used
+                if not self._closed or unread:
+                    self._drop(channel)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
@@ -88,5 +92,6 @@ class Fanout:
     def close(self, summary: RunSummary) -> None:
         """End every reporter's stream; ``ctx.summary`` is set first so they can read it."""
         self.ctx.summary = summary
+        self._closed = True
         for channel in self._channels:
             channel.send.close()

@@ -15,8 +15,8 @@ from urllib.parse import SplitResult, urlsplit
 from pydantic import BaseModel, ValidationError
 
 from .errors import OptionsError, TargetError, did_you_mean
-from .model import Target
 from .manager import PluginManager
+from .model import Target
 
 #: Per-check settings that core handles itself, next to the probe's options.
 CHECK_FIELDS = ("name", "url", "timeout", "retries", "labels")
@@ -45,7 +45,9 @@ def split_url(text: str) -> SplitResult:
     if any(c.isspace() for c in text) or not text:
         raise TargetError(f"{text!r}: a target is a URL without spaces, like tcp://host:port")
     if "://" not in text:
-        raise TargetError(f"{redact_url(text)}: not a URL (expected SCHEME://HOST..., like tcp://{text})")
+        raise TargetError(
+            f"{redact_url(text)}: not a URL (expected SCHEME://HOST..., like tcp://{text})"
+        )
     try:
         url = urlsplit(text)
         url.port  # noqa: B018 - raises ValueError for a bad port
@@ -188,7 +190,9 @@ def options_for_probe(
     return {k: v for k, v in shared.items() if k in fields}
 
 
-def check_shared_options(manager: PluginManager, shared: Mapping[str, Any], probes: set[str], *, what: str) -> None:
+def check_shared_options(
+    manager: PluginManager, shared: Mapping[str, Any], probes: set[str], *, what: str
+) -> None:
     """Fail on a shared option that none of ``probes`` knows, with a did-you-mean."""
     known: set[str] = set()
     for probe_name in probes:
@@ -223,6 +227,7 @@ def build_targets(
     timeout: float = DEFAULT_TIMEOUT,
     retries: int = 0,
     source: str | None = None,
+    options_source: str = "--set",
 ) -> list[Target]:
     """Validated targets for URLs sharing one set of options (``--set``, the API).
 
@@ -247,8 +252,10 @@ def build_targets(
             targets.append(
                 factory.build(text, options=raw, labels=labels, timeout=timeout, retries=retries)
             )
-        except (TargetError, OptionsError) as exc:
+        except TargetError as exc:
             raise exc.located(source=source, line=line) from None
+        except OptionsError as exc:
+            raise exc.located(source=options_source, check=redact_url(text)) from None
     if shared:
-        check_shared_options(manager, shared, {t.probe for t in targets}, what="--set")
+        check_shared_options(manager, shared, {t.probe for t in targets}, what=options_source)
     return targets

@@ -108,8 +108,9 @@ def render_rich(rows: list[anyprobe.Result], summary: str | None, *, explain: bo
     table = Table(box=None, header_style="bold", pad_edge=False)
     for i, header in enumerate(HEADERS):
         if i != 2 or show_target:
-            table.add_column(header, justify="right" if header == "LATENCY" else "left",
-                             overflow="fold")
+            table.add_column(
+                header, justify="right" if header == "LATENCY" else "left", overflow="fold"
+            )
     for result, row in zip(rows, cells, strict=True):
         values: list[Any] = [Text(row[0], style=f"bold {STYLES[result.status]}")]
         values += [row[i] for i in range(1, len(row)) if i != 2 or show_target]

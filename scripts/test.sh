@@ -25,7 +25,7 @@ python3 -m pip install -q --disable-pip-version-check -e '.[dev,docs]'
 
 python3 -m ruff check core plugins tests benchmarks
 python3 -m ruff format --check core plugins tests benchmarks
-python3 -m mypy --strict core plugins
+bash scripts/typecheck.sh
 
 # pytest exits 5 when it collected no test: that is a failure here too.
 python3 -m pytest -q -p no:randomly "$@"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 from collections.abc import Iterator
@@ -42,10 +43,8 @@ def blackhole_port() -> Iterator[int]:
     for _ in range(64):
         client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         client.setblocking(False)
-        try:
+        with contextlib.suppress(BlockingIOError):
             client.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
         fillers.append(client)
         _, writable, _ = select.select([], [client], [], 0.2)
         if not writable:

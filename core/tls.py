@@ -1,0 +1,524 @@
+"""TLS for every probe that does a handshake: one implementation in one place.
+
+- :class:`TlsOptions`: the options a TLS-speaking probe shares (``verify``,
+  ``ca_file``, client certificate, ``server_name``, expiry thresholds); a
+  probe's options model inherits it.
+- :func:`client_context`: the :class:`ssl.SSLContext` for a set of options,
+  built once per run and per distinct options through ``ctx.shared``.
+- :func:`inspect_connection`: TLS version, cipher and the presented
+  certificates (subject, issuer, SANs, validity, key type) of a finished
+  handshake, as :class:`TlsInfo`; its ``details()`` go into a result.
+- :func:`expiry_verdict`: the one place certificate expiry thresholds become
+  ok / warning / critical.
+- :func:`describe_tls_error`: an ``ssl`` error as a precise summary
+  (``certificate expired``, ``certificate is for other.example, not example.com``).
+
+The presented chain: Python 3.13 offers ``get_unverified_chain()``; Python
+3.11 and 3.12 have the same method on the private ``_sslobj`` of a TLS
+connection, which is used when present. Where neither exists, only the leaf
+certificate (``getpeercert(binary_form=True)``) is inspected.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, model_validator
+
+from .errors import CheckFailed
+from .model import Status
+from .probe import CheckContext, ProbeOptions
+
+if TYPE_CHECKING:
+    from cryptography.x509 import Certificate
+
+__all__ = [
+    "CertificateInfo",
+    "TlsInfo",
+    "TlsOptions",
+    "client_certificate_expiry_days",
+    "client_context",
+    "describe_tls_error",
+    "expiry_verdict",
+    "find_ssl_error",
+    "inspect_connection",
+    "is_expired_certificate_error",
+    "parse_certificate",
+    "peek_certificate",
+    "tls_failure",
+]
+
+SECONDS_PER_DAY = 86400.0
+
+
+class TlsOptions(ProbeOptions):
+    """Options shared by every probe that speaks TLS (HTTPS, ``tls://``...).
+
+    A probe's options model inherits them::
+
+        class HttpOptions(TlsOptions):
+            method: str = "GET"
+    """
+
+    verify: bool = Field(
+        True,
+        description="Verify the server's certificate chain and name. Turn off only for "
+        "a server whose certificate you cannot trust otherwise; expiry is still reported.",
+    )
+    ca_file: str | None = Field(
+        None,
+        description="PEM file of CA certificates to trust instead of the system's.",
+    )
+    client_cert: str | None = Field(
+        None,
+        description="PEM file with the client certificate (and its key, unless client_key "
+        "is set) for servers that require one.",
+    )
+    client_key: str | None = Field(
+        None, description="PEM file with the client certificate's private key."
+    )
+    server_name: str | None = Field(
+        None,
+        description="Name sent as SNI and checked against the certificate, instead of "
+        "the URL's host (HTTP also sends it as Host).",
+    )
+    cert_expiry_warning_days: float = Field(
+        21,
+        ge=0,
+        description="Warning when the server's (leaf) certificate expires in fewer days.",
+    )
+    cert_expiry_critical_days: float = Field(
+        7,
+        ge=0,
+        description="Critical when the server's (leaf) certificate expires in fewer days.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_options_consistent(self) -> TlsOptions:
+        if self.cert_expiry_critical_days > self.cert_expiry_warning_days:
+            raise ValueError(
+                "cert_expiry_critical_days must not be greater than cert_expiry_warning_days"
+            )
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        return self
+
+
+# -- SSL contexts -------------------------------------------------------------
+
+
+def client_context(
+    options: TlsOptions, ctx: CheckContext, *, alpn: Sequence[str] = ()
+) -> ssl.SSLContext:
+    """The client SSL context for ``options``, shared by every check of the run
+    with the same TLS options and ALPN protocols.
+
+    A CA file or client certificate that cannot be loaded raises
+    :class:`~anyprobe.CheckFailed` (``unknown``: the check could not be made).
+    """
+    key = (
+        "anyprobe.tls.client_context",
+        options.verify,
+        options.ca_file,
+        options.client_cert,
+        options.client_key,
+        tuple(alpn),
+    )
+    return ctx.shared(key, lambda: build_client_context(options, alpn=alpn))
+
+
+def build_client_context(options: TlsOptions, *, alpn: Sequence[str] = ()) -> ssl.SSLContext:
+    """A new client SSL context for ``options`` (prefer the cached :func:`client_context`)."""
+    try:
+        context = ssl.create_default_context(cafile=options.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise CheckFailed(
+            f"cannot load ca_file {options.ca_file}: {_reason(exc)}",
+            status=Status.UNKNOWN,
+            error=exc,
+        ) from None
+    if not options.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if options.client_cert:
+        try:
+            context.load_cert_chain(options.client_cert, options.client_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise CheckFailed(
+                f"cannot load client certificate {options.client_cert}: {_reason(exc)}",
+                status=Status.UNKNOWN,
+                error=exc,
+            ) from None
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason.lower().replace("_", " ")
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc)
+
+
+# -- certificates -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    """One certificate, as a user reads it."""
+
+    subject: str
+    issuer: str
+    sans: tuple[str, ...]
+    not_before: datetime
+    not_after: datetime
+    key_type: str
+    serial: str
+
+    def expiry_days(self, now: float | None = None) -> float:
+        """Days until ``not_after`` (negative once expired)."""
+        now = time.time() if now is None else now
+        return (self.not_after.timestamp() - now) / SECONDS_PER_DAY
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "sans": list(self.sans),
+            "not_before": self.not_before.isoformat(),
+            "not_after": self.not_after.isoformat(),
+            "key_type": self.key_type,
+            "serial": self.serial,
+        }
+
+
+def parse_certificate(data: bytes, *, pem: bool = False) -> CertificateInfo:
+    """Read a DER (or PEM) certificate into a :class:`CertificateInfo`."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(data) if pem else x509.load_der_x509_certificate(data)
+    return _certificate_info(cert)
+
+
+def _certificate_info(cert: Certificate) -> CertificateInfo:
+    from cryptography import x509
+
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        sans = tuple(
+            [*san.get_values_for_type(x509.DNSName)]
+            + [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+        )
+    except x509.ExtensionNotFound:
+        sans = ()
+    return CertificateInfo(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        sans=sans,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        key_type=_key_type(cert),
+        serial=format(cert.serial_number, "x"),
+    )
+
+
+def _key_type(cert: Certificate) -> str:
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+    try:
+        key = cert.public_key()
+    except Exception:  # an algorithm cryptography does not know
+        return "unknown"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA {key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"EC {key.curve.name}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448"
+    if isinstance(key, dsa.DSAPublicKey):
+        return f"DSA {key.key_size}"
+    return type(key).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    """What a finished handshake showed: version, cipher, ALPN, certificates.
+
+    ``chain[0]`` is the leaf; ``chain`` holds the whole presented chain where
+    Python offers it (see the module docstring), else the leaf alone.
+    """
+
+    version: str | None
+    cipher: str | None
+    alpn: str | None
+    chain: tuple[CertificateInfo, ...] = field(default_factory=tuple)
+
+    @property
+    def leaf(self) -> CertificateInfo | None:
+        return self.chain[0] if self.chain else None
+
+    def cert_expiry_days(self, now: float | None = None) -> float | None:
+        """Days until the leaf expires, as a browser shows it (never an intermediate's)."""
+        leaf = self.leaf
+        return None if leaf is None else round(leaf.expiry_days(now), 2)
+
+    def metrics(self) -> dict[str, Any]:
+        """``tls_version`` and ``cert_expiry_days`` for a result's metrics."""
+        values: dict[str, Any] = {}
+        if self.version:
+            values["tls_version"] = self.version
+        days = self.cert_expiry_days()
+        if days is not None:
+            values["cert_expiry_days"] = days
+        return values
+
+    def details(self) -> dict[str, Any]:
+        """The handshake and every presented certificate, for a result's details."""
+        return {
+            "version": self.version,
+            "cipher": self.cipher,
+            "alpn": self.alpn,
+            "certificates": [c.as_dict() for c in self.chain],
+        }
+
+    def describe(self) -> Iterator[str]:
+        """Lines for an ``--explain`` trace."""
+        yield f"TLS {self.version}, cipher {self.cipher}" + (
+            f", ALPN {self.alpn}" if self.alpn else ""
+        )
+        for depth, cert in enumerate(self.chain):
+            yield (
+                f"certificate {depth}: {cert.subject} issued by {cert.issuer}, "
+                f"valid {cert.not_before:%Y-%m-%d} to {cert.not_after:%Y-%m-%d}"
+                + (f", names {', '.join(cert.sans)}" if cert.sans else "")
+            )
+
+
+def presented_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
+    """The DER certificates the server presented, leaf first.
+
+    The whole chain on Python 3.13+ (public ``get_unverified_chain``) and on
+    3.11/3.12 through the same method of the private ``_sslobj``; the leaf
+    alone where neither exists.
+    """
+    public = getattr(ssl_object, "get_unverified_chain", None)
+    if public is not None:
+        try:
+            chain = public()
+        except (ssl.SSLError, ValueError):
+            chain = None
+        if chain:
+            return [_der(c) for c in chain]
+    private = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    if private is not None:
+        try:
+            chain = private()
+        except (ssl.SSLError, ValueError):
+            chain = None
+        if chain:
+            return [_der(c) for c in chain]
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+def _der(cert: Any) -> bytes:
+    if isinstance(cert, bytes):
+        return cert
+    return bytes(cert.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
+
+
+def inspect_connection(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> TlsInfo:
+    """The :class:`TlsInfo` of a finished handshake.
+
+    ``ssl_object`` is what anyio's ``TLSAttribute.ssl_object`` or httpcore's
+    ``get_extra_info("ssl_object")`` returns.
+    """
+    cipher = ssl_object.cipher()
+    chain: list[CertificateInfo] = []
+    for der in presented_chain(ssl_object):
+        try:
+            chain.append(parse_certificate(der))
+        except ValueError:  # a certificate cryptography cannot read: skip, keep the rest
+            continue
+    return TlsInfo(
+        version=ssl_object.version(),
+        cipher=cipher[0] if cipher else None,
+        alpn=ssl_object.selected_alpn_protocol(),
+        chain=tuple(chain),
+    )
+
+
+def client_certificate_expiry_days(options: TlsOptions, ctx: CheckContext) -> float | None:
+    """Days until the configured client certificate expires (None without one).
+
+    The file is read once per run.
+    """
+    path = options.client_cert
+    if not path:
+        return None
+
+    def load() -> CertificateInfo | None:
+        try:
+            with open(path, "rb") as file:
+                return parse_certificate(file.read(), pem=True)
+        except (OSError, ValueError):
+            return None
+
+    info = ctx.shared(("anyprobe.tls.client_certificate", path), load)
+    return None if info is None else round(info.expiry_days(), 2)
+
+
+# -- verdicts -----------------------------------------------------------------
+
+
+def expiry_verdict(days: float, options: TlsOptions) -> tuple[Status, str]:
+    """The status and summary for a leaf certificate that expires in ``days``.
+
+    >>> expiry_verdict(10.0, TlsOptions())
+    (<Status.WARNING: 'warning'>, 'certificate expires in 10.0 days')
+    """
+    if days < 0:
+        ago = -days
+        text = f"{ago:.0f} days ago" if ago >= 1 else f"{ago * 24:.1f} hours ago"
+        return Status.CRITICAL, f"certificate expired {text}"
+    summary = f"certificate expires in {days:.1f} days"
+    if days < options.cert_expiry_critical_days:
+        return Status.CRITICAL, summary
+    if days < options.cert_expiry_warning_days:
+        return Status.WARNING, summary
+    return Status.OK, summary
+
+
+# -- errors ---------------------------------------------------------------------
+
+_VERIFY_CODES = {
+    9: "certificate is not yet valid",
+    10: "certificate expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in the chain (unknown CA)",
+    20: "certificate issued by an unknown CA",
+    21: "certificate issued by an unknown CA (cannot verify the leaf)",
+    23: "certificate revoked",
+    26: "certificate not meant for a server",
+}
+
+_REASONS = {
+    "WRONG_VERSION_NUMBER": "not TLS: the server answered with something else",
+    "RECORD_LAYER_FAILURE": "not TLS: the server answered with something else",
+    "UNKNOWN_PROTOCOL": "not TLS: the server answered with something else",
+    "PACKET_LENGTH_TOO_LONG": "not TLS: the server answered with something else",
+    "HTTP_REQUEST": "not TLS: the server speaks plain HTTP",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the server requires a client certificate",
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the server requires a client certificate",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the server rejected the client certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": "the server does not trust the client certificate's CA",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "the server says the client certificate expired",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "TLS handshake refused by the server "
+    "(no common protocol or cipher, or a client certificate is required)",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "no TLS version in common with the server",
+    "UNSUPPORTED_PROTOCOL": "no TLS version in common with the server",
+    "NO_PROTOCOLS_AVAILABLE": "no TLS version in common with the server",
+    "TLSV1_ALERT_INTERNAL_ERROR": "the server failed the TLS handshake (internal error)",
+    "TLSV1_UNRECOGNIZED_NAME": "the server does not know the name sent as SNI",
+    "TLSV1_ALERT_UNRECOGNIZED_NAME": "the server does not know the name sent as SNI",
+}
+
+
+def find_ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The :class:`ssl.SSLError` behind ``exc`` (a library may wrap it), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        if isinstance(current, BaseExceptionGroup) and current.exceptions:
+            current = current.exceptions[0]
+        else:
+            current = current.__cause__ or current.__context__
+    return None
+
+
+def describe_tls_error(exc: BaseException, server_name: str | None = None) -> str:
+    """A short, precise summary of a failed handshake.
+
+    ``server_name`` is the name the certificate was checked against; it makes
+    a name mismatch read ``certificate is not valid for example.com``.
+    """
+    error = find_ssl_error(exc) or exc
+    if isinstance(error, ssl.SSLCertVerificationError):
+        code = error.verify_code
+        if code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH
+            target = f" {server_name}" if server_name else " this name"
+            return f"certificate is not valid for{target}"
+        if code in _VERIFY_CODES:
+            return _VERIFY_CODES[code]
+        message = error.verify_message or _reason(error)
+        return f"certificate verify failed: {message}"
+    if isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return "the server closed the connection during the TLS handshake"
+    if isinstance(error, ssl.SSLError):
+        reason = error.reason or ""
+        if reason in _REASONS:
+            return _REASONS[reason]
+        if reason.endswith("_ALERT_CERTIFICATE_REQUIRED"):
+            return _REASONS["TLSV13_ALERT_CERTIFICATE_REQUIRED"]
+        return f"TLS error: {_reason(error)}"
+    if isinstance(error, ConnectionResetError):
+        return "connection reset by peer during the TLS handshake"
+    return f"TLS handshake failed: {error}"
+
+
+def tls_failure(exc: BaseException, server_name: str | None = None) -> CheckFailed:
+    """A critical :class:`~anyprobe.CheckFailed` for a failed handshake: raise it."""
+    error = find_ssl_error(exc) or exc
+    return CheckFailed(describe_tls_error(exc, server_name), error=error)
+
+
+def is_expired_certificate_error(exc: BaseException) -> bool:
+    """True when ``exc`` is a verification failure because a certificate expired.
+
+    A probe may then fetch the certificate without verification to say how
+    long ago it expired (see :func:`expiry_verdict`).
+    """
+    error = find_ssl_error(exc)
+    return isinstance(error, ssl.SSLCertVerificationError) and error.verify_code == 10
+
+
+async def peek_certificate(
+    address: str, port: int, server_name: str | None, options: TlsOptions, ctx: CheckContext
+) -> CertificateInfo | None:
+    """The leaf certificate of ``address:port``, fetched without verifying it.
+
+    For a precise summary after a verification failure (``certificate expired
+    3 days ago``); None when it cannot be had within the check's deadline.
+    """
+    import anyio
+    from anyio.streams.tls import TLSAttribute
+
+    unverified = options.model_copy(update={"verify": False})
+    context = client_context(unverified, ctx)
+    with anyio.move_on_after(ctx.remaining()):
+        try:
+            stream = await anyio.connect_tcp(
+                address, port, ssl_context=context, tls_hostname=server_name or address
+            )
+        except (OSError, ssl.SSLError, anyio.BrokenResourceError):
+            return None
+        async with stream:
+            ssl_object = stream.extra(TLSAttribute.ssl_object)
+            der = ssl_object.getpeercert(binary_form=True)
+            try:
+                return parse_certificate(der) if der else None
+            except ValueError:
+                return None
+    return None
