@@ -509,8 +509,13 @@ async def peek_certificate(
     context = client_context(unverified, ctx)
     with anyio.move_on_after(ctx.remaining()):
         try:
+            # Not standard-compatible: closing must not wait for the server's close_notify.
             stream = await anyio.connect_tcp(
-                address, port, ssl_context=context, tls_hostname=server_name or address
+                address,
+                port,
+                ssl_context=context,
+                tls_hostname=server_name or address,
+                tls_standard_compatible=False,
             )
         except (OSError, ssl.SSLError, anyio.BrokenResourceError):
             return None
