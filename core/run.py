@@ -7,9 +7,11 @@ takes the same path whoever asked for it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,7 +107,7 @@ class Run:
             self.counts[result.status] += 1
             await fanout.send(result)
 
-        async with anyio.create_task_group() as tg:
+        async with _closing(self.scheduler.resources), anyio.create_task_group() as tg:
             fanout.start(tg)
             with anyio.CancelScope() as scope:
                 self._checks_scope = scope
@@ -123,3 +125,23 @@ class Run:
         summary = dataclasses.replace(summary, reporter_failures=tuple(fanout.failures))
         self.manager.call_lifecycle("anyprobe_run_finished", run=info, summary=summary)
         return summary
+
+
+@asynccontextmanager
+async def _closing(resources: dict[Any, Any]) -> AsyncIterator[None]:
+    """When the run ends, close every shared resource (``ctx.shared``) that has
+    an async ``aclose()``: the asyncio bridge, a client a probe keeps open."""
+    try:
+        yield
+    finally:
+        with anyio.CancelScope(shield=True):
+            for resource in list(resources.values()):
+                aclose = getattr(resource, "aclose", None)
+                if aclose is None:
+                    continue
+                try:
+                    await aclose()
+                except Exception:
+                    logging.getLogger("anyprobe.run").exception(
+                        "closing shared resource %r failed", resource
+                    )
