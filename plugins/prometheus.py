@@ -1,1 +1,223 @@
-"""Built-in prometheus plugin (being written: registers nothing yet)."""
+"""The Prometheus reporter: the text exposition format, for node_exporter's textfile collector.
+
+Metric names follow blackbox_exporter's where the meaning is the same, so its
+dashboards and alerts work unchanged: ``probe_success``,
+``probe_duration_seconds``, ``probe_dns_lookup_time_seconds``,
+``probe_http_status_code``, ``probe_ssl_earliest_cert_expiry`` and the
+per-phase ``probe_<probe>_duration_seconds{phase=...}`` (``probe_http_...``,
+``probe_dns_...``). anyprobe adds ``anyprobe_status`` (0 ok, 1 warning,
+2 critical, 3 unknown), ``anyprobe_attempts`` and, for a whole run, when and
+how it ended. Every per-check sample carries the labels ``name``, ``target``,
+``probe`` and the check's own labels.
+
+:func:`build_registry` turns results into a ``prometheus_client`` registry;
+anything that serves metrics (a scrape endpoint) can reuse it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyprobe
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+
+#: Labels every per-check sample has; a check label with one of these names
+#: (or ``phase``) is exported as ``label_<name>``.
+BASE_LABELS = ("name", "target", "probe")
+_RESERVED = frozenset((*BASE_LABELS, "phase", "status"))
+
+#: anyprobe phase names that blackbox_exporter calls differently.
+PHASE_NAMES = {"first_byte": "processing"}
+
+_INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+_SECONDS_PER_DAY = 86400.0
+
+
+class PrometheusReporter(anyprobe.Reporter[anyprobe.ReporterOptions]):
+    """``-r prometheus=/var/lib/node_exporter/textfile/anyprobe.prom``."""
+
+    name = "prometheus"
+    description = (
+        "Prometheus text format (blackbox_exporter's metric names), written atomically at the end."
+    )
+
+    async def report(self, results: anyprobe.ResultStream, ctx: anyprobe.ReportContext) -> None:
+        collected = [result async for result in results]
+        text = exposition(collected, ctx.summary)
+        async with await anyprobe.OutputFile.open(self.options.path, atomic=True) as out:
+            await out.write(text)
+
+
+def exposition(
+    results: Sequence[anyprobe.Result], summary: anyprobe.RunSummary | None = None
+) -> str:
+    """The text exposition of ``results`` (and of the run, given its ``summary``)."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(build_registry(results, summary)).decode("utf-8")
+
+
+def build_registry(
+    results: Iterable[anyprobe.Result],
+    summary: anyprobe.RunSummary | None = None,
+    *,
+    now: float | None = None,
+) -> CollectorRegistry:
+    """A new registry holding the metrics of ``results``.
+
+    With ``summary``, the run's own metrics are added too
+    (``anyprobe_run_*``; ``now`` is the run's end time, default the current time).
+    The registry is a snapshot: build a new one for newer results.
+    """
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    families = list(_families(list(results)))
+    if summary is not None:
+        families.extend(_run_families(summary, time.time() if now is None else now))
+    registry.register(_Snapshot(families))
+    return registry
+
+
+class _Snapshot:
+    """A collector that hands out metric families built beforehand."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def label_name(key: str) -> str:
+    """``key`` as a valid Prometheus label name (``env-name`` -> ``env_name``)."""
+    name = _INVALID_LABEL_CHARS.sub("_", key) or "_"
+    if name[0].isdigit():
+        name = f"_{name}"
+    if name.startswith("__"):
+        # Names starting with __ are reserved for Prometheus itself.
+        name = f"label{name}"
+    if name in _RESERVED:
+        name = f"label_{name}"
+    return name
+
+
+def _check_labels(result: anyprobe.Result) -> dict[str, str]:
+    labels = {"name": result.name, "target": result.target, "probe": result.probe}
+    for key in sorted(result.labels):
+        # Two keys that sanitise to the same name: the first (sorted) wins.
+        labels.setdefault(label_name(key), str(result.labels[key]))
+    return labels
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _families(results: list[anyprobe.Result]) -> Iterator[Metric]:
+    from prometheus_client.metrics_core import Metric
+
+    def gauge(metric: str, documentation: str) -> Metric:
+        return Metric(metric, documentation, "gauge")
+
+    success = gauge("probe_success", "Whether the check succeeded (ok or warning).")
+    duration = gauge("probe_duration_seconds", "How long the check took, retries included.")
+    status = gauge("anyprobe_status", "The check's status: 0 ok, 1 warning, 2 critical, 3 unknown.")
+    attempts = gauge("anyprobe_attempts", "Attempts the check made.")
+    lookup = gauge("probe_dns_lookup_time_seconds", "Time taken to resolve the target's name.")
+    http_status = gauge("probe_http_status_code", "The HTTP response's status code.")
+    cert_expiry = gauge(
+        "probe_ssl_earliest_cert_expiry",
+        "When the earliest certificate presented expires, as a Unix timestamp.",
+    )
+    phases: dict[str, Metric] = {}
+
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+
+    def add(family: Metric, labels: dict[str, str], value: float) -> None:
+        # Checks may carry different labels: each sample has its own set,
+        # which the exposition format allows. Two checks with the same labels
+        # (one URL given twice) would be a duplicate series, which makes
+        # node_exporter reject the whole file: the later result wins.
+        samples.setdefault(family.name, {})[tuple(sorted(labels.items()))] = value
+
+    for result in results:
+        labels = _check_labels(result)
+        add(success, labels, 1.0 if result.status.severity <= 1 else 0.0)
+        add(duration, labels, result.duration)
+        add(status, labels, float(result.status.severity))
+        add(attempts, labels, float(result.attempts))
+        if "resolve" in result.phases:
+            add(lookup, labels, result.phases["resolve"])
+        code = _number(result.metrics.get("http_status"))
+        if code is not None:
+            add(http_status, labels, code)
+        days = _number(result.metrics.get("cert_expiry_days"))
+        if days is not None:
+            add(cert_expiry, labels, result.started.timestamp() + days * _SECONDS_PER_DAY)
+        if result.phases:
+            metric = f"probe_{label_name(result.probe).lower()}_duration_seconds"
+            family = phases.get(metric)
+            if family is None:
+                family = phases[metric] = gauge(
+                    metric, f"Duration of the {result.probe} check by phase."
+                )
+            for phase, seconds in result.phases.items():
+                add(family, {**labels, "phase": PHASE_NAMES.get(phase, phase)}, seconds)
+
+    for family in (
+        success,
+        duration,
+        status,
+        attempts,
+        lookup,
+        http_status,
+        cert_expiry,
+        *phases.values(),
+    ):
+        for key, value in samples.get(family.name, {}).items():
+            family.add_sample(family.name, dict(key), value)
+        if family.samples:
+            yield family
+
+
+def _run_families(summary: anyprobe.RunSummary, now: float) -> Iterator[Metric]:
+    from prometheus_client.core import GaugeMetricFamily
+
+    checks = GaugeMetricFamily(
+        "anyprobe_run_checks", "Checks of the last run by status.", labels=["status"]
+    )
+    for state in anyprobe.Status:
+        checks.add_metric([state.value], float(summary.counts.get(state, 0)))
+    yield checks
+    yield GaugeMetricFamily(
+        "anyprobe_run_not_finished",
+        "Checks of the last run that never finished.",
+        value=float(summary.not_finished),
+    )
+    yield GaugeMetricFamily(
+        "anyprobe_run_duration_seconds", "How long the last run took.", value=summary.duration
+    )
+    yield GaugeMetricFamily(
+        "anyprobe_run_timestamp_seconds",
+        "When the last run ended, as a Unix timestamp.",
+        value=now,
+    )
+    yield GaugeMetricFamily(
+        "anyprobe_run_interrupted",
+        "1 when the last run was interrupted (SIGINT, SIGTERM) before every check finished.",
+        value=1.0 if summary.interrupted else 0.0,
+    )
+
+
+@anyprobe.hookimpl
+def anyprobe_register_reporters(register: Any) -> None:
+    register(PrometheusReporter)

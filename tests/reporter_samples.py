@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
+
 from anyprobe import ErrorInfo, ReportContext, Reporter, Result, ResultStream, RunSummary, Status
 
 START = datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC)
@@ -146,3 +147,19 @@ async def run_reporter(
             for result in results:
                 await send.send(result)
             ctx.summary = summary if summary is not None else summarize(results)
+
+
+async def cancel_mid_run(reporter: Reporter[Any], results: Sequence[Result]) -> None:
+    """Give ``results`` to ``reporter``, then cancel it while its stream is still open."""
+    send, receive = anyio.create_memory_object_stream[Result](len(results) + 1)
+
+    async def consume() -> None:
+        async with receive:
+            await reporter.report(ResultStream(receive), ReportContext(total=len(results) + 1))
+
+    async with anyio.create_task_group() as tg, send:
+        tg.start_soon(consume)
+        for result in results:
+            await send.send(result)
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()

@@ -6,13 +6,13 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import anyio
 import pytest
-from anyprobe import ReportContext, Result, ResultStream, Status
-from anyprobe.plugins.junit import JunitOptions, JunitReporter
 from junitparser import xunit2
 
-from .reporter_samples import make_result, run_reporter, sample_results, summarize
+from anyprobe import Result, Status
+from anyprobe.plugins.junit import JunitOptions, JunitReporter
+
+from .reporter_samples import cancel_mid_run, make_result, run_reporter, sample_results, summarize
 
 
 async def write_report(tmp_path: Path, results: list[Result], **options: str) -> Path:
@@ -144,19 +144,7 @@ async def test_classname_prefix(tmp_path: Path) -> None:
 async def test_a_cancelled_report_leaves_the_previous_file_untouched(tmp_path: Path) -> None:
     path = tmp_path / "report.xml"
     path.write_text("<previous/>")
-    reporter = JunitReporter(JunitOptions(path=str(path)))
-    send, receive = anyio.create_memory_object_stream[Result](10)
-
-    async def consume() -> None:
-        async with receive:
-            await reporter.report(ResultStream(receive), ReportContext(total=3))
-
-    async with anyio.create_task_group() as tg, send:
-        tg.start_soon(consume)
-        await send.send(make_result("a"))
-        # The stream never ends: the reporter is cancelled mid-run.
-        await anyio.wait_all_tasks_blocked()
-        tg.cancel_scope.cancel()
+    await cancel_mid_run(JunitReporter(JunitOptions(path=str(path))), [make_result("a")])
 
     assert path.read_text() == "<previous/>"
     assert os.listdir(tmp_path) == ["report.xml"]
