@@ -1,1 +1,583 @@
-"""Built-in dns plugin (being written: registers nothing yet)."""
+"""The DNS probe: ``dns://[SERVER[:PORT]]/NAME?type=T`` asks a server one question.
+
+Without a server (``dns://NAME?type=T``) the question goes to the nameservers
+of the system's resolver configuration (``/etc/resolv.conf``), in order.
+
+dnspython is imported on first use. Its async backend is passed explicitly on
+every call: dnspython otherwise detects the event loop once and caches it for
+the whole process, which breaks a process that runs asyncio and then trio.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import math
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
+
+import anyio
+from pydantic import Field, field_validator, model_validator
+
+import anyprobe
+from anyprobe.net import IpFamily, fail_from_os_error, resolve
+
+if TYPE_CHECKING:
+    import dns.message
+    import dns.name
+
+DEFAULT_PORT = 53
+#: Answers shown in a summary before "(+N more)".
+SUMMARY_ANSWERS = 4
+#: Lines of each response section kept in a result's details.
+DETAIL_LINES = 50
+#: EDNS UDP payload size advertised when ``edns`` is on (the DNS flag day value).
+EDNS_PAYLOAD = 1232
+
+
+class DnsOptions(anyprobe.ProbeOptions):
+    record_type: str = Field(
+        "A",
+        description="Record type to ask for (A, AAAA, CNAME, MX, NS, TXT, SOA, SRV, PTR, "
+        "CAA...); the URL's ?type= wins over it.",
+    )
+    record_class: str = Field("IN", description="Record class: IN, CH or HS.")
+    transport: Literal["udp", "tcp"] = Field(
+        "udp",
+        description="udp (retried over TCP when the answer is truncated) or tcp.",
+    )
+    recursion_desired: bool = Field(
+        True, description="Set the RD flag: ask the server to recurse for us."
+    )
+    edns: bool = Field(True, description=f"Send EDNS0 with a {EDNS_PAYLOAD}-byte UDP payload size.")
+    expect_rcode: str = Field(
+        "NOERROR",
+        description="Response code that passes: NOERROR, NXDOMAIN, SERVFAIL, REFUSED...",
+    )
+    expect_answers: list[str] = Field(
+        default_factory=list,
+        description="Every one of these must be among the answers (rdata text; for MX and "
+        "SRV the host name alone also matches).",
+    )
+    expect_any_answer: list[str] = Field(
+        default_factory=list, description="At least one of these must be among the answers."
+    )
+    answers_match: str | None = Field(
+        None, description="Regular expression every answer's text must match (re.search)."
+    )
+    any_answer_matches: str | None = Field(
+        None, description="Regular expression at least one answer's text must match."
+    )
+    min_answers: int | None = Field(
+        None,
+        ge=0,
+        description="Fewest answers that pass; default 1 when expecting NOERROR, else 0.",
+    )
+    resolv_conf: str = Field(
+        "/etc/resolv.conf",
+        description="Resolver configuration read when the URL names no server.",
+    )
+    ip_family: IpFamily = Field(
+        "any", description="Address family for a server given by name: any, ipv4 or ipv6."
+    )
+
+    @field_validator("record_type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        return _check_record_type(value)
+
+    @field_validator("record_class")
+    @classmethod
+    def _known_class(cls, value: str) -> str:
+        import dns.rdataclass
+
+        try:
+            dns.rdataclass.from_text(value)
+        except Exception:
+            raise ValueError(f"unknown record class {value!r}") from None
+        return value.upper()
+
+    @field_validator("expect_rcode")
+    @classmethod
+    def _known_rcode(cls, value: str) -> str:
+        import dns.rcode
+
+        try:
+            dns.rcode.from_text(value)
+        except Exception:
+            raise ValueError(
+                f"unknown response code {value!r} (NOERROR, NXDOMAIN, SERVFAIL, REFUSED...)"
+            ) from None
+        return value.upper()
+
+    @field_validator("answers_match", "any_answer_matches")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _answers_need_noerror(self) -> DnsOptions:
+        wants_answers = (
+            self.expect_answers
+            or self.expect_any_answer
+            or self.any_answer_matches
+            or self.min_answers
+        )
+        if wants_answers and self.expect_rcode != "NOERROR":
+            raise ValueError("answers can only be expected with expect_rcode NOERROR")
+        return self
+
+
+def _check_record_type(value: str) -> str:
+    import dns.rdatatype
+
+    try:
+        rdtype = dns.rdatatype.from_text(value)
+    except Exception:
+        raise ValueError(f"unknown record type {value!r}") from None
+    if dns.rdatatype.is_metatype(rdtype) and rdtype != dns.rdatatype.ANY:
+        raise ValueError(f"{value.upper()} is not a record type one can query")
+    return value.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class DnsQuestion:
+    """What a ``dns://`` URL asks: of which server (None: the system's), for what."""
+
+    server: str | None
+    port: int
+    name: str
+    record_type: str | None
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_dns_url(text: str) -> DnsQuestion:
+    """Split a ``dns://`` URL into server, port, name and ``?type=``; ValueError if bad.
+
+    ``dns://1.1.1.1/example.com?type=MX`` asks 1.1.1.1; ``dns://example.com``
+    and ``dns:///example.com`` ask the system's resolvers.
+    """
+    url = urlsplit(text)
+    return _parse(url)
+
+
+def _parse(url: SplitResult) -> DnsQuestion:
+    if url.username is not None or url.password is not None:
+        raise ValueError("a dns:// URL takes no user or password")
+    if url.fragment:
+        raise ValueError("a dns:// URL takes no #fragment")
+    path = unquote(url.path).strip("/")
+    if path:
+        if "/" in path:
+            raise ValueError(f"{path!r} is not a domain name (one path segment expected)")
+        server = url.hostname or None
+        port = url.port or DEFAULT_PORT
+        name = path
+    else:
+        if url.port is not None:
+            raise ValueError("a port needs a server: dns://SERVER:PORT/NAME")
+        server = None
+        port = DEFAULT_PORT
+        name = unquote(url.hostname or url.netloc)
+    if not name:
+        raise ValueError("no name to look up (dns://[SERVER[:PORT]]/NAME?type=T)")
+    record_type = None
+    for key, value in parse_qsl(url.query, keep_blank_values=True):
+        if key.lower() != "type":
+            raise ValueError(f"unknown URL parameter {key!r} (only ?type= is known)")
+        record_type = _check_record_type(value)
+    _to_dns_name(name, record_type)
+    return DnsQuestion(server, port, name.rstrip(".").lower() or ".", record_type)
+
+
+def _to_dns_name(name: str, record_type: str | None) -> dns.name.Name:
+    """The name to ask for; an IP address with type PTR becomes its reverse name."""
+    import dns.exception
+    import dns.name
+    import dns.reversename
+
+    if record_type == "PTR":
+        try:
+            return dns.reversename.from_address(name)
+        except (ValueError, dns.exception.SyntaxError):
+            pass
+    try:
+        return dns.name.from_text(name)
+    except Exception as exc:
+        raise ValueError(f"{name!r} is not a domain name: {exc}") from None
+
+
+class DnsProbe(anyprobe.Probe[DnsOptions]):
+    """Ask one DNS question and compare the response code and answers."""
+
+    name = "dns"
+    schemes = ("dns",)
+    Options = DnsOptions
+    description = "DNS query (UDP or TCP) with rcode and answer assertions, on dnspython."
+
+    def validate_url(self, url: SplitResult, text: str) -> tuple[str, int | None]:
+        """The host is the server when the URL names one (the per-host limit then
+        protects that server); without one it is the name being looked up."""
+        try:
+            question = _parse(url)
+        except ValueError as exc:
+            raise anyprobe.TargetError(f"{text}: {exc}") from None
+        if question.server is None:
+            return question.name, None
+        return question.server, question.port
+
+    async def check(
+        self, target: anyprobe.Target, options: DnsOptions, ctx: anyprobe.CheckContext
+    ) -> anyprobe.Outcome:
+        import dns.asyncbackend
+        import dns.flags
+        import dns.message
+        import dns.rdataclass
+        import dns.rdatatype
+        import sniffio
+
+        backend = dns.asyncbackend.get_backend(sniffio.current_async_library())
+        question = parse_dns_url(target.url)
+        type_text = question.record_type or options.record_type
+        rdtype = dns.rdatatype.from_text(type_text)
+        qname = _to_dns_name(question.name, type_text)
+        query = dns.message.make_query(
+            qname,
+            rdtype,
+            dns.rdataclass.from_text(options.record_class),
+            use_edns=0 if options.edns else False,
+            payload=EDNS_PAYLOAD,
+        )
+        if not options.recursion_desired:
+            query.flags &= ~dns.flags.RD
+        what = f"{type_text} for {qname.to_text(omit_final_dot=True) or '.'}"
+        ctx.metrics["record_type"] = type_text
+
+        if question.server is None:
+            servers = await _system_nameservers(options.resolv_conf, ctx)
+            port = DEFAULT_PORT
+        else:
+            port = question.port
+            with ctx.phase("resolve"):
+                servers = await resolve(question.server, port, options.ip_family)
+            if servers != [question.server]:
+                ctx.trace(f"resolved {question.server} to {', '.join(servers)}")
+            servers = servers[:1]
+
+        response, server, transport = await _ask(query, servers, port, options, ctx, backend)
+        ctx.metrics["server"] = _join_host_port(server, port)
+        ctx.metrics["transport"] = transport
+        return _judge(what, rdtype, response, options, ctx)
+
+
+async def _system_nameservers(path: str, ctx: anyprobe.CheckContext) -> list[str]:
+    """The nameservers in ``path``, read once per run off the event loop."""
+    cache: dict[str, list[str] | str] = ctx.shared(("dns", "resolv.conf"), dict)
+    found = cache.get(path)
+    if found is None:
+
+        def read() -> list[str] | str:
+            import dns.resolver
+
+            try:
+                with open(path, encoding="utf-8", errors="replace") as file:
+                    resolver = dns.resolver.Resolver(filename=file)
+            except dns.resolver.NoResolverConfiguration:
+                return f"no nameserver in {path}"
+            except OSError as exc:
+                return f"cannot read {path}: {(exc.strerror or str(exc)).lower()}"
+            return [str(n) for n in resolver.nameservers]
+
+        found = cache[path] = await anyio.to_thread.run_sync(read)
+    if isinstance(found, str):
+        raise anyprobe.CheckFailed(found, status=anyprobe.Status.UNKNOWN)
+    ctx.trace(f"nameservers from {path}: {', '.join(found)}")
+    return found
+
+
+async def _ask(
+    query: dns.message.Message,
+    servers: Sequence[str],
+    port: int,
+    options: DnsOptions,
+    ctx: anyprobe.CheckContext,
+    backend: Any,
+) -> tuple[dns.message.Message, str, str]:
+    """Send ``query`` to each server in turn until one answers; the response,
+    the server that gave it and the transport used.
+
+    Each server but the last gets an equal share of the time left. The last
+    one runs until the check's deadline, the hard limit that core enforces
+    ("timed out after 5 s during query").
+    """
+    import dns.asyncquery
+    import dns.exception
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    failures: list[str] = []
+    for index, server in enumerate(servers):
+        where = _join_host_port(server, port)
+        left = len(servers) - index
+        deadline = math.inf if left == 1 else anyio.current_time() + ctx.remaining() / left
+        ctx.metrics["server"] = where
+        ctx.trace(f"asking {where} over {options.transport}: {query.question[0].to_text()}")
+        failure: str
+        error: BaseException | None = None
+        with ctx.phase("query"), anyio.CancelScope(deadline=deadline) as scope:
+            try:
+                if options.transport == "tcp":
+                    response = await dns.asyncquery.tcp(query, server, port=port, backend=backend)
+                    transport = "tcp"
+                else:
+                    response, used_tcp = await dns.asyncquery.udp_with_fallback(
+                        query, server, port=port, backend=backend
+                    )
+                    transport = "tcp" if used_tcp else "udp"
+                    if used_tcp:
+                        ctx.trace("UDP answer truncated: asked again over TCP")
+                ctx.trace(
+                    f"{dns.rcode.to_text(response.rcode())} from {where} over {transport},"
+                    f" {len(response.answer)} answer RRsets"
+                )
+                return response, server, transport
+            except OSError as exc:
+                failed = fail_from_os_error(exc, f"query to {where} over {options.transport}")
+                failure, error = failed.summary, failed.error
+            except dns.message.Truncated:
+                failure = f"truncated answer from {where}"
+            except (dns.exception.FormError, dns.query.BadResponse) as exc:
+                failure = f"malformed response from {where}: {exc}"
+                error = exc
+            except dns.exception.DNSException as exc:
+                failure = f"query to {where} failed: {exc}"
+                error = exc
+        if scope.cancelled_caught:
+            failure = f"no response from {where} over {options.transport} in its share of time"
+        ctx.trace(failure)
+        failures.append(failure)
+        if left == 1:
+            summary = failure if len(failures) == 1 else "; ".join(failures)
+            raise anyprobe.CheckFailed(summary, error=error)
+    raise anyprobe.CheckFailed("no nameserver to ask", status=anyprobe.Status.UNKNOWN)
+
+
+def _judge(
+    what: str,
+    rdtype: int,
+    response: dns.message.Message,
+    options: DnsOptions,
+    ctx: anyprobe.CheckContext,
+) -> anyprobe.Outcome:
+    """Compare the response with what the options expect; the outcome."""
+    import dns.flags
+    import dns.rcode
+
+    rcode = dns.rcode.to_text(response.rcode())
+    answers: list[Answer] = []
+    ttls: list[int] = []
+    for rrset in response.answer:
+        if rrset.rdtype == rdtype:
+            ttls.append(rrset.ttl)
+            answers.extend(Answer.of(rdata) for rdata in rrset)
+    # A set of records has no order; sorted, summaries do not change between runs.
+    answers.sort(key=lambda a: a.text)
+    texts = [a.text for a in answers]
+    metrics: dict[str, Any] = {
+        "rcode": rcode,
+        "answer_count": len(answers),
+        "answers": texts,
+        "authoritative": bool(response.flags & dns.flags.AA),
+    }
+    if ttls:
+        metrics["min_ttl"] = min(ttls)
+    ctx.metrics.update(metrics)
+    details = {
+        section: [line for rrset in rrsets for line in rrset.to_text().splitlines()][:DETAIL_LINES]
+        for section, rrsets in (("answer", response.answer), ("authority", response.authority))
+        if rrsets
+    }
+    server = ctx.metrics["server"]
+    took = ctx.phases.get("query", 0.0) * 1000
+    via = f"from {server}" + (" over tcp" if ctx.metrics.get("transport") == "tcp" else "")
+
+    def fail(reason: str) -> anyprobe.Outcome:
+        return anyprobe.Outcome.critical(f"{what}: {reason}", metrics=metrics, details=details)
+
+    if rcode != options.expect_rcode:
+        found = f"{rcode} with {_show(texts)}" if texts else rcode
+        return fail(f"expected {options.expect_rcode}, got {found} {via}")
+    if options.expect_rcode != "NOERROR":
+        return anyprobe.Outcome.ok(
+            f"{what}: {rcode}, as expected ({via}, {took:.1f} ms)",
+            metrics=metrics,
+            details=details,
+        )
+    minimum = options.min_answers if options.min_answers is not None else 1
+    if len(answers) < minimum:
+        if not answers:
+            return fail(
+                f"NOERROR but no {what.split()[0]} records {via} (expected at least {minimum})"
+            )
+        return fail(f"expected at least {minimum} answers, got {len(answers)}: {_show(texts)}")
+    missing = [e for e in options.expect_answers if not any(a.matches(e) for a in answers)]
+    if missing:
+        return fail(f"expected {_show(missing, limit=len(missing))}, got {_show(texts)}")
+    if options.expect_any_answer and not any(
+        a.matches(e) for a in answers for e in options.expect_any_answer
+    ):
+        return fail(f"expected one of {', '.join(options.expect_any_answer)}, got {_show(texts)}")
+    if options.answers_match is not None:
+        pattern = re.compile(options.answers_match)
+        bad = [t for t in texts if not pattern.search(t)]
+        if bad:
+            return fail(f"{_show(bad)} do not match /{options.answers_match}/")
+    if options.any_answer_matches is not None:
+        pattern = re.compile(options.any_answer_matches)
+        if not any(pattern.search(t) for t in texts):
+            return fail(f"no answer matches /{options.any_answer_matches}/, got {_show(texts)}")
+    shown = _show(texts) if texts else "no records"
+    return anyprobe.Outcome.ok(
+        f"{what}: {shown} ({rcode} {via}, {took:.1f} ms)", metrics=metrics, details=details
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One answer's text as shown and compared: names without the final dot,
+    TXT strings unquoted and joined, addresses in canonical form."""
+
+    text: str
+    keys: frozenset[str]
+
+    @classmethod
+    def of(cls, rdata: Any) -> Answer:
+        import dns.rdatatype
+
+        rdtype = rdata.rdtype
+        if rdtype in (dns.rdatatype.TXT, dns.rdatatype.SPF):
+            text = b"".join(rdata.strings).decode("utf-8", errors="replace")
+        else:
+            text = rdata.to_text(omit_final_dot=True)
+        keys = {_normalise(text)}
+        if rdtype == dns.rdatatype.MX:
+            keys.add(_normalise(rdata.exchange.to_text(omit_final_dot=True)))
+        elif rdtype == dns.rdatatype.SRV:
+            keys.add(_normalise(rdata.target.to_text(omit_final_dot=True)))
+        return cls(text, frozenset(keys))
+
+    def matches(self, expected: str) -> bool:
+        return _normalise(expected) in self.keys
+
+
+def _normalise(text: str) -> str:
+    text = " ".join(text.split()).rstrip(".").lower()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
+
+
+def _show(texts: Sequence[str], limit: int = SUMMARY_ANSWERS) -> str:
+    shown = ", ".join(texts[:limit])
+    if len(texts) > limit:
+        shown += f" (+{len(texts) - limit} more)"
+    return shown
+
+
+def _join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@asynccontextmanager
+async def demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
+    """A tiny authoritative server for ``demo.test`` on loopback UDP and TCP."""
+    async with _demo_dns_server() as port:
+        server = f"127.0.0.1:{port}"
+        yield [
+            anyprobe.DemoCheck(
+                "dns: A record",
+                f"dns://{server}/www.demo.test?type=A",
+                anyprobe.Status.OK,
+                options={"expect_answers": ["127.0.0.1"]},
+            ),
+            anyprobe.DemoCheck(
+                "dns: missing name",
+                f"dns://{server}/missing.demo.test",
+                anyprobe.Status.CRITICAL,
+            ),
+            anyprobe.DemoCheck(
+                "dns: wrong MX",
+                f"dns://{server}/demo.test?type=MX",
+                anyprobe.Status.CRITICAL,
+                options={"expect_answers": ["mail.demo.test"]},
+            ),
+        ]
+
+
+_DEMO_ZONE = {
+    ("www.demo.test.", "A"): "127.0.0.1",
+    ("demo.test.", "MX"): "10 mx2.demo.test.",
+}
+
+
+@asynccontextmanager
+async def _demo_dns_server() -> AsyncIterator[int]:
+    """Serve :data:`_DEMO_ZONE` over UDP on an ephemeral port until the block ends."""
+    import dns.flags
+    import dns.message
+    import dns.rcode
+    import dns.rdatatype
+    import dns.rrset
+
+    def answer(wire: bytes) -> bytes | None:
+        try:
+            query = dns.message.from_wire(wire)
+        except Exception:
+            return None
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        if query.question:
+            question = query.question[0]
+            name = question.name.to_text().lower()
+            rdtype = dns.rdatatype.to_text(question.rdtype)
+            rdata = _DEMO_ZONE.get((name, rdtype))
+            if rdata is not None:
+                response.answer.append(dns.rrset.from_text(name, 60, "IN", rdtype, rdata))
+            elif not any(key[0] == name for key in _DEMO_ZONE):
+                response.set_rcode(dns.rcode.NXDOMAIN)
+        return response.to_wire()
+
+    async def serve(udp: anyio.abc.UDPSocket) -> None:
+        async for wire, peer in udp:
+            reply = answer(wire)
+            if reply is not None:
+                await udp.sendto(reply, *peer)
+
+    async with (
+        await anyio.create_udp_socket(local_host="127.0.0.1", local_port=0) as udp,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(serve, udp)
+        yield udp.extra(anyio.abc.SocketAttribute.local_port)
+        tg.cancel_scope.cancel()
+
+
+@anyprobe.hookimpl
+def anyprobe_register_probes(register: Any) -> None:
+    register(DnsProbe)
+
+
+@anyprobe.hookimpl
+def anyprobe_demo_services(register: Any) -> None:
+    register(demo_services)
