@@ -119,8 +119,13 @@ async def stream(
     )
     async with anyio.create_task_group() as tg, receive:
         tg.start_soon(run.execute)
-        async for result in receive:
-            yield result
+        try:
+            async for result in receive:
+                yield result
+        except GeneratorExit:
+            # The caller stopped iterating (aclose()): stop the run and end quietly,
+            # instead of letting GeneratorExit escape into the task group.
+            tg.cancel_scope.cancel()
 
 
 async def check(targets: Iterable[str | Target], **kwargs: Any) -> list[Result]:

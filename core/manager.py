@@ -76,7 +76,10 @@ class PluginManager:
         if only is None and LOAD_PLUGINS_ENV in os.environ:
             only = [n.strip() for n in os.environ[LOAD_PLUGINS_ENV].split(",") if n.strip()]
         wanted = set(only) if only is not None else None
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        # anyprobe's own plugins first: a third-party one cannot take their schemes.
+        ordered = sorted(found, key=lambda ep: ep.dist is None or ep.dist.name != "anyprobe")
+        for ep in ordered:
             package = ep.dist.name if ep.dist else None
             builtin = package == "anyprobe"
             if not builtin and (not autoload or (wanted is not None and ep.name not in wanted)):
@@ -95,7 +98,7 @@ class PluginManager:
                 self.hook_manager.register(plugin, name=ep.name)
             except Exception as exc:
                 info.error = f"failed to load {ep.value}: {type(exc).__name__}: {exc}"
-                log.warning("plugin %s: %s", ep.name, info.error)
+                log.debug("plugin %s: %s", ep.name, info.error)
             self._collected = False
 
     def register(self, plugin: object, name: str | None = None) -> str:
@@ -115,7 +118,7 @@ class PluginManager:
     def _call_each(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of a hook on its own, so one failure stays local."""
         hook = getattr(self.hook_manager.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):
+        for impl in hook.get_hookimpls():  # in registration order
             info = self._infos.get(impl.plugin_name)
             if info is not None and info.broken:
                 continue
@@ -128,7 +131,7 @@ class PluginManager:
     def _mark_broken(self, plugin_name: str, message: str) -> None:
         info = self._infos.setdefault(plugin_name, PluginInfo(name=plugin_name))
         info.error = info.error or message
-        log.warning("plugin %s: %s", plugin_name, message)
+        log.debug("plugin %s: %s", plugin_name, message)
 
     def _collect(self) -> None:
         if self._collected:
@@ -180,7 +183,7 @@ class PluginManager:
         ]
         for hook_name, register in hooks:
             hook = getattr(self.hook_manager.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):
+            for impl in hook.get_hookimpls():  # in registration order
                 info = self._infos.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
                 if info.broken:
                     continue

@@ -80,7 +80,7 @@ async def test_slow_reporter_applies_back_pressure_not_memory(scripted: PluginMa
     )
     await run.execute()
     assert len(slow.results) == 200
-    # Finished checks never run more than the buffer (+ the ones in flight) ahead of the slow reporter.
+    # Finished checks never get more than the buffer (+ those in flight) ahead of it.
     assert max(seen_lag) <= 10 + 8 + 2
 
 
@@ -109,7 +109,7 @@ async def test_interrupt_keeps_finished_results_for_every_reporter(scripted: Plu
     run = Run(targets, scripted, [("first", first), ("second", second)], concurrency=4)
 
     async def interrupt_when_oks_are_in() -> None:
-        while len(first.results) < 2:
+        while len(first.results) < 2:  # noqa: ASYNC110 - polling a plain list
             await anyio.sleep(0.01)
         run.interrupt("SIGINT")
 

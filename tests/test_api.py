@@ -1,0 +1,82 @@
+"""The embedding API: results as an async iterator inside the caller's own loop."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+import anyio
+import pytest
+
+import anyprobe
+from anyprobe import PluginManager, Status, TargetError
+from tests import probes
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_stream_yields_results_as_they_complete(
+    listening_port: int, closed_port: int
+) -> None:
+    seen = {}
+    async for result in anyprobe.stream(
+        [f"tcp://127.0.0.1:{listening_port}", f"tcp://127.0.0.1:{closed_port}"]
+    ):
+        seen[result.target] = result.status
+    assert seen == {
+        f"tcp://127.0.0.1:{listening_port}": Status.OK,
+        f"tcp://127.0.0.1:{closed_port}": Status.CRITICAL,
+    }
+
+
+async def test_bad_target_raises_before_any_check_runs(manager: PluginManager) -> None:
+    manager.register(probes)
+    probes.ScriptedProbe.attempts.clear()
+    with pytest.raises(TargetError):
+        await anyprobe.check(["test://ok", "nope://x"], manager=manager)
+    assert not probes.ScriptedProbe.attempts
+
+
+async def test_two_runs_coexist_in_one_process(manager: PluginManager) -> None:
+    other = PluginManager()
+    other.load_entrypoints(autoload=False)
+    manager.register(probes)
+    results: dict[str, list[anyprobe.Result]] = {}
+
+    async def one(name: str, mgr: PluginManager, targets: list[str]) -> None:
+        results[name] = await anyprobe.check(targets, manager=mgr)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, "scripted", manager, [f"test://ok-{i}" for i in range(10)])
+        tg.start_soon(one, "tcp", other, ["tcp://127.0.0.1:1"])
+    assert len(results["scripted"]) == 10 and len(results["tcp"]) == 1
+    # The second manager never saw the test plugin: no global registry.
+    assert other.probe_for_scheme("test") is None
+
+
+async def test_closing_the_stream_early_cancels_the_rest(manager: PluginManager) -> None:
+    manager.register(probes)
+    targets = ["test://ok", *[f"test://hang-{i}" for i in range(5)]]
+    async with aclosing(anyprobe.stream(targets, manager=manager, timeout=60)) as results:
+        async for result in results:
+            assert result.status is Status.OK
+            break
+
+
+def test_check_sync_runs_its_own_loop(anyio_backend: str, listening_port: int) -> None:
+    [result] = anyprobe.check_sync([f"tcp://127.0.0.1:{listening_port}"], backend=anyio_backend)
+    assert result.status is Status.OK
+
+
+async def test_options_apply_to_the_probes_that_have_them(
+    manager: PluginManager, listening_port: int
+) -> None:
+    manager.register(probes)
+    results = await anyprobe.check(
+        [f"tcp://127.0.0.1:{listening_port}", "test://slow"],
+        manager=manager,
+        options={"ip_family": "ipv4", "sleep": 0.001},
+    )
+    assert {r.status for r in results} == {Status.OK}
+    with pytest.raises(anyprobe.OptionsError) as error:
+        await anyprobe.check(["test://ok"], manager=manager, options={"slep": 1})
+    assert "did you mean 'sleep'?" in str(error.value)
