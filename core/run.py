@@ -21,7 +21,7 @@ from .manager import PluginManager
 from .model import Result, RunSummary, Status, Target
 from .reporter import ReportContext, Reporter
 from .scheduler import Scheduler, resolve_concurrency
-from .stream import REPORTER_BUFFER, Fanout
+from .fanout import REPORTER_BUFFER, Fanout
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .model import Result, RunSummary
 from .reporter import ReportContext, Reporter, ResultStream
 
-log = logging.getLogger("anyprobe.stream")
+log = logging.getLogger("anyprobe.fanout")
 
 #: Results a reporter may fall behind before the checks wait for it.
 REPORTER_BUFFER = 1024
