@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from datetime import UTC
 from typing import Any
 
-import anyprobe
 from pydantic import Field
+
+import anyprobe
 
 # Characters XML 1.0 cannot carry at all, even escaped: a banner or a body
 # excerpt from a misbehaving server may contain them.
@@ -28,10 +29,12 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 class JunitOptions(anyprobe.ReporterOptions):
     suite_name: str = Field(
-        "anyprobe", min_length=1, description="Name of the test suite (and of the test suites)."
+        default="anyprobe",
+        min_length=1,
+        description="Name of the test suite (and of the test suites).",
     )
     classname_prefix: str = Field(
-        "",
+        default="",
         description="Prefix of every test case's class name, e.g. 'probes.' gives 'probes.http'.",
     )
 
