@@ -1,1 +1,1024 @@
-"""Built-in http plugin (being written: registers nothing yet)."""
+"""The HTTP(S) probe: ``http://`` and ``https://`` targets.
+
+Each check opens a fresh connection, because a health check must see the
+handshake a client sees. The probe resolves the name itself (``resolve``
+phase, honouring ``ip_family``), connects to the address (``connect``), does
+the TLS handshake with SNI set to the name (``tls``), sends the request and
+waits for the response head (``first_byte``), then reads the body up to
+``max_body_bytes`` (``transfer``). HTTP/1.1 is spoken with h11 directly; when
+``http2`` is on and the server picks ``h2`` in ALPN, the request goes through
+httpcore's HTTP/2 connection over the same socket.
+
+Nothing is pooled between checks except the SSL contexts (one per distinct
+TLS options, through ``ctx.shared``): a shared connection pool would hide the
+handshake and, under load, queue healthy checks into false timeouts.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import re
+import ssl
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import SplitResult, urljoin, urlsplit
+
+import anyio
+from anyio.abc import ByteStream
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+
+import anyprobe
+from anyprobe.net import IpFamily, connect_tcp, fail_from_os_error, resolve
+from anyprobe.tls import (
+    TlsInfo,
+    TlsOptions,
+    client_certificate_expiry_days,
+    client_context,
+    describe_tls_error,
+    expiry_verdict,
+    find_ssl_error,
+    inspect_connection,
+    peek_certificate,
+)
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+READ_SIZE = 65536
+#: Header names whose values never appear in a trace.
+SENSITIVE_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"}
+)
+_SENSITIVE_WORDS = ("token", "secret", "password", "auth", "key", "cookie", "session")
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_STATUS_CLASS = re.compile(r"^[1-5]xx$")
+
+
+class HttpOptions(TlsOptions):
+    """Options of the HTTP probe (the TLS ones are shared with the TCP/TLS probe)."""
+
+    method: str = Field("GET", description="Request method: GET, HEAD, POST...")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Request headers, e.g. {Accept = 'application/json'}."
+    )
+    header_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Secret request headers: header name -> environment variable holding "
+        "its value, e.g. {X-Api-Key = 'API_KEY'}. Never shown in any output.",
+    )
+    body: str | None = Field(None, description="Request body, sent as it is (UTF-8).")
+    json_body: Any = Field(
+        None,
+        description="Request body as JSON (sets Content-Type: application/json).",
+    )
+    follow_redirects: bool = Field(True, description="Follow 3xx redirects.")
+    max_redirects: int = Field(
+        10, ge=0, le=100, description="Most redirects to follow before the check fails."
+    )
+    http2: bool = Field(False, description="Offer HTTP/2 in ALPN (https only); the server decides.")
+    ip_family: IpFamily = Field(
+        "any", description="Address family to connect over: any, ipv4 or ipv6."
+    )
+    proxy: str | None = Field(
+        None,
+        description="HTTP proxy URL, http://[user:password@]host:port; https targets "
+        "go through a CONNECT tunnel.",
+    )
+    username: str | None = Field(None, description="User name for basic authentication.")
+    password: SecretStr | None = Field(
+        None, description="Password for basic authentication (prefer password_env)."
+    )
+    password_env: str | None = Field(
+        None, description="Environment variable holding the basic-authentication password."
+    )
+    bearer_token: SecretStr | None = Field(
+        None, description="Bearer token for the Authorization header (prefer bearer_token_env)."
+    )
+    bearer_token_env: str | None = Field(
+        None, description="Environment variable holding the bearer token."
+    )
+    expect_status: list[int | str] = Field(
+        default_factory=lambda: list[int | str](["2xx"]),
+        description="Accepted status codes and classes, e.g. [200, '3xx'].",
+    )
+    body_contains: list[str] = Field(
+        default_factory=list, description="Strings the body must contain (all of them)."
+    )
+    body_matches: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions the body must match (all of them).",
+    )
+    body_not_matches: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions the body must not match (none of them).",
+    )
+    json_assertions: list[str] = Field(
+        default_factory=list,
+        description="JMESPath expressions on the JSON body that must be true, "
+        "e.g. \"status == 'UP'\".",
+    )
+    expect_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Response headers that must be present and match a regular "
+        "expression, e.g. {Content-Type = 'json'}.",
+    )
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024,
+        gt=0,
+        description="Bytes of body read at most; a longer body is critical "
+        "(it is never read whole into memory).",
+    )
+    user_agent: str = Field(
+        "anyprobe/" + anyprobe.__version__, description="The User-Agent header."
+    )
+
+    _body_patterns: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
+    _body_antipatterns: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
+    _header_patterns: tuple[tuple[str, re.Pattern[str]], ...] = PrivateAttr(default=())
+    _json_expressions: tuple[tuple[str, Any], ...] = PrivateAttr(default=())
+
+    @field_validator(
+        "expect_status",
+        "body_contains",
+        "body_matches",
+        "body_not_matches",
+        "json_assertions",
+        mode="before",
+    )
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | int) and not isinstance(value, bool) else value
+
+    @field_validator("method")
+    @classmethod
+    def _method_is_token(cls, value: str) -> str:
+        if not _TOKEN.match(value):
+            raise ValueError(f"{value!r} is not an HTTP method")
+        return value.upper()
+
+    @field_validator("headers", "expect_headers", "header_env")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _TOKEN.match(name):
+                raise ValueError(f"{name!r} is not a header name")
+            if "\r" in text or "\n" in text or "\0" in text:
+                raise ValueError(f"header {name}: line breaks are not allowed in a value")
+        return value
+
+    @field_validator("expect_status")
+    @classmethod
+    def _status_codes(cls, value: list[int | str]) -> list[int | str]:
+        checked: list[int | str] = []
+        for item in value:
+            if isinstance(item, str) and item.isdigit():
+                item = int(item)
+            if isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
+                checked.append(item)
+            elif isinstance(item, str) and _STATUS_CLASS.match(item.lower()):
+                checked.append(item.lower())
+            else:
+                raise ValueError(f"{item!r} is not a status code (100-599) or class like '2xx'")
+        if not checked:
+            raise ValueError("expect_status needs at least one code or class")
+        return checked
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            url = urlsplit(value)
+            url.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as exc:
+            raise ValueError(f"bad proxy URL: {exc}") from None
+        if url.scheme != "http" or not url.hostname:
+            raise ValueError("proxy must be an http://host:port URL")
+        return value
+
+    @field_validator("password_env", "bearer_token_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise ValueError("the environment variable name is empty")
+        return value
+
+    @model_validator(mode="after")
+    def _http_options_consistent(self) -> HttpOptions:
+        if self.body is not None and self.json_body is not None:
+            raise ValueError("set body or json_body, not both")
+        if self.password is not None and self.password_env is not None:
+            raise ValueError("set password or password_env, not both")
+        if self.bearer_token is not None and self.bearer_token_env is not None:
+            raise ValueError("set bearer_token or bearer_token_env, not both")
+        basic = self.username is not None or self.password or self.password_env
+        if basic and (self.bearer_token is not None or self.bearer_token_env is not None):
+            raise ValueError("set basic authentication or a bearer token, not both")
+        if (self.password is not None or self.password_env) and self.username is None:
+            raise ValueError("a password needs a username")
+        if self.json_body is not None:
+            import json
+
+            try:
+                json.dumps(self.json_body)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"json_body is not JSON-serialisable: {exc}") from None
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        try:
+            self._body_patterns = tuple(re.compile(p) for p in self.body_matches)
+            self._body_antipatterns = tuple(re.compile(p) for p in self.body_not_matches)
+            self._header_patterns = tuple(
+                (name.lower(), re.compile(p)) for name, p in self.expect_headers.items()
+            )
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise ValueError(f"bad regular expression: {exc}") from None
+        if self.json_assertions:
+            import jmespath  # type: ignore[import-untyped]
+            from jmespath.exceptions import JMESPathError  # type: ignore[import-untyped]
+
+            compiled = []
+            for text in self.json_assertions:
+                try:
+                    compiled.append((text, jmespath.compile(text)))
+                except JMESPathError as exc:
+                    raise ValueError(f"bad JSON assertion {text!r}: {exc}") from None
+            self._json_expressions = tuple(compiled)
+
+    @property
+    def needs_body(self) -> bool:
+        """True when an assertion reads the body (else it is only counted)."""
+        return bool(
+            self.body_contains or self.body_matches or self.body_not_matches or self.json_assertions
+        )
+
+    def secret_values(self) -> list[str]:
+        """Every secret this check may send, to redact from any text shown."""
+        values = [os.environ.get(name, "") for name in self.header_env.values()]
+        if self.password is not None:
+            values.append(self.password.get_secret_value())
+        if self.password_env:
+            values.append(os.environ.get(self.password_env, ""))
+        if self.bearer_token is not None:
+            values.append(self.bearer_token.get_secret_value())
+        if self.bearer_token_env:
+            values.append(os.environ.get(self.bearer_token_env, ""))
+        return [v for v in values if len(v) >= 3]
+
+
+# -- one request, one fresh connection -----------------------------------------
+
+
+@dataclass(slots=True)
+class Hop:
+    """One request of a check (the first, or one after a redirect)."""
+
+    url: str  # as requested: may hold userinfo, never shown
+    parts: SplitResult
+    scheme: str
+    host: str
+    port: int
+    method: str
+    body: bytes | None
+    headers: list[tuple[str, str]]
+
+    @property
+    def display(self) -> str:
+        return redact_userinfo(self.url)
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return self.scheme, self.host, self.port
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    reason: str
+    http_version: str
+    headers: list[tuple[str, str]]
+    body: bytearray
+    body_bytes: int
+    address: str
+    tls: TlsInfo | None = None
+    truncated: bool = False
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What a check saw across its hops."""
+
+    redirects: list[dict[str, Any]] = field(default_factory=list)
+    tls: list[tuple[str, TlsInfo]] = field(default_factory=list)
+
+
+def redact_userinfo(url: str) -> str:
+    """``url`` without the password of its userinfo."""
+    if "@" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{netloc}").geturl()
+
+
+class Redactor:
+    """Hides secrets (tokens, passwords, header values) in text meant for output."""
+
+    def __init__(self, secrets: Sequence[str], secret_headers: Iterable[str]) -> None:
+        self.secrets = [s for s in secrets if s]
+        self.secret_headers = {h.lower() for h in secret_headers}
+
+    def header(self, name: str, value: str) -> str:
+        lower = name.lower()
+        if (
+            lower in SENSITIVE_HEADERS
+            or lower in self.secret_headers
+            or any(word in lower for word in _SENSITIVE_WORDS)
+        ):
+            return "***"
+        return self.text(value)
+
+    def text(self, value: str) -> str:
+        for secret in self.secrets:
+            if secret in value:
+                value = value.replace(secret, "***")
+        return value
+
+
+def _host_header(host: str, port: int, scheme: str) -> str:
+    text = f"[{host}]" if ":" in host else host
+    return text if DEFAULT_PORTS[scheme] == port else f"{text}:{port}"
+
+
+def _secret_from_env(name: str, what: str) -> str:
+    value = os.environ.get(name)
+    if value is None:
+        raise anyprobe.CheckFailed(
+            f"environment variable {name} ({what}) is not set", status=anyprobe.Status.UNKNOWN
+        )
+    return value
+
+
+def _auth_header(options: HttpOptions, url: SplitResult) -> str | None:
+    if options.bearer_token is not None:
+        return "Bearer " + options.bearer_token.get_secret_value()
+    if options.bearer_token_env:
+        return "Bearer " + _secret_from_env(options.bearer_token_env, "bearer_token_env")
+    username = options.username
+    password = ""
+    if options.password is not None:
+        password = options.password.get_secret_value()
+    elif options.password_env:
+        password = _secret_from_env(options.password_env, "password_env")
+    if username is None and url.username is not None:
+        from urllib.parse import unquote
+
+        username, password = unquote(url.username), unquote(url.password or "")
+    if username is None:
+        return None
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return "Basic " + token
+
+
+def _split(url: str) -> tuple[SplitResult, str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise anyprobe.CheckFailed(
+            f"cannot follow a redirect to {scheme}:// ({redact_userinfo(url)})"
+        )
+    try:
+        port = parts.port or DEFAULT_PORTS[scheme]
+    except ValueError:
+        raise anyprobe.CheckFailed(f"bad URL {redact_userinfo(url)}") from None
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise anyprobe.CheckFailed(f"no host in URL {redact_userinfo(url)}")
+    return parts, scheme, host, port
+
+
+class HttpProbe(anyprobe.Probe[HttpOptions]):
+    """Send one HTTP request (following redirects) over a fresh connection."""
+
+    name = "http"
+    schemes = ("http", "https")
+    Options = HttpOptions
+    default_ports = DEFAULT_PORTS
+    description = "HTTP(S) request with assertions, like blackbox's http prober and check_http."
+
+    async def check(
+        self, target: anyprobe.Target, options: HttpOptions, ctx: anyprobe.CheckContext
+    ) -> anyprobe.Outcome:
+        started = time.perf_counter()
+        redactor = (
+            Redactor(options.secret_values(), options.header_env) if ctx.explain else _NO_REDACTOR
+        )
+        base_headers = self._base_headers(options)
+        auth = _auth_header(options, urlsplit(target.url))
+        body: bytes | None = None
+        content_type: str | None = None
+        if options.json_body is not None:
+            import json
+
+            body = json.dumps(options.json_body).encode()
+            content_type = "application/json"
+        elif options.body is not None:
+            body = options.body.encode()
+        url = target.url
+        method = options.method
+        exchange = Exchange()
+        seen = [redact_userinfo(url)]
+        first_origin: tuple[str, str, int] | None = None
+        while True:
+            parts, scheme, host, port = _split(url)
+            if first_origin is None:
+                first_origin = (scheme, host, port)
+            headers = list(base_headers)
+            if auth is not None and (scheme, host, port) == first_origin:
+                headers.append(("Authorization", auth))
+            if body is not None:
+                headers.append(("Content-Length", str(len(body))))
+                if content_type and not any(k.lower() == "content-type" for k, _ in headers):
+                    headers.append(("Content-Type", content_type))
+            hop = Hop(url, parts, scheme, host, port, method, body, headers)
+            response = await self._request(hop, options, ctx, redactor, exchange)
+            location = response.header("location")
+            if not (options.follow_redirects and response.status in REDIRECT_CODES and location):
+                break
+            next_url = urljoin(url, location.strip())
+            shown = redact_userinfo(next_url)
+            if ctx.explain:
+                ctx.trace(f"redirect {response.status} to {redactor.text(shown)}")
+            exchange.redirects.append({"status": response.status, "location": shown})
+            ctx.metrics["redirects"] = len(exchange.redirects)
+            if shown in seen:
+                loop = " -> ".join([*seen[seen.index(shown) :], shown])
+                hide = Redactor(options.secret_values(), ())
+                raise anyprobe.CheckFailed(
+                    f"redirect loop: {hide.text(loop)}",
+                    metrics={"http_status": response.status},
+                )
+            if len(exchange.redirects) > options.max_redirects:
+                raise anyprobe.CheckFailed(
+                    f"more than {options.max_redirects} redirects (last to {shown})",
+                    metrics={"http_status": response.status},
+                )
+            seen.append(shown)
+            if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+                method, body, content_type = ("HEAD" if method == "HEAD" else "GET"), None, None
+            url = next_url
+        elapsed = time.perf_counter() - started
+        return self._verdict(response, options, exchange, elapsed, ctx)
+
+    def _base_headers(self, options: HttpOptions) -> list[tuple[str, str]]:
+        headers = [
+            ("User-Agent", options.user_agent),
+            ("Accept", "*/*"),
+            ("Accept-Encoding", "identity"),
+            ("Connection", "close"),
+        ]
+        given = {k.lower() for k in [*options.headers, *options.header_env]}
+        headers = [(k, v) for k, v in headers if k.lower() not in given]
+        headers.extend(options.headers.items())
+        for name, variable in options.header_env.items():
+            headers.append((name, _secret_from_env(variable, f"header_env {name}")))
+        return headers
+
+    async def _request(
+        self,
+        hop: Hop,
+        options: HttpOptions,
+        ctx: anyprobe.CheckContext,
+        redactor: Redactor,
+        exchange: Exchange,
+    ) -> Response:
+        server_name = options.server_name or hop.host
+        proxy = urlsplit(options.proxy) if options.proxy else None
+        connect_host, connect_port = (
+            (proxy.hostname or "", proxy.port or 80) if proxy else (hop.host, hop.port)
+        )
+        with ctx.phase("resolve"):
+            addresses = await resolve(connect_host, connect_port, options.ip_family)
+        if ctx.explain:
+            ctx.trace(f"resolved {connect_host} to {', '.join(addresses)}")
+        with ctx.phase("connect"):
+            stream, address = await connect_tcp(addresses, connect_port)
+        if ctx.explain:
+            ctx.trace(f"connected to {address} port {connect_port}")
+        async with stream:
+            transport: ByteStream = stream
+            if proxy is not None and hop.scheme == "https":
+                await _tunnel(stream, hop, proxy, ctx)
+            tls: TlsInfo | None = None
+            if hop.scheme == "https":
+                transport, tls = await self._handshake(
+                    stream, hop, address, server_name, options, ctx
+                )
+                exchange.tls.append((hop.display, tls))
+                if ctx.explain:
+                    for line in tls.describe():
+                        ctx.trace(line)
+            target = hop.parts.path or "/"
+            if hop.parts.query:
+                target += "?" + hop.parts.query
+            if proxy is not None and hop.scheme == "http":
+                target = f"http://{_host_header(hop.host, hop.port, 'http')}{target}"
+                proxy_auth = _proxy_auth(proxy)
+                if proxy_auth:
+                    hop.headers.append(("Proxy-Authorization", proxy_auth))
+            host_header = _host_header(server_name, hop.port, hop.scheme)
+            if not any(k.lower() == "host" for k, _ in hop.headers):
+                hop.headers.insert(0, ("Host", host_header))
+            if ctx.explain:
+                ctx.trace(f"> {hop.method} {redactor.text(target)}")
+                for name, value in hop.headers:
+                    ctx.trace(f"> {name}: {redactor.header(name, value)}")
+            try:
+                if tls is not None and tls.alpn == "h2":
+                    response = await _exchange_h2(transport, hop, target, options, ctx)
+                else:
+                    response = await _exchange_h11(transport, hop, target, options, ctx)
+            except anyprobe.CheckFailed:
+                raise
+            except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+                raise _io_failure(exc, server_name) from None
+        response.address = address
+        response.tls = tls
+        if ctx.explain:
+            ctx.trace(f"< HTTP/{response.http_version} {response.status} {response.reason}")
+            for name, value in response.headers:
+                ctx.trace(f"< {name}: {redactor.header(name, value)}")
+            ctx.trace(f"read {response.body_bytes} bytes of body")
+        return response
+
+    async def _handshake(
+        self,
+        stream: ByteStream,
+        hop: Hop,
+        address: str,
+        server_name: str,
+        options: HttpOptions,
+        ctx: anyprobe.CheckContext,
+    ) -> tuple[ByteStream, TlsInfo]:
+        from anyio.streams.tls import TLSAttribute, TLSStream
+
+        alpn = ("h2", "http/1.1") if options.http2 else ("http/1.1",)
+        context = client_context(options, ctx, alpn=alpn)
+        sni = None if _is_ip(server_name) and not options.verify else server_name
+        with ctx.phase("tls"):
+            try:
+                tls_stream = await TLSStream.wrap(
+                    stream, hostname=sni, ssl_context=context, standard_compatible=False
+                )
+            except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+                raise await self._tls_failure(
+                    exc, hop, address, server_name, options, ctx
+                ) from None
+            info = inspect_connection(tls_stream.extra(TLSAttribute.ssl_object))
+        return tls_stream, info
+
+    async def _tls_failure(
+        self,
+        exc: BaseException,
+        hop: Hop,
+        address: str,
+        server_name: str,
+        options: HttpOptions,
+        ctx: anyprobe.CheckContext,
+    ) -> anyprobe.CheckFailed:
+        error = find_ssl_error(exc)
+        if error is None:
+            if isinstance(exc, anyio.EndOfStream):
+                return anyprobe.CheckFailed(
+                    "the server closed the connection during the TLS handshake", error=exc
+                )
+            return _io_failure(exc, server_name)
+        summary = describe_tls_error(error, server_name)
+        metrics: dict[str, Any] = {}
+        if isinstance(error, ssl.SSLCertVerificationError) and options.proxy is None:
+            # Fetch the certificate without verifying it, to say what is wrong with it.
+            cert = await peek_certificate(address, hop.port, server_name, options, ctx)
+            if cert is not None:
+                days = round(cert.expiry_days(), 2)
+                metrics["cert_expiry_days"] = days
+                if error.verify_code == 10:
+                    summary = expiry_verdict(days, options)[1]
+                elif error.verify_code in (62, 64):
+                    names = ", ".join(cert.sans) or cert.subject
+                    summary += f" (it names {names})"
+                if ctx.explain:
+                    ctx.trace(
+                        f"unverified certificate: {cert.subject} issued by {cert.issuer}, "
+                        f"valid {cert.not_before:%Y-%m-%d} to {cert.not_after:%Y-%m-%d}"
+                    )
+        return anyprobe.CheckFailed(summary, error=error, metrics=metrics)
+
+    def _verdict(
+        self,
+        response: Response,
+        options: HttpOptions,
+        exchange: Exchange,
+        elapsed: float,
+        ctx: anyprobe.CheckContext,
+    ) -> anyprobe.Outcome:
+        metrics: dict[str, Any] = {
+            "http_status": response.status,
+            "http_version": response.http_version,
+            "body_bytes": response.body_bytes,
+            "redirects": len(exchange.redirects),
+            "address": response.address,
+        }
+        details: dict[str, Any] = {}
+        if exchange.redirects:
+            details["redirects"] = exchange.redirects
+        cert_status = anyprobe.Status.OK
+        cert_summary = ""
+        if exchange.tls:
+            # The leaf that expires first among the hops (usually there is one).
+            shown_url, tls = min(
+                exchange.tls, key=lambda item: item[1].cert_expiry_days() or float("inf")
+            )
+            metrics.update(tls.metrics())
+            details["tls"] = {"url": shown_url, **tls.details()}
+            days = tls.cert_expiry_days()
+            if days is not None:
+                cert_status, cert_summary = expiry_verdict(days, options)
+        client_days = client_certificate_expiry_days(options, ctx)
+        if client_days is not None:
+            metrics["client_cert_expiry_days"] = client_days
+        took = f"in {elapsed * 1000:.0f} ms"
+        if exchange.redirects:
+            n = len(exchange.redirects)
+            took += f" after {n} redirect{'s' if n != 1 else ''}"
+        failure = self._assertion_failure(response, options)
+        if failure is not None:
+            return anyprobe.Outcome.critical(
+                f"HTTP {response.status}: {failure}", metrics=metrics, details=details
+            )
+        if response.truncated:
+            return anyprobe.Outcome.critical(
+                f"HTTP {response.status}: body larger than max_body_bytes "
+                f"({options.max_body_bytes} bytes)",
+                metrics=metrics,
+                details=details,
+            )
+        summary = f"HTTP {response.status} {took}"
+        if cert_status is not anyprobe.Status.OK:
+            return anyprobe.Outcome(
+                cert_status, f"{summary}; {cert_summary}", metrics=metrics, details=details
+            )
+        return anyprobe.Outcome.ok(summary, metrics=metrics, details=details)
+
+    def _assertion_failure(self, response: Response, options: HttpOptions) -> str | None:
+        if not status_expected(response.status, options.expect_status):
+            wanted = ", ".join(str(s) for s in options.expect_status)
+            return f"expected status {wanted}"
+        for name, pattern in options._header_patterns:
+            value = response.header(name)
+            if value is None:
+                return f"header {name} missing"
+            if not pattern.search(value):
+                return f"header {name} is {_clip(value)}, expected to match {pattern.pattern!r}"
+        if not options.needs_body:
+            return None
+        text = response.body.decode("utf-8", errors="replace")
+        for needle in options.body_contains:
+            if needle not in text:
+                return f"body does not contain {_clip(needle)}"
+        for pattern in options._body_patterns:
+            if not pattern.search(text):
+                return f"body does not match {pattern.pattern!r}"
+        for pattern in options._body_antipatterns:
+            found = pattern.search(text)
+            if found:
+                return f"body matches {pattern.pattern!r} ({_clip(found.group(0))})"
+        if options._json_expressions:
+            return json_failure(text, options._json_expressions)
+        return None
+
+
+def _clip(value: str, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def status_expected(status: int, expected: Sequence[int | str]) -> bool:
+    """True when ``status`` is one of the codes or in one of the classes (``2xx``)."""
+    for item in expected:
+        if isinstance(item, int):
+            if status == item:
+                return True
+        elif status // 100 == int(item[0]):
+            return True
+    return False
+
+
+def json_failure(text: str, expressions: Sequence[tuple[str, Any]]) -> str | None:
+    """The first JSON assertion that is not true, described; None when all hold."""
+    import json
+
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    for source, expression in expressions:
+        try:
+            value = expression.search(document)
+        except Exception as exc:  # a JMESPath function given the wrong types
+            return f"JSON assertion {source!r} failed: {exc}"
+        if value is not True:
+            return f"JSON assertion {source!r} is not true{_found(expression, document, value)}"
+    return None
+
+
+def _found(expression: Any, document: Any, value: Any) -> str:
+    """`` (status is 'DOWN')`` for ``status == 'UP'``: what the left side holds."""
+    import json
+
+    node = expression.parsed
+    if node.get("type") == "comparator" and node.get("children"):
+        from jmespath.visitor import TreeInterpreter  # type: ignore[import-untyped]
+
+        left = node["children"][0]
+        try:
+            found = TreeInterpreter().visit(left, document)
+        except Exception:
+            return ""
+        shown = expression.expression.split(_COMPARATORS.get(node["value"], "\0"))[0].strip()
+        return f" ({shown} is {_clip(json.dumps(found))})"
+    return f" (got {_clip(json.dumps(value))})"
+
+
+_COMPARATORS = {"eq": "==", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+
+
+def _proxy_auth(proxy: SplitResult) -> str | None:
+    if proxy.username is None:
+        return None
+    from urllib.parse import unquote
+
+    raw = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}"
+    return "Basic " + base64.b64encode(raw.encode()).decode("ascii")
+
+
+async def _tunnel(
+    stream: ByteStream, hop: Hop, proxy: SplitResult, ctx: anyprobe.CheckContext
+) -> None:
+    """Open a CONNECT tunnel through the proxy to ``hop``'s host and port."""
+    import h11
+
+    authority = _host_header(hop.host, hop.port, "http") if hop.port != 80 else f"{hop.host}:80"
+    if ":" not in authority.rpartition("]")[2]:
+        authority += f":{hop.port}"
+    headers = [("Host", authority)]
+    proxy_auth = _proxy_auth(proxy)
+    if proxy_auth:
+        headers.append(("Proxy-Authorization", proxy_auth))
+    connection = h11.Connection(h11.CLIENT)
+    with ctx.phase("connect"):
+        await stream.send(
+            connection.send(h11.Request(method="CONNECT", target=authority, headers=headers))
+        )
+        if ctx.explain:
+            ctx.trace(f"> CONNECT {authority} (proxy)")
+        while True:
+            event = connection.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    connection.receive_data(await stream.receive(READ_SIZE))
+                except anyio.EndOfStream:
+                    connection.receive_data(b"")
+                continue
+            if isinstance(event, h11.Response):
+                break
+            if isinstance(event, h11.ConnectionClosed):
+                raise anyprobe.CheckFailed("the proxy closed the connection on CONNECT")
+    if not 200 <= event.status_code < 300:
+        raise anyprobe.CheckFailed(
+            f"the proxy refused CONNECT {authority}: HTTP {event.status_code}",
+            metrics={"http_status": event.status_code},
+        )
+    if ctx.explain:
+        ctx.trace(f"< proxy tunnel open ({event.status_code})")
+
+
+def _io_failure(exc: BaseException, server_name: str) -> anyprobe.CheckFailed:
+    if find_ssl_error(exc) is not None:
+        return anyprobe.CheckFailed(describe_tls_error(exc, server_name), error=find_ssl_error(exc))
+    if isinstance(exc, anyio.EndOfStream):
+        return anyprobe.CheckFailed(
+            "the server closed the connection without a response", error=exc
+        )
+    return fail_from_os_error(exc)
+
+
+async def _exchange_h11(
+    stream: ByteStream, hop: Hop, target: str, options: HttpOptions, ctx: anyprobe.CheckContext
+) -> Response:
+    import h11
+
+    connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
+    try:
+        data = connection.send(h11.Request(method=hop.method, target=target, headers=hop.headers))
+        if hop.body:
+            data += connection.send(h11.Data(data=hop.body))
+        data += connection.send(h11.EndOfMessage())
+    except h11.LocalProtocolError as exc:
+        raise anyprobe.CheckFailed(
+            f"cannot send the request: {exc}", status=anyprobe.Status.UNKNOWN
+        ) from None
+
+    async def next_event() -> Any:
+        while True:
+            try:
+                event = connection.next_event()
+            except h11.RemoteProtocolError as exc:
+                if connection.their_state in (h11.SEND_RESPONSE, h11.IDLE) and "closed" in str(exc):
+                    raise anyprobe.CheckFailed(
+                        "the server closed the connection without a response", error=exc
+                    ) from None
+                raise anyprobe.CheckFailed(f"invalid HTTP response: {exc}", error=exc) from None
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                chunk = await stream.receive(READ_SIZE)
+            except anyio.EndOfStream:
+                chunk = b""
+            connection.receive_data(chunk)
+
+    with ctx.phase("first_byte"):
+        await stream.send(data)
+        while True:
+            event = await next_event()
+            if isinstance(event, h11.Response):
+                break
+            if isinstance(event, h11.ConnectionClosed):
+                raise anyprobe.CheckFailed("the server closed the connection without a response")
+    version = event.http_version.decode("ascii", errors="replace")
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
+    response = Response(
+        status=event.status_code,
+        reason=event.reason.decode("latin-1", errors="replace"),
+        http_version=version,
+        headers=headers,
+        body=bytearray(),
+        body_bytes=0,
+        address="",
+    )
+    keep = options.needs_body
+    limit = options.max_body_bytes
+    with ctx.phase("transfer"):
+        while True:
+            event = await next_event()
+            if isinstance(event, h11.Data):
+                size = len(event.data)
+                if response.body_bytes + size > limit:
+                    if keep:
+                        response.body += event.data[: limit - response.body_bytes]
+                    response.body_bytes = limit
+                    response.truncated = True
+                    break
+                response.body_bytes += size
+                if keep:
+                    response.body += event.data
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                break
+    return response
+
+
+async def _exchange_h2(
+    stream: ByteStream, hop: Hop, target: str, options: HttpOptions, ctx: anyprobe.CheckContext
+) -> Response:
+    """One request over HTTP/2, through httpcore's connection on our socket."""
+    import httpcore
+    from anyio.streams.tls import TLSAttribute
+
+    class SocketAdapter(httpcore.AsyncNetworkStream):
+        async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+            try:
+                return await stream.receive(max_bytes)
+            except anyio.EndOfStream:
+                return b""
+
+        async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+            if buffer:
+                await stream.send(buffer)
+
+        async def aclose(self) -> None:
+            await stream.aclose()
+
+        def get_extra_info(self, info: str) -> Any:
+            if info == "ssl_object":
+                return stream.extra(TLSAttribute.ssl_object, None)
+            return None
+
+    origin = httpcore.Origin(hop.scheme.encode(), hop.host.encode(), hop.port)
+    connection = httpcore.AsyncHTTP2Connection(origin=origin, stream=SocketAdapter())
+    headers = [(k, v) for k, v in hop.headers if k.lower() not in ("connection", "keep-alive")]
+    request = httpcore.Request(
+        hop.method,
+        httpcore.URL(
+            scheme=hop.scheme.encode(),
+            host=hop.host.encode(),
+            port=hop.port,
+            target=target.encode(),
+        ),
+        headers=headers,
+        content=hop.body or b"",
+    )
+    response = Response(0, "", "2", [], bytearray(), 0, "")
+    keep = options.needs_body
+    limit = options.max_body_bytes
+    try:
+        with ctx.phase("first_byte"):
+            reply = await connection.handle_async_request(request)
+        response.status = reply.status
+        response.reason = reply.extensions.get("reason_phrase", b"").decode("latin-1")
+        response.headers = [
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in reply.headers
+        ]
+        with ctx.phase("transfer"):
+            try:
+                async for chunk in reply.aiter_stream():
+                    size = len(chunk)
+                    if response.body_bytes + size > limit:
+                        if keep:
+                            response.body += chunk[: limit - response.body_bytes]
+                        response.body_bytes = limit
+                        response.truncated = True
+                        break
+                    response.body_bytes += size
+                    if keep:
+                        response.body += chunk
+            finally:
+                await reply.aclose()
+    except httpcore.ProtocolError as exc:
+        raise anyprobe.CheckFailed(f"HTTP/2 error: {exc}", error=exc) from None
+    except (httpcore.ReadError, httpcore.WriteError) as exc:
+        raise _io_failure(exc, hop.host) from None
+    finally:
+        with anyio.CancelScope(shield=True):
+            await connection.aclose()
+    return response
+
+
+_NO_REDACTOR = Redactor((), ())
+
+
+# -- demo --------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
+    """An endpoint that answers, a slow one, a failing one (plain HTTP on loopback)."""
+    from anyprobe.plugins._demo_http import DemoRoutes, serve_http
+
+    async with serve_http(DemoRoutes()) as port:
+        base = f"http://127.0.0.1:{port}"
+        yield [
+            anyprobe.DemoCheck(
+                "http: healthy endpoint",
+                f"{base}/health",
+                anyprobe.Status.OK,
+                options={"json_assertions": ["status == 'UP'"]},
+            ),
+            anyprobe.DemoCheck(
+                "http: slow endpoint",
+                f"{base}/slow",
+                anyprobe.Status.WARNING,
+                options={"warning_after": 0.2},
+            ),
+            anyprobe.DemoCheck("http: failing endpoint", f"{base}/fail", anyprobe.Status.CRITICAL),
+        ]
+
+
+@anyprobe.hookimpl
+def anyprobe_register_probes(register: Any) -> None:
+    register(HttpProbe)
+
+
+@anyprobe.hookimpl
+def anyprobe_demo_services(register: Any) -> None:
+    register(demo_services)
