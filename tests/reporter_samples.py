@@ -133,20 +133,28 @@ async def run_reporter(
     *,
     buffer: int = 100,
 ) -> None:
-    """Feed ``results`` to ``reporter`` as core does; its exceptions propagate."""
+    """Feed ``results`` to ``reporter`` as core does; its exception propagates as it is."""
     send, receive = anyio.create_memory_object_stream[Result](buffer)
     ctx = ReportContext(total=len(results))
 
-    async def consume() -> None:
-        async with receive:
-            await reporter.report(ResultStream(receive), ctx)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consume)
+    async def feed() -> None:
         async with send:
             for result in results:
-                await send.send(result)
+                try:
+                    await send.send(result)
+                except anyio.BrokenResourceError:
+                    return  # the reporter stopped reading (it failed)
             ctx.summary = summary if summary is not None else summarize(results)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed)
+            async with receive:
+                await reporter.report(ResultStream(receive), ctx)
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+            raise group.exceptions[0] from None
+        raise
 
 
 async def cancel_mid_run(reporter: Reporter[Any], results: Sequence[Result]) -> None:
