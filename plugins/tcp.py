@@ -1,48 +1,508 @@
-"""The TCP probe: ``tcp://HOST:PORT`` connects, timing resolve and connect."""
+"""The TCP probe: ``tcp://HOST:PORT`` and ``tls://HOST:PORT``.
+
+A check connects (phases ``resolve`` and ``connect``), optionally upgrades
+the connection to TLS: at once for ``tls://``, or after the plain-text
+STARTTLS exchange of SMTP, IMAP or POP3 (phases ``starttls`` and ``tls``),
+then optionally sends a payload and waits for an expected reply (phases
+``first_byte`` and ``transfer``), like check_tcp's ``-s``/``-e`` and
+blackbox_exporter's ``query_response``.
+
+Certificate checks (verification, expiry thresholds, the presented chain)
+come from :mod:`anyprobe.tls`, shared with the HTTP probe.
+"""
 
 from __future__ import annotations
 
+import functools
+import math
+import re
+import ssl
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import anyio
-from pydantic import Field
+from anyio.abc import ByteStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+from pydantic import Field, field_validator, model_validator
 
 import anyprobe
-from anyprobe.net import IpFamily, connect_tcp, resolve
+from anyprobe.net import IpFamily, connect_tcp, describe_os_error, resolve, root_os_error
+from anyprobe.tls import (
+    TlsInfo,
+    TlsOptions,
+    client_context,
+    expiry_verdict,
+    inspect_connection,
+    is_expired_certificate_error,
+    peek_certificate,
+    tls_failure,
+)
+
+#: Longest line accepted in a STARTTLS exchange, and most lines in one reply.
+MAX_LINE = 8192
+MAX_REPLY_LINES = 100
+#: Received bytes quoted in a summary before it is cut.
+SHOWN_BYTES = 60
+
+_ESCAPES = {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0", "e": b"\x1b", "\\": b"\\"}
 
 
-class TcpOptions(anyprobe.ProbeOptions):
+@functools.lru_cache(maxsize=1024)
+def unescape(text: str) -> bytes:
+    r"""``text`` as bytes, with ``\r \n \t \0 \e \\`` and ``\xHH`` turned into bytes.
+
+    >>> unescape(r"QUIT\r\n")
+    b'QUIT\r\n'
+    """
+    out = bytearray()
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char != "\\":
+            out += char.encode("utf-8")
+            index += 1
+            continue
+        code = text[index + 1 : index + 2]
+        if code == "x":
+            digits = text[index + 2 : index + 4]
+            if len(digits) != 2 or not all(c in "0123456789abcdefABCDEF" for c in digits):
+                raise ValueError(f"\\x needs two hex digits (at {text[index : index + 4]!r})")
+            out.append(int(digits, 16))
+            index += 4
+        elif code in _ESCAPES:
+            out += _ESCAPES[code]
+            index += 2
+        elif not code:
+            raise ValueError("a lone backslash at the end (write \\\\ for a backslash)")
+        else:
+            raise ValueError(f"unknown escape \\{code} (known: \\r \\n \\t \\0 \\e \\\\ \\xHH)")
+    return bytes(out)
+
+
+class TcpOptions(TlsOptions):
     ip_family: IpFamily = Field(
         "any", description="Address family to connect over: any, ipv4 or ipv6."
     )
+    send: str | None = Field(
+        None,
+        description=r"Bytes to send once connected (after TLS), with escapes \r \n \t \0 "
+        r"\e \\ \xHH. Never shown in results.",
+    )
+    expect: str | None = Field(
+        None,
+        description="Text (same escapes) that must appear in what the server sends, "
+        "read until it does, the connection closes or max_bytes arrive.",
+    )
+    expect_regex: str | None = Field(
+        None,
+        description="Regular expression (multi-line; ^ matches at each line) that what "
+        "the server sends must match; instead of expect.",
+    )
+    expect_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds to wait for the expected reply; default: until the check's "
+        "timeout. A reply that does not come in time is critical.",
+    )
+    max_bytes: int = Field(
+        4096, ge=1, le=16 * 1024 * 1024, description="Most bytes read looking for expect."
+    )
+    quit: str | None = Field(
+        None, description="Bytes (same escapes) to send before closing, e.g. QUIT\\r\\n."
+    )
+    starttls: Literal["smtp", "imap", "pop3"] | None = Field(
+        None,
+        description="On tcp://, upgrade to TLS with the protocol's STARTTLS command "
+        "(SMTP on 25/587, IMAP on 143, POP3 on 110), then check the certificate.",
+    )
+    helo_name: str = Field(
+        "localhost", description="Name sent in SMTP's EHLO when starttls = smtp."
+    )
+
+    @field_validator("send", "expect", "quit")
+    @classmethod
+    def _valid_escapes(cls, value: str | None) -> str | None:
+        if value is not None:
+            unescape(value)
+        return value
+
+    @field_validator("expect_regex")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                _compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_expectation(self) -> TcpOptions:
+        if self.expect is not None and self.expect_regex is not None:
+            raise ValueError("set expect or expect_regex, not both")
+        if self.expect == "":
+            raise ValueError("expect must not be empty")
+        if self.expect_timeout is not None and self.expect is None and self.expect_regex is None:
+            raise ValueError("expect_timeout needs expect or expect_regex")
+        return self
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(pattern: str) -> re.Pattern[bytes]:
+    return re.compile(pattern.encode("utf-8"), re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Expectation:
+    """What the server must send: a substring or a regular expression."""
+
+    text: str
+    needle: bytes | None
+    pattern: re.Pattern[bytes] | None
+
+    @classmethod
+    def of(cls, options: TcpOptions) -> _Expectation | None:
+        if options.expect is not None:
+            needle = unescape(options.expect)
+            return cls(show_bytes(needle, limit=len(needle)), needle, None)
+        if options.expect_regex is not None:
+            return cls(f"/{options.expect_regex}/", None, _compile(options.expect_regex))
+        return None
+
+    def found(self, data: bytes | bytearray) -> bool:
+        if self.needle is not None:
+            return self.needle in data
+        assert self.pattern is not None
+        return self.pattern.search(data) is not None
+
+
+def show_bytes(data: bytes | bytearray, limit: int = SHOWN_BYTES) -> str:
+    """Received bytes, quoted and escaped for a summary, cut at ``limit`` bytes."""
+    text = repr(bytes(data[:limit]))[1:]  # b'...' -> '...'
+    return text + ("..." if len(data) > limit else "")
 
 
 class TcpProbe(anyprobe.Probe[TcpOptions]):
-    """Open a TCP connection; ok when the port accepts it."""
+    """Open a TCP connection, optionally with TLS and a send/expect exchange."""
 
     name = "tcp"
-    schemes = ("tcp",)
+    schemes = ("tcp", "tls")
     Options = TcpOptions
-    description = "TCP connect, like check_tcp and blackbox's tcp prober."
+    description = "TCP connect, TLS handshake, STARTTLS, send/expect; like check_tcp."
 
     async def check(
         self, target: anyprobe.Target, options: TcpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         assert target.port is not None
+        port = target.port
+        direct_tls = target.url[:4].lower() == "tls:"
+        if direct_tls and options.starttls:
+            raise anyprobe.CheckFailed(
+                "starttls applies to tcp:// URLs (a tls:// connection starts with TLS)",
+                status=anyprobe.Status.UNKNOWN,
+            )
+        server_name = options.server_name or target.host
         with ctx.phase("resolve"):
-            addresses = await resolve(target.host, target.port, options.ip_family)
+            addresses = await resolve(target.host, port, options.ip_family)
         ctx.trace(f"resolved {target.host} to {', '.join(addresses)}")
         with ctx.phase("connect"):
-            stream, address = await connect_tcp(addresses, target.port)
-        ctx.trace(f"connected to {address} port {target.port}")
-        await stream.aclose()
-        took = ctx.phases["connect"] * 1000
-        return anyprobe.Outcome.ok(
-            f"connected to {address}:{target.port} in {took:.1f} ms",
-            metrics={"address": address, "port": target.port},
+            tcp, address = await connect_tcp(addresses, port)
+        ctx.trace(f"connected to {address} port {port}")
+        where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        ctx.metrics.update(address=address, port=port)
+        stream: ByteStream = tcp
+        tls: TlsInfo | None = None
+        try:
+            if options.starttls:
+                with ctx.phase("starttls"):
+                    await starttls(tcp, options, ctx)
+            if direct_tls or options.starttls:
+                with ctx.phase("tls"):
+                    stream, tls = await _handshake(tcp, server_name, options, ctx)
+                ctx.metrics.update(tls.metrics())
+            received = await _exchange(stream, options, ctx)
+        finally:
+            # No TLS close_notify exchange: a check has no use for it, and a
+            # server that does not answer it must not hold the check up.
+            with suppress(OSError, anyio.BrokenResourceError, ssl.SSLError):
+                await anyio.aclose_forcefully(stream)
+
+        parts = []
+        if tls is not None:
+            parts.append(f"{tls.version or 'TLS'} to {where}")
+        else:
+            parts.append(f"connected to {where}")
+        took = sum(ctx.phases.get(p, 0.0) for p in ("connect", "starttls", "tls")) * 1000
+        parts[0] += f" in {took:.1f} ms"
+        if received is not None:
+            parts.append(f"got {received}")
+        status = anyprobe.Status.OK
+        details: dict[str, Any] = {}
+        if tls is not None:
+            details["tls"] = tls.details()
+            days = tls.cert_expiry_days()
+            if days is not None:
+                status, verdict = expiry_verdict(days, options)
+                parts.append(verdict)
+        return anyprobe.Outcome(status, "; ".join(parts), details=details)
+
+
+async def _handshake(
+    tcp: anyio.abc.SocketStream,
+    server_name: str,
+    options: TcpOptions,
+    ctx: anyprobe.CheckContext,
+) -> tuple[ByteStream, TlsInfo]:
+    """TLS over ``tcp``: the TLS stream and what the handshake showed."""
+    from anyio.streams.tls import TLSAttribute, TLSStream
+
+    context = client_context(options, ctx)
+    try:
+        # Not standard-compatible: closing must not wait for the server's close_notify.
+        stream = await TLSStream.wrap(
+            tcp, hostname=server_name, ssl_context=context, standard_compatible=False
         )
+    except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+        raise await _handshake_failure(exc, tcp, server_name, options, ctx) from None
+    info = inspect_connection(stream.extra(TLSAttribute.ssl_object))
+    for line in info.describe():
+        ctx.trace(line)
+    return stream, info
+
+
+async def _handshake_failure(
+    exc: BaseException,
+    tcp: anyio.abc.SocketStream,
+    server_name: str,
+    options: TcpOptions,
+    ctx: anyprobe.CheckContext,
+) -> anyprobe.CheckFailed:
+    """The verdict for a failed handshake; says how long ago an expired
+    certificate expired when it can find out (a direct TLS connection)."""
+    if isinstance(exc, anyio.EndOfStream):
+        return anyprobe.CheckFailed("the server closed the connection during the TLS handshake")
+    root = root_os_error(exc)
+    if isinstance(root, OSError) and not isinstance(root, ssl.SSLError):
+        # A reset is a transport failure even when OpenSSL was waiting to read.
+        return anyprobe.CheckFailed(
+            f"{describe_os_error(root)} during the TLS handshake", error=root
+        )
+    failed = tls_failure(exc, server_name)
+    ctx.trace(f"TLS handshake failed: {failed.summary}")
+    if is_expired_certificate_error(exc) and not options.starttls:
+        address = tcp.extra(anyio.abc.SocketAttribute.remote_address)[0]
+        port = tcp.extra(anyio.abc.SocketAttribute.remote_port)
+        leaf = await peek_certificate(address, port, server_name, options, ctx)
+        if leaf is not None:
+            status, summary = expiry_verdict(leaf.expiry_days(), options)
+            failed = anyprobe.CheckFailed(
+                summary,
+                status=status,
+                error=failed.error,
+                metrics={"cert_expiry_days": round(leaf.expiry_days(), 2)},
+            )
+    return failed
+
+
+async def _exchange(
+    stream: ByteStream, options: TcpOptions, ctx: anyprobe.CheckContext
+) -> str | None:
+    """Send, then read until the expectation holds; a description of the reply."""
+    expectation = _Expectation.of(options)
+    if options.send is not None:
+        payload = unescape(options.send)
+        try:
+            await stream.send(payload)
+        except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+            raise anyprobe.CheckFailed(
+                f"sending failed: {describe_os_error(exc)}", error=root_os_error(exc)
+            ) from None
+        ctx.trace(f"sent {len(payload)} bytes")
+    received: str | None = None
+    if expectation is not None:
+        data = await _read_until(stream, expectation, options, ctx)
+        ctx.metrics["bytes_received"] = len(data)
+        received = f"{expectation.text} in {len(data)} bytes"
+    if options.quit is not None:
+        try:
+            await stream.send(unescape(options.quit))
+        except (OSError, anyio.BrokenResourceError, ssl.SSLError):
+            ctx.trace("the server closed the connection before quit could be sent")
+    return received
+
+
+async def _read_until(
+    stream: ByteStream,
+    expectation: _Expectation,
+    options: TcpOptions,
+    ctx: anyprobe.CheckContext,
+) -> bytearray:
+    """Read until ``expectation`` holds; CheckFailed (with what came) when it does not."""
+    data = bytearray()
+    wait = options.expect_timeout if options.expect_timeout is not None else math.inf
+    phase = "first_byte"
+    with anyio.move_on_after(wait):
+        while True:
+            with ctx.phase(phase):
+                try:
+                    chunk = await stream.receive(options.max_bytes - len(data))
+                except anyio.EndOfStream:
+                    raise _not_found(
+                        expectation, data, ", but the server closed the connection"
+                    ) from None
+                except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+                    raise _not_found(
+                        expectation, data, f", but {describe_os_error(exc)}", root_os_error(exc)
+                    ) from None
+                data += chunk
+                if expectation.found(data):
+                    ctx.trace(f"received {len(data)} bytes, {expectation.text} found")
+                    return data
+                if len(data) >= options.max_bytes:
+                    raise _not_found(expectation, data, f" in the first {options.max_bytes} bytes")
+            phase = "transfer"
+    raise _not_found(expectation, data, f" within {wait:g} s")
+
+
+def _not_found(
+    expectation: _Expectation,
+    data: bytearray,
+    how: str,
+    error: BaseException | None = None,
+) -> anyprobe.CheckFailed:
+    """``expected '220' within 2 s, got 'hello'`` (what came is quoted, and cut)."""
+    got = f"got {show_bytes(data)} ({len(data)} bytes)" if data else "got nothing"
+    return anyprobe.CheckFailed(
+        f"expected {expectation.text}{how}; {got}",
+        error=error,
+        metrics={"bytes_received": len(data)},
+    )
+
+
+# -- STARTTLS -------------------------------------------------------------------
+
+
+async def starttls(
+    tcp: anyio.abc.SocketStream, options: TcpOptions, ctx: anyprobe.CheckContext
+) -> None:
+    """Run the plain-text part of SMTP, IMAP or POP3 up to the server's go-ahead."""
+    reader = BufferedByteReceiveStream(tcp)
+    protocol = options.starttls
+    if protocol == "smtp":
+        await _smtp_starttls(tcp, reader, options, ctx)
+    elif protocol == "imap":
+        await _imap_starttls(tcp, reader, ctx)
+    else:
+        await _pop3_starttls(tcp, reader, ctx)
+    if reader.buffer:
+        # Bytes after the go-ahead would be read as if they came over TLS
+        # (the STARTTLS command injection flaw): refuse them.
+        raise anyprobe.CheckFailed(
+            f"{protocol} server sent data after its STARTTLS reply: {show_bytes(reader.buffer)}"
+        )
+    ctx.trace(f"{protocol} STARTTLS accepted")
+
+
+async def _line(
+    reader: BufferedByteReceiveStream, protocol: str, ctx: anyprobe.CheckContext
+) -> str:
+    try:
+        raw = await reader.receive_until(b"\n", MAX_LINE)
+    except anyio.IncompleteRead:
+        raise anyprobe.CheckFailed(
+            f"{protocol} server closed the connection before STARTTLS"
+        ) from None
+    except anyio.DelimiterNotFound:
+        raise anyprobe.CheckFailed(
+            f"{protocol} server sent a line longer than {MAX_LINE} bytes"
+        ) from None
+    except (OSError, anyio.BrokenResourceError) as exc:
+        raise anyprobe.CheckFailed(
+            f"{protocol} STARTTLS: {describe_os_error(exc)}", error=root_os_error(exc)
+        ) from None
+    line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
+    ctx.trace(f"S: {line}")
+    return line
+
+
+async def _command(tcp: anyio.abc.SocketStream, text: str, ctx: anyprobe.CheckContext) -> None:
+    ctx.trace(f"C: {text}")
+    try:
+        await tcp.send(text.encode("ascii") + b"\r\n")
+    except (OSError, anyio.BrokenResourceError) as exc:
+        raise anyprobe.CheckFailed(
+            f"STARTTLS: {describe_os_error(exc)}", error=root_os_error(exc)
+        ) from None
+
+
+async def _smtp_reply(
+    reader: BufferedByteReceiveStream, ctx: anyprobe.CheckContext
+) -> tuple[str, list[str]]:
+    """An SMTP reply: its code and its lines' texts (``250-X`` continues, ``250 X`` ends)."""
+    lines: list[str] = []
+    for _ in range(MAX_REPLY_LINES):
+        line = await _line(reader, "smtp", ctx)
+        code, sep, text = line[:3], line[3:4], line[4:]
+        if not code.isdigit() or sep not in ("-", " ", ""):
+            raise anyprobe.CheckFailed(f"not an SMTP reply: {line[:SHOWN_BYTES]!r}")
+        lines.append(text)
+        if sep != "-":
+            return code, lines
+    raise anyprobe.CheckFailed(f"SMTP reply longer than {MAX_REPLY_LINES} lines")
+
+
+async def _smtp_starttls(
+    tcp: anyio.abc.SocketStream,
+    reader: BufferedByteReceiveStream,
+    options: TcpOptions,
+    ctx: anyprobe.CheckContext,
+) -> None:
+    code, lines = await _smtp_reply(reader, ctx)
+    if code != "220":
+        raise anyprobe.CheckFailed(f"SMTP greeting {code} {lines[0]}".rstrip())
+    await _command(tcp, f"EHLO {options.helo_name}", ctx)
+    code, lines = await _smtp_reply(reader, ctx)
+    if code != "250":
+        raise anyprobe.CheckFailed(f"SMTP EHLO refused: {code} {lines[0]}".rstrip())
+    if not any(line.upper().split(" ")[0] == "STARTTLS" for line in lines[1:]):
+        raise anyprobe.CheckFailed("SMTP server does not offer STARTTLS")
+    await _command(tcp, "STARTTLS", ctx)
+    code, lines = await _smtp_reply(reader, ctx)
+    if code != "220":
+        raise anyprobe.CheckFailed(f"SMTP STARTTLS refused: {code} {lines[0]}".rstrip())
+
+
+async def _imap_starttls(
+    tcp: anyio.abc.SocketStream, reader: BufferedByteReceiveStream, ctx: anyprobe.CheckContext
+) -> None:
+    greeting = await _line(reader, "imap", ctx)
+    if not greeting.upper().startswith("* OK"):
+        raise anyprobe.CheckFailed(f"IMAP greeting is not OK: {greeting[:SHOWN_BYTES]}")
+    await _command(tcp, "a1 STARTTLS", ctx)
+    for _ in range(MAX_REPLY_LINES):
+        line = await _line(reader, "imap", ctx)
+        if line.startswith("a1 "):
+            if not line[3:].upper().startswith("OK"):
+                raise anyprobe.CheckFailed(f"IMAP STARTTLS refused: {line[3:SHOWN_BYTES]}")
+            return
+    raise anyprobe.CheckFailed(f"IMAP STARTTLS: no tagged reply in {MAX_REPLY_LINES} lines")
+
+
+async def _pop3_starttls(
+    tcp: anyio.abc.SocketStream, reader: BufferedByteReceiveStream, ctx: anyprobe.CheckContext
+) -> None:
+    greeting = await _line(reader, "pop3", ctx)
+    if not greeting.startswith("+OK"):
+        raise anyprobe.CheckFailed(f"POP3 greeting is not +OK: {greeting[:SHOWN_BYTES]}")
+    await _command(tcp, "STLS", ctx)
+    reply = await _line(reader, "pop3", ctx)
+    if not reply.startswith("+OK"):
+        raise anyprobe.CheckFailed(f"POP3 STLS refused: {reply[:SHOWN_BYTES]}")
+
+
+# -- demo -----------------------------------------------------------------------
 
 
 @asynccontextmanager
