@@ -338,3 +338,12 @@ async def test_dnsmasq_interop(
     wrong = await check_one(manager, f"{server}/host.example.test", expect_answers=["10.9.9.9"])
     assert wrong.status is Status.CRITICAL
     assert wrong.summary == "A for host.example.test: expected 10.9.9.9, got 127.0.0.3"
+
+
+async def test_demo_rows_get_their_verdicts(anyio_backend: str, manager: PluginManager) -> None:
+    from anyprobe.plugins.dns import demo_services
+
+    async with demo_services() as checks:
+        for demo in checks:
+            result = await check_one(manager, demo.url, **demo.options)
+            assert result.status is demo.expect, (demo.name, result.summary)

@@ -430,3 +430,16 @@ def test_bad_options_are_usage_errors(
 ) -> None:
     with pytest.raises(OptionsError, match=message):
         anyprobe.prepare(["tcp://127.0.0.1:1"], options=options, manager=manager)
+
+
+# -- demo -------------------------------------------------------------------------
+
+
+async def test_demo_rows_get_their_verdicts(anyio_backend: str, manager: PluginManager) -> None:
+    from anyprobe.plugins.tcp import demo_services, tls_demo_services
+
+    for service in (demo_services, tls_demo_services):
+        async with service() as checks:
+            for demo in checks:
+                result = await check_one(manager, demo.url, **demo.options)
+                assert result.status is demo.expect, (demo.name, result.summary)
