@@ -801,7 +801,7 @@ async def demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
     async with AsyncioBridge() as bridge:
         server = await bridge.run(_start_demo_server)
         try:
-            async with await anyio.TemporaryDirectory(prefix="anyprobe-ssh-demo-") as tmp:
+            async with anyio.TemporaryDirectory(prefix="anyprobe-ssh-demo-") as tmp:
                 key_file = anyio.Path(tmp) / "id_ed25519"
                 await key_file.write_bytes(server.client_key)
                 await key_file.chmod(0o600)

@@ -360,10 +360,10 @@ def bridge_threads() -> list[threading.Thread]:
 
 @pytest.mark.parametrize("fixture", ["stalled_kex_port", "silent_port"])
 async def test_deadline_mid_handshake_leaves_no_thread_or_socket(
-    manager: PluginManager, fixture: str, request: pytest.FixtureRequest
+    manager: PluginManager, fixture: str, request: pytest.FixtureRequest, anyio_backend: str
 ) -> None:
     server: ScriptedPort = request.getfixturevalue(fixture)
-    threads, files = threading.active_count(), open_files()
+    threads, files = set(threading.enumerate()), open_files()
     result = await check_one(
         manager, f"ssh://127.0.0.1:{server.port}", seconds=0.5, verify_host_key=False
     )
@@ -372,14 +372,14 @@ async def test_deadline_mid_handshake_leaves_no_thread_or_socket(
     assert server.accepted.is_set()
     assert await anyio.to_thread.run_sync(server.closed.wait, 5), "server saw no close"
     assert bridge_threads() == []
-    assert threading.active_count() <= threads + len(_worker_threads())
+    assert _new_threads(threads, anyio_backend) == []
     assert open_files() == files
 
 
 async def test_outer_cancellation_mid_handshake_closes_the_connection(
-    manager: PluginManager, stalled_kex_port: ScriptedPort
+    manager: PluginManager, stalled_kex_port: ScriptedPort, anyio_backend: str
 ) -> None:
-    threads, files = threading.active_count(), open_files()
+    threads, files = set(threading.enumerate()), open_files()
     with anyio.move_on_after(0.5) as scope:
         await anyprobe.check(
             [f"ssh://127.0.0.1:{stalled_kex_port.port}"],
@@ -391,17 +391,24 @@ async def test_outer_cancellation_mid_handshake_closes_the_connection(
     assert stalled_kex_port.accepted.is_set()
     assert await anyio.to_thread.run_sync(stalled_kex_port.closed.wait, 5)
     assert bridge_threads() == []
-    assert threading.active_count() <= threads + len(_worker_threads())
+    assert _new_threads(threads, anyio_backend) == []
     assert open_files() == files
 
 
-def _worker_threads() -> list[threading.Thread]:
-    """Idle worker threads the test itself started (anyio.to_thread above)."""
-    return [
-        t
-        for t in threading.enumerate()
-        if t.name.startswith(("AnyIO worker thread", "Trio thread")) or "worker" in t.name.lower()
-    ]
+def _new_threads(before: set[threading.Thread], backend: str) -> list[str]:
+    """Threads started since ``before`` that anyprobe would have leaked.
+
+    Not counted: the idle worker the test's own ``anyio.to_thread`` call left
+    in the pool, and on asyncio the host loop's default executor, which
+    asyncssh uses when it runs directly on the host loop and which that loop
+    shuts down when it ends (as ``asyncio.run`` does). On trio the bridge
+    loop's executor threads (also ``asyncio_N``) do count.
+    """
+    host_owned = ["AnyIO worker thread", "Trio thread", "Trio worker"]
+    if backend == "asyncio":
+        host_owned.append("asyncio_")
+    new = set(threading.enumerate()) - before
+    return [t.name for t in new if not t.name.startswith(tuple(host_owned))]
 
 
 async def test_many_checks_at_once_through_one_bridge(
@@ -415,4 +422,14 @@ async def test_many_checks_at_once_through_one_bridge(
         concurrency=10,
     )
     assert [r.status for r in results] == [Status.OK] * 20
+    assert bridge_threads() == []
+
+
+async def test_demo_rows_get_their_verdicts(manager: PluginManager) -> None:
+    from anyprobe.plugins.ssh import demo_services
+
+    async with demo_services() as rows:
+        for row in rows:
+            result = await check_one(manager, row.url, **row.options)
+            assert result.status is row.expect, (row.name, result.summary)
     assert bridge_threads() == []
