@@ -21,6 +21,8 @@ certificate (``getpeercert(binary_form=True)``) is inspected.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import ssl
 import time
 from collections.abc import Iterator, Sequence
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, FilePath, field_validator, model_validator
 
 from .errors import CheckFailed
 from .model import Status
@@ -54,6 +56,10 @@ __all__ = [
 ]
 
 SECONDS_PER_DAY = 86400.0
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
+)
 
 
 class TlsOptions(ProbeOptions):
@@ -70,16 +76,16 @@ class TlsOptions(ProbeOptions):
         description="Verify the server's certificate chain and name. Turn off only for "
         "a server whose certificate you cannot trust otherwise; expiry is still reported.",
     )
-    ca_file: str | None = Field(
+    ca_file: FilePath | None = Field(
         None,
         description="PEM file of CA certificates to trust instead of the system's.",
     )
-    client_cert: str | None = Field(
+    client_cert: FilePath | None = Field(
         None,
         description="PEM file with the client certificate (and its key, unless client_key "
         "is set) for servers that require one.",
     )
-    client_key: str | None = Field(
+    client_key: FilePath | None = Field(
         None, description="PEM file with the client certificate's private key."
     )
     server_name: str | None = Field(
@@ -97,6 +103,18 @@ class TlsOptions(ProbeOptions):
         ge=0,
         description="Critical when the server's (leaf) certificate expires in fewer days.",
     )
+
+    @field_validator("server_name")
+    @classmethod
+    def _server_name_is_a_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not _HOSTNAME.match(value):
+                raise ValueError(f"{value!r} is not a host name") from None
+        return value
 
     @model_validator(mode="after")
     def _tls_options_consistent(self) -> TlsOptions:

@@ -42,7 +42,11 @@ class Request:
 
     @property
     def path(self) -> str:
-        return self.target.split("?", 1)[0]
+        """The path of the target, also for the absolute form a proxy receives."""
+        target = self.target
+        if "://" in target:
+            target = "/" + target.split("://", 1)[1].partition("/")[2]
+        return target.split("?", 1)[0]
 
 
 Handler = Callable[[Request, ByteStream], Awaitable[None]]

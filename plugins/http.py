@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 import anyio
 from anyio.abc import ByteStream
@@ -56,6 +56,10 @@ SENSITIVE_HEADERS = frozenset(
 _SENSITIVE_WORDS = ("token", "secret", "password", "auth", "key", "cookie", "session")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
+
+
+def _header_value_ok(value: str) -> bool:
+    return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value)
 
 
 class HttpOptions(TlsOptions):
@@ -166,8 +170,22 @@ class HttpOptions(TlsOptions):
         for name, text in value.items():
             if not _TOKEN.match(name):
                 raise ValueError(f"{name!r} is not a header name")
-            if "\r" in text or "\n" in text or "\0" in text:
-                raise ValueError(f"header {name}: line breaks are not allowed in a value")
+            if not _header_value_ok(text):
+                raise ValueError(f"header {name}: control characters are not allowed in a value")
+        return value
+
+    @field_validator("user_agent")
+    @classmethod
+    def _user_agent_is_a_header_value(cls, value: str) -> str:
+        if not _header_value_ok(value):
+            raise ValueError("control characters are not allowed in user_agent")
+        return value
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _token_is_a_header_value(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _header_value_ok(value.get_secret_value()):
+            raise ValueError("control characters are not allowed in bearer_token")
         return value
 
     @field_validator("expect_status")
@@ -248,7 +266,8 @@ class HttpOptions(TlsOptions):
                 try:
                     compiled.append((text, jmespath.compile(text)))
                 except JMESPathError as exc:
-                    raise ValueError(f"bad JSON assertion {text!r}: {exc}") from None
+                    reason = str(exc).splitlines()[0].removesuffix(", for expression:")
+                    raise ValueError(f"bad JSON assertion {text!r}: {reason}") from None
             self._json_expressions = tuple(compiled)
 
     @property
@@ -370,7 +389,21 @@ def _secret_from_env(name: str, what: str) -> str:
         raise anyprobe.CheckFailed(
             f"environment variable {name} ({what}) is not set", status=anyprobe.Status.UNKNOWN
         )
+    if not _header_value_ok(value):
+        raise anyprobe.CheckFailed(
+            f"environment variable {name} ({what}) holds control characters",
+            status=anyprobe.Status.UNKNOWN,
+        )
     return value
+
+
+def _encode_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Header names are ASCII tokens (validated); values go out as UTF-8."""
+    return [(name.encode("ascii"), value.encode("utf-8")) for name, value in headers]
+
+
+#: Characters left as they are in a request target; anything else is percent-encoded.
+_PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 
 def _auth_header(options: HttpOptions, url: SplitResult) -> str | None:
@@ -532,9 +565,9 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
                 if ctx.explain:
                     for line in tls.describe():
                         ctx.trace(line)
-            target = hop.parts.path or "/"
+            target = quote(hop.parts.path or "/", safe=_PATH_SAFE)
             if hop.parts.query:
-                target += "?" + hop.parts.query
+                target += "?" + quote(hop.parts.query, safe=_PATH_SAFE)
             if proxy is not None and hop.scheme == "http":
                 target = f"http://{_host_header(hop.host, hop.port, 'http')}{target}"
                 proxy_auth = _proxy_auth(proxy)
@@ -841,7 +874,9 @@ async def _exchange_h11(
 
     connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
     try:
-        data = connection.send(h11.Request(method=hop.method, target=target, headers=hop.headers))
+        data = connection.send(
+            h11.Request(method=hop.method, target=target, headers=_encode_headers(hop.headers))
+        )
         if hop.body:
             data += connection.send(h11.Data(data=hop.body))
         data += connection.send(h11.EndOfMessage())
@@ -850,22 +885,28 @@ async def _exchange_h11(
             f"cannot send the request: {exc}", status=anyprobe.Status.UNKNOWN
         ) from None
 
+    closed = False
+
     async def next_event() -> Any:
+        nonlocal closed
         while True:
             try:
                 event = connection.next_event()
             except h11.RemoteProtocolError as exc:
-                if connection.their_state in (h11.SEND_RESPONSE, h11.IDLE) and "closed" in str(exc):
-                    raise anyprobe.CheckFailed(
-                        "the server closed the connection without a response", error=exc
-                    ) from None
-                raise anyprobe.CheckFailed(f"invalid HTTP response: {exc}", error=exc) from None
+                if closed and connection.their_state is h11.SEND_BODY:
+                    summary = "the server closed the connection before the end of the body"
+                elif closed:
+                    summary = "the server closed the connection without a response"
+                else:
+                    summary = f"invalid HTTP response: {exc}"
+                raise anyprobe.CheckFailed(summary, error=exc) from None
             if event is not h11.NEED_DATA:
                 return event
             try:
                 chunk = await stream.receive(READ_SIZE)
             except anyio.EndOfStream:
                 chunk = b""
+                closed = True
             connection.receive_data(chunk)
 
     with ctx.phase("first_byte"):
@@ -945,7 +986,7 @@ async def _exchange_h2(
             port=hop.port,
             target=target.encode(),
         ),
-        headers=headers,
+        headers=_encode_headers(headers),
         content=hop.body or b"",
     )
     response = Response(0, "", "2", [], bytearray(), 0, "")
