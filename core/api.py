@@ -12,32 +12,16 @@ keeps global state: each call owns its plugin manager, limits and streams.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
 from .manager import PluginManager, default_manager
 from .model import Result, Target
-from .reporter import ReportContext, Reporter, ReporterOptions, ResultStream
+from .reporter import Reporter, ResultStream
 from .run import Run
 from .targets import DEFAULT_TIMEOUT, build_targets
-
-
-class _Forward(Reporter[ReporterOptions]):
-    """Hands results to the caller of :func:`stream` through the same fan-out."""
-
-    name = "_api"
-
-    def __init__(self, send: MemoryObjectSendStream[Result]) -> None:
-        super().__init__(ReporterOptions())
-        self._send = send
-
-    async def report(self, results: ResultStream, ctx: ReportContext) -> None:
-        async with self._send:
-            async for result in results:
-                await self._send.send(result)
 
 
 def prepare(
@@ -49,30 +33,32 @@ def prepare(
     labels: Mapping[str, str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     retries: int = 0,
-) -> tuple[PluginManager, list[Target]]:
+) -> tuple[PluginManager, Sequence[Target]]:
     """Validate ``targets`` (URLs or ready Targets) before anything runs.
 
     Raises :class:`~anyprobe.UsageError` (``TargetError``, ``OptionsError``)
     for the first bad one.
     """
     manager = manager or default_manager(plugins=plugins)
-    texts: list[str] = []
     ready: list[Target] = []
-    for item in targets:
-        if isinstance(item, Target):
-            ready.append(item)
-        else:
-            texts.append(item)
+
+    def urls() -> Iterator[str]:
+        for item in targets:
+            if isinstance(item, Target):
+                ready.append(item)
+            else:
+                yield item
+
     built = build_targets(
         manager,
-        texts,
+        urls(),
         options=options,
         labels=labels,
         timeout=timeout,
         retries=retries,
         options_source="options",
     )
-    return manager, [*ready, *built]
+    return manager, [*ready, *built] if ready else built
 
 
 async def stream(
@@ -107,20 +93,20 @@ async def stream(
         timeout=timeout,
         retries=retries,
     )
-    send, receive = anyio.create_memory_object_stream[Result](concurrency or 100)
     run = Run(
         built,
         manager,
-        [("_api", _Forward(send)), *reporters],
+        list(reporters),
         concurrency=concurrency,
         per_host=per_host,
         limiter=limiter,
         explain=explain,
     )
+    receive = run.results()
     async with anyio.create_task_group() as tg, receive:
         tg.start_soon(run.execute)
         try:
-            async for result in receive:
+            async for result in ResultStream(receive):
                 yield result
         except GeneratorExit:
             # The caller stopped iterating (aclose()): stop the run and end quietly,

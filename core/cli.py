@@ -365,7 +365,7 @@ def _reporters(
 
 def _execute(
     state: _State,
-    targets: list[Target],
+    targets: Sequence[Target],
     reporters: list[tuple[str, Reporter[Any]]],
     run_args: dict[str, Any],
 ) -> int:
@@ -392,7 +392,7 @@ def _run_backend(main: Callable[[], Any], backend: str) -> RunSummary:
 
 async def _run_with_signals(
     state: _State,
-    targets: list[Target],
+    targets: Sequence[Target],
     reporters: list[tuple[str, Reporter[Any]]],
     run_args: dict[str, Any],
 ) -> RunSummary:

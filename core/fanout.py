@@ -9,7 +9,7 @@ sends skip it and the other reporters lose nothing.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -28,11 +28,10 @@ REPORTER_BUFFER = 1024
 @dataclass
 class _Channel:
     name: str
-    reporter: Reporter[Any]
+    reporter: Reporter[Any] | None  # None: a tap, read by whoever holds the receive end
     send: MemoryObjectSendStream[Result]
     receive: MemoryObjectReceiveStream[Result]
     failure: str | None = None
-    delivered: int = field(default=0)
 
 
 class Fanout:
@@ -46,12 +45,22 @@ class Fanout:
         buffer: int = REPORTER_BUFFER,
     ) -> None:
         self.ctx = ctx
-        self._channels = []
+        self.buffer = buffer
+        self._channels: list[_Channel] = []
         for name, reporter in reporters:
             send, receive = anyio.create_memory_object_stream[Result](buffer)
             self._channels.append(_Channel(name, reporter, send, receive))
         self._live = list(self._channels)
         self._closed = False
+
+    def tap(self, name: str = "tap") -> MemoryObjectReceiveStream[Result]:
+        """A stream of every result for a consumer that is not a reporter task
+        (the embedding API's iterator). Closing it early just stops its delivery."""
+        send, receive = anyio.create_memory_object_stream[Result](self.buffer)
+        channel = _Channel(name, None, send, receive)
+        self._channels.append(channel)
+        self._live.append(channel)
+        return receive
 
     @property
     def failures(self) -> list[str]:
@@ -60,9 +69,11 @@ class Fanout:
 
     def start(self, task_group: TaskGroup) -> None:
         for channel in self._channels:
-            task_group.start_soon(self._run_reporter, channel, name=f"reporter {channel.name}")
+            if channel.reporter is not None:
+                task_group.start_soon(self._run_reporter, channel, name=f"reporter {channel.name}")
 
     async def _run_reporter(self, channel: _Channel) -> None:
+        assert channel.reporter is not None
         try:
             async with channel.receive:
                 await channel.reporter.report(ResultStream(channel.receive), self.ctx)
@@ -79,14 +90,18 @@ class Fanout:
         """Give ``result`` to every live reporter, waiting while one's buffer is full."""
         for channel in self._live:
             try:
-                await channel.send.send(result)
+                try:
+                    # The common case, without a trip through the event loop.
+                    channel.send.send_nowait(result)
+                except anyio.WouldBlock:
+                    await channel.send.send(result)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._drop(channel)
 
     def _drop(self, channel: _Channel) -> None:
         if channel in self._live:
             self._live = [c for c in self._live if c is not channel]
-            if channel.failure is None:
+            if channel.failure is None and channel.reporter is not None:
                 channel.failure = f"reporter {channel.name} stopped reading before the run ended"
 
     def close(self, summary: RunSummary) -> None:

@@ -78,8 +78,20 @@ class ResultStream:
     def __init__(self, receive: MemoryObjectReceiveStream[Result]) -> None:
         self._receive = receive
 
-    def __aiter__(self) -> AsyncIterator[Result]:
-        return self._receive.__aiter__()
+    async def __aiter__(self) -> AsyncIterator[Result]:
+        receive = self._receive
+        while True:
+            try:
+                # Take what is waiting without a trip through the event loop.
+                result = receive.receive_nowait()
+            except anyio.WouldBlock:
+                try:
+                    result = await receive.receive()
+                except anyio.EndOfStream:
+                    return
+            except anyio.EndOfStream:
+                return
+            yield result
 
     async def batches(self) -> AsyncIterator[list[Result]]:
         """Lists of results: the next one, plus any others already waiting."""

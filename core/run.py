@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
 
+from .fanout import REPORTER_BUFFER, Fanout
 from .manager import PluginManager
 from .model import Result, RunSummary, Status, Target
 from .reporter import ReportContext, Reporter
 from .scheduler import Scheduler, resolve_concurrency
-from .fanout import REPORTER_BUFFER, Fanout
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ class Run:
         )
         self.counts: Counter[Status] = Counter()
         self.interrupted: str | None = None
+        self._fanout = Fanout(self.reporters, self.report_context, buffer=reporter_buffer)
         self._checks_scope: anyio.CancelScope | None = None
 
     @property
@@ -96,9 +98,14 @@ class Run:
         if self._checks_scope is not None:
             self._checks_scope.cancel()
 
+    def results(self) -> MemoryObjectReceiveStream[Result]:
+        """A stream of every result of this run, for a consumer that is not a
+        reporter (call before :meth:`execute`; it ends when the run does)."""
+        return self._fanout.tap()
+
     async def execute(self) -> RunSummary:
         """Run every check; returns once every reporter has finished."""
-        fanout = Fanout(self.reporters, self.report_context, buffer=self.reporter_buffer)
+        fanout = self._fanout
         info = self.info
         self.manager.call_lifecycle("anyprobe_run_started", run=info)
         start = time.perf_counter()

@@ -1,9 +1,11 @@
 """The scheduler: runs every target's check, bounded, timed, retried.
 
-A fixed set of worker tasks pulls targets from one iterator, so memory grows
-with the concurrency, not with the number of targets. Each check runs under a
-global :class:`anyio.CapacityLimiter` (which an embedding program may share
-between runs), a per-host limit, and a deadline per attempt. Whatever a probe
+A fixed set of worker tasks (as many as the concurrency) pulls targets from
+one iterator, so memory grows with the concurrency, not with the number of
+targets, and the number of workers is the run's global bound. An embedding
+program may add a shared :class:`anyio.CapacityLimiter` to bound several runs
+together. Each check also holds a per-host limit when one is set, and runs
+under a deadline per attempt. Whatever a probe
 does, the scheduler produces one :class:`~anyprobe.Result` per target: an
 exception becomes ``unknown``, a timeout ``critical``. Only cancellation from
 outside ends a check without a result.
@@ -15,7 +17,7 @@ import logging
 import random
 import resource
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -128,7 +130,7 @@ class Scheduler:
     ) -> None:
         self.probes = probes
         self.concurrency = max(1, concurrency)
-        self.limiter = limiter or anyio.CapacityLimiter(self.concurrency)
+        self.limiter = limiter
         self.host_limits = HostLimits(per_host)
         self.explain = explain
         self.resources: dict[Any, Any] = {}
@@ -152,6 +154,14 @@ class Scheduler:
             for _ in range(min(self.concurrency, total)):
                 tg.start_soon(worker)
 
+    @asynccontextmanager
+    async def _shared_limit(self) -> AsyncIterator[None]:
+        if self.limiter is None:
+            yield
+        else:
+            async with self.limiter:
+                yield
+
     async def check(self, target: Target) -> Result:
         """Every attempt of one target's check, within the limits; one result."""
         probe = self.probes[target.probe]
@@ -160,8 +170,12 @@ class Scheduler:
         attempt = 0
         while True:
             attempt += 1
-            async with self.host_limits.hold(target.host), self.limiter:
+            if self.limiter is None and not self.host_limits.per_host:
+                # The workers alone bound the concurrency: no limiter to pay for.
                 ctx, outcome, elapsed = await self._attempt(probe, target, attempt)
+            else:
+                async with self.host_limits.hold(target.host), self._shared_limit():
+                    ctx, outcome, elapsed = await self._attempt(probe, target, attempt)
             if outcome.status in (Status.OK, Status.WARNING) or attempt > target.retries:
                 break
             failures.append(outcome.summary)
