@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import math
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -29,6 +28,8 @@ from anyprobe.net import IpFamily, fail_from_os_error, resolve
 if TYPE_CHECKING:
     import dns.message
     import dns.name
+    import dns.rdataclass
+    import dns.rdatatype
 
 DEFAULT_PORT = 53
 #: Answers shown in a summary before "(+N more)".
@@ -149,6 +150,17 @@ def _check_record_type(value: str) -> str:
     return value.upper()
 
 
+@functools.lru_cache(maxsize=64)
+def _codes(
+    record_type: str, record_class: str
+) -> tuple[dns.rdatatype.RdataType, dns.rdataclass.RdataClass]:
+    """The numbers of a record type and class (dnspython's parsing is not free)."""
+    import dns.rdataclass
+    import dns.rdatatype
+
+    return dns.rdatatype.from_text(record_type), dns.rdataclass.from_text(record_class)
+
+
 @dataclass(frozen=True, slots=True)
 class DnsQuestion:
     """What a ``dns://`` URL asks: of which server (None: the system's), for what."""
@@ -170,6 +182,7 @@ def parse_dns_url(text: str) -> DnsQuestion:
     return _parse(url)
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse(url: SplitResult) -> DnsQuestion:
     if url.username is not None or url.password is not None:
         raise ValueError("a dns:// URL takes no user or password")
@@ -199,6 +212,7 @@ def _parse(url: SplitResult) -> DnsQuestion:
     return DnsQuestion(server, port, name.rstrip(".").lower() or ".", record_type)
 
 
+@functools.lru_cache(maxsize=4096)
 def _to_dns_name(name: str, record_type: str | None) -> dns.name.Name:
     """The name to ask for; an IP address with type PTR becomes its reverse name."""
     import dns.exception
@@ -248,12 +262,12 @@ class DnsProbe(anyprobe.Probe[DnsOptions]):
         backend = dns.asyncbackend.get_backend(sniffio.current_async_library())
         question = parse_dns_url(target.url)
         type_text = question.record_type or options.record_type
-        rdtype = dns.rdatatype.from_text(type_text)
+        rdtype, rdclass = _codes(type_text, options.record_class)
         qname = _to_dns_name(question.name, type_text)
         query = dns.message.make_query(
             qname,
             rdtype,
-            dns.rdataclass.from_text(options.record_class),
+            rdclass,
             use_edns=0 if options.edns else False,
             payload=EDNS_PAYLOAD,
         )
@@ -300,7 +314,8 @@ async def _system_nameservers(path: str, ctx: anyprobe.CheckContext) -> list[str
         found = cache[path] = await anyio.to_thread.run_sync(read)
     if isinstance(found, str):
         raise anyprobe.CheckFailed(found, status=anyprobe.Status.UNKNOWN)
-    ctx.trace(f"nameservers from {path}: {', '.join(found)}")
+    if ctx.explain:
+        ctx.trace(f"nameservers from {path}: {', '.join(found)}")
     return found
 
 
@@ -319,57 +334,82 @@ async def _ask(
     one runs until the check's deadline, the hard limit that core enforces
     ("timed out after 5 s during query").
     """
+    failures: list[str] = []
+    for index, server in enumerate(servers):
+        where = _join_host_port(server, port)
+        left = len(servers) - index
+        ctx.metrics["server"] = where
+        if ctx.explain:
+            ctx.trace(f"asking {where} over {options.transport}: {query.question[0].to_text()}")
+        with ctx.phase("query"):
+            if left == 1:
+                answered = await _query_one(query, server, port, where, options, ctx, backend)
+            else:
+                share = ctx.remaining() / left
+                with anyio.move_on_after(share) as scope:
+                    answered = await _query_one(query, server, port, where, options, ctx, backend)
+                if scope.cancelled_caught:
+                    answered = _Failure(
+                        f"no response from {where} over {options.transport} in {share:.1f} s"
+                    )
+        if not isinstance(answered, _Failure):
+            return answered[0], server, answered[1]
+        ctx.trace(answered.summary)
+        failures.append(answered.summary)
+        if left == 1:
+            summary = failures[0] if len(failures) == 1 else "; ".join(failures)
+            raise anyprobe.CheckFailed(summary, error=answered.error)
+    raise anyprobe.CheckFailed("no nameserver to ask", status=anyprobe.Status.UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    summary: str
+    error: BaseException | None = None
+
+
+async def _query_one(
+    query: dns.message.Message,
+    server: str,
+    port: int,
+    where: str,
+    options: DnsOptions,
+    ctx: anyprobe.CheckContext,
+    backend: Any,
+) -> tuple[dns.message.Message, str] | _Failure:
+    """Ask one server; the response and transport, or why there is none."""
     import dns.asyncquery
     import dns.exception
     import dns.message
     import dns.query
     import dns.rcode
 
-    failures: list[str] = []
-    for index, server in enumerate(servers):
-        where = _join_host_port(server, port)
-        left = len(servers) - index
-        deadline = math.inf if left == 1 else anyio.current_time() + ctx.remaining() / left
-        ctx.metrics["server"] = where
-        ctx.trace(f"asking {where} over {options.transport}: {query.question[0].to_text()}")
-        failure: str
-        error: BaseException | None = None
-        with ctx.phase("query"), anyio.CancelScope(deadline=deadline) as scope:
-            try:
-                if options.transport == "tcp":
-                    response = await dns.asyncquery.tcp(query, server, port=port, backend=backend)
-                    transport = "tcp"
-                else:
-                    response, used_tcp = await dns.asyncquery.udp_with_fallback(
-                        query, server, port=port, backend=backend
-                    )
-                    transport = "tcp" if used_tcp else "udp"
-                    if used_tcp:
-                        ctx.trace("UDP answer truncated: asked again over TCP")
-                ctx.trace(
-                    f"{dns.rcode.to_text(response.rcode())} from {where} over {transport},"
-                    f" {len(response.answer)} answer RRsets"
-                )
-                return response, server, transport
-            except OSError as exc:
-                failed = fail_from_os_error(exc, f"query to {where} over {options.transport}")
-                failure, error = failed.summary, failed.error
-            except dns.message.Truncated:
-                failure = f"truncated answer from {where}"
-            except (dns.exception.FormError, dns.query.BadResponse) as exc:
-                failure = f"malformed response from {where}: {exc}"
-                error = exc
-            except dns.exception.DNSException as exc:
-                failure = f"query to {where} failed: {exc}"
-                error = exc
-        if scope.cancelled_caught:
-            failure = f"no response from {where} over {options.transport} in its share of time"
-        ctx.trace(failure)
-        failures.append(failure)
-        if left == 1:
-            summary = failure if len(failures) == 1 else "; ".join(failures)
-            raise anyprobe.CheckFailed(summary, error=error)
-    raise anyprobe.CheckFailed("no nameserver to ask", status=anyprobe.Status.UNKNOWN)
+    try:
+        if options.transport == "tcp":
+            response = await dns.asyncquery.tcp(query, server, port=port, backend=backend)
+            transport = "tcp"
+        else:
+            response, used_tcp = await dns.asyncquery.udp_with_fallback(
+                query, server, port=port, backend=backend
+            )
+            transport = "tcp" if used_tcp else "udp"
+            if used_tcp:
+                ctx.trace("UDP answer truncated: asked again over TCP")
+    except OSError as exc:
+        failed = fail_from_os_error(exc, f"query to {where} over {options.transport}")
+        return _Failure(failed.summary, failed.error)
+    except dns.message.Truncated:
+        return _Failure(f"truncated answer from {where}")
+    except (dns.exception.FormError, dns.query.BadResponse) as exc:
+        return _Failure(f"malformed response from {where}: {exc}", exc)
+    except dns.exception.DNSException as exc:
+        return _Failure(f"query to {where} failed: {exc}", exc)
+    if ctx.explain:
+        ctx.trace(
+            f"{dns.rcode.to_text(response.rcode())} from {where} over {transport},"
+            f" {len(response.answer)} answer RRsets"
+        )
+    return response, transport
 
 
 def _judge(
@@ -402,17 +442,23 @@ def _judge(
     if ttls:
         metrics["min_ttl"] = min(ttls)
     ctx.metrics.update(metrics)
-    details = {
-        section: [line for rrset in rrsets for line in rrset.to_text().splitlines()][:DETAIL_LINES]
-        for section, rrsets in (("answer", response.answer), ("authority", response.authority))
-        if rrsets
-    }
     server = ctx.metrics["server"]
     took = ctx.phases.get("query", 0.0) * 1000
     via = f"from {server}" + (" over tcp" if ctx.metrics.get("transport") == "tcp" else "")
 
+    def sections() -> dict[str, list[str]]:
+        # The response as text, for reading a failure; a passing check's
+        # answers are in its metrics already.
+        return {
+            name: [line for rrset in rrsets for line in rrset.to_text().splitlines()][:DETAIL_LINES]
+            for name, rrsets in (("answer", response.answer), ("authority", response.authority))
+            if rrsets
+        }
+
+    details = sections() if ctx.explain else {}
+
     def fail(reason: str) -> anyprobe.Outcome:
-        return anyprobe.Outcome.critical(f"{what}: {reason}", metrics=metrics, details=details)
+        return anyprobe.Outcome.critical(f"{what}: {reason}", metrics=metrics, details=sections())
 
     if rcode != options.expect_rcode:
         found = f"{rcode} with {_show(texts)}" if texts else rcode
@@ -452,29 +498,38 @@ def _judge(
     )
 
 
-@dataclass(frozen=True, slots=True)
 class Answer:
     """One answer's text as shown and compared: names without the final dot,
     TXT strings unquoted and joined, addresses in canonical form."""
 
-    text: str
-    keys: frozenset[str]
+    __slots__ = ("_keys", "rdata", "text")
+
+    def __init__(self, text: str, rdata: Any) -> None:
+        self.text = text
+        self.rdata = rdata
+        self._keys: frozenset[str] | None = None
 
     @classmethod
     def of(cls, rdata: Any) -> Answer:
         import dns.rdatatype
 
-        rdtype = rdata.rdtype
-        if rdtype in (dns.rdatatype.TXT, dns.rdatatype.SPF):
-            text = b"".join(rdata.strings).decode("utf-8", errors="replace")
-        else:
-            text = rdata.to_text(omit_final_dot=True)
-        keys = {_normalise(text)}
-        if rdtype == dns.rdatatype.MX:
-            keys.add(_normalise(rdata.exchange.to_text(omit_final_dot=True)))
-        elif rdtype == dns.rdatatype.SRV:
-            keys.add(_normalise(rdata.target.to_text(omit_final_dot=True)))
-        return cls(text, frozenset(keys))
+        if rdata.rdtype in (dns.rdatatype.TXT, dns.rdatatype.SPF):
+            return cls(b"".join(rdata.strings).decode("utf-8", errors="replace"), rdata)
+        return cls(rdata.to_text(omit_final_dot=True), rdata)
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """The forms an expected value may take: the text; for MX and SRV the host too."""
+        if self._keys is None:
+            import dns.rdatatype
+
+            keys = {_normalise(self.text)}
+            if self.rdata.rdtype == dns.rdatatype.MX:
+                keys.add(_normalise(self.rdata.exchange.to_text(omit_final_dot=True)))
+            elif self.rdata.rdtype == dns.rdatatype.SRV:
+                keys.add(_normalise(self.rdata.target.to_text(omit_final_dot=True)))
+            self._keys = frozenset(keys)
+        return self._keys
 
     def matches(self, expected: str) -> bool:
         return _normalise(expected) in self.keys

@@ -211,10 +211,12 @@ class TcpProbe(anyprobe.Probe[TcpOptions]):
         server_name = options.server_name or target.host
         with ctx.phase("resolve"):
             addresses = await resolve(target.host, port, options.ip_family)
-        ctx.trace(f"resolved {target.host} to {', '.join(addresses)}")
+        if ctx.explain:
+            ctx.trace(f"resolved {target.host} to {', '.join(addresses)}")
         with ctx.phase("connect"):
             tcp, address = await connect_tcp(addresses, port)
-        ctx.trace(f"connected to {address} port {port}")
+        if ctx.explain:
+            ctx.trace(f"connected to {address} port {port}")
         where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         ctx.metrics.update(address=address, port=port)
         stream: ByteStream = tcp
@@ -228,11 +230,15 @@ class TcpProbe(anyprobe.Probe[TcpOptions]):
                     stream, tls = await _handshake(tcp, server_name, options, ctx)
                 ctx.metrics.update(tls.metrics())
             received = await _exchange(stream, options, ctx)
-        finally:
-            # No TLS close_notify exchange: a check has no use for it, and a
-            # server that does not answer it must not hold the check up.
+        except BaseException:
             with suppress(OSError, anyio.BrokenResourceError, ssl.SSLError):
                 await anyio.aclose_forcefully(stream)
+            raise
+        # No TLS close_notify exchange (the stream is not standard-compatible):
+        # a check has no use for it, and a server that does not answer it must
+        # not hold the check up.
+        with suppress(OSError, anyio.BrokenResourceError, ssl.SSLError):
+            await stream.aclose()
 
         parts = []
         if tls is not None:

@@ -16,9 +16,11 @@ pytestmark = pytest.mark.anyio
 
 
 async def check_one(
-    manager: PluginManager, url: str, seconds: float = 5.0, **options: Any
+    manager: PluginManager, url: str, seconds: float = 5.0, explain: bool = False, **options: Any
 ) -> Result:
-    [result] = await anyprobe.check([url], options=options, manager=manager, timeout=seconds)
+    [result] = await anyprobe.check(
+        [url], options=options, manager=manager, timeout=seconds, explain=explain
+    )
     return result
 
 
@@ -30,7 +32,7 @@ def url(server: DnsServer, name: str, record_type: str | None = None) -> str:
 async def test_a_record_is_ok_with_answers_and_metrics(
     anyio_backend: str, manager: PluginManager, dns_server: DnsServer
 ) -> None:
-    result = await check_one(manager, url(dns_server, "www.example.test"))
+    result = await check_one(manager, url(dns_server, "www.example.test"), explain=True)
     assert result.status is Status.OK, result.summary
     assert result.summary.startswith("A for www.example.test: 127.0.0.10, 127.0.0.11 (NOERROR")
     assert result.metrics["rcode"] == "NOERROR"
@@ -42,6 +44,15 @@ async def test_a_record_is_ok_with_answers_and_metrics(
     assert result.metrics["authoritative"] is True
     assert "query" in result.phases
     assert result.details["answer"][0].startswith("www.example.test. 60 IN A")
+    assert any(e.message.startswith("asking ") for e in result.trace)
+
+
+async def test_passing_check_keeps_details_for_explain_only(
+    anyio_backend: str, manager: PluginManager, dns_server: DnsServer
+) -> None:
+    result = await check_one(manager, url(dns_server, "www.example.test"))
+    assert result.status is Status.OK, result.summary
+    assert result.details == {}
 
 
 @pytest.mark.parametrize(
@@ -88,7 +99,7 @@ async def test_a_through_a_cname_counts_only_the_a_records(
     anyio_backend: str, manager: PluginManager, dns_server: DnsServer
 ) -> None:
     result = await check_one(
-        manager, url(dns_server, "alias.example.test"), expect_answers=["127.0.0.11"]
+        manager, url(dns_server, "alias.example.test"), explain=True, expect_answers=["127.0.0.11"]
     )
     assert result.status is Status.OK, result.summary
     assert result.metrics["answers"] == ["127.0.0.10", "127.0.0.11"]
