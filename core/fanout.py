@@ -83,6 +83,9 @@ class Fanout:
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
+            # A reporter's own task group wraps its error: name the error itself.
+            while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+                exc = exc.exceptions[0]
             channel.failure = f"reporter {channel.name} failed: {type(exc).__name__}: {exc}"
             log.debug("reporter %s failed", channel.name, exc_info=True)
 

@@ -23,6 +23,7 @@ from .manager import PluginManager
 from .model import Result, RunSummary, Status, Target
 from .reporter import ReportContext, Reporter
 from .scheduler import Scheduler, resolve_concurrency
+from .watchdog import LoopWatchdog
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,8 @@ class Run:
     ``reporter_buffer`` is how many results a reporter may fall behind
     before the checks wait for it. Call :meth:`interrupt` (from a signal
     handler task, say) to stop starting and running checks; what finished by
-    then still reaches every reporter.
+    then still reaches every reporter. ``watchdog`` names, in a logged
+    warning, a check that blocks the event loop (see :mod:`anyprobe.watchdog`).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class Run:
         verbosity: int = 0,
         color: bool | None = None,
         reporter_buffer: int = REPORTER_BUFFER,
+        watchdog: bool = True,
     ) -> None:
         self.targets = targets
         self.manager = manager
@@ -78,6 +81,7 @@ class Run:
         )
         self.counts: Counter[Status] = Counter()
         self.interrupted: str | None = None
+        self.watchdog = LoopWatchdog() if watchdog else None
         self._fanout = Fanout(self.reporters, self.report_context, buffer=reporter_buffer)
         self._checks_scope: anyio.CancelScope | None = None
 
@@ -119,7 +123,11 @@ class Run:
             with anyio.CancelScope() as scope:
                 self._checks_scope = scope
                 if self.interrupted is None:
-                    await self.scheduler.run(self.targets, emit, len(self.targets))
+                    async with anyio.create_task_group() as checks:
+                        if self.watchdog is not None:
+                            await checks.start(self.watchdog.beat)
+                        await self.scheduler.run(self.targets, emit, len(self.targets))
+                        checks.cancel_scope.cancel()
             self._checks_scope = None
             summary = RunSummary(
                 total=len(self.targets),

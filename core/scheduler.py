@@ -243,6 +243,18 @@ class Scheduler:
             outcome = Outcome(
                 Status.UNKNOWN, f"probe {probe.name} returned no Outcome", error=error
             )
+        elif elapsed > target.timeout:
+            # The deadline passed without the check ever yielding to the event
+            # loop (a blocking call): it could not be cancelled, but it is late.
+            message = (
+                f"took {elapsed:.1f} s, over the {target.timeout:g} s timeout, "
+                "without yielding to the event loop"
+            )
+            outcome = Outcome(
+                Status.CRITICAL,
+                message,
+                error=ErrorInfo("TimeoutError", message, ctx.current_phase),
+            )
         else:
             outcome = apply_thresholds(outcome, target.options, elapsed)
         return ctx, outcome, elapsed

@@ -77,3 +77,26 @@ class ScriptedProbe(anyprobe.Probe[ScriptedOptions]):
 @anyprobe.hookimpl
 def anyprobe_register_probes(register: Any) -> None:
     register(ScriptedProbe)
+
+
+class BlockingProbe(anyprobe.Probe[anyprobe.ProbeOptions]):
+    """Blocks the event loop with time.sleep(host seconds / 10): a badly written plugin."""
+
+    name = "blocking"
+    schemes = ("block",)
+
+    def validate_url(self, url: SplitResult, text: str) -> tuple[str, int | None]:
+        return url.hostname or "", None
+
+    async def check(
+        self, target: anyprobe.Target, options: anyprobe.ProbeOptions, ctx: anyprobe.CheckContext
+    ) -> anyprobe.Outcome:
+        import time
+
+        time.sleep(int(target.host) / 10)  # noqa: ASYNC251 - blocking on purpose
+        return anyprobe.Outcome.ok("slept")
+
+
+@anyprobe.hookimpl(specname="anyprobe_register_probes")
+def register_blocking(register: Any) -> None:
+    register(BlockingProbe)

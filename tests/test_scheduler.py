@@ -138,3 +138,18 @@ async def test_cancellation_from_outside_propagates(scripted: PluginManager) -> 
     with anyio.move_on_after(0.2) as scope:
         await anyprobe.check(["test://hang", "test://ok"], manager=scripted, timeout=30)
     assert scope.cancelled_caught
+
+
+async def test_probe_blocking_the_loop_is_named_and_late_is_critical(
+    scripted: PluginManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    results = await run(scripted, ["block://12", "test://ok"], timeout=0.5)
+    blocked = results["block://12"]
+    assert blocked.status is Status.CRITICAL
+    assert "over the 0.5 s timeout, without yielding to the event loop" in blocked.summary
+    assert results["test://ok"].status is Status.OK
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(
+        "check block://12 (probe blocking) has blocked the event loop" in w and "probes.py" in w
+        for w in warnings
+    ), warnings

@@ -1,0 +1,94 @@
+"""Naming a check that blocks the event loop.
+
+A probe that calls something blocking (``time.sleep``, a synchronous socket, a
+heavy computation) inside its async ``check`` stalls every other check of the
+run. The watchdog notices: a task on the loop beats a heartbeat, and a plain
+thread checks it; when the loop has not beaten for ``threshold`` seconds, the
+thread reads the loop thread's current stack, finds the check being run and
+the line it is stuck on, and logs one warning naming them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from types import FrameType
+
+import anyio
+from anyio.abc import TaskStatus
+
+log = logging.getLogger("anyprobe")
+
+_SCHEDULER_FRAME = "_attempt"
+
+
+class LoopWatchdog:
+    """Run :meth:`beat` as a task of the run; warnings go to the ``anyprobe`` logger."""
+
+    def __init__(self, threshold: float = 0.5, interval: float = 0.05) -> None:
+        self.threshold = threshold
+        self.interval = interval
+        self.warnings: list[str] = []
+        self._heartbeat = time.monotonic()
+        self._loop_thread = threading.get_ident()
+        self._stop = threading.Event()
+
+    async def beat(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Keep the heartbeat fresh until cancelled; owns the watching thread.
+
+        Start it with ``await task_group.start(watchdog.beat)``, so that the
+        thread watches before the first check runs.
+        """
+        self._loop_thread = threading.get_ident()
+        self._heartbeat = time.monotonic()
+        thread = threading.Thread(target=self._watch, name="anyprobe-watchdog", daemon=True)
+        thread.start()
+        task_status.started()
+        try:
+            while True:
+                self._heartbeat = time.monotonic()
+                await anyio.sleep(self.interval)
+        finally:
+            self._stop.set()
+            # The thread wakes at least every interval: joining it is short.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(thread.join)
+
+    def _watch(self) -> None:
+        reported_stall = 0.0
+        while not self._stop.wait(self.interval):
+            heartbeat = self._heartbeat
+            stalled = time.monotonic() - heartbeat
+            if stalled < self.threshold or heartbeat == reported_stall:
+                continue
+            reported_stall = heartbeat
+            frame = sys._current_frames().get(self._loop_thread)
+            if frame is None:
+                continue
+            message = describe_blocker(frame, stalled)
+            self.warnings.append(message)
+            log.warning("%s", message)
+
+
+def describe_blocker(frame: FrameType, stalled: float) -> str:
+    """``check NAME (probe P) has blocked the event loop for 1.2 s at file.py:12``."""
+    innermost = frame
+    target = None
+    probe_name = None
+    current: FrameType | None = frame
+    while current is not None:
+        if current.f_code.co_name == _SCHEDULER_FRAME and "target" in current.f_locals:
+            target = current.f_locals["target"]
+            probe = current.f_locals.get("probe")
+            probe_name = getattr(probe, "name", None)
+            break
+        current = current.f_back
+    where = f"{innermost.f_code.co_filename}:{innermost.f_lineno} in {innermost.f_code.co_name}"
+    if target is None:
+        return f"the event loop has been blocked for {stalled:.1f} s at {where}"
+    return (
+        f"warning: check {getattr(target, 'name', '?')} (probe {probe_name}) has blocked the "
+        f"event loop for {stalled:.1f} s at {where}: every other check waits meanwhile"
+    )
