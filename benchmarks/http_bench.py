@@ -1,0 +1,272 @@
+"""HTTP checks per second: anyprobe against the tutorial's httpx health checker
+and an aiohttp checker with a fresh connection per check, on a loopback nginx.
+
+    python benchmarks/http_bench.py [--urls 2000] [--concurrency 100] [--repeat 3]
+
+nginx (``apt-get install nginx``) is started with a temporary config on a free
+loopback port and stopped at the end. Each measurement runs in a fresh
+subprocess, on asyncio and on trio, over the same distinct URLs
+(``/check/0`` ... ``/check/1999``); the best of ``--repeat`` runs is kept.
+Every checker counts the checks that did not come back healthy: on a healthy
+local server that count must be 0 (a false timeout is a defect).
+
+Checkers:
+
+- ``anyprobe-api``: ``anyprobe.check(urls, concurrency=C)``, fresh connection
+  per check, every phase timed;
+- ``anyprobe-cli``: ``anyprobe check -i FILE -c C -r jsonl=/dev/null``, the
+  whole command, start-up included;
+- ``tutorial-httpx``: the tutorial's pattern, one shared ``httpx.AsyncClient``,
+  a task per URL, a semaphore, ``fail_after``;
+- ``aiohttp-fresh``: aiohttp with ``force_close`` (one connection per check),
+  a semaphore; asyncio only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TIMEOUT = 10.0
+
+NGINX_CONF = """
+worker_processes {workers};
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log crit;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_nginx(prefix: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, workers=workers))
+    process = subprocess.Popen(
+        [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                return process, port
+        except OSError:
+            time.sleep(0.05)
+    process.terminate()
+    raise SystemExit("nginx did not start")
+
+
+# -- the checkers, each run in its own subprocess --------------------------------------
+
+
+def run_anyprobe_api(urls: list[str], concurrency: int, backend: str) -> tuple[float, int]:
+    import anyio
+
+    import anyprobe
+
+    async def main() -> tuple[float, int]:
+        start = time.perf_counter()
+        results = await anyprobe.check(urls, concurrency=concurrency, timeout=TIMEOUT)
+        elapsed = time.perf_counter() - start
+        bad = sum(1 for r in results if r.status is not anyprobe.Status.OK)
+        return elapsed, bad + len(urls) - len(results)
+
+    return anyio.run(main, backend=backend)
+
+
+def run_tutorial(urls: list[str], concurrency: int, backend: str) -> tuple[float, int]:
+    import anyio
+    import httpx
+
+    async def main() -> tuple[float, int]:
+        results: list[bool] = []
+        semaphore = anyio.Semaphore(concurrency)
+
+        async def check_url(client: httpx.AsyncClient, url: str) -> None:
+            async with semaphore:
+                try:
+                    with anyio.fail_after(TIMEOUT):
+                        response = await client.get(url, follow_redirects=True)
+                    results.append(200 <= response.status_code < 400)
+                except Exception:
+                    results.append(False)
+
+        start = time.perf_counter()
+        async with httpx.AsyncClient() as client, anyio.create_task_group() as tg:
+            for url in urls:
+                tg.start_soon(check_url, client, url)
+        return time.perf_counter() - start, results.count(False)
+
+    return anyio.run(main, backend=backend)
+
+
+def run_aiohttp(urls: list[str], concurrency: int, backend: str) -> tuple[float, int]:
+    import asyncio
+
+    import aiohttp
+
+    async def main() -> tuple[float, int]:
+        semaphore = asyncio.Semaphore(concurrency)
+        results: list[bool] = []
+        connector = aiohttp.TCPConnector(force_close=True, limit=concurrency)
+        timeout = aiohttp.ClientTimeout(total=TIMEOUT)
+
+        async def check_url(session: aiohttp.ClientSession, url: str) -> None:
+            async with semaphore:
+                try:
+                    async with session.get(url) as response:
+                        await response.read()
+                        results.append(200 <= response.status < 400)
+                except Exception:
+                    results.append(False)
+
+        start = time.perf_counter()
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            await asyncio.gather(*(check_url(session, url) for url in urls))
+        return time.perf_counter() - start, results.count(False)
+
+    return asyncio.run(main())
+
+
+CHECKERS = {
+    "anyprobe-api": run_anyprobe_api,
+    "tutorial-httpx": run_tutorial,
+    "aiohttp-fresh": run_aiohttp,
+}
+
+
+def measure_cli(url_file: Path, count: int, concurrency: int, backend: str) -> tuple[float, int]:
+    out = url_file.with_suffix(f".{backend}.jsonl")
+    start = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anyprobe",
+            "check",
+            "-i",
+            str(url_file),
+            "-c",
+            str(concurrency),
+            "--backend",
+            backend,
+            "-t",
+            str(TIMEOUT),
+            "--no-progress",
+            "-r",
+            f"jsonl={out}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    ok = sum(1 for line in out.read_text().splitlines() if json.loads(line)["status"] == "ok")
+    return elapsed, count - ok
+
+
+def measure(checker: str, url_file: Path, concurrency: int, backend: str) -> tuple[float, int]:
+    """Run one checker in a fresh interpreter; (seconds, unhealthy count)."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", checker, str(url_file), str(concurrency), backend],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    elapsed, bad = json.loads(proc.stdout.strip().splitlines()[-1])
+    return float(elapsed), int(bad)
+
+
+def child(checker: str, url_file: str, concurrency: int, backend: str) -> None:
+    urls = Path(url_file).read_text().split()
+    elapsed, bad = CHECKERS[checker](urls, concurrency, backend)
+    print(json.dumps([elapsed, bad]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--urls", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--nginx-workers", type=int, default=1)
+    parser.add_argument("--backends", nargs="+", default=["asyncio", "trio"])
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="anyprobe-http-bench-") as tmp:
+        prefix = Path(tmp)
+        nginx, port = start_nginx(prefix, args.nginx_workers)
+        try:
+            url_file = prefix / "urls.txt"
+            url_file.write_text(
+                "".join(f"http://127.0.0.1:{port}/check/{i}\n" for i in range(args.urls))
+            )
+            rows: list[tuple[str, str, float, int]] = []
+            for backend in args.backends:
+                plan = ["anyprobe-api", "anyprobe-cli", "tutorial-httpx"]
+                if backend == "asyncio":
+                    plan.append("aiohttp-fresh")
+                for checker in plan:
+                    best, worst_bad = float("inf"), 0
+                    for _ in range(args.repeat):
+                        if checker == "anyprobe-cli":
+                            elapsed, bad = measure_cli(
+                                url_file, args.urls, args.concurrency, backend
+                            )
+                        else:
+                            elapsed, bad = measure(checker, url_file, args.concurrency, backend)
+                        best = min(best, elapsed)
+                        worst_bad = max(worst_bad, bad)
+                    rows.append((backend, checker, args.urls / best, worst_bad))
+                    print(
+                        f"{backend:8} {checker:15} {args.urls / best:8.0f} checks/s"
+                        f"  unhealthy {worst_bad}",
+                        flush=True,
+                    )
+        finally:
+            nginx.terminate()
+            nginx.wait(timeout=10)
+
+    rate = {(b, c): r for b, c, r, _ in rows}
+    aiohttp_rate = rate.get(("asyncio", "aiohttp-fresh"))
+    print()
+    print(f"{args.urls} URLs, concurrency {args.concurrency}, best of {args.repeat}")
+    print("| backend | checker | checks/s | x tutorial | x aiohttp-fresh | unhealthy |")
+    print("|---|---|---:|---:|---:|---:|")
+    for backend, checker, value, bad in rows:
+        tutorial = rate[(backend, "tutorial-httpx")]
+        vs_aiohttp = f"{value / aiohttp_rate:.2f}" if aiohttp_rate else "-"
+        print(
+            f"| {backend} | {checker} | {value:.0f} | {value / tutorial:.2f} "
+            f"| {vs_aiohttp} | {bad} |"
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    else:
+        os.environ.setdefault("PYTHONHASHSEED", "0")
+        main()
