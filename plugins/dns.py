@@ -150,15 +150,19 @@ def _check_record_type(value: str) -> str:
     return value.upper()
 
 
-@functools.lru_cache(maxsize=64)
-def _codes(
-    record_type: str, record_class: str
-) -> tuple[dns.rdatatype.RdataType, dns.rdataclass.RdataClass]:
-    """The numbers of a record type and class (dnspython's parsing is not free)."""
+@functools.lru_cache(maxsize=4096)
+def _question_codes(
+    name: str, record_type: str, record_class: str
+) -> tuple[dns.name.Name, dns.rdatatype.RdataType, dns.rdataclass.RdataClass, str]:
+    """The name, type and class to ask for, and how summaries call the question
+    (``MX for example.com``): worked out once, dnspython's parsing is not free."""
     import dns.rdataclass
     import dns.rdatatype
 
-    return dns.rdatatype.from_text(record_type), dns.rdataclass.from_text(record_class)
+    qname = _to_dns_name(name, record_type)
+    what = f"{record_type} for {qname.to_text(omit_final_dot=True) or '.'}"
+    rdtype = dns.rdatatype.from_text(record_type)
+    return qname, rdtype, dns.rdataclass.from_text(record_class), what
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,15 +259,14 @@ class DnsProbe(anyprobe.Probe[DnsOptions]):
         import dns.asyncbackend
         import dns.flags
         import dns.message
-        import dns.rdataclass
-        import dns.rdatatype
         import sniffio
 
         backend = dns.asyncbackend.get_backend(sniffio.current_async_library())
         question = parse_dns_url(target.url)
         type_text = question.record_type or options.record_type
-        rdtype, rdclass = _codes(type_text, options.record_class)
-        qname = _to_dns_name(question.name, type_text)
+        qname, rdtype, rdclass, what = _question_codes(
+            question.name, type_text, options.record_class
+        )
         query = dns.message.make_query(
             qname,
             rdtype,
@@ -273,7 +276,6 @@ class DnsProbe(anyprobe.Probe[DnsOptions]):
         )
         if not options.recursion_desired:
             query.flags &= ~dns.flags.RD
-        what = f"{type_text} for {qname.to_text(omit_final_dot=True) or '.'}"
         ctx.metrics["record_type"] = type_text
 
         if question.server is None:

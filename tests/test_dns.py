@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import anyprobe
 from anyprobe import PluginManager, Result, Status
@@ -358,3 +360,70 @@ async def test_demo_rows_get_their_verdicts(anyio_backend: str, manager: PluginM
         for demo in checks:
             result = await check_one(manager, demo.url, **demo.options)
             assert result.status is demo.expect, (demo.name, result.summary)
+
+
+# -- URLs and options -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [
+        ("dns://9.9.9.9/example.com?type=AAAA", "9.9.9.9", 53),
+        ("dns://[::1]:5353/example.com", "::1", 5353),
+        ("dns://ns1.example.com/www.example.com", "ns1.example.com", 53),
+        ("dns://Example.COM?type=mx", "example.com", None),
+        ("dns:///example.com", "example.com", None),
+    ],
+)
+def test_target_host_is_the_server_or_the_name(
+    manager: PluginManager, text: str, host: str, port: int | None
+) -> None:
+    _, [target] = anyprobe.prepare([text], manager=manager)
+    assert (target.host, target.port) == (host, port)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dns://", "no name to look up"),
+        ("dns://9.9.9.9/a/b", "one path segment expected"),
+        ("dns://example.com?class=CH", "unknown URL parameter 'class'"),
+        ("dns://example.com?type=BOGUS", "unknown record type 'BOGUS'"),
+        ("dns://example.com?type=IXFR", "IXFR is not a record type one can query"),
+        ("dns://example.com:53", "a port needs a server"),
+        ("dns://user@9.9.9.9/example.com", "no user or password"),
+        (f"dns://{'a' * 64}.example", "is not a domain name"),
+    ],
+)
+def test_bad_urls_are_target_errors(manager: PluginManager, text: str, message: str) -> None:
+    with pytest.raises(anyprobe.TargetError, match=message):
+        anyprobe.prepare([text], manager=manager)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"record_type": "NOPE"}, "unknown record type"),
+        ({"record_class": "XX"}, "unknown record class"),
+        ({"expect_rcode": "OOPS"}, "unknown response code"),
+        ({"answers_match": "("}, "not a regular expression"),
+        ({"expect_rcode": "NXDOMAIN", "expect_answers": ["x"]}, "expect_rcode NOERROR"),
+        ({"transport": "quic"}, "udp"),
+        ({"min_answers": -1}, "greater than or equal to 0"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    manager: PluginManager, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(anyprobe.OptionsError, match=message):
+        anyprobe.prepare(["dns://example.com"], options=options, manager=manager)
+
+
+@given(st.text(max_size=40))
+def test_any_dns_url_is_a_target_or_one_clear_error(tail: str) -> None:
+    manager = PluginManager()
+    manager.load_entrypoints(autoload=False)
+    try:
+        anyprobe.prepare([f"dns://{tail}"], manager=manager)
+    except anyprobe.UsageError as exc:
+        assert str(exc) and "\n" not in str(exc)
