@@ -17,11 +17,12 @@ from typing import Any
 
 import anyio
 
+from .defaults import DEFAULT_TIMEOUT
 from .manager import PluginManager, default_manager
 from .model import Result, Target
 from .reporter import Reporter, ResultStream
 from .run import Run
-from .targets import DEFAULT_TIMEOUT, build_targets
+from .targets import build_targets
 
 
 def prepare(

@@ -13,16 +13,22 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
 from .errors import AnyprobeError, OptionsError, UsageError
-from .manager import PluginManager, describe_options
-from .model import Result, RunSummary, Status, Target
-from .reporter import ReportContext, Reporter, ReporterOptions, ResultStream
-from .targets import DEFAULT_TIMEOUT, build_targets, parse_set, read_target_lines
+
+if TYPE_CHECKING:
+    from .manager import PluginManager
+    from .model import Result, RunSummary, Status, Target
+    from .reporter import Reporter
+
+from .defaults import DEFAULT_TIMEOUT
+
+# Only click and the small modules above are imported at start-up, so that
+# `anyprobe --help` stays fast; the rest is imported where it is first needed.
 
 log = logging.getLogger("anyprobe")
 
@@ -42,6 +48,8 @@ class _State:
 
     @property
     def manager(self) -> PluginManager:
+        from .manager import PluginManager
+
         if self._manager is None:
             self._manager = PluginManager()
             self._manager.load_entrypoints(autoload=self.autoload)
@@ -123,6 +131,14 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+shard_option = click.option(
+    "--shard",
+    metavar="I/N",
+    help="Check only shard I of N (0-based; Prometheus' hashmod of the target URL); "
+    "auto/N reads JOB_COMPLETION_INDEX, NOMAD_ALLOC_INDEX or ANYPROBE_SHARD_INDEX.",
+)
+
+
 @cli.command()
 @click.argument("targets", nargs=-1)
 @click.option(
@@ -140,6 +156,7 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
     help="A probe option for every target (repeatable), e.g. --set warning_after=0.5.",
 )
 @run_options
+@shard_option
 @click.pass_obj
 def check(
     state: _State,
@@ -150,6 +167,8 @@ def check(
     **run_args: Any,
 ) -> int:
     """Check TARGET URLs: tcp://HOST:PORT, https://HOST/PATH, ..."""
+    from .targets import build_targets, parse_set
+
     urls: list[tuple[str, int | None]] = [(t, None) for t in targets]
     source = None
     if input_file:
@@ -167,10 +186,12 @@ def check(
         source=source,
     )
     reporters = _reporters(state.manager, run_args["reports"], [])
-    return _execute(state, built, reporters, run_args)
+    return _execute(state, _shard(built, run_args["shard"]), reporters, run_args)
 
 
 def _read_targets_file(path: str) -> list[tuple[str, int | None]]:
+    from .targets import read_target_lines
+
     try:
         if path == "-":
             text = sys.stdin.read()
@@ -186,6 +207,7 @@ def _read_targets_file(path: str) -> list[tuple[str, int | None]]:
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @run_options
+@shard_option
 @click.pass_obj
 def run(state: _State, /, config: str, **run_args: Any) -> int:
     """Run the checks of a TOML CONFIG file."""
@@ -196,7 +218,27 @@ def run(state: _State, /, config: str, **run_args: Any) -> int:
     reporters = _reporters(state.manager, run_args["reports"], loaded.reporters)
     run_args["concurrency"] = run_args["concurrency"] or loaded.defaults.concurrency
     run_args["per_host"] = run_args["per_host"] or loaded.defaults.per_host
-    return _execute(state, loaded.targets, reporters, run_args)
+    return _execute(state, _shard(loaded.targets, run_args["shard"]), reporters, run_args)
+
+
+def _shard(targets: Sequence[Target], spec: str | None) -> Sequence[Target]:
+    """The targets of shard ``--shard I/N`` (all of them without the option)."""
+    if spec is None:
+        return targets
+    import os
+
+    from .shard import INDEX_VARIABLES, RUN_ID_VARIABLE, parse_shard
+
+    shard = parse_shard(spec)
+    # Reporters (pushgateway) and hooks read the shard from the environment,
+    # even when this shard has no target at all.
+    os.environ[INDEX_VARIABLES[-1]] = str(shard.index)
+    os.environ[RUN_ID_VARIABLE] = shard.run_id
+    selected = shard.select(targets)
+    log.info(
+        "shard %s (run %s): %d of %d targets", shard, shard.run_id, len(selected), len(targets)
+    )
+    return selected
 
 
 @cli.command()
@@ -207,12 +249,13 @@ def demo(state: _State, /, **run_args: Any) -> int:
 
     Exits 0 when every row got the verdict the demo expects.
     """
+    from .cli_reporters import Collect
     from .demo import compare, start_demo_services
 
     manager = state.manager
     reporters = _reporters(manager, run_args["reports"], [])
     collected: list[Result] = []
-    reporters.append(("_collect", _Collect(collected)))
+    reporters.append(("_collect", Collect(collected)))
     expected: dict[str, Status] = {}
 
     async def main() -> RunSummary:
@@ -240,6 +283,8 @@ def demo(state: _State, /, **run_args: Any) -> int:
 @click.pass_obj
 def plugins(state: _State, as_json: bool) -> int:
     """List the installed plugins, their probes, reporters and options."""
+    from .manager import describe_options
+
     manager = state.manager
     entries = []
     for info in manager.plugins:
@@ -310,39 +355,6 @@ def schema(state: _State) -> int:
 # -- running -----------------------------------------------------------------
 
 
-class _Collect(Reporter[ReporterOptions]):
-    """Keeps the results for the demo's verdict comparison."""
-
-    name = "_collect"
-
-    def __init__(self, into: list[Result]) -> None:
-        super().__init__(ReporterOptions())
-        self.into = into
-
-    async def report(self, results: ResultStream, ctx: ReportContext) -> None:
-        async for result in results:
-            self.into.append(result)
-
-
-class _Progress(Reporter[ReporterOptions]):
-    """A rich progress bar on stderr, fed by the result stream like any reporter."""
-
-    name = "_progress"
-
-    def __init__(self) -> None:
-        super().__init__(ReporterOptions())
-
-    async def report(self, results: ResultStream, ctx: ReportContext) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        columns = [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-            task = progress.add_task("checking", total=ctx.total)
-            async for batch in results.batches():
-                progress.advance(task, len(batch))
-
-
 def _reporters(
     manager: PluginManager,
     specs: Sequence[str],
@@ -409,7 +421,9 @@ async def _run_with_signals(
             state.verbosity >= 0 and len(targets) > PROGRESS_THRESHOLD and sys.stderr.isatty()
         )
     if progress:
-        reporters.append(("_progress", _Progress()))
+        from .cli_reporters import Progress
+
+        reporters.append(("_progress", Progress()))
     run = Run(
         targets,
         state.manager,

@@ -17,20 +17,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .defaults import DEFAULT_TIMEOUT
 from .errors import ConfigError, OptionsError, TargetError, UsageError, did_you_mean
 from .manager import PluginManager
 from .model import Target
 from .reporter import Reporter
 from .targets import (
     CHECK_FIELDS,
-    DEFAULT_TIMEOUT,
     TargetFactory,
     options_error,
     split_url,
     validate_options,
 )
 
-TOP_LEVEL = ("defaults", "check", "reporter")
+TOP_LEVEL = ("defaults", "check", "reporter", "module", "serve")
+_TABLE_SHAPES = {"defaults": "[defaults]", "module": "[module.NAME]", "serve": "[serve]"}
 RUN_SETTINGS = ("timeout", "retries", "concurrency", "per_host", "labels")
 
 
@@ -56,6 +57,13 @@ class CheckSettings(BaseModel):
     timeout: float | None = Field(None, gt=0, description="Overrides the default timeout.")
     retries: int | None = Field(None, ge=0, le=10, description="Overrides the default retries.")
     labels: dict[str, str] = Field(default_factory=dict, description="Added to the defaults.")
+    interval: float | None = Field(
+        None, gt=0, description="Seconds between two runs of the check under anyprobe serve."
+    )
+
+
+#: Check fields that only ``anyprobe serve`` uses, next to core's CHECK_FIELDS.
+SERVE_CHECK_FIELDS = ("interval",)
 
 
 @dataclass
@@ -67,6 +75,10 @@ class Config:
     reporters: list[tuple[str, Reporter[Any]]]
     defaults: RunDefaults
     probe_defaults: dict[str, Any] = field(default_factory=dict)
+    #: Check name -> its ``interval``, for the checks that set one.
+    intervals: dict[str, float] = field(default_factory=dict)
+    #: The ``[module.NAME]`` and ``[serve]`` tables (see anyprobe.serve), or None.
+    serve: Any = None
 
 
 class _Lines:
@@ -105,6 +117,7 @@ def load_config(
     manager: PluginManager,
     *,
     overrides: Mapping[str, Any] | None = None,
+    require_checks: bool = True,
 ) -> Config:
     """Read and validate the config file at ``path``.
 
@@ -125,7 +138,14 @@ def load_config(
         line = _toml_error_line(str(exc))
         raise ConfigError(f"invalid TOML: {exc}", source=path, line=line) from None
     lines = _Lines(text)
-    return parse_config(document, manager, path=path, lines=lines, overrides=overrides)
+    return parse_config(
+        document,
+        manager,
+        path=path,
+        lines=lines,
+        overrides=overrides,
+        require_checks=require_checks,
+    )
 
 
 def _toml_error_line(message: str) -> int | None:
@@ -140,8 +160,12 @@ def parse_config(
     path: str = "<config>",
     lines: _Lines | None = None,
     overrides: Mapping[str, Any] | None = None,
+    require_checks: bool = True,
 ) -> Config:
-    """Validate an already-parsed config document (see :func:`load_config`)."""
+    """Validate an already-parsed config document (see :func:`load_config`).
+
+    ``require_checks=False`` accepts a file without ``[[check]]`` (a server's).
+    """
     lines = lines or _Lines("")
 
     def fail(
@@ -160,7 +184,7 @@ def parse_config(
         if key not in TOP_LEVEL:
             raise ConfigError(
                 f"unknown table [{key}]{did_you_mean(key, TOP_LEVEL)} (expected one of: "
-                + ", ".join(f"[{t}]" if t == "defaults" else f"[[{t}]]" for t in TOP_LEVEL)
+                + ", ".join(_TABLE_SHAPES.get(t, f"[[{t}]]") for t in TOP_LEVEL)
                 + ")",
                 source=path,
                 line=lines.line(key),
@@ -177,11 +201,12 @@ def parse_config(
         raise fail(error.message, table="defaults", key=error.field) from None
 
     checks = _array(document, "check", path)
-    if not checks:
+    if not checks and require_checks:
         raise ConfigError("no [[check]] tables: nothing to check", source=path)
     factory = TargetFactory(manager)
     targets: list[Target] = []
     names: dict[str, int] = {}
+    intervals: dict[str, float] = {}
     used_default_keys: set[str] = set()
     for index, raw in enumerate(checks):
         label = f"#{index + 1}"
@@ -202,8 +227,9 @@ def parse_config(
             probe = manager.probe_for_scheme(split_url(url).scheme)
         except TargetError as exc:
             raise fail(exc.message, table="check", index=index, key="url", check=label) from None
-        core_part = {k: v for k, v in raw.items() if k in CHECK_FIELDS}
-        probe_part = {k: v for k, v in raw.items() if k not in CHECK_FIELDS}
+        own = (*CHECK_FIELDS, *SERVE_CHECK_FIELDS)
+        core_part = {k: v for k, v in raw.items() if k in own}
+        probe_part = {k: v for k, v in raw.items() if k not in own}
         try:
             settings = CheckSettings.model_validate(core_part)
         except ValidationError as exc:
@@ -253,6 +279,8 @@ def parse_config(
                 check=label,
             )
         names[target.name] = index
+        if settings.interval is not None:
+            intervals[target.name] = settings.interval
         targets.append(target)
 
     for key in probe_defaults:
@@ -275,7 +303,12 @@ def parse_config(
         except UsageError as exc:
             field_name = exc.field.split(".")[0] if exc.field else "type"
             raise fail(exc.message, table="reporter", index=index, key=field_name) from None
-    return Config(path, targets, reporters, defaults, probe_defaults)
+    serve = None
+    if "module" in document or "serve" in document:
+        from .serve import parse_serve_tables
+
+        serve = parse_serve_tables(document, manager, fail)
+    return Config(path, targets, reporters, defaults, probe_defaults, intervals, serve)
 
 
 def make_reporter(

@@ -7,10 +7,11 @@ line; the CLI prints that line and exits with status 3.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from .model import ErrorInfo, Outcome, Status
+if TYPE_CHECKING:  # the CLI imports this module at start-up: keep it light
+    from .model import Outcome, Status
 
 
 class AnyprobeError(Exception):
@@ -97,17 +98,21 @@ class CheckFailed(AnyprobeError):
         self,
         summary: str,
         *,
-        status: Status = Status.CRITICAL,
+        status: Status | None = None,
         error: BaseException | None = None,
         metrics: dict[str, object] | None = None,
     ) -> None:
+        from .model import Status
+
         super().__init__(summary)
         self.summary = summary
-        self.status = status
+        self.status = status or Status.CRITICAL
         self.error = error
         self.metrics = dict(metrics or {})
 
     def to_outcome(self, phase: str | None) -> Outcome:
+        from .model import ErrorInfo, Outcome
+
         error = self.error or self
         info = ErrorInfo(type(error).__name__, str(error) or self.summary, phase)
         return Outcome(self.status, self.summary, metrics=self.metrics, error=info)
@@ -115,5 +120,7 @@ class CheckFailed(AnyprobeError):
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    import difflib
+
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .defaults import DEFAULT_TIMEOUT
+
 
 class Status(enum.Enum):
     """The verdict of one check, in the monitoring-plugins convention.
@@ -105,7 +107,7 @@ class Target:
     port: int | None
     options: Any
     labels: Mapping[str, str] = field(default_factory=dict)
-    timeout: float = 10.0
+    timeout: float = DEFAULT_TIMEOUT
     retries: int = 0
 
 

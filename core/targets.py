@@ -15,14 +15,13 @@ from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ValidationError
 
+from .defaults import DEFAULT_TIMEOUT
 from .errors import OptionsError, TargetError, did_you_mean
 from .manager import PluginManager
 from .model import Target
 
 #: Per-check settings that core handles itself, next to the probe's options.
 CHECK_FIELDS = ("name", "url", "timeout", "retries", "labels")
-
-DEFAULT_TIMEOUT = 10.0
 
 
 def redact_url(url: str) -> str:
