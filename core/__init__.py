@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .api import check, check_sync, prepare, stream
+    from .bridge import AsyncioBridge, asyncio_bridge
     from .demo import DemoCheck
     from .errors import (
         AnyprobeError,
@@ -35,6 +36,8 @@ _EXPORTS = {
     "check_sync": "api",
     "prepare": "api",
     "stream": "api",
+    "AsyncioBridge": "bridge",
+    "asyncio_bridge": "bridge",
     "DemoCheck": "demo",
     "AnyprobeError": "errors",
     "CheckFailed": "errors",
@@ -78,6 +81,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AnyprobeError",
+    "AsyncioBridge",
     "CheckContext",
     "CheckFailed",
     "ConfigError",
@@ -105,6 +109,7 @@ __all__ = [
     "TraceEvent",
     "UsageError",
     "__version__",
+    "asyncio_bridge",
     "check",
     "check_sync",
     "hookimpl",
