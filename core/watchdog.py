@@ -51,10 +51,10 @@ class LoopWatchdog:
                 self._heartbeat = time.monotonic()
                 await anyio.sleep(self.interval)
         finally:
+            # Setting the event wakes the thread at once, so this join is immediate
+            # (and leaves no worker thread behind, as to_thread would).
             self._stop.set()
-            # The thread wakes at least every interval: joining it is short.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(thread.join)
+            thread.join(timeout=1.0)
 
     def _watch(self) -> None:
         reported_stall = 0.0
