@@ -369,15 +369,9 @@ class _TcpServer:
     async def _connection(self, stream: anyio.abc.SocketStream) -> None:
         self.connections += 1
         async with stream:
-            # A client that hangs up ends its own connection, nothing else.
-            with contextlib.suppress(
-                anyio.EndOfStream,
-                anyio.BrokenResourceError,
-                anyio.ClosedResourceError,
-                anyio.IncompleteRead,
-                anyio.DelimiterNotFound,
-                OSError,
-            ):
+            # A client that hangs up or sends garbage ends its own connection,
+            # nothing else (a handler's own errors are kept by _call).
+            with contextlib.suppress(Exception):
                 await self._handle(stream, BufferedByteReceiveStream(stream))
 
     async def _handle(
@@ -417,7 +411,7 @@ class LineServer(_TcpServer):
     On each connection it sends ``greeting`` (if any), then reads lines (``\\n``
     or ``\\r\\n``) and answers each with what ``replies`` gives for it: a
     string, several strings, ``None`` (no reply: the client waits), or
-    :data:`CLOSE` (hang up). ``replies`` is a mapping from line to reply (a line
+    :data:`CLOSE` (hang up; also after some lines: ``["STAT a 1", CLOSE]``). ``replies`` is a mapping from line to reply (a line
     missing from it gets no reply) or a function, possibly async, of the line.
     Each reply line is sent with ``newline`` appended. ``received`` lists every
     line read, from every connection.
@@ -464,11 +458,11 @@ class LineServer(_TcpServer):
             line = raw.rstrip(b"\r").decode(self.encoding, "replace")
             self.received.append(line)
             reply = await self._reply_for(line)
-            if reply == CLOSE:
-                return
             if reply is None:
                 continue
             for text in [reply] if isinstance(reply, str) else reply:
+                if text == CLOSE:
+                    return
                 await self._send(stream, text)
 
 
@@ -526,7 +520,11 @@ class HttpServer(_TcpServer):
     ) -> None:
         head = (await reader.receive_until(b"\r\n\r\n", MAX_LINE)).decode("latin-1")
         request_line, *header_lines = head.split("\r\n")
-        method, target, _ = request_line.split(" ", 2)
+        parts = request_line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            await stream.send(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+            return
+        method, target, _ = parts
         headers = {}
         for line in header_lines:
             name, _, value = line.partition(":")

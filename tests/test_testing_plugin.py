@@ -294,3 +294,17 @@ def test_an_authors_suite_runs_on_both_backends_with_the_kit(tmp_path: Path) -> 
     assert "7 passed, 3 errors" in out, out
     assert "no entry point named not-installed in the group 'anyprobe'" in out, out
     assert "a test server's handler raised KeyError: 'HELLO'" in out, out
+
+
+async def test_http_server_answers_garbage_with_400_and_keeps_serving(
+    anyprobe_http_server: Callable[..., HttpServer], anyprobe_check: CheckFn
+) -> None:
+    server = anyprobe_http_server({"/": HttpReply(200, "UP")})
+    garbage = await anyprobe_check(
+        f"tcp://127.0.0.1:{server.port}",
+        options={"send": r"version\r\n\r\n", "expect": "400 Bad Request"},
+    )
+    assert garbage.status is Status.OK, garbage.summary
+    after = await anyprobe_check(server.url("/"))
+    assert after.status is Status.OK, after.summary
+    assert [r.path for r in server.requests] == ["/"]
