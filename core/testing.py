@@ -411,8 +411,9 @@ class LineServer(_TcpServer):
     On each connection it sends ``greeting`` (if any), then reads lines (``\\n``
     or ``\\r\\n``) and answers each with what ``replies`` gives for it: a
     string, several strings, ``None`` (no reply: the client waits), or
-    :data:`CLOSE` (hang up; also after some lines: ``["STAT a 1", CLOSE]``). ``replies`` is a mapping from line to reply (a line
-    missing from it gets no reply) or a function, possibly async, of the line.
+    :data:`CLOSE` (hang up; also after some lines: ``["STAT a 1", CLOSE]``).
+    ``replies`` is a mapping from line to reply (a line missing from it gets
+    no reply) or a function, possibly async, of the line.
     Each reply line is sent with ``newline`` appended. ``received`` lists every
     line read, from every connection.
     """
