@@ -47,6 +47,17 @@ class PrometheusReporter(anyprobe.Reporter[anyprobe.ReporterOptions]):
         "Prometheus text format (blackbox_exporter's metric names), written atomically at the end."
     )
 
+    @staticmethod
+    def registry(
+        results: Iterable[anyprobe.Result],
+        summary: anyprobe.RunSummary | None = None,
+        *,
+        check_labels: bool = True,
+    ) -> CollectorRegistry:
+        """:func:`build_registry`, for code that finds this reporter through the
+        plugin manager (``anyprobe serve`` builds its ``/probe`` answers with it)."""
+        return build_registry(results, summary, check_labels=check_labels)
+
     async def report(self, results: anyprobe.ResultStream, ctx: anyprobe.ReportContext) -> None:
         collected = [result async for result in results]
         text = exposition(collected, ctx.summary)
@@ -68,17 +79,21 @@ def build_registry(
     summary: anyprobe.RunSummary | None = None,
     *,
     now: float | None = None,
+    check_labels: bool = True,
 ) -> CollectorRegistry:
     """A new registry holding the metrics of ``results``.
 
     With ``summary``, the run's own metrics are added too
     (``anyprobe_run_*``; ``now`` is the run's end time, default the current time).
+    ``check_labels=False`` leaves out the per-check labels (``name``,
+    ``target``, ``probe`` and the check's own), as blackbox_exporter's
+    ``/probe`` does for its one target: the scraper labels the series.
     The registry is a snapshot: build a new one for newer results.
     """
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=False)
-    families = list(_families(list(results)))
+    families = list(_families(list(results), check_labels=check_labels))
     if summary is not None:
         families.extend(_run_families(summary, time.time() if now is None else now))
     registry.register(_Snapshot(families))
@@ -122,7 +137,7 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _families(results: list[anyprobe.Result]) -> Iterator[Metric]:
+def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> Iterator[Metric]:
     from prometheus_client.metrics_core import Metric
 
     def gauge(metric: str, documentation: str) -> Metric:
@@ -150,7 +165,7 @@ def _families(results: list[anyprobe.Result]) -> Iterator[Metric]:
         samples.setdefault(family.name, {})[tuple(sorted(labels.items()))] = value
 
     for result in results:
-        labels = _check_labels(result)
+        labels = _check_labels(result) if check_labels else {}
         add(success, labels, 1.0 if result.status.severity <= 1 else 0.0)
         add(duration, labels, result.duration)
         add(status, labels, float(result.status.severity))
