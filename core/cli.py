@@ -279,6 +279,69 @@ def demo(state: _State, /, **run_args: Any) -> int:
 
 
 @cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--listen",
+    default="127.0.0.1:9115",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address to serve on; 0.0.0.0 or [::] exposes it (see allow_targets).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["asyncio", "trio"]),
+    default="asyncio",
+    show_default=True,
+    help="The event loop to run on.",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="Probes at once, /probe and scheduled checks together [default: 100].",
+)
+@click.option(
+    "--max-waiting",
+    type=click.IntRange(min=0),
+    help="/probe requests that may wait for a free slot; more get 503 [default: concurrency].",
+)
+@click.option(
+    "--timeout-offset",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    help="Seconds taken off Prometheus' scrape timeout for the probe's timeout.",
+)
+@click.option(
+    "--allow-target",
+    "allow_targets",
+    multiple=True,
+    metavar="PATTERN",
+    help="A host pattern (*.example.com) or network (10.0.0.0/8) /probe may connect to "
+    "(repeatable; adds to [serve] allow_targets) [default: any].",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds in-flight probes get to finish after SIGTERM.",
+)
+@click.pass_obj
+def serve(state: _State, /, config: str | None, **serve_args: Any) -> int:
+    """Serve /probe for Prometheus, blackbox_exporter-style, and run CONFIG's checks.
+
+    \b
+    curl 'http://127.0.0.1:9115/probe?target=https://example.com&module=http_2xx'
+    """
+    from .serve import main as serve_main
+
+    for info in state.manager.broken:
+        _echo_err(f"warning: plugin {info.name} is broken: {info.error}")
+    return serve_main(state.manager, config, announce=_echo_err, **serve_args)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def plugins(state: _State, as_json: bool) -> int:
