@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -14,9 +15,33 @@ __all__ = ["blackhole_port", "closed_port", "listening_port"]
 
 @pytest.fixture
 def listening_port() -> Iterator[int]:
-    """A loopback port whose listener accepts (the kernel completes the handshake)."""
-    with socket.create_server(("127.0.0.1", 0), backlog=128) as server:
+    """A loopback port that accepts every connection and closes it at once.
+
+    It accepts in a thread (not only through the kernel's backlog), so any
+    number of checks can connect without the accept queue filling up.
+    """
+    server = socket.create_server(("127.0.0.1", 0), backlog=1024)
+    server.settimeout(0.05)
+    stop = threading.Event()
+
+    def accept_forever() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.close()
+
+    thread = threading.Thread(target=accept_forever, name="listening-port", daemon=True)
+    thread.start()
+    try:
         yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
 
 
 @pytest.fixture
