@@ -8,7 +8,9 @@ keeps up with either client), else the tests' own responder in a subprocess:
     python benchmarks/dns_bench.py                      # 2000 queries, 20 at once, 5 rounds
     python benchmarks/dns_bench.py --checks 5000 --concurrency 50 --rounds 3
 
-The table gives the median queries/s of each and their ratio.
+The table gives the median queries/s of each (wall clock) and their ratio, and
+the client's CPU time per query (process time, which other load on the
+machine disturbs less) and the plain loop's over anyprobe's.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def _wait_until_answering(port: int) -> None:
     raise RuntimeError("the DNS server did not answer")
 
 
-async def plain_loop(port: int, checks: int, concurrency: int) -> float:
+async def plain_loop(port: int, checks: int, concurrency: int) -> tuple[float, float]:
     """The baseline: workers sending the query with dnspython's async API."""
     import anyio
     import dns.asyncbackend
@@ -120,32 +122,63 @@ async def plain_loop(port: int, checks: int, concurrency: int) -> float:
             if response.rcode() == dns.rcode.NOERROR and response.answer:
                 ok += 1
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     async with anyio.create_task_group() as tg:
         for _ in range(concurrency):
             tg.start_soon(worker)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert ok == checks, ok
-    return checks / elapsed
+    return checks / elapsed, cpu / checks * 1e6
 
 
-async def anyprobe_checks(port: int, checks: int, concurrency: int) -> float:
+async def anyprobe_checks(port: int, checks: int, concurrency: int) -> tuple[float, float]:
     """The same queries as ``dns://`` checks through anyprobe's public API."""
     import anyprobe
 
     manager = anyprobe.PluginManager()
     manager.load_entrypoints(autoload=False)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     results = await anyprobe.check(
         [f"dns://127.0.0.1:{port}/{NAME}"] * checks,
         manager=manager,
         concurrency=concurrency,
         timeout=5,
     )
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     failed = [r.summary for r in results if r.status is not anyprobe.Status.OK]
     assert not failed, failed[:3]
-    return checks / elapsed
+    return checks / elapsed, cpu / checks * 1e6
+
+
+async def probe_direct(port: int, checks: int, concurrency: int) -> tuple[float, float]:
+    """The probe's own cost: workers calling its ``check`` directly, without the
+    scheduler (no limiter, no Result, no result stream)."""
+    import anyio
+
+    import anyprobe
+
+    manager, [target] = anyprobe.prepare([f"dns://127.0.0.1:{port}/{NAME}"])
+    probe = manager.probes[target.probe]
+    remaining = iter(range(checks))
+    ok = 0
+
+    async def worker() -> None:
+        nonlocal ok
+        for _ in remaining:
+            deadline = anyio.current_time() + 5
+            ctx = anyprobe.CheckContext(timeout=5, deadline=deadline)
+            with anyio.fail_after(5):
+                outcome = await probe.check(target, target.options, ctx)
+            if outcome.status is anyprobe.Status.OK:
+                ok += 1
+
+    start, cpu = time.perf_counter(), time.process_time()
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(worker)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert ok == checks, ok
+    return checks / elapsed, cpu / checks * 1e6
 
 
 def main() -> None:
@@ -163,17 +196,35 @@ def main() -> None:
             f"{args.checks} DNS A queries over UDP, {args.concurrency} at once, "
             f"{args.rounds} rounds, against {description}"
         )
-        print("| backend | plain dnspython loop | anyprobe dns:// | ratio |")
-        print("|---|---:|---:|---:|")
+        print("| backend | loop | checks/s | vs plain | CPU per check | plain CPU / this CPU |")
+        print("|---|---|---:|---:|---:|---:|")
         for backend in ("asyncio", "trio"):
-            rates: dict[str, list[float]] = {"plain": [], "anyprobe": []}
+            rates: dict[str, list[float]] = {"plain": [], "probe": [], "anyprobe": []}
+            cpu: dict[str, list[float]] = {"plain": [], "probe": [], "anyprobe": []}
             for _ in range(args.rounds):
-                for name, run in (("plain", plain_loop), ("anyprobe", anyprobe_checks)):
-                    rate = anyio.run(run, port, args.checks, args.concurrency, backend=backend)
+                for name, run in (
+                    ("plain", plain_loop),
+                    ("probe", probe_direct),
+                    ("anyprobe", anyprobe_checks),
+                ):
+                    rate, micros = anyio.run(
+                        run, port, args.checks, args.concurrency, backend=backend
+                    )
                     rates[name].append(rate)
+                    cpu[name].append(micros)
             plain = statistics.median(rates["plain"])
-            probed = statistics.median(rates["anyprobe"])
-            print(f"| {backend} | {plain:,.0f}/s | {probed:,.0f}/s | {probed / plain:.2f}x |")
+            plain_cpu = statistics.median(cpu["plain"])
+            labels = {
+                "plain": "plain dnspython loop",
+                "probe": "dns probe called directly",
+                "anyprobe": "anyprobe.check(dns://...)",
+            }
+            for name, label in labels.items():
+                rate, micros = statistics.median(rates[name]), statistics.median(cpu[name])
+                print(
+                    f"| {backend} | {label} | {rate:,.0f} | {rate / plain:.2f}x "
+                    f"| {micros:.0f} µs | {plain_cpu / micros:.2f}x |"
+                )
 
 
 if __name__ == "__main__":
