@@ -540,13 +540,16 @@ class ProbeServer:
         return dataclasses.replace(target, options=options)
 
     @asynccontextmanager
-    async def slot(self, deadline: float) -> AsyncIterator[None]:
-        """Hold one of the probe slots, waiting until ``deadline`` at most."""
+    async def slot(self, deadline: float) -> AsyncIterator[bool]:
+        """Hold one of the probe slots, waiting until ``deadline`` at most;
+        yields whether it had to wait."""
         limiter = self.limiter
         borrower = object()
+        waited = False
         try:
             limiter.acquire_on_behalf_of_nowait(borrower)
         except anyio.WouldBlock:
+            waited = True
             if self._waiting >= self.max_waiting:
                 raise _Rejected(
                     503,
@@ -567,7 +570,7 @@ class ProbeServer:
                 raise _Rejected(503, "Busy: no probe slot freed in time", "busy") from None
         self.metrics.in_flight.inc()
         try:
-            yield
+            yield waited
         finally:
             self.metrics.in_flight.dec()
             limiter.release_on_behalf_of(borrower)
@@ -575,9 +578,9 @@ class ProbeServer:
     async def probe(self, module: Module, target: Target, *, debug: bool = False) -> Result:
         """Run ``target``'s check for /probe (its timeout counts the wait for a slot)."""
         deadline = anyio.current_time() + target.timeout
-        async with self.slot(deadline):
-            remaining = deadline - anyio.current_time()
-            if remaining < target.timeout:
+        async with self.slot(deadline) as waited:
+            if waited:
+                remaining = round(deadline - anyio.current_time(), 3)
                 target = dataclasses.replace(target, timeout=max(remaining, 0.001))
             scheduler = Scheduler(self.manager.probes, concurrency=1, explain=debug)
             scheduler.resources = self.resources
