@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 from typing import Literal
 
@@ -97,9 +98,33 @@ def fail_from_os_error(exc: BaseException, what: str = "") -> CheckFailed:
     return CheckFailed(f"{what}{text}" if not what else f"{what}: {text}", error=root_os_error(exc))
 
 
-async def connect_tcp(
-    addresses: list[str], port: int, *, local_host: str | None = None
-) -> tuple[anyio.abc.SocketStream, str]:
+async def open_connection(address: str, port: int) -> anyio.abc.SocketStream:
+    """Connect to one IP ``address``; raises OSError like a failed ``connect()``.
+
+    ``anyio.connect_tcp`` runs a task group for happy eyeballs even for one
+    address; a probe has already chosen its address, so this does the plain
+    non-blocking connect instead (it is a good part of a loopback check's cost).
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        code = sock.connect_ex((address, port))
+        if code not in (0, errno.EINPROGRESS):
+            raise OSError(code, os.strerror(code))
+        if code:
+            await anyio.wait_writable(sock)
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, os.strerror(code))
+        return await anyio.abc.SocketStream.from_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def connect_tcp(addresses: list[str], port: int) -> tuple[anyio.abc.SocketStream, str]:
     """Connect to the first of ``addresses`` that accepts, in order.
 
     Returns the stream and the address used; raises :class:`~anyprobe.CheckFailed`
@@ -108,8 +133,7 @@ async def connect_tcp(
     last: BaseException | None = None
     for address in addresses:
         try:
-            stream = await anyio.connect_tcp(address, port, local_host=local_host)
-            return stream, address
+            return await open_connection(address, port), address
         except OSError as exc:
             last = exc
     assert last is not None
