@@ -876,6 +876,21 @@ async def serve_until_signalled(
     return received[0] if received else "shutdown"
 
 
+def _drop_cancelled_connection_callback(record: logging.LogRecord) -> bool:
+    """Keep a shutdown's cancelled connections out of the log.
+
+    When the grace period ends, hypercorn cancels the connections still open;
+    on Python 3.11 asyncio's stream protocol then logs each cancelled
+    connection task as "Exception in callback", with a CancelledError that
+    says nothing useful.
+    """
+    error = record.exc_info[1] if record.exc_info else None
+    return not (
+        type(error).__name__ == "CancelledError"
+        and "StreamReaderProtocol" in str(record.msg % record.args if record.args else record.msg)
+    )
+
+
 def main(
     manager: PluginManager,
     config_path: str | None,
@@ -936,6 +951,8 @@ def main(
 
     async def run() -> str:
         return await serve_until_signalled(server, [sock], grace=grace)
+
+    logging.getLogger("asyncio").addFilter(_drop_cancelled_connection_callback)
 
     signal_name = anyio.run(run, backend=backend)
     log.info("stopped after %s", signal_name)
