@@ -38,7 +38,9 @@ from anyprobe.tls import (
     TlsInfo,
     TlsOptions,
     client_context,
+    describe_tls_error,
     expiry_verdict,
+    find_ssl_error,
     inspect_connection,
     is_expired_certificate_error,
     peek_certificate,
@@ -328,7 +330,7 @@ async def _exchange(
             await stream.send(payload)
         except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
             raise anyprobe.CheckFailed(
-                f"sending failed: {describe_os_error(exc)}", error=root_os_error(exc)
+                f"sending failed: {_describe(exc)}", error=_cause(exc)
             ) from None
         ctx.trace(f"sent {len(payload)} bytes")
     received: str | None = None
@@ -365,7 +367,7 @@ async def _read_until(
                     ) from None
                 except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
                     raise _not_found(
-                        expectation, data, f", but {describe_os_error(exc)}", root_os_error(exc)
+                        expectation, data, f", but {_describe(exc)}", _cause(exc)
                     ) from None
                 data += chunk
                 if expectation.found(data):
@@ -375,6 +377,18 @@ async def _read_until(
                     raise _not_found(expectation, data, f" in the first {options.max_bytes} bytes")
             phase = "transfer"
     raise _not_found(expectation, data, f" within {wait:g} s")
+
+
+def _describe(exc: BaseException) -> str:
+    """A transport failure after the handshake, in words: a TLS alert (a
+    refused client certificate shows here with TLS 1.3) or a socket error."""
+    if find_ssl_error(exc) is not None:
+        return describe_tls_error(exc)
+    return describe_os_error(exc)
+
+
+def _cause(exc: BaseException) -> BaseException:
+    return find_ssl_error(exc) or root_os_error(exc)
 
 
 def _not_found(

@@ -4,6 +4,7 @@ servers, on both backends."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -276,6 +277,27 @@ async def test_wrong_name_is_critical(
     )
     assert result.status is Status.CRITICAL
     assert result.summary == "certificate is not valid for mail.example.test"
+
+
+async def test_client_certificate_is_presented(
+    anyio_backend: str,
+    manager: PluginManager,
+    tls_ca: TlsCa,
+    tls_server: Callable[..., int],
+    tmp_path: Path,
+) -> None:
+    port = tls_server(require_client_cert=True)
+    target = f"tls://127.0.0.1:{port}"
+    options = {"ca_file": str(tls_ca.ca_file), "expect": "220"}
+    without = await check_one(manager, target, **options)
+    assert without.status is Status.CRITICAL
+    # TLS 1.3 refuses a missing client certificate after the handshake, so it
+    # shows on the first read (this server hangs up without sending its alert).
+    assert without.summary == "expected '220', but the server closed the connection; got nothing"
+    assert without.error is not None and without.error.phase == "first_byte"
+    cert = tls_ca.client_cert_file(tmp_path)
+    with_cert = await check_one(manager, target, client_cert=str(cert), **options)
+    assert with_cert.status is Status.OK, with_cert.summary
 
 
 async def test_garbage_instead_of_tls_is_critical(

@@ -165,6 +165,13 @@ class TlsCa:
         leaf.configure_cert(context)
         return context
 
+    def client_cert_file(self, directory: Path) -> Path:
+        """A PEM file with a client certificate, its chain and its key."""
+        path = directory / "client.pem"
+        leaf = self.ca.issue_cert("client.example.test")
+        leaf.private_key_and_cert_chain_pem.write_to_path(str(path))
+        return path
+
 
 @pytest.fixture(scope="session")
 def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> TlsCa:
@@ -176,11 +183,17 @@ def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> TlsCa:
 
 @pytest.fixture
 def tls_server(tls_ca: TlsCa) -> Iterator[Callable[..., int]]:
-    """``tls_server(days_left=90)``: a TLS server (banner, then echo) on a new port."""
+    """``tls_server(days_left=90, name="localhost", require_client_cert=False)``:
+    a TLS server (banner, then echo) on a new port."""
     with contextlib.ExitStack() as stack:
 
-        def start(days_left: float = 90, name: str = "localhost") -> int:
+        def start(
+            days_left: float = 90, name: str = "localhost", require_client_cert: bool = False
+        ) -> int:
             context = tls_ca.server_context(days_left, name)
+            if require_client_cert:
+                context.verify_mode = ssl.CERT_REQUIRED
+                tls_ca.ca.configure_trust(context)
 
             async def handle(stream: anyio.abc.SocketStream) -> None:
                 tls = await TLSStream.wrap(
