@@ -86,6 +86,11 @@ def run_anyprobe_api(urls: list[str], concurrency: int, backend: str) -> tuple[f
     import anyio
 
     import anyprobe
+    import anyprobe.api
+
+    # Imports happen outside the timed part, as httpx's and aiohttp's do for
+    # the other checkers; loading the plugins (a manager per run) stays inside.
+    anyprobe.PluginManager().load_entrypoints()
 
     async def main() -> tuple[float, int]:
         start = time.perf_counter()

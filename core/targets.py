@@ -222,16 +222,21 @@ def read_target_lines(text: str) -> list[tuple[int, str]]:
 
 
 class TargetList(Sequence[Target]):
-    """Validated targets that share their settings, stored as their URLs alone.
+    """Validated targets that share their settings.
 
-    Every URL was checked when the list was built; a :class:`Target` is made
-    again when the scheduler reaches it. A run over a million URLs so holds a
-    million strings, not a million objects (about 70 bytes a target, not 300).
+    Up to :data:`KEEP_TARGETS` of them are kept as the :class:`Target` objects
+    validation built. Past that, only their URLs are kept (every one was
+    checked) and a Target is made again when the scheduler reaches it, so a
+    run over a million URLs holds a million strings, not a million objects
+    (about 70 bytes a target instead of 300).
     """
 
-    def __init__(self, build: Callable[[str], Target], urls: list[str]) -> None:
+    def __init__(
+        self, build: Callable[[str], Target], urls: list[str], built: list[Target] | None = None
+    ) -> None:
         self._build = build
         self._urls = urls
+        self._built = built
 
     def __len__(self) -> int:
         return len(self._urls)
@@ -241,12 +246,21 @@ class TargetList(Sequence[Target]):
     @overload
     def __getitem__(self, index: slice) -> list[Target]: ...
     def __getitem__(self, index: int | slice) -> Target | list[Target]:
+        if self._built is not None:
+            return self._built[index]
         if isinstance(index, slice):
             return [self._build(url) for url in self._urls[index]]
         return self._build(self._urls[index])
 
     def __iter__(self) -> Iterator[Target]:
+        if self._built is not None:
+            return iter(self._built)
         return map(self._build, self._urls)
+
+
+#: Up to this many targets, a run keeps the objects it validated (fast);
+#: past it, their URLs only (small).
+KEEP_TARGETS = 20_000
 
 
 def build_targets(
@@ -259,14 +273,17 @@ def build_targets(
     retries: int = 0,
     source: str | None = None,
     options_source: str = "--set",
+    keep: int | None = None,
 ) -> TargetList:
     """Validated targets for URLs sharing one set of options (``--set``, the API).
 
     ``urls`` are strings, or ``(url, line)`` pairs read from ``source`` so that
     an error names the file and line. An option none of the targets' probes
     knows is an error; one that only some know applies to those. Every URL is
-    validated here, before anything runs.
+    validated here, before anything runs. ``keep`` overrides :data:`KEEP_TARGETS`.
     """
+    if keep is None:
+        keep = KEEP_TARGETS
     factory = TargetFactory(manager)
     shared = dict(options or {})
     per_probe: dict[str, Mapping[str, Any]] = {}
@@ -283,15 +300,21 @@ def build_targets(
         return factory.build(text, options=raw, labels=labels, timeout=timeout, retries=retries)
 
     texts: list[str] = []
+    built: list[Target] | None = []
     for entry in urls:
         text, line = (entry, None) if isinstance(entry, str) else entry
         try:
-            probes_used.add(build(text).probe)
+            target = build(text)
         except TargetError as exc:
             raise exc.located(source=source, line=line) from None
         except OptionsError as exc:
             raise exc.located(source=options_source, check=redact_url(text)) from None
+        probes_used.add(target.probe)
         texts.append(text)
+        if built is not None:
+            built.append(target)
+            if len(built) > keep:
+                built = None
     if shared:
         check_shared_options(manager, shared, probes_used, what=options_source)
-    return TargetList(build, texts)
+    return TargetList(build, texts, built)

@@ -148,3 +148,16 @@ def _manager() -> PluginManager:
         manager.load_entrypoints(autoload=False)
         _MANAGER.append(manager)
     return _MANAGER[0]
+
+
+@pytest.mark.parametrize("keep", [0, 1000])
+def test_target_list_gives_the_same_targets_kept_or_rebuilt(
+    manager: PluginManager, keep: int
+) -> None:
+    urls = [f"tcp://h{i}:{i + 1}" for i in range(100)]
+    targets = build_targets(manager, urls, options={"warning_after": 2}, keep=keep)
+    assert len(targets) == 100
+    assert [t.url for t in targets] == urls
+    assert targets[5].host == "h5" and targets[5].port == 6
+    assert [t.port for t in targets[10:12]] == [11, 12]
+    assert {t.options.warning_after for t in targets} == {2}
