@@ -2,6 +2,7 @@
 and an aiohttp checker with a fresh connection per check, on a loopback nginx.
 
     python benchmarks/http_bench.py [--urls 2000] [--concurrency 100] [--repeat 3]
+    python benchmarks/http_bench.py --false-timeouts     # 20,000 checks at c=100 and c=1,000
 
 nginx (``apt-get install nginx``) is started with a temporary config on a free
 loopback port and stopped at the end. Each measurement runs in a fresh
@@ -211,6 +212,30 @@ def child(checker: str, url_file: str, concurrency: int, backend: str) -> None:
     print(json.dumps([elapsed, bad]))
 
 
+def count_false_timeouts(count: int, backends: list[str]) -> None:
+    """A health checker must never call a healthy endpoint down: count it."""
+    with tempfile.TemporaryDirectory(prefix="anyprobe-http-bench-") as tmp:
+        prefix = Path(tmp)
+        nginx, port = start_nginx(prefix, 1)
+        try:
+            url_file = prefix / "urls.txt"
+            url_file.write_text(
+                "".join(f"http://127.0.0.1:{port}/check/{i}\n" for i in range(count))
+            )
+            print("| backend | concurrency | checks | unhealthy | checks/s |")
+            print("|---|---:|---:|---:|---:|")
+            for backend in backends:
+                for concurrency in (100, 1000):
+                    elapsed, bad = measure("anyprobe-api", url_file, concurrency, backend)
+                    print(
+                        f"| {backend} | {concurrency} | {count} | {bad} | {count / elapsed:.0f} |",
+                        flush=True,
+                    )
+        finally:
+            nginx.terminate()
+            nginx.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--urls", type=int, default=2000)
@@ -218,7 +243,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--nginx-workers", type=int, default=1)
     parser.add_argument("--backends", nargs="+", default=["asyncio", "trio"])
+    parser.add_argument(
+        "--false-timeouts",
+        action="store_true",
+        help="instead: count unhealthy results of anyprobe over --urls (default 20,000) "
+        "healthy URLs at concurrency 100 and 1,000 (the count must be 0)",
+    )
     args = parser.parse_args()
+    if args.false_timeouts:
+        count_false_timeouts(args.urls if args.urls != 2000 else 20_000, args.backends)
+        return
 
     with tempfile.TemporaryDirectory(prefix="anyprobe-http-bench-") as tmp:
         prefix = Path(tmp)
