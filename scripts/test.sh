@@ -27,5 +27,10 @@ python3 -m ruff check core plugins tests benchmarks
 python3 -m ruff format --check core plugins tests benchmarks
 bash scripts/typecheck.sh
 
+# The docs site, strictly (broken links, missing pages and snippets fail).
+python3 -m mkdocs build --strict --quiet --site-dir build/site
+# The example plugin package, installed as a third party's would be, with its own tests.
+python3 -m pip install -q --disable-pip-version-check -e examples/anyprobe-example && python3 -m pytest -q -p no:randomly examples/anyprobe-example/tests
+
 # pytest exits 5 when it collected no test: that is a failure here too.
 python3 -m pytest -q -p no:randomly "$@"
