@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from starlette.requests import Request
     from starlette.responses import Response
+    from starlette.types import Receive, Scope, Send
 
     from .config import Config
 
@@ -692,28 +694,17 @@ class ProbeServer:
 
 
 def create_app(server: ProbeServer) -> Callable[..., Awaitable[None]]:
-    """The Starlette app serving ``server``: /probe, /metrics, /-/healthy, /-/reload."""
+    """The ASGI app serving ``server``: /probe, /metrics, /-/healthy, /-/reload.
+
+    ``GET /probe``, the one endpoint under load, is answered by a plain ASGI
+    handler in front of the Starlette app, which serves the others.
+    """
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
 
     def text(body: str, status: int = 200) -> Response:
         return PlainTextResponse(body if body.endswith("\n") else body + "\n", status_code=status)
-
-    async def probe(request: Request) -> Response:
-        params = request.query_params
-        try:
-            module, target = server.prepare(params, request.headers.get(SCRAPE_TIMEOUT_HEADER))
-            debug = params.get("debug", "").lower() == "true"
-            result = await server.probe(module, target, debug=debug)
-        except _Rejected as rejected:
-            server.metrics.rejected.labels(rejected.reason).inc()
-            headers = {"Retry-After": "1"} if rejected.status == 503 else None
-            return PlainTextResponse(rejected.message + "\n", rejected.status, headers=headers)
-        exposition = server.probe_exposition(result)
-        if debug:
-            return text(debug_text(result, exposition.decode(), module))
-        return Response(exposition, media_type=EXPOSITION_TYPE)
 
     async def metrics(request: Request) -> Response:
         return Response(server.metrics_exposition(), media_type=EXPOSITION_TYPE)
@@ -740,13 +731,62 @@ def create_app(server: ProbeServer) -> Callable[..., Awaitable[None]]:
         )
 
     routes = [
-        Route("/probe", probe, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/-/healthy", healthy, methods=["GET", "HEAD"]),
         Route("/-/reload", reload, methods=["POST", "PUT"]),
         Route("/", index, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    others = Starlette(routes=routes)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/probe":
+            status, content_type, body, headers = await answer_probe(server, scope)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", content_type),
+                        (b"content-length", str(len(body)).encode()),
+                        *headers,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        else:
+            await others(scope, receive, send)
+
+    return app
+
+
+_PLAIN_TEXT = b"text/plain; charset=utf-8"
+_SCRAPE_TIMEOUT_KEY = SCRAPE_TIMEOUT_HEADER.lower().encode()
+
+
+async def answer_probe(
+    server: ProbeServer, scope: Mapping[str, Any]
+) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+    """A ``/probe`` request's status, content type, body and extra headers."""
+    if scope["method"] != "GET":
+        return 405, _PLAIN_TEXT, b"Method Not Allowed\n", [(b"allow", b"GET")]
+    params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    scrape_timeout = None
+    for name, value in scope["headers"]:
+        if name == _SCRAPE_TIMEOUT_KEY:
+            scrape_timeout = value.decode("latin-1")
+    debug = params.get("debug", "").lower() == "true"
+    try:
+        module, target = server.prepare(params, scrape_timeout)
+        result = await server.probe(module, target, debug=debug)
+    except _Rejected as rejected:
+        server.metrics.rejected.labels(rejected.reason).inc()
+        headers = [(b"retry-after", b"1")] if rejected.status == 503 else []
+        return rejected.status, _PLAIN_TEXT, rejected.message.encode() + b"\n", headers
+    exposition = server.probe_exposition(result)
+    if debug:
+        body = debug_text(result, exposition.decode(), module) + "\n"
+        return 200, _PLAIN_TEXT, body.encode(), []
+    return 200, EXPOSITION_TYPE.encode(), exposition, []
 
 
 def debug_text(result: Result, exposition: str, module: Module) -> str:
