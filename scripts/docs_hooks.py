@@ -90,13 +90,26 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _code_cell(value: Any) -> str:
+    # A pipe inside a code span does not split a table cell (Python-Markdown).
+    return "`" + str(value).replace("\n", " ").replace("`", "'") + "`"
+
+
+def readable_type(text: str) -> str:
+    """``Optional[Annotated[pathlib.Path, PathType(...)]]`` as ``Path | None``."""
+    text = re.sub(r"Annotated\[([\w.]+), [^\]]*\]", r"\1", text)
+    text = re.sub(r"\b(?:pathlib|pydantic\.types)\.", "", text)
+    optional = re.fullmatch(r"Optional\[(.*)\]", text)
+    return f"{optional.group(1)} | None" if optional else text
+
+
 def options_table(fields: list[dict[str, Any]]) -> str:
     """A Markdown table of options as :func:`anyprobe.manager.describe_options` gives them."""
     rows = ["| option | type | default | description |", "|---|---|---|---|"]
     for f in fields:
-        default = "required" if f["required"] else f"`{f['default']!r}`"
+        default = "required" if f["required"] else _code_cell(repr(f["default"]))
         rows.append(
-            f"| `{f['name']}` | `{_cell(f['type'])}` | {_cell(default)} | "
+            f"| `{f['name']}` | {_code_cell(readable_type(f['type']))} | {default} | "
             f"{_cell(f['description'])} |"
         )
     return "\n".join(rows) + "\n"

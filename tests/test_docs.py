@@ -268,6 +268,16 @@ def test_benchmark_index_links_every_benchmark_page() -> None:
         assert f"]({page.name})" in text
 
 
+def test_option_types_are_shown_readably() -> None:
+    readable = docs_hooks.readable_type
+    assert readable("Optional[Annotated[pathlib.Path, PathType(path_type='file')]]") == (
+        "Path | None"
+    )
+    assert readable("pydantic.types.SecretStr | None") == "SecretStr | None"
+    assert readable("Optional[Literal['smtp', 'imap']]") == "Literal['smtp', 'imap'] | None"
+    assert readable("list[int | str]") == "list[int | str]"
+
+
 def test_rst_docstrings_become_markdown() -> None:
     text = docs_hooks.rst_to_markdown(
         "Call ``register(X)``, see :class:`anyprobe.Probe`.\n\nExample::\n\n    register(X)\n"
