@@ -202,6 +202,7 @@ def run_block(block: Block, workdir: Path, loopback: dict[str, str]) -> None:
         assert "Traceback" not in proc.stderr, f"{block}:\n{proc.stderr}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", RUNNABLE)
 def test_examples_run(page: str, loopback: dict[str, str], tmp_path: Path) -> None:
     for block in blocks(page):

@@ -276,6 +276,7 @@ AUTHOR_TESTS = """
 """
 
 
+@pytest.mark.slow
 def test_an_authors_suite_runs_on_both_backends_with_the_kit(tmp_path: Path) -> None:
     (tmp_path / "author_plugin.py").write_text(textwrap.dedent(AUTHOR_PLUGIN))
     (tmp_path / "conftest.py").write_text(textwrap.dedent(AUTHOR_CONFTEST))
