@@ -120,8 +120,11 @@ class Servers:
         wait_until(lambda: answers(url), "nginx")
         return url
 
-    def blackbox(self) -> str:
+    def blackbox(self, gomaxprocs: int | None) -> str:
         port = free_port()
+        env = dict(os.environ)
+        if gomaxprocs:
+            env["GOMAXPROCS"] = str(gomaxprocs)
         conf = self.directory / "blackbox.yml"
         conf.write_text(BLACKBOX_CONF)
         self.start(
@@ -132,6 +135,7 @@ class Servers:
             ],
             stdout=subprocess.DEVNULL,
             stderr=(self.directory / "blackbox.log").open("wb"),
+            env=env,
         )
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: answers(f"{base}/-/healthy"), "blackbox_exporter")
@@ -213,6 +217,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", nargs="+", default=["asyncio", "trio"])
     parser.add_argument("--generator", choices=["wrk", "httpx"], default=None)
+    parser.add_argument(
+        "--gomaxprocs",
+        type=int,
+        default=None,
+        help="GOMAXPROCS for blackbox_exporter (1: one core, like one Python event loop)",
+    )
     args = parser.parse_args()
     generator = args.generator or ("wrk" if shutil.which("wrk") else "httpx")
     load = run_wrk if generator == "wrk" else run_httpx
@@ -224,7 +234,7 @@ def main() -> None:
         servers = Servers(Path(tmp))
         try:
             target = servers.nginx()
-            bases = {"blackbox_exporter 0.23": servers.blackbox()}
+            bases = {"blackbox_exporter 0.23": servers.blackbox(args.gomaxprocs)}
             for backend in args.backends:
                 bases[f"anyprobe serve ({backend})"] = servers.anyprobe(backend)
             for base in bases.values():
@@ -245,7 +255,7 @@ def main() -> None:
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, generator {generator}, "
         f"{args.connections} connections, {args.duration:g} s x {args.rounds} rounds "
-        "(median)"
+        f"(median), blackbox GOMAXPROCS {args.gomaxprocs or 'default'}"
     )
     baseline = statistics.median(rates["blackbox_exporter 0.23"])
     print(f"{'server':<28}{'probes/s':>10}{'vs blackbox':>13}{'failed':>8}")
