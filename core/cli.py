@@ -78,11 +78,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, no_plugin_autoload: bool)
     anyprobe run checks.toml -r junit=report.xml
     """
     verbosity = -1 if quiet else verbose
-    logging.basicConfig(
-        level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
-        format="anyprobe: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=logging.WARNING, format="anyprobe: %(message)s", stream=sys.stderr)
+    # -v and -vv are anyprobe's own diagnostics: libraries' debug logs (httpx logs
+    # every URL it requests, a keyed webhook URL included) stay at warnings.
+    log.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     ctx.obj = _State(verbosity, autoload=not no_plugin_autoload)
 
 
@@ -432,10 +431,21 @@ def _reporters(
         try:
             reporters.append(make_reporter(manager, name.strip(), options))
         except OptionsError as exc:
-            raise OptionsError(exc.message, source=f"--report {spec}", field=exc.field) from None
+            shown = f"{name}={_shown_dest(dest)}" if eq else spec
+            raise OptionsError(exc.message, source=f"--report {shown}", field=exc.field) from None
     if not reporters:
         reporters.append(make_reporter(manager, "table", {}))
     return reporters
+
+
+def _shown_dest(dest: str) -> str:
+    """A report DEST as an error line shows it: a URL without its path and query,
+    which for a chat webhook are its key, and without a password."""
+    if "://" not in dest:
+        return dest
+    scheme, _, rest = dest.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    return f"{scheme}://{host}/..."
 
 
 def _execute(

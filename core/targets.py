@@ -108,9 +108,26 @@ def options_error(exc: ValidationError, model: type[BaseModel], *, what: str) ->
         message = f"unknown option for {what}{hint}"
     else:
         message = error["msg"]
-        if error["type"] not in ("missing",) and "input" in error:
+        if error["type"] not in ("missing",) and _may_show_input(model, error):
             message += f" (got {_short(error['input'])})"
     return OptionsError(message, field=location)
+
+
+_SECRET_WORDS = ("password", "token", "secret", "key", "auth", "cookie", "header", "url", "proxy")
+
+
+def _may_show_input(model: type[BaseModel], error: Any) -> bool:
+    """Whether an error line may repeat the bad value: a scalar of a field that
+    cannot hold a secret (a model-wide error's input is every option at once)."""
+    if "input" not in error or not error["loc"]:
+        return False
+    if not isinstance(error["input"], str | int | float | bool | None):
+        return False
+    names = [str(part).lower() for part in error["loc"]]
+    if any(word in name for name in names for word in _SECRET_WORDS):
+        return False
+    field = model.model_fields.get(str(error["loc"][0]))
+    return field is None or "Secret" not in str(field.annotation)
 
 
 def _short(value: Any) -> str:

@@ -56,6 +56,8 @@ SENSITIVE_HEADERS = frozenset(
 _SENSITIVE_WORDS = ("token", "secret", "password", "auth", "key", "cookie", "session")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
+#: Headers holding a URL, whose userinfo password is hidden like a target's.
+_URL_HEADERS = frozenset({"location", "content-location"})
 
 
 def _header_value_ok(value: str) -> bool:
@@ -369,6 +371,8 @@ class Redactor:
             or any(word in lower for word in _SENSITIVE_WORDS)
         ):
             return "***"
+        if lower in _URL_HEADERS:
+            value = redact_userinfo(value)
         return self.text(value)
 
     def text(self, value: str) -> str:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import functools
 import getpass
+import importlib
 import os
 import re
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -245,6 +247,9 @@ class SshProbe(anyprobe.Probe[SshOptions]):
         self, target: anyprobe.Target, options: SshOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         assert target.port is not None
+        if "asyncssh" not in sys.modules:
+            # Importing asyncssh takes a few hundred ms: never on the event loop.
+            await anyio.to_thread.run_sync(importlib.import_module, "asyncssh")
         plan = await _make_plan(target, options, ctx)
         progress = _Progress()
         try:
