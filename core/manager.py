@@ -238,17 +238,39 @@ class PluginManager:
         self._call_each(hook_name, **kwargs)
 
 
+def type_name(annotation: Any) -> str:
+    """A readable name for an option's type: ``float | None``, ``'smtp' | 'imap'``, ``path``."""
+    import pathlib
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(arg) for arg in args)
+    if origin is typing.Literal:
+        return " | ".join(repr(arg) for arg in args)
+    if origin is not None:
+        inner = ", ".join(type_name(arg) for arg in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    if annotation is type(None):
+        return "None"
+    if isinstance(annotation, type) and issubclass(annotation, pathlib.PurePath):
+        return "path"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
 def describe_options(model: type[BaseModel]) -> list[dict[str, Any]]:
     """The fields of an options model: name, type, default, description."""
     fields = []
     for name, info in model.model_fields.items():
-        annotation = info.annotation
-        type_name = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
         default = None if info.is_required() else info.get_default(call_default_factory=True)
         fields.append(
             {
                 "name": name,
-                "type": type_name or str(annotation).replace("typing.", ""),
+                "type": type_name(info.annotation),
                 "default": default,
                 "required": info.is_required(),
                 "description": info.description or "",
