@@ -25,7 +25,7 @@ class DemoCheck:
     url: str
     expect: Status
     options: Mapping[str, Any] = field(default_factory=dict)
-    timeout: float = 5.0
+    timeout: float = 10.0
 
 
 async def start_demo_services(
