@@ -33,7 +33,12 @@ async def serve() -> None:
             if path.startswith(b"/delay/"):
                 milliseconds = int(path.split(b"/")[2] or b"0")
                 await asyncio.sleep(min(milliseconds, 60_000) / 1000)
-            writer.write(RESPONSE)
+            if path.startswith(b"/big/"):
+                size = min(int(path.split(b"/")[2] or b"0"), 64 << 20)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+                writer.write(b"x" * size)
+            else:
+                writer.write(RESPONSE)
             await writer.drain()
         writer.close()
 
