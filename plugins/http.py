@@ -9,9 +9,17 @@ waits for the response head (``first_byte``), then reads the body up to
 ``http2`` is on and the server picks ``h2`` in ALPN, the request goes through
 httpcore's HTTP/2 connection over the same socket.
 
-Nothing is pooled between checks except the SSL contexts (one per distinct
-TLS options, through ``ctx.shared``): a shared connection pool would hide the
-handshake and, under load, queue healthy checks into false timeouts.
+By default nothing is pooled between checks except the SSL contexts (one per
+distinct TLS options, through ``ctx.shared``): a shared connection pool would
+hide the handshake and, under load, queue healthy checks into false timeouts.
+
+``reuse_connections`` (off by default) is for many URLs on one host: each
+check takes an idle HTTP/1.1 connection of the run's :class:`ConnectionPool`
+or opens its own, never waits for one, and gives it back only when h11 says
+the connection can carry another request. A reused check has no ``resolve``,
+``connect`` or ``tls`` phase; it reports the certificate of its connection's
+handshake. A connection the server closed while it was idle is replaced by a
+fresh one within the same check.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ import os
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Hashable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +42,7 @@ from anyio.abc import ByteStream
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 import anyprobe
-from anyprobe.net import IpFamily, connect_tcp, fail_from_os_error, resolve
+from anyprobe.net import IpFamily, connect_tcp, describe_os_error, fail_from_os_error, resolve
 from anyprobe.tls import (
     TlsInfo,
     TlsOptions,
@@ -140,6 +149,13 @@ class HttpOptions(TlsOptions):
     )
     user_agent: str = Field(
         "anyprobe/" + anyprobe.__version__, description="The User-Agent header."
+    )
+    reuse_connections: bool = Field(
+        False,
+        description="Keep HTTP/1.1 connections open and reuse them for later checks of the "
+        "same host, port and TLS options. A reused check measures no resolve, connect or "
+        "TLS phase and sees no new handshake; the first check on a connection does. "
+        "Not for HTTP/2 or a proxy.",
     )
 
     _body_patterns: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
@@ -345,6 +361,145 @@ class Exchange:
     tls: list[tuple[str, TlsInfo]] = field(default_factory=list)
 
 
+#: Seconds an idle connection is kept; an older one is closed instead of reused
+#: (servers close idle connections after 5 to 75 s; a stale one costs a retry).
+IDLE_SECONDS = 15.0
+
+
+class StaleConnection(Exception):
+    """A reused connection that the server had closed while it was idle."""
+
+
+@dataclass(slots=True, eq=False)
+class PooledConnection:
+    """An open connection: the TCP stream, what requests go over, and for
+    HTTP/1.1 under ``reuse_connections`` the h11 state machine that spoke on it."""
+
+    socket: ByteStream
+    transport: ByteStream  # the TLS stream for https, else ``socket``
+    address: str
+    tls: TlsInfo | None
+    protocol: Any = None  # h11.Connection, kept across requests
+    requests: int = 0
+    idle_since: float = 0.0
+
+    async def aclose(self) -> None:
+        """Close the socket at once (no TLS close_notify: nobody waits for it)."""
+        await anyio.aclose_forcefully(self.socket)
+
+
+class ConnectionPool:
+    """The idle HTTP/1.1 connections of one run, for ``reuse_connections``.
+
+    Kept through ``ctx.shared`` and closed by core when the run ends. It is
+    not a queue: :meth:`take` hands out an idle connection of the key or
+    None (the check then opens its own), so a check never waits for another.
+    The pool keeps at most as many idle connections, all keys together, as
+    the most checks that held a connection at once (so never more than the
+    run's concurrency): with those in use, a run holds at most two sockets
+    per concurrent check, which is what the scheduler's open-file budget
+    allows a check. The oldest idle connection is closed to make room.
+    """
+
+    SHARED_KEY = "anyprobe.plugins.http.ConnectionPool"
+
+    def __init__(self) -> None:
+        self._idle: dict[Hashable, list[PooledConnection]] = {}
+        self._oldest_first: OrderedDict[PooledConnection, Hashable] = OrderedDict()
+        self._in_use = 0
+        self._peak = 0
+        self._closed = False
+
+    @property
+    def idle(self) -> int:
+        """How many connections wait in the pool."""
+        return len(self._oldest_first)
+
+    def take(self, key: Hashable) -> tuple[PooledConnection | None, list[PooledConnection]]:
+        """An idle connection for ``key`` (None: open one), and the expired
+        ones the caller must close. Pair every call with :meth:`give_back`
+        or :meth:`release`."""
+        self._in_use += 1
+        self._peak = max(self._peak, self._in_use)
+        expired: list[PooledConnection] = []
+        stack = self._idle.get(key)
+        if stack is None:
+            return None, expired
+        found: PooledConnection | None = None
+        now = time.monotonic()
+        while stack:
+            candidate = stack.pop()  # the most recently used: the least likely closed
+            del self._oldest_first[candidate]
+            if now - candidate.idle_since < IDLE_SECONDS:
+                found = candidate
+                break
+            expired.append(candidate)
+        if not stack:
+            del self._idle[key]
+        return found, expired
+
+    def give_back(
+        self, key: Hashable, connection: PooledConnection
+    ) -> tuple[bool, list[PooledConnection]]:
+        """Keep ``connection`` (ready for its next request) for a later check.
+
+        Returns whether it was kept (not when the pool is closed: the caller
+        then closes it and calls :meth:`release`) and the oldest idle
+        connections it displaced, which the caller must close.
+        """
+        if self._closed:
+            return False, []
+        self._in_use -= 1
+        displaced: list[PooledConnection] = []
+        while self._oldest_first and len(self._oldest_first) >= self._peak:
+            oldest, oldest_key = self._oldest_first.popitem(last=False)
+            others = self._idle[oldest_key]
+            others.remove(oldest)
+            if not others:
+                del self._idle[oldest_key]
+            displaced.append(oldest)
+        connection.idle_since = time.monotonic()
+        self._idle.setdefault(key, []).append(connection)
+        self._oldest_first[connection] = key
+        return True, displaced
+
+    def release(self) -> None:
+        """The check of a :meth:`take` ended without giving a connection back."""
+        self._in_use -= 1
+
+    async def aclose(self) -> None:
+        """Close every idle connection; later ones are not kept."""
+        self._closed = True
+        idle = list(self._oldest_first)
+        self._oldest_first.clear()
+        self._idle.clear()
+        await _close_all(idle)
+
+
+async def _close_all(connections: Sequence[PooledConnection]) -> None:
+    """Close ``connections``, all of them even in a cancelled check (each close
+    is immediate: no TLS close_notify is awaited)."""
+    if connections:
+        with anyio.CancelScope(shield=True):
+            for connection in connections:
+                await connection.aclose()
+
+
+def _why_not_reusable(protocol: Any) -> str | None:
+    """None when the h11 connection can carry another request, else why not."""
+    if protocol is None:
+        return "HTTP/2 connections are not reused"
+    import h11
+
+    if protocol.our_state is h11.DONE and protocol.their_state is h11.DONE:
+        return None
+    if protocol.their_state is h11.MUST_CLOSE:
+        return "the server asked to close it"
+    if protocol.our_state is h11.MUST_CLOSE:
+        return "the request asked to close it"
+    return "the response was not read to its end"
+
+
 def redact_userinfo(url: str) -> str:
     """``url`` without the password of its userinfo."""
     if "@" not in url:
@@ -526,8 +681,9 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
             ("User-Agent", options.user_agent),
             ("Accept", "*/*"),
             ("Accept-Encoding", "identity"),
-            ("Connection", "close"),
         ]
+        if not (options.reuse_connections and options.proxy is None):
+            headers.append(("Connection", "close"))
         given = {k.lower() for k in [*options.headers, *options.header_env]}
         headers = [(k, v) for k, v in headers if k.lower() not in given]
         headers.extend(options.headers.items())
@@ -545,6 +701,147 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
     ) -> Response:
         server_name = options.server_name or hop.host
         proxy = urlsplit(options.proxy) if options.proxy else None
+        target = quote(hop.parts.path or "/", safe=_PATH_SAFE)
+        if hop.parts.query:
+            target += "?" + quote(hop.parts.query, safe=_PATH_SAFE)
+        if proxy is not None and hop.scheme == "http":
+            target = f"http://{_host_header(hop.host, hop.port, 'http')}{target}"
+            proxy_auth = _proxy_auth(proxy)
+            if proxy_auth:
+                hop.headers.append(("Proxy-Authorization", proxy_auth))
+        if not any(k.lower() == "host" for k, _ in hop.headers):
+            hop.headers.insert(0, ("Host", _host_header(server_name, hop.port, hop.scheme)))
+        if not options.reuse_connections:
+            connection = await self._connect(hop, options, ctx, exchange, server_name, proxy)
+            async with connection.socket:
+                response = await self._send(
+                    connection, hop, target, options, ctx, redactor, server_name
+                )
+        elif proxy is not None:
+            # Reuse through a proxy is not supported: one connection per request.
+            ctx.metrics["connection_reused"] = False
+            connection = await self._connect(hop, options, ctx, exchange, server_name, proxy)
+            async with connection.socket:
+                response = await self._send(
+                    connection, hop, target, options, ctx, redactor, server_name
+                )
+        else:
+            response = await self._pooled_request(
+                hop, target, options, ctx, redactor, exchange, server_name
+            )
+        if ctx.explain:
+            ctx.trace(f"< HTTP/{response.http_version} {response.status} {response.reason}")
+            for name, value in response.headers:
+                ctx.trace(f"< {name}: {redactor.header(name, value)}")
+            ctx.trace(f"read {response.body_bytes} bytes of body")
+        return response
+
+    async def _pooled_request(
+        self,
+        hop: Hop,
+        target: str,
+        options: HttpOptions,
+        ctx: anyprobe.CheckContext,
+        redactor: Redactor,
+        exchange: Exchange,
+        server_name: str,
+    ) -> Response:
+        """One request on an idle connection of the run's pool, or on a new one.
+
+        The connection goes back to the pool only when the exchange finished
+        and h11 says it can carry another request; on any error, a timeout or
+        a cancellation it is closed instead.
+        """
+        import h11
+
+        pool = ctx.shared(ConnectionPool.SHARED_KEY, ConnectionPool)
+        key = (
+            hop.scheme,
+            hop.host,
+            hop.port,
+            server_name,
+            options.ip_family,
+            options.verify,
+            options.ca_file,
+            options.client_cert,
+            options.client_key,
+            options.http2,
+            options.proxy,
+        )
+        connection, expired = pool.take(key)
+        kept = False
+        try:
+            await _close_all(expired)
+            response: Response | None = None
+            if connection is not None:
+                connection.requests += 1
+                ctx.metrics["connection_reused"] = True
+                if ctx.explain:
+                    ctx.trace(
+                        f"reusing the connection to {connection.address} port {hop.port} "
+                        f"(request {connection.requests} on it; no new handshake)"
+                    )
+                try:
+                    response = await self._send(
+                        connection, hop, target, options, ctx, redactor, server_name, reused=True
+                    )
+                except StaleConnection as stale:
+                    if ctx.explain:
+                        ctx.trace(
+                            f"the server had closed the idle connection ({stale}); "
+                            "retrying on a fresh connection"
+                        )
+                    await connection.aclose()
+                    connection = None
+                else:
+                    if connection.tls is not None:
+                        exchange.tls.append((hop.display, connection.tls))
+            if connection is None:
+                ctx.metrics["connection_reused"] = False
+                connection = await self._connect(hop, options, ctx, exchange, server_name, None)
+                if connection.tls is None or connection.tls.alpn != "h2":
+                    connection.protocol = h11.Connection(
+                        h11.CLIENT, max_incomplete_event_size=64 * 1024
+                    )
+                connection.requests = 1
+                response = await self._send(
+                    connection, hop, target, options, ctx, redactor, server_name
+                )
+            assert response is not None
+            protocol = connection.protocol
+            why_not = _why_not_reusable(protocol)
+            if why_not is None and ctx.remaining() <= 0:
+                why_not = "the check ran out of time"
+            if why_not is None:
+                assert protocol is not None
+                protocol.start_next_cycle()
+                kept, displaced = pool.give_back(key, connection)
+                if not kept:
+                    why_not = "the run is over"
+                await _close_all(displaced)
+            if ctx.explain:
+                ctx.trace(
+                    "connection kept open for the next check"
+                    if kept
+                    else f"connection closed: {why_not}"
+                )
+            return response
+        finally:
+            if not kept:
+                pool.release()
+                if connection is not None:
+                    await _close_all([connection])
+
+    async def _connect(
+        self,
+        hop: Hop,
+        options: HttpOptions,
+        ctx: anyprobe.CheckContext,
+        exchange: Exchange,
+        server_name: str,
+        proxy: SplitResult | None,
+    ) -> PooledConnection:
+        """Resolve, connect, tunnel through the proxy, TLS handshake: a new connection."""
         connect_host, connect_port = (
             (proxy.hostname or "", proxy.port or 80) if proxy else (hop.host, hop.port)
         )
@@ -556,7 +853,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
             stream, address = await connect_tcp(addresses, connect_port)
         if ctx.explain:
             ctx.trace(f"connected to {address} port {connect_port}")
-        async with stream:
+        try:
             transport: ByteStream = stream
             if proxy is not None and hop.scheme == "https":
                 await _tunnel(stream, hop, proxy, ctx)
@@ -569,37 +866,42 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
                 if ctx.explain:
                     for line in tls.describe():
                         ctx.trace(line)
-            target = quote(hop.parts.path or "/", safe=_PATH_SAFE)
-            if hop.parts.query:
-                target += "?" + quote(hop.parts.query, safe=_PATH_SAFE)
-            if proxy is not None and hop.scheme == "http":
-                target = f"http://{_host_header(hop.host, hop.port, 'http')}{target}"
-                proxy_auth = _proxy_auth(proxy)
-                if proxy_auth:
-                    hop.headers.append(("Proxy-Authorization", proxy_auth))
-            host_header = _host_header(server_name, hop.port, hop.scheme)
-            if not any(k.lower() == "host" for k, _ in hop.headers):
-                hop.headers.insert(0, ("Host", host_header))
-            if ctx.explain:
-                ctx.trace(f"> {hop.method} {redactor.text(target)}")
-                for name, value in hop.headers:
-                    ctx.trace(f"> {name}: {redactor.header(name, value)}")
-            try:
-                if tls is not None and tls.alpn == "h2":
-                    response = await _exchange_h2(transport, hop, target, options, ctx)
-                else:
-                    response = await _exchange_h11(transport, hop, target, options, ctx)
-            except anyprobe.CheckFailed:
-                raise
-            except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-                raise _io_failure(exc, server_name) from None
-        response.address = address
-        response.tls = tls
+        except BaseException:
+            await anyio.aclose_forcefully(stream)
+            raise
+        return PooledConnection(stream, transport, address, tls)
+
+    async def _send(
+        self,
+        connection: PooledConnection,
+        hop: Hop,
+        target: str,
+        options: HttpOptions,
+        ctx: anyprobe.CheckContext,
+        redactor: Redactor,
+        server_name: str,
+        *,
+        reused: bool = False,
+    ) -> Response:
+        """Send the request on ``connection`` and read the response."""
         if ctx.explain:
-            ctx.trace(f"< HTTP/{response.http_version} {response.status} {response.reason}")
-            for name, value in response.headers:
-                ctx.trace(f"< {name}: {redactor.header(name, value)}")
-            ctx.trace(f"read {response.body_bytes} bytes of body")
+            ctx.trace(f"> {hop.method} {redactor.text(target)}")
+            for name, value in hop.headers:
+                ctx.trace(f"> {name}: {redactor.header(name, value)}")
+        transport = connection.transport
+        try:
+            if connection.tls is not None and connection.tls.alpn == "h2":
+                response = await _exchange_h2(transport, hop, target, options, ctx)
+            else:
+                response = await _exchange_h11(
+                    transport, hop, target, options, ctx, connection.protocol, reused=reused
+                )
+        except (anyprobe.CheckFailed, StaleConnection):
+            raise
+        except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+            raise _io_failure(exc, server_name) from None
+        response.address = connection.address
+        response.tls = connection.tls
         return response
 
     async def _handshake(
@@ -619,7 +921,11 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         with ctx.phase("tls"):
             try:
                 tls_stream = await TLSStream.wrap(
-                    stream, hostname=sni, ssl_context=context, standard_compatible=False
+                    stream,
+                    server_side=False,  # without a hostname anyio would take the server side
+                    hostname=sni,
+                    ssl_context=context,
+                    standard_compatible=False,
                 )
             except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
                 raise await self._tls_failure(
@@ -872,11 +1178,21 @@ def _io_failure(exc: BaseException, server_name: str) -> anyprobe.CheckFailed:
 
 
 async def _exchange_h11(
-    stream: ByteStream, hop: Hop, target: str, options: HttpOptions, ctx: anyprobe.CheckContext
+    stream: ByteStream,
+    hop: Hop,
+    target: str,
+    options: HttpOptions,
+    ctx: anyprobe.CheckContext,
+    protocol: Any = None,
+    *,
+    reused: bool = False,
 ) -> Response:
+    """One request over HTTP/1.1. ``protocol`` is the h11 connection of a kept
+    connection (else a new one is made); on a ``reused`` one, a connection the
+    server closed before sending a byte raises :class:`StaleConnection`."""
     import h11
 
-    connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
+    connection = protocol or h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
     try:
         data = connection.send(
             h11.Request(method=hop.method, target=target, headers=_encode_headers(hop.headers))
@@ -890,9 +1206,10 @@ async def _exchange_h11(
         ) from None
 
     closed = False
+    received = False
 
     async def next_event() -> Any:
-        nonlocal closed
+        nonlocal closed, received
         while True:
             try:
                 event = connection.next_event()
@@ -909,12 +1226,24 @@ async def _exchange_h11(
             try:
                 chunk = await stream.receive(READ_SIZE)
             except anyio.EndOfStream:
+                if reused and not received:
+                    raise StaleConnection("closed") from None
                 chunk = b""
                 closed = True
+            except (OSError, anyio.BrokenResourceError) as exc:
+                if reused and not received:
+                    raise StaleConnection(describe_os_error(exc)) from None
+                raise
+            received = True
             connection.receive_data(chunk)
 
     with ctx.phase("first_byte"):
-        await stream.send(data)
+        try:
+            await stream.send(data)
+        except (OSError, anyio.BrokenResourceError) as exc:
+            if reused:
+                raise StaleConnection(describe_os_error(exc)) from None
+            raise
         while True:
             event = await next_event()
             if isinstance(event, h11.Response):
