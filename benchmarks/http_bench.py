@@ -1,5 +1,6 @@
 """HTTP checks per second: anyprobe against the tutorial's httpx health checker
-and an aiohttp checker with a fresh connection per check, on a loopback nginx.
+and aiohttp checkers (a fresh connection per check, and keep-alive), on a
+loopback nginx.
 
     python benchmarks/http_bench.py [--urls 2000] [--concurrency 100] [--repeat 3]
     python benchmarks/http_bench.py --false-timeouts     # 20,000 checks at c=100 and c=1,000
@@ -20,7 +21,11 @@ Checkers:
 - ``tutorial-httpx``: the tutorial's pattern, one shared ``httpx.AsyncClient``,
   a task per URL, a semaphore, ``fail_after``;
 - ``aiohttp-fresh``: aiohttp with ``force_close`` (one connection per check),
-  a semaphore; asyncio only.
+  a semaphore; asyncio only;
+- ``anyprobe-reuse``: ``anyprobe.check(urls, concurrency=C,
+  options={"reuse_connections": True})``, idle connections reused across checks;
+- ``aiohttp-keepalive``: aiohttp's default connector (keep-alive, at most C
+  connections), a semaphore; asyncio only.
 """
 
 from __future__ import annotations
@@ -83,7 +88,9 @@ def start_nginx(prefix: Path, workers: int) -> tuple[subprocess.Popen[bytes], in
 # -- the checkers, each run in its own subprocess --------------------------------------
 
 
-def run_anyprobe_api(urls: list[str], concurrency: int, backend: str) -> tuple[float, int]:
+def run_anyprobe_api(
+    urls: list[str], concurrency: int, backend: str, reuse: bool = False
+) -> tuple[float, int]:
     import anyio
 
     import anyprobe
@@ -95,7 +102,10 @@ def run_anyprobe_api(urls: list[str], concurrency: int, backend: str) -> tuple[f
 
     async def main() -> tuple[float, int]:
         start = time.perf_counter()
-        results = await anyprobe.check(urls, concurrency=concurrency, timeout=TIMEOUT)
+        options = {"reuse_connections": True} if reuse else None
+        results = await anyprobe.check(
+            urls, concurrency=concurrency, timeout=TIMEOUT, options=options
+        )
         elapsed = time.perf_counter() - start
         bad = sum(1 for r in results if r.status is not anyprobe.Status.OK)
         return elapsed, bad + len(urls) - len(results)
@@ -129,7 +139,13 @@ def run_tutorial(urls: list[str], concurrency: int, backend: str) -> tuple[float
     return anyio.run(main, backend=backend)
 
 
-def run_aiohttp(urls: list[str], concurrency: int, backend: str) -> tuple[float, int]:
+def run_anyprobe_reuse(urls: list[str], concurrency: int, backend: str) -> tuple[float, int]:
+    return run_anyprobe_api(urls, concurrency, backend, reuse=True)
+
+
+def run_aiohttp(
+    urls: list[str], concurrency: int, backend: str, keep_alive: bool = False
+) -> tuple[float, int]:
     import asyncio
 
     import aiohttp
@@ -137,7 +153,7 @@ def run_aiohttp(urls: list[str], concurrency: int, backend: str) -> tuple[float,
     async def main() -> tuple[float, int]:
         semaphore = asyncio.Semaphore(concurrency)
         results: list[bool] = []
-        connector = aiohttp.TCPConnector(force_close=True, limit=concurrency)
+        connector = aiohttp.TCPConnector(force_close=not keep_alive, limit=concurrency)
         timeout = aiohttp.ClientTimeout(total=TIMEOUT)
 
         async def check_url(session: aiohttp.ClientSession, url: str) -> None:
@@ -157,10 +173,16 @@ def run_aiohttp(urls: list[str], concurrency: int, backend: str) -> tuple[float,
     return asyncio.run(main())
 
 
+def run_aiohttp_keepalive(urls: list[str], concurrency: int, backend: str) -> tuple[float, int]:
+    return run_aiohttp(urls, concurrency, backend, keep_alive=True)
+
+
 CHECKERS = {
     "anyprobe-api": run_anyprobe_api,
     "tutorial-httpx": run_tutorial,
     "aiohttp-fresh": run_aiohttp,
+    "anyprobe-reuse": run_anyprobe_reuse,
+    "aiohttp-keepalive": run_aiohttp_keepalive,
 }
 
 
@@ -267,6 +289,9 @@ def main() -> None:
                 plan = ["anyprobe-api", "anyprobe-cli", "tutorial-httpx"]
                 if backend == "asyncio":
                     plan.append("aiohttp-fresh")
+                plan.append("anyprobe-reuse")
+                if backend == "asyncio":
+                    plan.append("aiohttp-keepalive")
                 for checker in plan:
                     best, worst_bad = float("inf"), 0
                     for _ in range(args.repeat):
@@ -280,7 +305,7 @@ def main() -> None:
                         worst_bad = max(worst_bad, bad)
                     rows.append((backend, checker, args.urls / best, worst_bad))
                     print(
-                        f"{backend:8} {checker:15} {args.urls / best:8.0f} checks/s"
+                        f"{backend:8} {checker:17} {args.urls / best:8.0f} checks/s"
                         f"  unhealthy {worst_bad}",
                         flush=True,
                     )
@@ -290,16 +315,21 @@ def main() -> None:
 
     rate = {(b, c): r for b, c, r, _ in rows}
     aiohttp_rate = rate.get(("asyncio", "aiohttp-fresh"))
+    keepalive_rate = rate.get(("asyncio", "aiohttp-keepalive"))
     print()
     print(f"{args.urls} URLs, concurrency {args.concurrency}, best of {args.repeat}")
-    print("| backend | checker | checks/s | x tutorial | x aiohttp-fresh | unhealthy |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| backend | checker | checks/s | x tutorial | x aiohttp-fresh "
+        "| x aiohttp-keepalive | unhealthy |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
     for backend, checker, value, bad in rows:
         tutorial = rate[(backend, "tutorial-httpx")]
         vs_aiohttp = f"{value / aiohttp_rate:.2f}" if aiohttp_rate else "-"
+        vs_keepalive = f"{value / keepalive_rate:.2f}" if keepalive_rate else "-"
         print(
             f"| {backend} | {checker} | {value:.0f} | {value / tutorial:.2f} "
-            f"| {vs_aiohttp} | {bad} |"
+            f"| {vs_aiohttp} | {vs_keepalive} | {bad} |"
         )
 
 

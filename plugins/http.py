@@ -791,8 +791,8 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
                             f"the server had closed the idle connection ({stale}); "
                             "retrying on a fresh connection"
                         )
-                    await connection.aclose()
-                    connection = None
+                    stale_connection, connection = connection, None
+                    await _close_all([stale_connection])
                 else:
                     if connection.tls is not None:
                         exchange.tls.append((hop.display, connection.tls))
@@ -810,8 +810,6 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
             assert response is not None
             protocol = connection.protocol
             why_not = _why_not_reusable(protocol)
-            if why_not is None and ctx.remaining() <= 0:
-                why_not = "the check ran out of time"
             if why_not is None:
                 assert protocol is not None
                 protocol.start_next_cycle()
