@@ -7,9 +7,6 @@ status 3; a run's exit status is the worst result's (0 ok, 1 warning,
 
 from __future__ import annotations
 
-import json
-import logging
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
@@ -28,9 +25,8 @@ if TYPE_CHECKING:
 from .defaults import DEFAULT_TIMEOUT
 
 # Only click and the small modules above are imported at start-up, so that
-# `anyprobe --help` stays fast; the rest is imported where it is first needed.
-
-log = logging.getLogger("anyprobe")
+# `anyprobe --help` stays fast; the rest (logging, json and signal included) is
+# imported where it is first needed.
 
 EXIT_USAGE = 3
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
@@ -77,11 +73,15 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, no_plugin_autoload: bool)
     anyprobe check tcp://db.example:5432 https://example.com/health
     anyprobe run checks.toml -r junit=report.xml
     """
+    import logging
+
     verbosity = -1 if quiet else verbose
     logging.basicConfig(level=logging.WARNING, format="anyprobe: %(message)s", stream=sys.stderr)
     # -v and -vv are anyprobe's own diagnostics: libraries' debug logs (httpx logs
     # every URL it requests, a keyed webhook URL included) stay at warnings.
-    log.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("anyprobe").setLevel(
+        logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    )
     ctx.obj = _State(verbosity, autoload=not no_plugin_autoload)
 
 
@@ -224,6 +224,7 @@ def _shard(targets: Sequence[Target], spec: str | None) -> Sequence[Target]:
     """The targets of shard ``--shard I/N`` (all of them without the option)."""
     if spec is None:
         return targets
+    import logging
     import os
 
     from .shard import INDEX_VARIABLES, RUN_ID_VARIABLE, parse_shard
@@ -234,7 +235,7 @@ def _shard(targets: Sequence[Target], spec: str | None) -> Sequence[Target]:
     os.environ[INDEX_VARIABLES[-1]] = str(shard.index)
     os.environ[RUN_ID_VARIABLE] = shard.run_id
     selected = shard.select(targets)
-    log.info(
+    logging.getLogger("anyprobe").info(
         "shard %s (run %s): %d of %d targets", shard, shard.run_id, len(selected), len(targets)
     )
     return selected
@@ -381,6 +382,8 @@ def plugins(state: _State, as_json: bool) -> int:
             )
         entries.append(entry)
     if as_json:
+        import json
+
         click.echo(json.dumps(entries, indent=2, default=str))
         return 0
     for entry in entries:
@@ -408,6 +411,8 @@ def _echo_options(options: list[dict[str, Any]]) -> None:
 @click.pass_obj
 def schema(state: _State) -> int:
     """Print the JSON schema of the config file, every installed plugin included."""
+    import json
+
     from .schema import config_schema
 
     click.echo(json.dumps(config_schema(state.manager), indent=2))
@@ -481,6 +486,8 @@ async def _run_with_signals(
     reporters: list[tuple[str, Reporter[Any]]],
     run_args: dict[str, Any],
 ) -> RunSummary:
+    import signal
+
     import anyio
 
     from .run import Run
