@@ -57,38 +57,50 @@ class LoopWatchdog:
             thread.join(timeout=1.0)
 
     def _watch(self) -> None:
-        reported_stall = 0.0
+        # A loaded loop is not a blocked one: the loop may go long without a
+        # heartbeat while running thousands of short steps. Only a check seen
+        # running, in the same attempt, at every sample over `threshold`
+        # seconds without a heartbeat has blocked the loop.
+        suspect: FrameType | None = None
+        since = 0.0
+        reported: FrameType | None = None
         while not self._stop.wait(self.interval):
-            heartbeat = self._heartbeat
-            stalled = time.monotonic() - heartbeat
-            if stalled < self.threshold or heartbeat == reported_stall:
+            now = time.monotonic()
+            if now - self._heartbeat < self.threshold / 2:
+                suspect = None
                 continue
-            reported_stall = heartbeat
             frame = sys._current_frames().get(self._loop_thread)
-            if frame is None:
+            attempt = _attempt_frame(frame) if frame is not None else None
+            if attempt is None or attempt is not suspect:
+                suspect, since = attempt, now
                 continue
-            message = describe_blocker(frame, stalled)
+            if attempt is reported or now - since < self.threshold / 2:
+                continue
+            reported = attempt
+            assert frame is not None
+            message = describe_blocker(frame, now - self._heartbeat)
             self.warnings.append(message)
             log.warning("%s", message)
 
 
-def describe_blocker(frame: FrameType, stalled: float) -> str:
-    """``check NAME (probe P) has blocked the event loop for 1.2 s at file.py:12``."""
-    innermost = frame
-    target = None
-    probe_name = None
+def _attempt_frame(frame: FrameType) -> FrameType | None:
+    """The scheduler's frame running the check the loop is in, if it is in one."""
     current: FrameType | None = frame
     while current is not None:
         if current.f_code.co_name == _SCHEDULER_FRAME and "target" in current.f_locals:
-            target = current.f_locals["target"]
-            probe = current.f_locals.get("probe")
-            probe_name = getattr(probe, "name", None)
-            break
+            return current
         current = current.f_back
-    where = f"{innermost.f_code.co_filename}:{innermost.f_lineno} in {innermost.f_code.co_name}"
-    if target is None:
-        return f"the event loop has been blocked for {stalled:.1f} s at {where}"
+    return None
+
+
+def describe_blocker(frame: FrameType, stalled: float) -> str:
+    """``check NAME (probe P) has blocked the event loop for 1.2 s at file.py:12``."""
+    attempt = _attempt_frame(frame)
+    target = attempt.f_locals.get("target") if attempt else None
+    probe = attempt.f_locals.get("probe") if attempt else None
+    where = f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
     return (
-        f"warning: check {getattr(target, 'name', '?')} (probe {probe_name}) has blocked the "
-        f"event loop for {stalled:.1f} s at {where}: every other check waits meanwhile"
+        f"warning: check {getattr(target, 'name', '?')} (probe {getattr(probe, 'name', '?')}) "
+        f"has blocked the event loop for {stalled:.1f} s at {where}: "
+        "every other check waits meanwhile"
     )

@@ -55,12 +55,17 @@ def build_nav(docs: Path) -> list[Any]:
 
     return [
         *existing("index.md", "getting-started.md"),
-        {"Using anyprobe": existing("cli.md", "config.md", "migration.md")},
+        {
+            "Using anyprobe": existing(
+                "cli.md", "config.md", "runs.md", "scale-out.md", "migration.md", "peers.md"
+            )
+        },
         {"Probes": pages("probes/*.md")},
         {"Reporters": pages("reporters/*.md", first="reporters/index.md")},
         {"Embedding": existing("embedding.md", "bridge.md")},
         {"Writing plugins": existing("writing-a-probe.md", "writing-a-reporter.md", "hooks.md")},
         {"Benchmarks": pages("benchmarks*.md", first="benchmarks.md")},
+        *existing("reliability.md"),
     ]
 
 

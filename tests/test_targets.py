@@ -161,3 +161,20 @@ def test_target_list_gives_the_same_targets_kept_or_rebuilt(
     assert targets[5].host == "h5" and targets[5].port == 6
     assert [t.port for t in targets[10:12]] == [11, 12]
     assert {t.options.warning_after for t in targets} == {2}
+
+
+def test_compact_targets_are_rebuilt_exactly(manager: PluginManager) -> None:
+    from tests import probes
+
+    manager.register(probes)
+    urls = [
+        "tcp://admin:s3cret@[::1]:22",
+        "tcp://UPPER.Example:8080",
+        "test://ok-1",
+        "tcp://127.0.0.1:5432",
+    ]
+    kept = list(build_targets(manager, urls, keep=100))
+    rebuilt = list(build_targets(manager, urls, keep=0))
+    assert rebuilt == kept
+    assert rebuilt[0].host == "::1" and rebuilt[0].display_url == "tcp://admin:***@[::1]:22"
+    assert rebuilt[1].host == "upper.example" and rebuilt[2].port is None
