@@ -10,7 +10,10 @@ loopback port and stopped at the end. Each measurement runs in a fresh
 subprocess, on asyncio and on trio, over the same distinct URLs
 (``/check/0`` ... ``/check/1999``); the best of ``--repeat`` runs is kept.
 Every checker counts the checks that did not come back healthy: on a healthy
-local server that count must be 0 (a false timeout is a defect).
+local server that count must be 0 (a false timeout is a defect). The last
+column is the client's CPU time per check (the least of the runs; for the
+CLI the whole command's, start-up included), which other jobs on a busy
+machine disturb much less than checks/s.
 
 Checkers:
 
@@ -25,7 +28,10 @@ Checkers:
 - ``anyprobe-reuse``: ``anyprobe.check(urls, concurrency=C,
   options={"reuse_connections": True})``, idle connections reused across checks;
 - ``aiohttp-keepalive``: aiohttp's default connector (keep-alive, at most C
-  connections), a semaphore; asyncio only.
+  connections), a semaphore; asyncio only;
+- ``anyio-h11-keepalive``: the floor under ``anyprobe-reuse``: C worker tasks,
+  each with one kept-alive connection, speaking h11 over anyio streams, with
+  no scheduler, timing or result records.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -57,6 +64,22 @@ http {{
     }}
 }}
 """
+
+
+#: CPU seconds of the timed part of a checker run in this process (see started()).
+CPU_USED = [0.0]
+
+
+def started() -> float:
+    """Start timing a checker: wall clock returned, this process's CPU time kept."""
+    CPU_USED[0] = time.process_time()
+    return time.perf_counter()
+
+
+def stopped(start: float) -> float:
+    """Wall-clock seconds since ``start``; the CPU seconds go to ``CPU_USED``."""
+    CPU_USED[0] = time.process_time() - CPU_USED[0]
+    return time.perf_counter() - start
 
 
 def free_port() -> int:
@@ -101,12 +124,12 @@ def run_anyprobe_api(
     anyprobe.PluginManager().load_entrypoints()
 
     async def main() -> tuple[float, int]:
-        start = time.perf_counter()
+        start = started()
         options = {"reuse_connections": True} if reuse else None
         results = await anyprobe.check(
             urls, concurrency=concurrency, timeout=TIMEOUT, options=options
         )
-        elapsed = time.perf_counter() - start
+        elapsed = stopped(start)
         bad = sum(1 for r in results if r.status is not anyprobe.Status.OK)
         return elapsed, bad + len(urls) - len(results)
 
@@ -130,11 +153,11 @@ def run_tutorial(urls: list[str], concurrency: int, backend: str) -> tuple[float
                 except Exception:
                     results.append(False)
 
-        start = time.perf_counter()
+        start = started()
         async with httpx.AsyncClient() as client, anyio.create_task_group() as tg:
             for url in urls:
                 tg.start_soon(check_url, client, url)
-        return time.perf_counter() - start, results.count(False)
+        return stopped(start), results.count(False)
 
     return anyio.run(main, backend=backend)
 
@@ -165,10 +188,10 @@ def run_aiohttp(
                 except Exception:
                     results.append(False)
 
-        start = time.perf_counter()
+        start = started()
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             await asyncio.gather(*(check_url(session, url) for url in urls))
-        return time.perf_counter() - start, results.count(False)
+        return stopped(start), results.count(False)
 
     return asyncio.run(main())
 
@@ -177,17 +200,77 @@ def run_aiohttp_keepalive(urls: list[str], concurrency: int, backend: str) -> tu
     return run_aiohttp(urls, concurrency, backend, keep_alive=True)
 
 
+def run_h11_keepalive(urls: list[str], concurrency: int, backend: str) -> tuple[float, int]:
+    from urllib.parse import urlsplit
+
+    import anyio
+    import h11
+
+    async def main() -> tuple[float, int]:
+        todo = iter(urls)
+        results: list[bool] = []
+
+        async def worker() -> None:
+            stream: anyio.abc.SocketStream | None = None
+            connection = h11.Connection(h11.CLIENT)
+            for url in todo:
+                parts = urlsplit(url)
+                try:
+                    with anyio.fail_after(TIMEOUT):
+                        if stream is None:
+                            stream = await anyio.connect_tcp(parts.hostname or "", parts.port or 80)
+                            connection = h11.Connection(h11.CLIENT)
+                        request = h11.Request(
+                            method="GET",
+                            target=parts.path,
+                            headers=[("Host", parts.netloc), ("Accept", "*/*")],
+                        )
+                        await stream.send(
+                            connection.send(request) + connection.send(h11.EndOfMessage())
+                        )
+                        status = 0
+                        while True:
+                            event = connection.next_event()
+                            if event is h11.NEED_DATA:
+                                connection.receive_data(await stream.receive())
+                            elif isinstance(event, h11.Response):
+                                status = event.status_code
+                            elif isinstance(event, h11.EndOfMessage):
+                                break
+                    results.append(200 <= status < 400)
+                    connection.start_next_cycle()
+                except Exception:
+                    results.append(False)
+                    if stream is not None:
+                        await stream.aclose()
+                    stream = None
+            if stream is not None:
+                await stream.aclose()
+
+        start = started()
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(concurrency, len(urls))):
+                tg.start_soon(worker)
+        return stopped(start), results.count(False)
+
+    return anyio.run(main, backend=backend)
+
+
 CHECKERS = {
     "anyprobe-api": run_anyprobe_api,
     "tutorial-httpx": run_tutorial,
     "aiohttp-fresh": run_aiohttp,
     "anyprobe-reuse": run_anyprobe_reuse,
     "aiohttp-keepalive": run_aiohttp_keepalive,
+    "anyio-h11-keepalive": run_h11_keepalive,
 }
 
 
-def measure_cli(url_file: Path, count: int, concurrency: int, backend: str) -> tuple[float, int]:
+def measure_cli(
+    url_file: Path, count: int, concurrency: int, backend: str
+) -> tuple[float, int, float]:
     out = url_file.with_suffix(f".{backend}.jsonl")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(
         [
@@ -212,26 +295,30 @@ def measure_cli(url_file: Path, count: int, concurrency: int, backend: str) -> t
         check=False,
     )
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     ok = sum(1 for line in out.read_text().splitlines() if json.loads(line)["status"] == "ok")
-    return elapsed, count - ok
+    return elapsed, count - ok, cpu
 
 
-def measure(checker: str, url_file: Path, concurrency: int, backend: str) -> tuple[float, int]:
-    """Run one checker in a fresh interpreter; (seconds, unhealthy count)."""
+def measure(
+    checker: str, url_file: Path, concurrency: int, backend: str
+) -> tuple[float, int, float]:
+    """Run one checker in a fresh interpreter; (seconds, unhealthy count, CPU seconds)."""
     proc = subprocess.run(
         [sys.executable, __file__, "--child", checker, str(url_file), str(concurrency), backend],
         capture_output=True,
         text=True,
         check=True,
     )
-    elapsed, bad = json.loads(proc.stdout.strip().splitlines()[-1])
-    return float(elapsed), int(bad)
+    elapsed, bad, cpu = json.loads(proc.stdout.strip().splitlines()[-1])
+    return float(elapsed), int(bad), float(cpu)
 
 
 def child(checker: str, url_file: str, concurrency: int, backend: str) -> None:
     urls = Path(url_file).read_text().split()
     elapsed, bad = CHECKERS[checker](urls, concurrency, backend)
-    print(json.dumps([elapsed, bad]))
+    print(json.dumps([elapsed, bad, CPU_USED[0]]))
 
 
 def count_false_timeouts(count: int, backends: list[str]) -> None:
@@ -248,7 +335,7 @@ def count_false_timeouts(count: int, backends: list[str]) -> None:
             print("|---|---:|---:|---:|---:|")
             for backend in backends:
                 for concurrency in (100, 1000):
-                    elapsed, bad = measure("anyprobe-api", url_file, concurrency, backend)
+                    elapsed, bad, _ = measure("anyprobe-api", url_file, concurrency, backend)
                     print(
                         f"| {backend} | {concurrency} | {count} | {bad} | {count / elapsed:.0f} |",
                         flush=True,
@@ -284,7 +371,7 @@ def main() -> None:
             url_file.write_text(
                 "".join(f"http://127.0.0.1:{port}/check/{i}\n" for i in range(args.urls))
             )
-            rows: list[tuple[str, str, float, int]] = []
+            rows: list[tuple[str, str, float, int, float]] = []
             for backend in args.backends:
                 plan = ["anyprobe-api", "anyprobe-cli", "tutorial-httpx"]
                 if backend == "asyncio":
@@ -292,44 +379,49 @@ def main() -> None:
                 plan.append("anyprobe-reuse")
                 if backend == "asyncio":
                     plan.append("aiohttp-keepalive")
+                plan.append("anyio-h11-keepalive")
                 for checker in plan:
-                    best, worst_bad = float("inf"), 0
+                    best, worst_bad, least_cpu = float("inf"), 0, float("inf")
                     for _ in range(args.repeat):
                         if checker == "anyprobe-cli":
-                            elapsed, bad = measure_cli(
+                            elapsed, bad, cpu = measure_cli(
                                 url_file, args.urls, args.concurrency, backend
                             )
                         else:
-                            elapsed, bad = measure(checker, url_file, args.concurrency, backend)
+                            elapsed, bad, cpu = measure(
+                                checker, url_file, args.concurrency, backend
+                            )
                         best = min(best, elapsed)
                         worst_bad = max(worst_bad, bad)
-                    rows.append((backend, checker, args.urls / best, worst_bad))
+                        least_cpu = min(least_cpu, cpu)
+                    micros = least_cpu / args.urls * 1e6
+                    rows.append((backend, checker, args.urls / best, worst_bad, micros))
                     print(
-                        f"{backend:8} {checker:17} {args.urls / best:8.0f} checks/s"
-                        f"  unhealthy {worst_bad}",
+                        f"{backend:8} {checker:19} {args.urls / best:8.0f} checks/s"
+                        f"  unhealthy {worst_bad}  {micros:5.0f} us CPU/check",
                         flush=True,
                     )
         finally:
             nginx.terminate()
             nginx.wait(timeout=10)
 
-    rate = {(b, c): r for b, c, r, _ in rows}
+    rate = {(b, c): r for b, c, r, _, _ in rows}
     aiohttp_rate = rate.get(("asyncio", "aiohttp-fresh"))
     keepalive_rate = rate.get(("asyncio", "aiohttp-keepalive"))
     print()
     print(f"{args.urls} URLs, concurrency {args.concurrency}, best of {args.repeat}")
     print(
         "| backend | checker | checks/s | x tutorial | x aiohttp-fresh "
-        "| x aiohttp-keepalive | unhealthy |"
+        "| x aiohttp-keepalive | unhealthy | client CPU per check |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for backend, checker, value, bad in rows:
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for backend, checker, value, bad, micros in rows:
         tutorial = rate[(backend, "tutorial-httpx")]
         vs_aiohttp = f"{value / aiohttp_rate:.2f}" if aiohttp_rate else "-"
         vs_keepalive = f"{value / keepalive_rate:.2f}" if keepalive_rate else "-"
         print(
             f"| {backend} | {checker} | {value:.0f} | {value / tutorial:.2f} "
-            f"| {vs_aiohttp} | {vs_keepalive} | {bad} |"
+            f"| {vs_aiohttp} | {vs_keepalive} | {bad} | {micros:.0f} µs |"
         )
 
 
