@@ -75,14 +75,34 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, no_plugin_autoload: bool)
     """
     import logging
 
-    verbosity = -1 if quiet else verbose
     logging.basicConfig(level=logging.WARNING, format="anyprobe: %(message)s", stream=sys.stderr)
+    ctx.obj = _State(0, autoload=not no_plugin_autoload)
+    _set_verbosity(ctx.obj, quiet=quiet, verbose=verbose)
+
+
+def _set_verbosity(state: _State, *, quiet: bool = False, verbose: int = 0) -> None:
+    """-q and -v, given before or after the command name."""
+    import logging
+
+    if quiet:
+        state.verbosity = -1
+    elif verbose:
+        state.verbosity = max(state.verbosity, verbose)
     # -v and -vv are anyprobe's own diagnostics: libraries' debug logs (httpx logs
     # every URL it requests, a keyed webhook URL included) stay at warnings.
+    level = state.verbosity
     logging.getLogger("anyprobe").setLevel(
-        logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+        logging.DEBUG if level > 1 else logging.INFO if level == 1 else logging.WARNING
     )
-    ctx.obj = _State(verbosity, autoload=not no_plugin_autoload)
+
+
+def _verbosity_option(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    state = ctx.find_object(_State)
+    if state is not None and value:
+        if param.name == "quiet":
+            _set_verbosity(state, quiet=True)
+        else:
+            _set_verbosity(state, verbose=int(value))
 
 
 def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -123,6 +143,22 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "--explain",
             is_flag=True,
             help="Keep and print each check's trace: addresses, handshake, headers.",
+        ),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            expose_value=False,
+            callback=_verbosity_option,
+            help="Only problems: no summary, no progress.",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            expose_value=False,
+            callback=_verbosity_option,
+            help="More diagnostics on stderr (repeatable).",
         ),
     ]
     for option in reversed(options):

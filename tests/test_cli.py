@@ -160,6 +160,17 @@ def test_explain_prints_the_trace_under_the_row(listening_port: int) -> None:
     assert f"connected to 127.0.0.1 port {listening_port}" in proc.stdout
 
 
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_quiet_before_or_after_the_command(
+    where: str, listening_port: int, closed_port: int
+) -> None:
+    targets = [f"tcp://127.0.0.1:{listening_port}", f"tcp://127.0.0.1:{closed_port}"]
+    args = ["-q", "check", *targets] if where == "before" else ["check", "-q", *targets]
+    proc = anyprobe(*args)
+    assert proc.returncode == 2
+    assert "OK" not in proc.stdout and "CRITICAL" in proc.stdout and "checks:" not in proc.stdout
+
+
 def test_quiet_shows_only_problems(listening_port: int, closed_port: int) -> None:
     proc = anyprobe(
         "-q", "check", f"tcp://127.0.0.1:{listening_port}", f"tcp://127.0.0.1:{closed_port}"
