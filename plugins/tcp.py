@@ -52,6 +52,10 @@ MAX_LINE = 8192
 MAX_REPLY_LINES = 100
 #: Received bytes quoted in a summary before it is cut.
 SHOWN_BYTES = 60
+#: Bounds of the read after a TLS handshake that catches a refused client
+#: certificate when nothing is sent or expected (see _listen_for_a_refusal).
+REFUSAL_WAIT_MIN = 0.05
+REFUSAL_WAIT_MAX = 1.0
 
 _ESCAPES = {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0", "e": b"\x1b", "\\": b"\\"}
 
@@ -231,6 +235,8 @@ class TcpProbe(anyprobe.Probe[TcpOptions]):
                 with ctx.phase("tls"):
                     stream, tls = await _handshake(tcp, server_name, options, ctx)
                 ctx.metrics.update(tls.metrics())
+                if options.send is None and _Expectation.of(options) is None:
+                    await _listen_for_a_refusal(stream, ctx)
             received = await _exchange(stream, options, ctx)
         except BaseException:
             with suppress(OSError, anyio.BrokenResourceError, ssl.SSLError):
@@ -317,6 +323,41 @@ async def _handshake_failure(
                 metrics={"cert_expiry_days": round(leaf.expiry_days(), 2)},
             )
     return failed
+
+
+async def _listen_for_a_refusal(stream: ByteStream, ctx: anyprobe.CheckContext) -> None:
+    """Read briefly after the handshake, for a check that neither sends nor expects.
+
+    With TLS 1.3 the client's handshake ends before the server has seen the
+    client's certificate (or its absence): a server that refuses the client
+    says so with an alert one round trip later, on the first read. Without
+    this read such a check would pass. The wait is twice the time connect and
+    handshake took (the round trip, with the server's own delays), at least
+    :data:`REFUSAL_WAIT_MIN` and at most :data:`REFUSAL_WAIT_MAX` seconds, and
+    ends early when the server sends (a banner) or closes. A server that
+    waits for its client to speak first passes.
+    """
+    spent = ctx.phases.get("connect", 0.0) + ctx.phases.get("tls", 0.0)
+    wait = min(max(REFUSAL_WAIT_MIN, 2 * spent), REFUSAL_WAIT_MAX, ctx.remaining() / 2)
+    failed: anyprobe.CheckFailed | None = None
+    with anyio.move_on_after(wait):
+        try:
+            data = await stream.receive()
+        except anyio.EndOfStream:
+            failed = anyprobe.CheckFailed(
+                "the server closed the connection after the TLS handshake"
+            )
+        except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+            failed = anyprobe.CheckFailed(_describe(exc), error=_cause(exc))
+        else:
+            ctx.trace(f"the server sent {len(data)} bytes after the handshake")
+            return
+    if failed is not None:
+        ctx.trace(f"after the handshake: {failed.summary}")
+        # The refusal ends the handshake as the server sees it: a tls-phase failure.
+        with ctx.phase("tls"):
+            raise failed
+    ctx.trace(f"no alert from the server within {wait * 1000:.0f} ms of the handshake")
 
 
 async def _exchange(

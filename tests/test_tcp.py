@@ -300,6 +300,66 @@ async def test_client_certificate_is_presented(
     assert with_cert.status is Status.OK, with_cert.summary
 
 
+async def test_refused_client_certificate_is_critical_without_expect(
+    anyio_backend: str,
+    manager: PluginManager,
+    tls_ca: TlsCa,
+    client_cert_server: int,
+    tmp_path: Path,
+) -> None:
+    # TLS 1.3: the client's handshake completes; the server's certificate_required
+    # alert comes after it. A check that sends and expects nothing must still see it.
+    target = f"tls://127.0.0.1:{client_cert_server}"
+    without = await check_one(manager, target, ca_file=str(tls_ca.ca_file), explain=True)
+    assert without.status is Status.CRITICAL, without.summary
+    assert without.summary == "the server requires a client certificate"
+    assert without.error is not None and without.error.phase == "tls"
+    assert without.metrics["tls_version"] == "TLSv1.3"
+    cert = tls_ca.client_cert_file(tmp_path)
+    # This server sends nothing and waits for its client: accepted, it passes.
+    with_cert = await check_one(
+        manager, target, ca_file=str(tls_ca.ca_file), client_cert=str(cert), explain=True
+    )
+    assert with_cert.status is Status.OK, with_cert.summary
+    assert with_cert.summary.startswith(f"TLSv1.3 to 127.0.0.1:{client_cert_server} in ")
+    assert any(e.message.startswith("no alert from the server within") for e in with_cert.trace)
+
+
+async def test_refusal_after_the_handshake_is_caught_with_quit_alone(
+    anyio_backend: str, manager: PluginManager, tls_ca: TlsCa, client_cert_server: int
+) -> None:
+    result = await check_one(
+        manager,
+        f"tls://127.0.0.1:{client_cert_server}",
+        ca_file=str(tls_ca.ca_file),
+        quit=r"QUIT\r\n",
+    )
+    assert result.status is Status.CRITICAL
+    assert result.summary == "the server requires a client certificate"
+
+
+async def test_server_closing_right_after_the_handshake_is_critical(
+    anyio_backend: str, manager: PluginManager, tls_ca: TlsCa, tls_server: Callable[..., int]
+) -> None:
+    # This server refuses the missing client certificate by hanging up, without an alert.
+    port = tls_server(require_client_cert=True)
+    result = await check_one(manager, f"tls://127.0.0.1:{port}", ca_file=str(tls_ca.ca_file))
+    assert result.status is Status.CRITICAL
+    assert result.summary == "the server closed the connection after the TLS handshake"
+    assert result.error is not None and result.error.phase == "tls"
+
+
+async def test_tls_banner_without_expect_passes(
+    anyio_backend: str, manager: PluginManager, tls_ca: TlsCa, tls_server: Callable[..., int]
+) -> None:
+    port = tls_server()
+    result = await check_one(
+        manager, f"tls://127.0.0.1:{port}", ca_file=str(tls_ca.ca_file), explain=True
+    )
+    assert result.status is Status.OK, result.summary
+    assert any(e.message.endswith("bytes after the handshake") for e in result.trace)
+
+
 async def test_garbage_instead_of_tls_is_critical(
     anyio_backend: str, manager: PluginManager, not_tls_port: int
 ) -> None:

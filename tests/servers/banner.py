@@ -14,6 +14,7 @@ import functools
 import socket
 import ssl
 import struct
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from anyio.streams.tls import TLSStream
 
 __all__ = [
     "banner_port",
+    "client_cert_server",
     "not_tls_port",
     "quiet_port",
     "resetting_port",
@@ -204,6 +206,69 @@ def tls_server(tls_ca: TlsCa) -> Iterator[Callable[..., int]]:
             return stack.enter_context(serve_tcp(handle))
 
         yield start
+
+
+@contextlib.contextmanager
+def serve_tls_blocking(context: ssl.SSLContext) -> Iterator[int]:
+    """A TLS server on blocking sockets in a thread that sends nothing and
+    reads until the client leaves; yields its port.
+
+    Unlike the anyio servers above (whose memory BIO is dropped when a
+    server-side handshake fails), OpenSSL on a real socket sends the alert that
+    says why it refused a client, as nginx or Postfix do.
+    """
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(2)
+            tls = context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+            try:
+                tls.do_handshake()
+                for _ in range(1000):  # wait for the client, who speaks first
+                    if not tls.recv(4096):
+                        break
+            except (OSError, ssl.SSLError):
+                # A lingering close: closing with unread data would send a reset
+                # that could overtake the alert OpenSSL has just sent.
+                with contextlib.suppress(OSError):
+                    tls.shutdown(socket.SHUT_WR)
+                    for _ in range(1000):
+                        if not tls.recv(4096):
+                            break
+            finally:
+                tls.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+@pytest.fixture
+def client_cert_server(tls_ca: TlsCa) -> Iterator[int]:
+    """A TLS 1.3 server that requires a client certificate from ``tls_ca``,
+    refuses a client without one with the certificate_required alert, and
+    otherwise waits for the client to speak (it sends no banner)."""
+    context = tls_ca.server_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.verify_mode = ssl.CERT_REQUIRED
+    tls_ca.ca.configure_trust(context)
+    with serve_tls_blocking(context) as port:
+        yield port
 
 
 # -- STARTTLS ---------------------------------------------------------------------
