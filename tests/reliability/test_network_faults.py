@@ -244,14 +244,15 @@ def test_slow_link_times_out_while_reading_the_body(
     try:
         small = f"http://{SERVER_ADDRESS}:{healed.http_port}/big/100"
         big = f"http://{SERVER_ADDRESS}:{healed.http_port}/big/200000"
-        results = run(healed, tmp_path / "r.jsonl", backend, "-t", "2", small, big)
+        # One at a time: the big body must not queue ahead of the small answer.
+        results = run(healed, tmp_path / "r.jsonl", backend, "-t", "2", "-c", "1", small, big)
     finally:
         subprocess.run(
             ["ip", "netns", "exec", healed.server, "tc", "qdisc", "del", "dev",
              f"aps{os.getpid()}"[:15], "root"],
             capture_output=True, timeout=30, check=False,
         )  # fmt: skip
-    assert results[small]["status"] == "ok"
+    assert results[small]["status"] == "ok", results[small]["summary"]
     slow = results[big]
     assert slow["status"] == "critical"
     assert slow["summary"] == "timed out after 2 s during transfer"
