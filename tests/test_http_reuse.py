@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -386,15 +386,15 @@ async def test_a_cancelled_run_leaves_no_connection_open(manager: PluginManager)
         urls = [f"http://127.0.0.1:{port}/ok?n={i}" for i in range(4)]
         urls.append(f"http://127.0.0.1:{port}/silent")
         seen: list[Result] = []
+        results = anyprobe.stream(urls, manager=manager, concurrency=2, options=REUSE, timeout=30)
         with anyio.CancelScope() as scope:
-            async for result in anyprobe.stream(
-                urls, manager=manager, concurrency=2, options=REUSE, timeout=30
-            ):
-                seen.append(result)
-                if len(seen) == 4:
-                    # Wait until the silent request is on the wire, then cancel.
-                    await wire.wait_for(lambda: any(r.path == "/silent" for r in wire.requests))
-                    scope.cancel()
+            async with aclosing(results):
+                async for result in results:
+                    seen.append(result)
+                    if len(seen) == 4:
+                        # Wait until the silent request is on the wire, then cancel.
+                        await wire.wait_for(lambda: any(r.path == "/silent" for r in wire.requests))
+                        scope.cancel()
         assert scope.cancelled_caught
         await wire.all_closed()
     assert [r.status for r in seen] == [Status.OK] * 4
