@@ -21,17 +21,20 @@ import importlib.util
 import inspect
 import os
 import re
+import shlex
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import click
 import pytest
 
-from anyprobe import PluginManager, hookspecs
+from anyprobe import AnyprobeError, PluginManager, config, hookspecs
 from anyprobe.cli import cli
 from anyprobe.manager import describe_options
 from anyprobe.testing import CLOSE, HttpReply, HttpServer, LineServer
@@ -168,12 +171,15 @@ def substitute(text: str, loopback: dict[str, str]) -> str:
     return text
 
 
-def run_block(block: Block, workdir: Path, loopback: dict[str, str]) -> None:
+def run_block(
+    block: Block, workdir: Path, loopback: dict[str, str], extra_env: dict[str, str] | None = None
+) -> None:
     env = {
         **{k: v for k, v in os.environ.items() if k != "ANYPROBE_LOAD_PLUGINS"},
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "COLUMNS": "200",
         "NO_COLOR": "1",
+        **(extra_env or {}),
     }
     code = substitute(block.code, loopback)
     args = dict(part.split("=", 1) for part in block.argument.split() if "=" in part)
@@ -285,3 +291,412 @@ def test_rst_docstrings_become_markdown() -> None:
     )
     assert "Call `register(X)`, see `anyprobe.Probe`." in text
     assert "Example:\n\n```python\nregister(X)\n```" in text
+
+
+# -- the reference pages: probes, reporters, topics, the README ------------------
+#
+# Their TOML blocks are loaded by anyprobe's config loader (no marker needed).
+# Their python and shell blocks carry a marker as the guide's do; a shell block
+# that is "not run" (it names real hosts) still has each of its ``anyprobe``
+# command lines parsed and validated by the real CLI, which stops short of
+# running the checks; a python block that is "not run" is compiled and every
+# ``anyprobe`` name it uses must exist.
+
+#: The reference pages, relative to docs/ (the README is ``../README.md``).
+REFERENCE = [
+    *sorted(str(p.relative_to(DOCS)) for p in DOCS.glob("probes/*.md")),
+    *sorted(str(p.relative_to(DOCS)) for p in DOCS.glob("reporters/*.md")),
+    *(
+        page
+        for page in ("bridge.md", "scale-out.md", "runs.md", "peers.md", "reliability.md")
+        if (DOCS / page).exists()
+    ),
+    "../README.md",
+]
+SHELL_LANGUAGES = {"console", "sh", "bash", "shell"}
+
+#: Options that name a file the loader requires to exist: the test creates
+#: each under its temporary directory (an absolute path is re-rooted there).
+FILE_OPTIONS = {"ca_file", "client_cert", "client_key", "key_file", "known_hosts", "resolv_conf"}
+
+#: The check a page's fragments (bare options, a lone ``[[reporter]]``) belong to.
+FRAGMENT_CHECK = {
+    "probes/ssh.md": 'url = "ssh://monitor@app1.example.com"',
+    "probes/dns.md": 'url = "dns://example.com"',
+    "probes/http.md": 'url = "https://example.com/"',
+}
+DEFAULT_FRAGMENT_CHECK = 'url = "tcp://db.example.com:5432"'
+
+
+def test_every_example_in_the_reference_is_run_or_says_why_not() -> None:
+    unmarked = [
+        str(b)
+        for page in REFERENCE
+        for b in blocks(page)
+        if b.language in SHELL_LANGUAGES | {"python"} and b.marker is None
+    ]
+    assert not unmarked, (
+        f"examples with no <!-- run --> or <!-- not run: why --> marker: {unmarked}"
+    )
+    for page in REFERENCE:
+        for block in blocks(page):
+            if block.marker == "not run":
+                assert len(block.argument) > 10, f"{block}: say why it is not run"
+
+
+def toml_blocks() -> list[Block]:
+    return [
+        b
+        for page in REFERENCE
+        for b in blocks(page)
+        if b.language == "toml" and b.marker != "not run"
+    ]
+
+
+def as_config(block: Block, workdir: Path) -> tuple[str, bool]:
+    """``block`` as a whole config file in ``workdir`` (its files created), and
+    whether it needs ``[[check]]`` tables (a server's config file does not)."""
+    text = block.code
+    document = tomllib.loads(text)
+    if set(document) - set(config.TOP_LEVEL):  # bare options of one check
+        check = FRAGMENT_CHECK.get(block.page, DEFAULT_FRAGMENT_CHECK)
+        text = f"[[check]]\n{check}\n{text}"
+    elif "check" not in document and not {"module", "serve"} & set(document):
+        text += f"\n[[check]]\n{DEFAULT_FRAGMENT_CHECK}\n"
+    for value in sorted(set(file_option_values(tomllib.loads(text)))):
+        if value.startswith("~"):
+            continue  # expanded when the check runs, not when the file is loaded
+        created = workdir / value.lstrip("/")
+        created.parent.mkdir(parents=True, exist_ok=True)
+        created.touch()
+        for quote in ('"', "'"):
+            text = text.replace(f"{quote}{value}{quote}", f'"{created}"')
+    path = workdir / f"page-{block.line}.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path), not {"module", "serve"} & set(document)
+
+
+def file_option_values(node: object) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in FILE_OPTIONS and isinstance(value, str):
+                yield value
+            else:
+                yield from file_option_values(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from file_option_values(item)
+
+
+def config_error(block: Block, workdir: Path, manager: PluginManager) -> str:
+    """The loader's error for ``block`` as a config file, or "" when it loads."""
+    path, require_checks = as_config(block, workdir)
+    try:
+        loaded = config.load_config(path, manager, require_checks=require_checks)
+    except AnyprobeError as exc:
+        return str(exc)
+    assert loaded.targets or loaded.serve is not None
+    return ""
+
+
+@pytest.mark.parametrize("block", toml_blocks(), ids=str)
+def test_toml_examples_load(
+    block: Block, builtin_manager: PluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    error = config_error(block, tmp_path, builtin_manager)
+    assert not error, f"{block}: {error}"
+
+
+def anyprobe_command_lines(block: Block) -> list[list[str]]:
+    """The ``anyprobe`` commands of a shell block, as argument lists: in a console
+    block the ``$ `` lines, in a script every line; ``\\`` continues a line."""
+    lines = block.code.splitlines()
+    if block.language == "console":
+        commands, current = [], None
+        for line in lines:
+            if current is not None:
+                current += " " + line.strip()
+            elif line.startswith("$ "):
+                current = line[2:]
+            if current is not None and not current.endswith("\\"):
+                commands.append(current)
+                current = None
+            elif current is not None:
+                current = current[:-1]
+    else:
+        commands = []
+        for line in lines:
+            if commands and commands[-1].endswith("\\"):
+                commands[-1] = commands[-1][:-1] + " " + line.strip()
+            else:
+                commands.append(line)
+    parsed = [shlex.split(c, comments=True) for c in commands]
+    return [args for args in parsed if args and args[0] == "anyprobe"]
+
+
+#: What the files a "not run" command names hold while it is validated.
+COMMAND_FILES = {
+    "checks.toml": f"[[check]]\n{DEFAULT_FRAGMENT_CHECK}\n",
+    "targets.txt": "tcp://db.example.com:5432\nhttps://example.com/health\n",
+    "shop-urls.txt": "https://shop.example.com/\nhttps://shop.example.com/cart\n",
+}
+
+
+def not_run_commands() -> list[tuple[Block, list[str]]]:
+    return [
+        (b, args)
+        for page in REFERENCE
+        for b in blocks(page)
+        if b.language in SHELL_LANGUAGES and b.marker == "not run"
+        for args in anyprobe_command_lines(b)
+    ]
+
+
+def validate_command(
+    args: list[str],
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> tuple[int, str, list[str]]:
+    """Run ``anyprobe ARGS`` in this process up to the point where checks would
+    start: arguments, targets, ``--set`` options, reporters and config files go
+    through the real CLI. Returns the exit status, stderr and what was validated."""
+    import anyprobe.cli
+    import anyprobe.serve
+
+    for name, text in COMMAND_FILES.items():
+        (workdir / name).write_text(text, encoding="utf-8")
+    monkeypatch.chdir(workdir)
+    # --shard auto/N takes its index from the runner; --shard sets these too.
+    monkeypatch.setenv("ANYPROBE_SHARD_INDEX", "0")
+    monkeypatch.setenv("ANYPROBE_RUN_ID", "docs")
+    for variable in ("JOB_COMPLETION_INDEX", "NOMAD_ALLOC_INDEX"):
+        monkeypatch.delenv(variable, raising=False)
+    validated: list[str] = []
+
+    def execute(state: object, targets: list[Any], reporters: list[Any], run_args: object) -> int:
+        validated.append(f"{len(targets)} targets, {len(reporters)} reporters")
+        return 0
+
+    def serve(manager: PluginManager, config_path: str | None, **serve_args: Any) -> int:
+        anyprobe.serve.parse_listen(serve_args["listen"])
+        anyprobe.serve.AllowList(serve_args["allow_targets"])
+        validated.append(f"serve {config_path}")
+        return 0
+
+    with monkeypatch.context() as patch:
+        patch.setattr(anyprobe.cli, "_execute", execute)
+        patch.setattr(anyprobe.serve, "main", serve)
+        with pytest.raises(SystemExit) as exit_info:
+            anyprobe.cli.main(["--no-plugin-autoload", *args[1:]])
+    code = exit_info.value.code
+    return code if isinstance(code, int) else 0, capsys.readouterr().err, validated
+
+
+NOT_RUN_COMMANDS = not_run_commands()
+
+
+@pytest.mark.parametrize(
+    ("block", "args"),
+    NOT_RUN_COMMANDS,
+    ids=[f"{block} {shlex.join(args)[:60]}" for block, args in NOT_RUN_COMMANDS],
+)
+def test_commands_not_run_are_valid(
+    block: Block,
+    args: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, err, validated = validate_command(args, tmp_path, monkeypatch, capsys)
+    assert code == 0, f"{block}: {shlex.join(args)}: {err}"
+    if args[1] in ("check", "run", "serve"):
+        assert validated, f"{block}: {shlex.join(args)} validated nothing"
+
+
+def test_example_checks_catch_a_wrong_example(
+    builtin_manager: PluginManager,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each way of checking an example fails on a wrong one."""
+    monkeypatch.chdir(tmp_path)
+
+    def toml(code: str, page: str = "probes/tcp.md") -> str:
+        return config_error(Block(page, 1, "toml", code, None, ""), tmp_path, builtin_manager)
+
+    assert "unknown option" in toml('[[check]]\nurl = "tcp://db:5432"\nexpekt = "+OK"\n')
+    assert "ca_file" in toml('[[check]]\nurl = "tls://db:5432"\nca_file = 3\n')
+    assert toml('[[check]]\nurl = "tls://db:5432"\nca_file = "/etc/ssl/ca.pem"\n') == ""
+    assert (tmp_path / "etc/ssl/ca.pem").is_file()  # created where the loader looks
+    assert "credentials" in toml('command = "uptime"\n', "probes/ssh.md")
+    assert "unknown reporter" in toml('[[reporter]]\ntype = "jsonl2"\n')
+    assert toml('[[reporter]]\ntype = "junit"\nsuite_name = "nightly"\n') == ""
+
+    command = shlex.split("anyprobe check tcp://db:5432 --set expect=220")
+    code, err, _ = validate_command(command, tmp_path, monkeypatch, capsys)
+    assert code == 3 and "expect" in err
+    code, err, _ = validate_command(
+        ["anyprobe", "run", "missing.toml"], tmp_path, monkeypatch, capsys
+    )
+    assert code == 3 and "missing.toml" in err
+    code, err, validated = validate_command(
+        shlex.split("anyprobe run checks.toml --shard auto/1"), tmp_path, monkeypatch, capsys
+    )
+    assert (code, validated) == (0, ["1 targets, 1 reporters"]), err
+
+    assert python_problems("import anyprobe\nanyprobe.Outcome.okay('x')\n")
+    assert python_problems("from anyprobe.bridge import asyncio_brige\n")
+    assert python_problems("class P(Base):\n    pass\n")
+    assert not python_problems("import anyprobe\nanyprobe.Outcome.ok('x')\n")
+
+
+#: Imported first by every Python process of a reference example: ``anyio.run``
+#: without a ``backend`` runs on ANYPROBE_DOCS_BACKEND, so each example that
+#: starts an event loop runs on asyncio and on trio.
+BACKEND_SITECUSTOMIZE = """\
+import os
+
+_backend = os.environ.get("ANYPROBE_DOCS_BACKEND")
+if _backend:
+    import anyio
+
+    _run = anyio.run
+
+    def _run_on_backend(func, *args, backend=_backend, backend_options=None):
+        return _run(func, *args, backend=backend, backend_options=backend_options)
+
+    anyio.run = _run_on_backend
+"""
+
+
+def backend_env(workdir: Path, backend: str) -> dict[str, str]:
+    """The environment that makes ``anyio.run`` default to ``backend``."""
+    site = workdir / "_site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(BACKEND_SITECUSTOMIZE, encoding="utf-8")
+    return {
+        "ANYPROBE_DOCS_BACKEND": backend,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+    }
+
+
+RUNNABLE_REFERENCE = [page for page in REFERENCE if any(b.marker == "run" for b in blocks(page))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("page", RUNNABLE_REFERENCE)
+def test_reference_examples_run(
+    page: str, backend: str, loopback: dict[str, str], tmp_path: Path
+) -> None:
+    extra_env = backend_env(tmp_path, backend)
+    ran = 0
+    for block in blocks(page):
+        if block.marker == "run":
+            run_block(block, tmp_path, loopback, extra_env)
+            ran += 1
+    assert ran
+
+
+def python_problems(code: str) -> list[str]:
+    """What would stop a Python example from running, short of running it: a
+    syntax error, an undefined name (pyflakes' checks, through ruff), an
+    ``anyprobe`` module or name that does not exist."""
+    import ast
+    import importlib
+
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as exc:
+        return [f"line {exc.lineno}: {exc.msg}"]
+    problems = []
+    lint = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--no-cache",
+            "--quiet",
+            "--isolated",
+            "--select",
+            "F821,F822,F823,F811",
+            "--output-format",
+            "concise",
+            "--stdin-filename",
+            "example.py",
+            "-",
+        ],
+        input=code,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    problems += [line for line in lint.stdout.splitlines() if line.strip()]
+
+    def resolve(dotted: str) -> None:
+        parts = dotted.split(".")
+        for index in range(len(parts), 0, -1):
+            try:
+                found: object = importlib.import_module(".".join(parts[:index]))
+            except ImportError:
+                continue
+            for attribute in parts[index:]:
+                if not hasattr(found, attribute):
+                    problems.append(f"{dotted}: no {attribute!r}")
+                    return
+                found = getattr(found, attribute)
+            return
+        problems.append(f"{dotted}: no such module")
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "anyprobe":
+                    resolve(alias.name)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "anyprobe":
+            for alias in node.names:
+                resolve(f"{node.module}.{alias.name}")
+        elif isinstance(node, ast.Attribute):
+            chain = []
+            current: ast.expr = node
+            while isinstance(current, ast.Attribute):
+                chain.append(current.attr)
+                current = current.value
+            if isinstance(current, ast.Name) and current.id == "anyprobe":
+                resolve(".".join(["anyprobe", *reversed(chain)]))
+    return problems
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b
+        for page in REFERENCE
+        for b in blocks(page)
+        if b.language == "python" and b.marker == "not run"
+    ],
+    ids=str,
+)
+def test_python_examples_not_run_compile_and_use_real_names(block: Block) -> None:
+    assert not python_problems(block.code), f"{block}: {python_problems(block.code)}"
+
+
+@pytest.mark.slow
+def test_reference_examples_run_on_the_backend_asked_for(
+    loopback: dict[str, str], tmp_path: Path
+) -> None:
+    code = (
+        "import anyio, sniffio\n"
+        "async def main() -> None:\n"
+        "    assert sniffio.current_async_library() == 'trio'\n"
+        "anyio.run(main)\n"
+    )
+    block = Block("self-test", 1, "python", code, "run", "")
+    run_block(block, tmp_path, loopback, backend_env(tmp_path, "trio"))
+    with pytest.raises(AssertionError, match="exited 1"):
+        run_block(block, tmp_path, loopback, backend_env(tmp_path, "asyncio"))
