@@ -12,7 +12,7 @@ keeps global state: each call owns its plugin manager, limits and streams.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -62,7 +62,80 @@ def prepare(
     return manager, [*ready, *built] if ready else built
 
 
-async def stream(
+class ResultIterator:
+    """The results of :func:`stream`: iterate them, ideally inside ``async with``.
+
+    ``async with anyprobe.stream(targets) as results: async for r in results``
+    always cleans up at once, also when the loop is left early or cancelled
+    from outside (on trio, leaving an unclosed stream to the garbage collector
+    would corrupt the cancel scopes). A plain ``async for`` over
+    ``anyprobe.stream(...)`` is fine when it runs to the end.
+    """
+
+    def __init__(self, results: AsyncGenerator[Result, None]) -> None:
+        self._results = results
+
+    def __aiter__(self) -> AsyncGenerator[Result, None]:
+        return self._results
+
+    async def __anext__(self) -> Result:
+        return await self._results.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the run (checks still running are cancelled) and clean up."""
+        await self._results.aclose()
+
+    async def __aenter__(self) -> ResultIterator:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._results.aclose()
+
+
+def stream(
+    targets: Iterable[str | Target],
+    *,
+    options: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = 0,
+    concurrency: int | None = None,
+    per_host: int | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
+    explain: bool = False,
+    plugins: Iterable[object] = (),
+    manager: PluginManager | None = None,
+    reporters: Iterable[tuple[str, Reporter[Any]]] = (),
+) -> ResultIterator:
+    """Check ``targets`` and give each result as it completes.
+
+    ``options`` apply to every target whose probe has them (like ``--set``);
+    ``limiter`` lets several runs share one concurrency budget; ``plugins``
+    are registered next to the installed ones; ``reporters`` receive every
+    result too. Every target is validated before the first check starts (on
+    the first iteration). Use it as ``async with anyprobe.stream(...) as
+    results:`` to stop early or under an outer timeout safely; see
+    :class:`ResultIterator`.
+    """
+    return ResultIterator(
+        _stream(
+            targets,
+            options=options,
+            labels=labels,
+            timeout=timeout,
+            retries=retries,
+            concurrency=concurrency,
+            per_host=per_host,
+            limiter=limiter,
+            explain=explain,
+            plugins=plugins,
+            manager=manager,
+            reporters=reporters,
+        )
+    )
+
+
+async def _stream(
     targets: Iterable[str | Target],
     *,
     options: Mapping[str, Any] | None = None,
@@ -76,15 +149,7 @@ async def stream(
     plugins: Iterable[object] = (),
     manager: PluginManager | None = None,
     reporters: Iterable[tuple[str, Reporter[Any]]] = (),
-) -> AsyncIterator[Result]:
-    """Check ``targets`` and yield each result as it completes.
-
-    ``options`` apply to every target whose probe has them (like ``--set``);
-    ``limiter`` lets several runs share one concurrency budget; ``plugins``
-    are registered next to the installed ones; ``reporters`` receive every
-    result too. Every target is validated before the first check starts.
-    To stop early, close the iterator (``contextlib.aclosing``).
-    """
+) -> AsyncGenerator[Result, None]:
     manager, built = prepare(
         targets,
         manager=manager,
@@ -120,7 +185,8 @@ async def check(targets: Iterable[str | Target], **kwargs: Any) -> list[Result]:
 
     Takes the same keyword arguments as :func:`stream`.
     """
-    return [result async for result in stream(targets, **kwargs)]
+    async with stream(targets, **kwargs) as results:
+        return [result async for result in results]
 
 
 def check_sync(

@@ -107,6 +107,11 @@ class Fanout:
             if channel.failure is None and channel.reporter is not None:
                 channel.failure = f"reporter {channel.name} stopped reading before the run ended"
 
+    def abort(self) -> None:
+        """Close every stream still open (a run cancelled from outside): no leaks."""
+        for channel in self._channels:
+            channel.send.close()
+
     def close(self, summary: RunSummary) -> None:
         """End every reporter's stream; ``ctx.summary`` is set first so they can read it."""
         self.ctx.summary = summary

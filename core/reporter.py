@@ -78,20 +78,20 @@ class ResultStream:
     def __init__(self, receive: MemoryObjectReceiveStream[Result]) -> None:
         self._receive = receive
 
-    async def __aiter__(self) -> AsyncIterator[Result]:
-        receive = self._receive
-        while True:
+    def __aiter__(self) -> ResultStream:
+        return self
+
+    async def __anext__(self) -> Result:
+        try:
+            # Take what is waiting without a trip through the event loop.
+            return self._receive.receive_nowait()
+        except anyio.WouldBlock:
             try:
-                # Take what is waiting without a trip through the event loop.
-                result = receive.receive_nowait()
-            except anyio.WouldBlock:
-                try:
-                    result = await receive.receive()
-                except anyio.EndOfStream:
-                    return
+                return await self._receive.receive()
             except anyio.EndOfStream:
-                return
-            yield result
+                raise StopAsyncIteration from None
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
 
     async def batches(self) -> AsyncIterator[list[Result]]:
         """Lists of results: the next one, plus any others already waiting."""

@@ -118,7 +118,11 @@ class Run:
             self.counts[result.status] += 1
             await fanout.send(result)
 
-        async with _closing(self.scheduler.resources), anyio.create_task_group() as tg:
+        async with (
+            _closing(self.scheduler.resources),
+            _aborting(fanout),
+            anyio.create_task_group() as tg,
+        ):
             fanout.start(tg)
             with anyio.CancelScope() as scope:
                 self._checks_scope = scope
@@ -140,6 +144,15 @@ class Run:
         summary = dataclasses.replace(summary, reporter_failures=tuple(fanout.failures))
         self.manager.call_lifecycle("anyprobe_run_finished", run=info, summary=summary)
         return summary
+
+
+@asynccontextmanager
+async def _aborting(fanout: Fanout) -> AsyncIterator[None]:
+    """However the run ends (cancelled from outside included), close its streams."""
+    try:
+        yield
+    finally:
+        fanout.abort()
 
 
 @asynccontextmanager

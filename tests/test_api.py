@@ -60,6 +60,27 @@ async def test_closing_the_stream_early_cancels_the_rest(manager: PluginManager)
         async for result in results:
             assert result.status is Status.OK
             break
+    async with anyprobe.stream(targets, manager=manager, timeout=60) as results:
+        async for result in results:
+            assert result.status is Status.OK
+            break
+
+
+async def test_outer_timeout_around_the_stream_unwinds_cleanly(manager: PluginManager) -> None:
+    import gc
+    import warnings
+
+    manager.register(probes)
+    targets = ["test://ok", *[f"test://hang-{i}" for i in range(5)]]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with anyio.move_on_after(0.2) as scope:
+            async with anyprobe.stream(targets, manager=manager, timeout=60) as results:
+                async for _ in results:
+                    await anyio.sleep(30)
+        gc.collect()
+    assert scope.cancelled_caught
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 def test_check_sync_runs_its_own_loop(anyio_backend: str, listening_port: int) -> None:
