@@ -89,7 +89,7 @@ def scrape_config(targets: list[str], replicas: list[str]) -> dict[str, object]:
             }
         )
     return {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+        "global": {"scrape_interval": "2s", "scrape_timeout": "2s"},
         "scrape_configs": jobs,
     }
 
