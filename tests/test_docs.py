@@ -17,8 +17,11 @@ loopback servers this module starts: ``localhost:8000`` is an HTTP server
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import inspect
+import io
+import json
 import os
 import re
 import shlex
@@ -27,17 +30,31 @@ import sys
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from xml.etree import ElementTree
 
+import anyio
 import click
 import pytest
 
-from anyprobe import AnyprobeError, PluginManager, config, hookspecs
+from anyprobe import (
+    AnyprobeError,
+    ErrorInfo,
+    PluginManager,
+    Result,
+    RunSummary,
+    Status,
+    config,
+    hookspecs,
+)
 from anyprobe.cli import cli
 from anyprobe.manager import describe_options
-from anyprobe.testing import CLOSE, HttpReply, HttpServer, LineServer
+from anyprobe.testing import CLOSE, HttpReply, HttpServer, LineServer, make_result
+
+from .reporter_samples import run_reporter
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -700,3 +717,265 @@ def test_reference_examples_run_on_the_backend_asked_for(
     run_block(block, tmp_path, loopback, backend_env(tmp_path, "trio"))
     with pytest.raises(AssertionError, match="exited 1"):
         run_block(block, tmp_path, loopback, backend_env(tmp_path, "asyncio"))
+
+
+# -- example outputs: what the reporters write for the results the pages show ----
+#
+# The reporter pages show one run: "postgres" (refused), "ssh" (ok) and "slow
+# api" (a warning). The CSV example carries every field of the first two; the
+# test rebuilds those results from it, renders them with each reporter and
+# compares with what each page shows.
+
+
+def example(page: str, language: str, index: int = 0) -> str:
+    """The ``index``-th ``language`` block of ``page``."""
+    return [b.code for b in blocks(page) if b.language == language][index]
+
+
+PHASES = ["resolve", "connect", "tls", "first_byte", "transfer"]
+
+
+def results_of_csv_example() -> list[Result]:
+    rows = list(csv.DictReader(io.StringIO(example("reporters/csv.md", "text"))))
+    assert rows
+    return [
+        Result(
+            name=row["name"],
+            target=row["target"],
+            probe=row["probe"],
+            status=Status(row["status"]),
+            summary=row["summary"],
+            started=datetime.fromisoformat(row["started"]),
+            duration=float(row["duration"]),
+            attempts=int(row["attempts"]),
+            # the file has them sorted by name; a check measures them in this order
+            phases=dict(
+                sorted(json.loads(row["phases"]).items(), key=lambda p: PHASES.index(p[0]))
+            ),
+            metrics=json.loads(row["metrics"]),
+            error=ErrorInfo(row["error_type"], row["error_message"], row["error_phase"] or None)
+            if row["error_type"]
+            else None,
+            labels=json.loads(row["labels"]),
+        )
+        for row in rows
+    ]
+
+
+def slow_api() -> Result:
+    return Result(
+        name="slow api",
+        target="tcp://127.0.0.1:47001/api",
+        probe="tcp",
+        status=Status.WARNING,
+        summary="connected to 127.0.0.1:47001 in 2.2 ms (took 0.002 s, over warning_after 1e-06 s)",
+        started=datetime.fromisoformat("2026-11-26T13:33:25.814264+00:00"),
+        duration=0.002484182999978657,
+        attempts=1,
+        phases={"resolve": 8e-06, "connect": 0.002193},
+        metrics={"address": "127.0.0.1", "port": 47001},
+        error=None,
+        labels={},
+    )
+
+
+def doc_run() -> tuple[list[Result], RunSummary]:
+    """The pages' run, in completion order, and its summary (the JUnit example's time)."""
+    postgres, ssh = results_of_csv_example()
+    results = [postgres, ssh, slow_api()]
+    counts = {Status.OK: 1, Status.WARNING: 1, Status.CRITICAL: 1}
+    return results, RunSummary(total=3, counts=counts, not_finished=0, duration=0.004153)
+
+
+async def render(
+    manager: PluginManager,
+    name: str,
+    results: list[Result],
+    summary: RunSummary,
+    path: Path,
+    **options: Any,
+) -> str:
+    _, reporter = config.make_reporter(manager, name, {"path": str(path), **options})
+    await run_reporter(reporter, results, summary)
+    return await anyio.Path(path).read_text(encoding="utf-8")
+
+
+def test_jsonl_keys_in_the_pages_are_the_records() -> None:
+    """The JSON records the webhook page shows use the JSON Lines contract's keys."""
+    keys = set(results_of_csv_example()[0].as_dict())
+    body = json.loads(example("reporters/webhook.md", "json"))
+    for record in body["results"]:
+        assert set(record) - {"..."} <= keys, set(record) - keys
+
+
+@pytest.mark.anyio
+async def test_csv_markdown_and_nagios_examples_are_what_the_reporters_write(
+    builtin_manager: PluginManager, tmp_path: Path
+) -> None:
+    results, summary = doc_run()
+    written = await render(builtin_manager, "csv", results[:2], summary, tmp_path / "r.csv")
+    assert written == example("reporters/csv.md", "text")
+
+    written = await render(builtin_manager, "markdown", results, summary, tmp_path / "r.md")
+    assert written.strip() == example("reporters/markdown.md", "markdown").strip()
+
+    written = await render(builtin_manager, "nagios", results, summary, tmp_path / "r.txt")
+    assert written == example("reporters/nagios.md", "text", 2)
+    one = Result(
+        name="tcp://127.0.0.1:47001",
+        target="tcp://127.0.0.1:47001",
+        probe="tcp",
+        status=Status.OK,
+        summary="connected to 127.0.0.1:47001 in 0.7 ms",
+        started=results[0].started,
+        duration=0.00088,
+        attempts=1,
+        phases={"resolve": 0.00002, "connect": 0.000733},
+        metrics={"address": "127.0.0.1", "port": 47001},
+        error=None,
+        labels={},
+    )
+    one_summary = RunSummary(total=1, counts={Status.OK: 1}, not_finished=0, duration=0.00088)
+    written = await render(builtin_manager, "nagios", [one], one_summary, tmp_path / "one.txt")
+    assert written == example("reporters/nagios.md", "text", 1)
+    web = Result(
+        name="https://www.example.com/",
+        target="https://www.example.com/",
+        probe="http",
+        status=Status.WARNING,
+        summary="HTTP 200 in 812 ms",
+        started=results[0].started,
+        duration=0.812,
+        attempts=1,
+        phases={},
+        metrics={"http_status": 200},
+        error=None,
+        labels={},
+    )
+    web_summary = RunSummary(total=1, counts={Status.WARNING: 1}, not_finished=0, duration=0.812)
+    configured = tomllib.loads(example("reporters/nagios.md", "toml"))["reporter"][0]
+    options = {k: v for k, v in configured.items() if k != "type"}
+    written = await render(
+        builtin_manager, "nagios", [web], web_summary, tmp_path / "web.txt", **options
+    )
+    assert written == example("reporters/nagios.md", "text", 3)
+
+
+@pytest.mark.anyio
+async def test_junit_example_is_what_the_reporter_writes(
+    builtin_manager: PluginManager, tmp_path: Path
+) -> None:
+    results, summary = doc_run()
+    written = await render(builtin_manager, "junit", results, summary, tmp_path / "r.xml")
+    shown = ElementTree.fromstring(example("reporters/junit.md", "xml").encode())
+    actual = ElementTree.fromstring(written.encode())
+    assert (shown.tag, shown.attrib) == (actual.tag, actual.attrib)
+    shown_suite, actual_suite = shown.find("testsuite"), actual.find("testsuite")
+    assert shown_suite is not None and actual_suite is not None
+    assert set(shown_suite.attrib) == set(actual_suite.attrib)
+    for key in ("name", "tests", "failures", "errors", "skipped", "time"):
+        assert shown_suite.get(key) == actual_suite.get(key), key
+
+    def described(element: ElementTree.Element) -> list[tuple[str, dict[str, str], str]]:
+        return [(e.tag, e.attrib, (e.text or "").strip()) for e in element.iter()]
+
+    assert described(shown_suite.find("properties")) == described(actual_suite.find("properties"))  # type: ignore[arg-type]
+    cases = {case.get("name"): case for case in actual_suite.iter("testcase")}
+    shown_cases = list(shown_suite.iter("testcase"))
+    assert len(shown_cases) == 2
+    for case in shown_cases:
+        assert described(case) == described(cases[case.get("name")])
+
+
+@pytest.mark.anyio
+async def test_prometheus_example_is_what_the_reporter_writes() -> None:
+    from prometheus_client import generate_latest
+
+    from anyprobe.plugins.prometheus import build_registry
+
+    results, summary = doc_run()
+    now = 1.7957000058375216e09
+    actual = generate_latest(build_registry(results, summary, now=now)).decode().splitlines()
+    shown = [line for line in example("reporters/prometheus.md", "text").splitlines()]
+    missing = [line for line in shown if line != "..." and line not in actual]
+    assert not missing
+    api = Result(
+        name="api",
+        target="https://api.example.com/health",
+        probe="http",
+        status=Status.OK,
+        summary="HTTP 200 in 41 ms",
+        started=datetime.fromtimestamp(1.800828000123456e09 - 61 * 86400, tz=UTC),
+        duration=0.041,
+        attempts=1,
+        phases={"first_byte": 0.009},
+        metrics={"http_status": 200, "cert_expiry_days": 61},
+        error=None,
+        labels={},
+    )
+    actual = generate_latest(build_registry([api])).decode().splitlines()
+    missing = [
+        line
+        for line in example("reporters/prometheus.md", "text", 1).splitlines()
+        if line not in actual
+    ]
+    assert not missing
+    page = (DOCS / "reporters/prometheus.md").read_text(encoding="utf-8")
+    table = page.split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        name.replace("<probe>", "tcp") for name in re.findall(r"^\| `([\w<>]+)", table, re.M)
+    }
+    interrupted = RunSummary(
+        total=4, counts=summary.counts, not_finished=1, duration=1.0, interrupted="SIGINT"
+    )
+    exposed = {
+        line.split()[2]
+        for registry in (build_registry(results, interrupted), build_registry([api]))
+        for line in generate_latest(registry).decode().splitlines()
+        if line.startswith("# TYPE")
+    }
+    assert documented <= exposed, documented - exposed
+
+
+@pytest.mark.anyio
+async def test_webhook_examples_are_what_the_reporter_posts(
+    builtin_manager: PluginManager, webhook_receiver: Any
+) -> None:
+    results, _ = doc_run()
+    postgres, ssh = results[:2]
+    counts = {Status.OK: 1, Status.CRITICAL: 1}
+    summary = RunSummary(total=2, counts=counts, not_finished=0, duration=0.0185)
+    for options in ({}, {"template": "slack"}, {"template": "slack", "mode": "per_result"}):
+        _, reporter = config.make_reporter(
+            builtin_manager, "webhook", {"url": webhook_receiver.url, **options}
+        )
+        await run_reporter(reporter, [postgres, ssh], summary)
+    batch, slack_batch, slack_postgres, slack_ssh = webhook_receiver.bodies()
+    shown = json.loads(example("reporters/webhook.md", "json", 0))
+    assert shown["summary"] == batch["summary"]
+    for shown_record, record in zip(shown["results"], batch["results"], strict=True):
+        assert {k: v for k, v in shown_record.items() if k != "..."}.items() <= record.items()
+    assert json.loads(example("reporters/webhook.md", "json", 1)) == slack_postgres
+    assert json.loads(example("reporters/webhook.md", "json", 2)) == slack_batch
+    assert slack_ssh == {"text": f"OK ssh: {ssh.summary}"}  # the same shape for each result
+
+
+def test_table_example_is_what_the_reporter_prints() -> None:
+    from anyprobe.plugins.table import render_plain
+
+    shown = example("probes/http.md", "console").splitlines()
+    url = "https://example.com/health"
+    assert shown[0].startswith(f"$ anyprobe check {url} ")
+    result = make_result(url, "ok", "HTTP 200 in 61 ms", target=url, probe="http", duration=0.0612)
+    printed = render_plain([result], "1 check: 1 ok in 0.06 s", explain=False)
+    assert "\n".join(shown[1:]) + "\n" == printed
+
+
+def test_yaml_examples_parse() -> None:
+    """Prometheus, Kubernetes and CI snippets are at least valid YAML."""
+    import yaml
+
+    found = [b for page in REFERENCE for b in blocks(page) if b.language == "yaml"]
+    assert found
+    for block in found:
+        assert yaml.safe_load(block.code), block
