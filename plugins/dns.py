@@ -3,9 +3,16 @@
 Without a server (``dns://NAME?type=T``) the question goes to the nameservers
 of the system's resolver configuration (``/etc/resolv.conf``), in order.
 
-dnspython is imported on first use. Its async backend is passed explicitly on
-every call: dnspython otherwise detects the event loop once and caches it for
-the whole process, which breaks a process that runs asyncio and then trio.
+Over UDP and TCP the question goes through dnspython's async API, imported on
+first use. Its async backend is passed explicitly on every call: dnspython
+otherwise detects the event loop once and caches it for the whole process,
+which breaks a process that runs asyncio and then trio.
+
+DNS over TLS (RFC 7858) and over HTTPS (RFC 8484, HTTP/1.1 POST) are spoken
+here, on anyio's TLS streams and h11, with dnspython only building and reading
+the messages: the certificate checks of :mod:`anyprobe.tls` apply, and both
+work on trio (dnspython's own DNS over HTTPS needs httpx2 and finds its event
+loop by the cached detection above).
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import ssl
+import struct
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
@@ -23,15 +32,41 @@ import anyio
 from pydantic import Field, field_validator, model_validator
 
 import anyprobe
-from anyprobe.net import IpFamily, fail_from_os_error, resolve
+from anyprobe.net import (
+    IpFamily,
+    connect_tcp,
+    describe_os_error,
+    fail_from_os_error,
+    resolve,
+    root_os_error,
+)
+from anyprobe.tls import (
+    TlsInfo,
+    TlsOptions,
+    client_certificate_expiry_days,
+    client_context,
+    describe_tls_error,
+    expiry_verdict,
+    find_ssl_error,
+    inspect_connection,
+    is_expired_certificate_error,
+    peek_certificate,
+    tls_failure,
+)
 
 if TYPE_CHECKING:
     import dns.message
     import dns.name
     import dns.rdataclass
     import dns.rdatatype
+    from anyio.abc import ByteStream
 
 DEFAULT_PORT = 53
+#: The port each transport uses when the URL gives none.
+DEFAULT_PORTS = {"udp": DEFAULT_PORT, "tcp": DEFAULT_PORT, "tls": 853, "https": 443}
+#: The largest DNS message over TLS or HTTPS (DNS over TLS frames it with two bytes).
+MAX_MESSAGE = 65535
+DNS_MESSAGE_TYPE = "application/dns-message"
 #: Answers shown in a summary before "(+N more)".
 SUMMARY_ANSWERS = 4
 #: Lines of each response section kept in a result's details.
@@ -40,16 +75,22 @@ DETAIL_LINES = 50
 EDNS_PAYLOAD = 1232
 
 
-class DnsOptions(anyprobe.ProbeOptions):
+class DnsOptions(TlsOptions):
     record_type: str = Field(
         "A",
         description="Record type to ask for (A, AAAA, CNAME, MX, NS, TXT, SOA, SRV, PTR, "
         "CAA...); the URL's ?type= wins over it.",
     )
     record_class: str = Field("IN", description="Record class: IN, CH or HS.")
-    transport: Literal["udp", "tcp"] = Field(
+    transport: Literal["udp", "tcp", "tls", "https"] = Field(
         "udp",
-        description="udp (retried over TCP when the answer is truncated) or tcp.",
+        description="udp (retried over TCP when the answer is truncated), tcp, tls (DNS over "
+        "TLS, port 853) or https (DNS over HTTPS, port 443, POST to doh_path).",
+    )
+    doh_path: str = Field(
+        "/dns-query",
+        description="With transport https: the path of the DNS over HTTPS endpoint on the "
+        "URL's server.",
     )
     recursion_desired: bool = Field(
         True, description="Set the RD flag: ask the server to recurse for us."
@@ -115,6 +156,17 @@ class DnsOptions(anyprobe.ProbeOptions):
             ) from None
         return value.upper()
 
+    @field_validator("doh_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("doh_path must start with /")
+        if any(c.isspace() or not c.isprintable() or not c.isascii() for c in value):
+            raise ValueError("doh_path must be printable ASCII without spaces (percent-encode)")
+        if "#" in value:
+            raise ValueError("doh_path takes no #fragment")
+        return value
+
     @field_validator("answers_match", "any_answer_matches")
     @classmethod
     def _valid_regex(cls, value: str | None) -> str | None:
@@ -170,7 +222,7 @@ class DnsQuestion:
     """What a ``dns://`` URL asks: of which server (None: the system's), for what."""
 
     server: str | None
-    port: int
+    port: int | None  # None: the transport's default
     name: str
     record_type: str | None
 
@@ -197,13 +249,13 @@ def _parse(url: SplitResult) -> DnsQuestion:
         if "/" in path:
             raise ValueError(f"{path!r} is not a domain name (one path segment expected)")
         server = url.hostname or None
-        port = url.port or DEFAULT_PORT
+        port = url.port or None
         name = path
     else:
         if url.port is not None:
             raise ValueError("a port needs a server: dns://SERVER:PORT/NAME")
         server = None
-        port = DEFAULT_PORT
+        port = None
         name = unquote(url.hostname or url.netloc)
     if not name:
         raise ValueError("no name to look up (dns://[SERVER[:PORT]]/NAME?type=T)")
@@ -240,7 +292,9 @@ class DnsProbe(anyprobe.Probe[DnsOptions]):
     name = "dns"
     schemes = ("dns",)
     Options = DnsOptions
-    description = "DNS query (UDP or TCP) with rcode and answer assertions, on dnspython."
+    description = (
+        "DNS query (UDP, TCP, TLS or HTTPS) with rcode, answer and certificate assertions."
+    )
 
     def validate_url(self, url: SplitResult, text: str) -> tuple[str, int | None]:
         """The host is the server when the URL names one (the per-host limit then
@@ -251,7 +305,7 @@ class DnsProbe(anyprobe.Probe[DnsOptions]):
             raise anyprobe.TargetError(f"{text}: {exc}") from None
         if question.server is None:
             return question.name, None
-        return question.server, question.port
+        return question.server, question.port or DEFAULT_PORT
 
     async def check(
         self, target: anyprobe.Target, options: DnsOptions, ctx: anyprobe.CheckContext
@@ -278,21 +332,40 @@ class DnsProbe(anyprobe.Probe[DnsOptions]):
             query.flags &= ~dns.flags.RD
         ctx.metrics["record_type"] = type_text
 
+        encrypted = options.transport in ("tls", "https")
         if question.server is None:
+            if encrypted:
+                raise anyprobe.CheckFailed(
+                    f"transport {options.transport} needs a server in the URL "
+                    "(dns://SERVER[:PORT]/NAME): the system's resolvers are asked over UDP",
+                    status=anyprobe.Status.UNKNOWN,
+                )
             servers = await _system_nameservers(options.resolv_conf, ctx)
             port = DEFAULT_PORT
         else:
-            port = question.port
+            port = question.port or DEFAULT_PORTS[options.transport]
             with ctx.phase("resolve"):
                 servers = await resolve(question.server, port, options.ip_family)
             if servers != [question.server]:
                 ctx.trace(f"resolved {question.server} to {', '.join(servers)}")
-            servers = servers[:1]
 
-        response, server, transport = await _ask(query, servers, port, options, ctx, backend)
+        tls: TlsInfo | None = None
+        if encrypted:
+            assert question.server is not None
+            response, server, tls = await _ask_encrypted(
+                query, question.server, servers, port, options, ctx
+            )
+            transport: str = options.transport
+        else:
+            response, server, transport = await _ask(
+                query, servers[:1] if question.server else servers, port, options, ctx, backend
+            )
         ctx.metrics["server"] = _join_host_port(server, port)
         ctx.metrics["transport"] = transport
-        return _judge(what, rdtype, response, options, ctx)
+        outcome = _judge(what, rdtype, response, options, ctx)
+        if tls is not None:
+            _add_certificate_verdict(outcome, tls, options, ctx)
+        return outcome
 
 
 async def _system_nameservers(path: str, ctx: anyprobe.CheckContext) -> list[str]:
@@ -414,6 +487,285 @@ async def _query_one(
     return response, transport
 
 
+# -- DNS over TLS and over HTTPS ------------------------------------------------
+
+
+async def _ask_encrypted(
+    query: dns.message.Message,
+    host: str,
+    addresses: list[str],
+    port: int,
+    options: DnsOptions,
+    ctx: anyprobe.CheckContext,
+) -> tuple[dns.message.Message, str, TlsInfo]:
+    """Ask over TLS or HTTPS: connect (trying each address in turn), handshake,
+    send the query and read the answer; the response, the address that gave it
+    and what the handshake showed. Phases ``connect``, ``tls`` and ``query``."""
+    transport = options.transport
+    server_name = options.server_name or host
+    try:
+        with ctx.phase("connect"):
+            tcp, address = await connect_tcp(addresses, port)
+    except anyprobe.CheckFailed as exc:
+        where = _join_host_port(host, port)
+        raise anyprobe.CheckFailed(
+            f"query to {where} over {transport}: {exc.summary}", error=exc.error
+        ) from None
+    where = _join_host_port(address, port)
+    ctx.metrics["server"] = where
+    ctx.trace(f"connected to {where}")
+    stream: ByteStream = tcp
+    try:
+        with ctx.phase("tls"):
+            stream, tls = await _handshake(tcp, server_name, options, ctx)
+        ctx.metrics.update(tls.metrics())
+        client_days = client_certificate_expiry_days(options, ctx)
+        if client_days is not None:
+            ctx.metrics["client_cert_expiry_days"] = client_days
+        wire = query.to_wire()
+        with ctx.phase("query"):
+            if transport == "tls":
+                if ctx.explain:
+                    ctx.trace(f"asking {where} over tls: {query.question[0].to_text()}")
+                answer = await _exchange_dot(stream, wire, where)
+            else:
+                answer = await _exchange_doh(stream, wire, host, port, where, options, ctx)
+    finally:
+        # No close_notify exchange: a check has no use for it, and a server
+        # that never answers it must not hold the check up.
+        with suppress(OSError, anyio.BrokenResourceError, ssl.SSLError):
+            await anyio.aclose_forcefully(stream)
+    with ctx.phase("query"):
+        response = _read_response(query, answer, where)
+    if ctx.explain:
+        import dns.rcode
+
+        ctx.trace(
+            f"{dns.rcode.to_text(response.rcode())} from {where} over {transport},"
+            f" {len(response.answer)} answer RRsets"
+        )
+    return response, address, tls
+
+
+async def _handshake(
+    tcp: anyio.abc.SocketStream, server_name: str, options: DnsOptions, ctx: anyprobe.CheckContext
+) -> tuple[ByteStream, TlsInfo]:
+    """TLS over ``tcp``, verified as the options say; the stream and what it showed."""
+    from anyio.streams.tls import TLSAttribute, TLSStream
+
+    alpn = ("http/1.1",) if options.transport == "https" else ()
+    context = client_context(options, ctx, alpn=alpn)
+    try:
+        stream = await TLSStream.wrap(
+            tcp, hostname=server_name, ssl_context=context, standard_compatible=False
+        )
+    except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+        raise await _handshake_failure(exc, tcp, server_name, options, ctx) from None
+    info = inspect_connection(stream.extra(TLSAttribute.ssl_object))
+    for line in info.describe():
+        ctx.trace(line)
+    return stream, info
+
+
+async def _handshake_failure(
+    exc: BaseException,
+    tcp: anyio.abc.SocketStream,
+    server_name: str,
+    options: DnsOptions,
+    ctx: anyprobe.CheckContext,
+) -> anyprobe.CheckFailed:
+    """The verdict on a failed handshake; for an expired certificate, how long ago."""
+    if isinstance(exc, anyio.EndOfStream):
+        return anyprobe.CheckFailed("the server closed the connection during the TLS handshake")
+    root = root_os_error(exc)
+    if isinstance(root, OSError) and not isinstance(root, ssl.SSLError):
+        return anyprobe.CheckFailed(
+            f"{describe_os_error(root)} during the TLS handshake", error=root
+        )
+    failed = tls_failure(exc, server_name)
+    ctx.trace(f"TLS handshake failed: {failed.summary}")
+    if is_expired_certificate_error(exc):
+        address = tcp.extra(anyio.abc.SocketAttribute.remote_address)[0]
+        port = tcp.extra(anyio.abc.SocketAttribute.remote_port)
+        # Hang up first: a server that serves one client at a time may be
+        # waiting for this connection to end before it accepts the next.
+        with suppress(OSError, anyio.BrokenResourceError):
+            await anyio.aclose_forcefully(tcp)
+        leaf = await peek_certificate(address, port, server_name, options, ctx)
+        if leaf is not None:
+            days = round(leaf.expiry_days(), 2)
+            status, summary = expiry_verdict(days, options)
+            return anyprobe.CheckFailed(
+                summary, status=status, error=failed.error, metrics={"cert_expiry_days": days}
+            )
+    return failed
+
+
+def _io_failure(exc: BaseException, where: str, transport: str) -> anyprobe.CheckFailed:
+    """A failure to send or receive over TLS: a TLS alert (a refused client
+    certificate shows here with TLS 1.3) or a socket error."""
+    error = find_ssl_error(exc)
+    if error is not None:
+        return anyprobe.CheckFailed(
+            f"query to {where} over {transport}: {describe_tls_error(exc)}", error=error
+        )
+    return fail_from_os_error(exc, f"query to {where} over {transport}")
+
+
+async def _exchange_dot(stream: ByteStream, wire: bytes, where: str) -> bytes:
+    """One query over DNS over TLS: both messages framed by their two-byte length."""
+    from anyio.streams.buffered import BufferedByteReceiveStream
+
+    reader = BufferedByteReceiveStream(stream)
+    try:
+        await stream.send(struct.pack("!H", len(wire)) + wire)
+        (length,) = struct.unpack("!H", await reader.receive_exactly(2))
+        return await reader.receive_exactly(length)
+    except (anyio.IncompleteRead, anyio.EndOfStream):
+        raise anyprobe.CheckFailed(
+            f"query to {where} over tls: the server closed the connection without an answer"
+        ) from None
+    except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+        raise _io_failure(exc, where, "tls") from None
+
+
+async def _exchange_doh(
+    stream: ByteStream,
+    wire: bytes,
+    host: str,
+    port: int,
+    where: str,
+    options: DnsOptions,
+    ctx: anyprobe.CheckContext,
+) -> bytes:
+    """One query over DNS over HTTPS: ``POST doh_path`` with the message as its
+    body, over HTTP/1.1; the body of a 200 answer of type application/dns-message."""
+    import h11
+
+    authority = host if ":" not in host else f"[{host}]"
+    if options.server_name:
+        authority = options.server_name
+    if port != DEFAULT_PORTS["https"]:
+        authority += f":{port}"
+    path = options.doh_path
+    connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=16 * 1024)
+    request = h11.Request(
+        method="POST",
+        target=path,
+        headers=[
+            ("Host", authority),
+            ("User-Agent", f"anyprobe/{anyprobe.__version__}"),
+            ("Accept", DNS_MESSAGE_TYPE),
+            ("Content-Type", DNS_MESSAGE_TYPE),
+            ("Content-Length", str(len(wire))),
+        ],
+    )
+    data = connection.send(request) + connection.send(h11.Data(data=wire))
+    data += connection.send(h11.EndOfMessage())
+    if ctx.explain:
+        ctx.trace(f"> POST https://{authority}{path} ({len(wire)} bytes)")
+
+    async def next_event() -> Any:
+        while True:
+            try:
+                event = connection.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise anyprobe.CheckFailed(
+                    f"invalid HTTP answer from {where}: {exc}", error=exc
+                ) from None
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                chunk = await stream.receive(MAX_MESSAGE)
+            except anyio.EndOfStream:
+                chunk = b""
+            connection.receive_data(chunk)
+
+    try:
+        await stream.send(data)
+        event = await next_event()
+        while isinstance(event, h11.InformationalResponse):
+            event = await next_event()
+        if isinstance(event, h11.ConnectionClosed):
+            raise anyprobe.CheckFailed(
+                f"query to {where} over https: the server closed the connection without an answer"
+            )
+        status = event.status_code
+        reason = event.reason.decode("latin-1", errors="replace") or _reason_phrase(status)
+        content_type = ""
+        for name, value in event.headers:
+            if name == b"content-type":
+                content_type = value.decode("latin-1", errors="replace")
+        ctx.metrics["http_status"] = status
+        if ctx.explain:
+            ctx.trace(f"< HTTP/{event.http_version.decode()} {status} {reason}, {content_type}")
+        body = bytearray()
+        while True:
+            event = await next_event()
+            if isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > MAX_MESSAGE:
+                    break
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                break
+    except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+        raise _io_failure(exc, where, "https") from None
+    if status != 200:
+        raise anyprobe.CheckFailed(
+            f"DNS over HTTPS: {where} answered POST {path} with HTTP {status} {reason}".rstrip()
+        )
+    if content_type.split(";")[0].strip().lower() != DNS_MESSAGE_TYPE:
+        raise anyprobe.CheckFailed(
+            f"DNS over HTTPS: {where} answered POST {path} with "
+            f"{content_type or 'no Content-Type'}, not {DNS_MESSAGE_TYPE}"
+        )
+    if len(body) > MAX_MESSAGE:
+        raise anyprobe.CheckFailed(
+            f"DNS over HTTPS: the answer from {where} is longer than {MAX_MESSAGE} bytes"
+        )
+    return bytes(body)
+
+
+def _reason_phrase(status: int) -> str:
+    """The standard reason phrase, for a server that sends none."""
+    import http
+
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _read_response(query: dns.message.Message, wire: bytes, where: str) -> dns.message.Message:
+    """The response in ``wire``, checked to answer ``query``."""
+    import dns.exception
+    import dns.message
+
+    try:
+        response = dns.message.from_wire(wire)
+    except dns.exception.DNSException as exc:
+        raise anyprobe.CheckFailed(f"malformed response from {where}: {exc}", error=exc) from None
+    if not query.is_response(response):
+        raise anyprobe.CheckFailed(
+            f"malformed response from {where}: not an answer to the question asked"
+        )
+    return response
+
+
+def _add_certificate_verdict(
+    outcome: anyprobe.Outcome, tls: TlsInfo, options: DnsOptions, ctx: anyprobe.CheckContext
+) -> None:
+    """The server certificate's expiry joins the answer's verdict; the worse one counts."""
+    days = tls.cert_expiry_days()
+    if days is not None:
+        status, verdict = expiry_verdict(days, options)
+        outcome.summary += f"; {verdict}"
+        if status > outcome.status:
+            outcome.status = status
+    if ctx.explain or outcome.status is not anyprobe.Status.OK:
+        outcome.details["tls"] = tls.details()
+
+
 def _judge(
     what: str,
     rdtype: int,
@@ -446,7 +798,8 @@ def _judge(
     ctx.metrics.update(metrics)
     server = ctx.metrics["server"]
     took = ctx.phases.get("query", 0.0) * 1000
-    via = f"from {server}" + (" over tcp" if ctx.metrics.get("transport") == "tcp" else "")
+    transport = ctx.metrics.get("transport", "udp")
+    via = f"from {server}" + (f" over {transport}" if transport != "udp" else "")
 
     def sections() -> dict[str, list[str]]:
         # The response as text, for reading a failure; a passing check's

@@ -6,10 +6,14 @@ within one test, which is what a test suite (or an embedding program) does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
+import pytest
 
 import anyprobe
 from anyprobe import PluginManager, Result, Status
+from tests.servers.banner import TlsCa
 from tests.servers.dns import DnsServer
 
 
@@ -27,3 +31,23 @@ def test_dns_probe_follows_the_running_backend(
         [result] = anyio.run(run, backend=backend)
         assert result.status is Status.OK, (backend, result.summary)
     assert dns_server.queries == {"udp": 4}
+
+
+@pytest.mark.parametrize("transport", ["tls", "https"])
+def test_encrypted_transports_follow_the_running_backend(
+    manager: PluginManager,
+    tls_ca: TlsCa,
+    encrypted_dns_server: Callable[..., DnsServer],
+    transport: str,
+) -> None:
+    server = encrypted_dns_server(transport)
+    target = f"dns://{server.address}/www.example.test"
+    options = {"transport": transport, "ca_file": str(tls_ca.ca_file)}
+
+    async def run() -> list[Result]:
+        return await anyprobe.check([target], options=options, manager=manager)
+
+    for backend in ("asyncio", "trio", "asyncio", "trio"):
+        [result] = anyio.run(run, backend=backend)
+        assert result.status is Status.OK, (backend, result.summary)
+    assert server.queries == {transport: 4}

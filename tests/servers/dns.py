@@ -1,5 +1,6 @@
-"""DNS fixtures: a small authoritative responder on UDP and TCP, a UDP port
-that never answers, and Debian's dnsmasq for an interop test.
+"""DNS fixtures: a small authoritative responder on UDP and TCP, the same
+responder over TLS (DNS over TLS) and HTTPS (DNS over HTTPS), a UDP port that
+never answers, and Debian's dnsmasq for an interop test.
 
 The responder runs in a thread with its own sockets, so it serves tests on
 either backend alike. It is authoritative for ``example.test`` and
@@ -9,6 +10,9 @@ either backend alike. It is authoritative for ``example.test`` and
 - ``big.example.test`` (TXT): too large for 512 bytes of UDP, so the UDP
   answer is truncated (TC) and the full one comes over TCP;
 - any other name in the zone: NXDOMAIN; a name outside it: REFUSED.
+
+The DNS over TLS and HTTPS servers (:func:`encrypted_dns_server`) run on
+blocking sockets in a thread, with trustme certificates from ``tls_ca``.
 """
 
 from __future__ import annotations
@@ -19,18 +23,27 @@ import random
 import selectors
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-__all__ = ["dns_server", "dns_server_on_port_53", "dnsmasq_server", "silent_udp_port"]
+from tests.servers.banner import TlsCa
+
+__all__ = [
+    "dns_server",
+    "dns_server_on_port_53",
+    "dnsmasq_server",
+    "encrypted_dns_server",
+    "silent_udp_port",
+]
 
 ORIGINS = ("example.test.", "127.in-addr.arpa.")
 
@@ -63,13 +76,15 @@ class DnsServer:
     host: str
     port: int
     queries: Counter[str] = field(default_factory=Counter)
+    #: DNS over HTTPS: (method, path, Host header, Content-Type) of each request.
+    requests: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
 
-def _answer(wire: bytes, *, over_tcp: bool, server: DnsServer) -> bytes | None:
+def _answer(wire: bytes, *, transport: str, server: DnsServer) -> bytes | None:
     import dns.exception
     import dns.flags
     import dns.message
@@ -90,7 +105,7 @@ def _answer(wire: bytes, *, over_tcp: bool, server: DnsServer) -> bytes | None:
     question = query.question[0]
     name = question.name.to_text().lower()
     rdtype = dns.rdatatype.to_text(question.rdtype)
-    server.queries["tcp" if over_tcp else "udp"] += 1
+    server.queries[transport] += 1
     if not any(name == o or name.endswith("." + o) for o in ORIGINS):
         response.set_rcode(dns.rcode.REFUSED)
         return response.to_wire()
@@ -118,7 +133,7 @@ def _answer(wire: bytes, *, over_tcp: bool, server: DnsServer) -> bytes | None:
         response.authority.append(
             dns.rrset.from_text_list("example.test.", soa_ttl, "IN", "SOA", soa)
         )
-    if over_tcp:
+    if transport != "udp":
         return response.to_wire()
     limit = max(512, query.payload if query.edns >= 0 else 512)
     try:
@@ -140,7 +155,7 @@ def _serve(
                 if key.fileobj is udp:
                     with contextlib.suppress(OSError):
                         wire, peer = udp.recvfrom(65535)
-                        reply = _answer(wire, over_tcp=False, server=server)
+                        reply = _answer(wire, transport="udp", server=server)
                         if reply is not None:
                             udp.sendto(reply, peer)
                 else:
@@ -149,7 +164,7 @@ def _serve(
                         _serve_tcp_connection(conn, server)
 
 
-def _serve_tcp_connection(conn: socket.socket, server: DnsServer) -> None:
+def _serve_tcp_connection(conn: socket.socket, server: DnsServer, transport: str = "tcp") -> None:
     with conn:
         conn.settimeout(2.0)
         for _ in range(16):  # a few pipelined queries per connection at most
@@ -160,7 +175,7 @@ def _serve_tcp_connection(conn: socket.socket, server: DnsServer) -> None:
             wire = _recv_exactly(conn, length)
             if wire is None:
                 return
-            reply = _answer(wire, over_tcp=True, server=server)
+            reply = _answer(wire, transport=transport, server=server)
             if reply is None:
                 return
             conn.sendall(struct.pack("!H", len(reply)) + reply)
@@ -194,6 +209,149 @@ def run_dns_server(host: str = "127.0.0.1", port: int = 0) -> Iterator[DnsServer
         thread.join(timeout=5)
         udp.close()
         tcp.close()
+
+
+# -- DNS over TLS and over HTTPS --------------------------------------------------
+
+DNS_MESSAGE = "application/dns-message"
+
+
+def _serve_doh_connection(conn: ssl.SSLSocket, server: DnsServer) -> None:
+    """One HTTP/1.1 request: ``POST /dns-query`` with a DNS message answers it;
+    ``/portal`` answers 200 with a web page (a captive portal); else 404."""
+    import h11
+
+    protocol = h11.Connection(h11.SERVER)
+    request: h11.Request | None = None
+    body = bytearray()
+    for _ in range(1000):
+        event = protocol.next_event()
+        if event is h11.NEED_DATA:
+            protocol.receive_data(conn.recv(65536))
+        elif isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            break
+    if request is None:
+        return
+    headers = {k.decode().lower(): v.decode() for k, v in request.headers}
+    method, path = request.method.decode(), request.target.decode()
+    server.requests.append((method, path, headers.get("host", ""), headers.get("content-type", "")))
+    status, content_type, payload = 404, "text/plain", b"not found\n"
+    if path == "/dns-query":
+        reply = _answer(bytes(body), transport="https", server=server)
+        if method != "POST":
+            status, payload = 405, b"POST only\n"
+        elif headers.get("content-type") != DNS_MESSAGE or reply is None:
+            status, payload = 400, b"not a DNS message\n"
+        else:
+            status, content_type, payload = 200, DNS_MESSAGE, reply
+    elif path == "/portal":
+        status, content_type, payload = 200, "text/html", b"<html>Please log in</html>"
+    response = h11.Response(
+        status_code=status,
+        headers=[
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(payload))),
+            ("Connection", "close"),
+        ],
+    )
+    conn.sendall(
+        protocol.send(response)
+        + protocol.send(h11.Data(data=payload))
+        + protocol.send(h11.EndOfMessage())
+    )
+
+
+def _read_until_closed(conn: ssl.SSLSocket) -> None:
+    for _ in range(1000):
+        if not conn.recv(65536):
+            return
+
+
+def _serve_encrypted(
+    listener: socket.socket,
+    context: ssl.SSLContext,
+    transport: str,
+    silent: bool,
+    server: DnsServer,
+    stop: threading.Event,
+) -> None:
+    while not stop.is_set():
+        try:
+            client, _ = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        client.settimeout(2.0)
+        conn = context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+        try:
+            conn.do_handshake()
+            if silent:
+                _read_until_closed(conn)  # the query, then nothing
+            elif transport == "tls":
+                _serve_tcp_connection(conn, server, "tls")
+            else:
+                _serve_doh_connection(conn, server)
+        except (OSError, ssl.SSLError):
+            # A lingering close: closing with unread data would send a reset that
+            # could overtake the alert OpenSSL has just sent.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_WR)
+                _read_until_closed(conn)
+        finally:
+            conn.close()
+
+
+@contextlib.contextmanager
+def run_encrypted_dns_server(
+    context: ssl.SSLContext, transport: str, silent: bool = False
+) -> Iterator[DnsServer]:
+    """The responder over TLS (``transport="tls"``) or HTTPS (``"https"``) on an
+    ephemeral port of 127.0.0.1; ``silent``: handshake, then never answer."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    server = DnsServer("127.0.0.1", listener.getsockname()[1])
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=_serve_encrypted,
+        args=(listener, context, transport, silent, server, stop),
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+@pytest.fixture
+def encrypted_dns_server(tls_ca: TlsCa) -> Iterator[Callable[..., DnsServer]]:
+    """``encrypted_dns_server("tls" | "https", days_left=90, silent=False,
+    require_client_cert=False)``: the responder over DNS over TLS or DNS over
+    HTTPS (``POST /dns-query``), with a certificate from ``tls_ca`` for
+    localhost and 127.0.0.1."""
+    with contextlib.ExitStack() as stack:
+
+        def start(
+            transport: str,
+            days_left: float = 90,
+            silent: bool = False,
+            require_client_cert: bool = False,
+        ) -> DnsServer:
+            context = tls_ca.server_context(days_left)
+            if require_client_cert:
+                context.minimum_version = ssl.TLSVersion.TLSv1_3
+                context.verify_mode = ssl.CERT_REQUIRED
+                tls_ca.ca.configure_trust(context)
+            return stack.enter_context(run_encrypted_dns_server(context, transport, silent))
+
+        yield start
 
 
 @pytest.fixture
