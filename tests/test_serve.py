@@ -246,14 +246,14 @@ async def test_hostname_on_a_probe_without_tls_is_400(
     manager: PluginManager, tmp_path: Path
 ) -> None:
     config = tmp_path / "serve.toml"
-    config.write_text('[module.d]\nprobe = "dns"\n')
+    config.write_text('[module.s]\nprobe = "ssh"\n')
     async with running(manager, config) as url:
         response = await get(
             f"{url}/probe",
-            params={"target": "dns://127.0.0.1/example.test", "module": "d", "hostname": "x"},
+            params={"target": "ssh://monitor@127.0.0.1", "module": "s", "hostname": "x"},
         )
     assert response.status_code == 400
-    assert "hostname= applies to probes with TLS (not dns)" in response.text
+    assert "hostname= applies to probes with TLS (not ssh)" in response.text
 
 
 # -- /metrics, /-/healthy, /-/reload -----------------------------------------------
