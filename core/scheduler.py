@@ -14,10 +14,11 @@ outside ends a check without a result.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import resource
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -142,17 +143,64 @@ class Scheduler:
     ) -> None:
         """Check every target; returns when all are done (or raises when cancelled)."""
         iterator = iter(targets)
-
-        async def worker() -> None:
-            for target in iterator:
-                self.started += 1
-                result = await self.check(target)
-                self.finished += 1
-                await emit(result)
-
         async with anyio.create_task_group() as tg:
             for _ in range(min(self.concurrency, total)):
-                tg.start_soon(worker)
+                tg.start_soon(self._worker, iterator, emit)
+
+    async def _worker(
+        self, iterator: Iterator[Target], emit: Callable[[Result], Awaitable[None]]
+    ) -> None:
+        # One cancel scope serves a worker's checks one after the other, its
+        # deadline moved for each attempt: entering a scope per attempt costs
+        # more than the rest of the scheduler's work for a quick check. When a
+        # deadline fires, the attempt's cancellation ends the scope; the check
+        # is settled out here and the worker opens a new scope.
+        current: list[_Check | None] = [None]
+        while True:
+            with anyio.CancelScope() as scope:
+                await self._work(iterator, current, scope, emit)
+                if current[0] is None:
+                    return
+            check = current[0]
+            assert check is not None
+            if scope.cancelled_caught:
+                check.outcome = self._timed_out(check)
+            if self._settle(check):
+                current[0] = None
+                self.finished += 1
+                await emit(self._result(check))
+
+    async def _work(
+        self,
+        iterator: Iterator[Target],
+        current: list[_Check | None],
+        scope: anyio.CancelScope,
+        emit: Callable[[Result], Awaitable[None]],
+    ) -> None:
+        """Run checks under ``scope`` until the targets run out (``current`` is
+        None) or the scope can serve no more (its deadline fired)."""
+        while True:
+            check = current[0]
+            if check is None:
+                target = next(iterator, None)
+                if target is None:
+                    return
+                self.started += 1
+                check = current[0] = _Check(target, self.probes[target.probe])
+            elif check.retrying:
+                await anyio.sleep(backoff_delay(check.attempt))
+            if self.limiter is None and not self.host_limits.per_host:
+                # The workers alone bound the concurrency: no limiter to pay for.
+                await self._attempt(check, scope)
+            else:
+                async with self.host_limits.hold(check.target.host), self._shared_limit():
+                    await self._attempt(check, scope)
+            if scope.cancel_called:
+                return  # the deadline fired as the attempt ended: settle it outside
+            if self._settle(check):
+                current[0] = None
+                self.finished += 1
+                await emit(self._result(check))
 
     @asynccontextmanager
     async def _shared_limit(self) -> AsyncIterator[None]:
@@ -164,65 +212,36 @@ class Scheduler:
 
     async def check(self, target: Target) -> Result:
         """Every attempt of one target's check, within the limits; one result."""
-        probe = self.probes[target.probe]
-        started = datetime.now(UTC)
-        failures: list[str] = []
-        attempt = 0
-        while True:
-            attempt += 1
-            if self.limiter is None and not self.host_limits.per_host:
-                # The workers alone bound the concurrency: no limiter to pay for.
-                ctx, outcome, elapsed = await self._attempt(probe, target, attempt)
-            else:
-                async with self.host_limits.hold(target.host), self._shared_limit():
-                    ctx, outcome, elapsed = await self._attempt(probe, target, attempt)
-            if outcome.status in (Status.OK, Status.WARNING) or attempt > target.retries:
-                break
-            failures.append(outcome.summary)
-            await anyio.sleep(backoff_delay(attempt))
-        summary = outcome.summary
-        if failures and outcome.status in (Status.OK, Status.WARNING):
-            summary += f" (on attempt {attempt}; attempt 1: {failures[0]})"
-        elif failures:
-            summary += f" (all {attempt} attempts failed)"
-        metrics = {**ctx.metrics, **outcome.metrics} if ctx.metrics else outcome.metrics
-        return Result(
-            name=target.name,
-            target=target.display_url,
-            probe=target.probe,
-            status=outcome.status,
-            summary=summary,
-            started=started,
-            duration=elapsed,
-            attempts=attempt,
-            phases=ctx.phases,
-            metrics=metrics,
-            error=outcome.error,
-            labels=target.labels,
-            details=outcome.details,
-            trace=tuple(ctx.trace_events),
-        )
+        results: list[Result] = []
 
-    async def _attempt(
-        self, probe: Probe[Any], target: Target, attempt: int
-    ) -> tuple[CheckContext, Outcome, float]:
+        async def keep(result: Result) -> None:
+            results.append(result)
+
+        await self._worker(iter([target]), keep)
+        return results[0]
+
+    async def _attempt(self, check: _Check, scope: anyio.CancelScope) -> None:
+        """One attempt of ``check``'s probe under ``scope``'s deadline; sets its outcome."""
+        target, probe = check.target, check.probe
+        check.attempt += 1
+        check.retrying = False
         deadline = anyio.current_time() + target.timeout
-        ctx = CheckContext(
+        ctx = check.ctx = CheckContext(
             timeout=target.timeout,
             deadline=deadline,
-            attempt=attempt,
+            attempt=check.attempt,
             explain=self.explain,
             resources=self.resources,
         )
-        start = time.perf_counter()
-        outcome: Outcome | None = None
+        check.outcome = None
+        start = check.attempt_started = time.perf_counter()
+        scope.deadline = deadline
         try:
-            with anyio.CancelScope(deadline=deadline) as scope:
-                outcome = await probe.check(target, target.options, ctx)
-        except anyio.get_cancelled_exc_class():
-            raise
+            outcome = await probe.check(target, target.options, ctx)
         except CheckFailed as failed:
             outcome = failed.to_outcome(ctx.current_phase)
+        except anyio.get_cancelled_exc_class():
+            raise
         except Exception as exc:
             error = ErrorInfo.from_exception(exc, ctx.current_phase)
             outcome = Outcome(
@@ -230,15 +249,9 @@ class Scheduler:
                 f"probe {probe.name} raised {error.type}: {error.message}",
                 error=error,
             )
-        elapsed = time.perf_counter() - start
-        if scope.cancelled_caught:
-            phase = ctx.current_phase
-            where = f" during {phase}" if phase else ""
-            message = f"timed out after {target.timeout:g} s{where}"
-            outcome = Outcome(
-                Status.CRITICAL, message, error=ErrorInfo("TimeoutError", message, phase)
-            )
-        elif not isinstance(outcome, Outcome):
+        scope.deadline = math.inf
+        elapsed = check.elapsed = time.perf_counter() - start
+        if not isinstance(outcome, Outcome):
             error = ErrorInfo("TypeError", f"check() returned {type(outcome).__name__}")
             outcome = Outcome(
                 Status.UNKNOWN, f"probe {probe.name} returned no Outcome", error=error
@@ -257,7 +270,84 @@ class Scheduler:
             )
         else:
             outcome = apply_thresholds(outcome, target.options, elapsed)
-        return ctx, outcome, elapsed
+        check.outcome = outcome
+
+    @staticmethod
+    def _timed_out(check: _Check) -> Outcome:
+        """The outcome of an attempt its deadline cancelled."""
+        check.elapsed = time.perf_counter() - check.attempt_started
+        phase = check.ctx.current_phase if check.ctx else None
+        where = f" during {phase}" if phase else ""
+        message = f"timed out after {check.target.timeout:g} s{where}"
+        return Outcome(Status.CRITICAL, message, error=ErrorInfo("TimeoutError", message, phase))
+
+    @staticmethod
+    def _settle(check: _Check) -> bool:
+        """True when ``check`` is done; otherwise it is marked for a retry."""
+        outcome = check.outcome
+        assert outcome is not None
+        if outcome.status in (Status.OK, Status.WARNING) or check.attempt > check.target.retries:
+            return True
+        check.failures.append(outcome.summary)
+        check.retrying = True
+        return False
+
+    @staticmethod
+    def _result(check: _Check) -> Result:
+        target, outcome, ctx = check.target, check.outcome, check.ctx
+        assert outcome is not None and ctx is not None
+        summary = outcome.summary
+        failures = check.failures
+        if failures and outcome.status in (Status.OK, Status.WARNING):
+            summary += f" (on attempt {check.attempt}; attempt 1: {failures[0]})"
+        elif failures:
+            summary += f" (all {check.attempt} attempts failed)"
+        metrics = {**ctx.metrics, **outcome.metrics} if ctx.metrics else outcome.metrics
+        return Result(
+            name=target.name,
+            target=target.display_url,
+            probe=target.probe,
+            status=outcome.status,
+            summary=summary,
+            started=check.started,
+            duration=check.elapsed,
+            attempts=check.attempt,
+            phases=ctx.phases,
+            metrics=metrics,
+            error=outcome.error,
+            labels=target.labels,
+            details=outcome.details,
+            trace=tuple(ctx.trace_events),
+        )
+
+
+class _Check:
+    """One target's check as the scheduler carries it from attempt to attempt."""
+
+    __slots__ = (
+        "attempt",
+        "attempt_started",
+        "ctx",
+        "elapsed",
+        "failures",
+        "outcome",
+        "probe",
+        "retrying",
+        "started",
+        "target",
+    )
+
+    def __init__(self, target: Target, probe: Probe[Any]) -> None:
+        self.target = target
+        self.probe = probe
+        self.started = datetime.now(UTC)
+        self.attempt = 0
+        self.attempt_started = 0.0
+        self.elapsed = 0.0
+        self.failures: list[str] = []
+        self.retrying = False
+        self.ctx: CheckContext | None = None
+        self.outcome: Outcome | None = None
 
 
 def apply_thresholds(outcome: Outcome, options: Any, elapsed: float) -> Outcome:
