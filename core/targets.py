@@ -11,7 +11,7 @@ import re
 import tomllib
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ValidationError
@@ -72,8 +72,20 @@ def parse_value(text: str) -> Any:
         return text
 
 
+class SetValue(NamedTuple):
+    """A ``--set`` value: the text as typed, and its TOML reading.
+
+    The reading is used, except for an option that only takes text: there,
+    ``--set expect=220`` means the text ``220``, not the number.
+    """
+
+    text: str
+    value: Any
+
+
 def parse_set(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Parse repeated ``--set KEY=VALUE`` into a dict (dotted keys make tables)."""
+    """Parse repeated ``--set KEY=VALUE`` into a dict of :class:`SetValue`
+    (dotted keys make tables)."""
     values: dict[str, Any] = {}
     for item in assignments:
         key, eq, raw = item.partition("=")
@@ -88,8 +100,36 @@ def parse_set(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
             table = table.setdefault(part, {})
             if not isinstance(table, dict):
                 raise OptionsError(f"--set {item!r}: {part!r} is set as a value and a table")
-        table[parts[-1]] = parse_value(raw)
+        table[parts[-1]] = SetValue(raw, parse_value(raw))
     return values
+
+
+def _takes_text_only(annotation: Any) -> bool:
+    """True for ``str``, ``str | None``, a Literal of strings (Annotated or not)."""
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _takes_text_only(typing.get_args(annotation)[0])
+    if origin is typing.Literal:
+        return all(isinstance(arg, str) for arg in typing.get_args(annotation))
+    if origin is not None and typing.get_args(annotation) and origin not in (list, dict, tuple):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return bool(args) and all(_takes_text_only(a) for a in args)
+    return annotation is str
+
+
+def _plain(value: Any, annotation: Any = None) -> Any:
+    """A --set value as the option should get it (see :class:`SetValue`)."""
+    if isinstance(value, SetValue):
+        if not isinstance(value.value, str) and _takes_text_only(annotation):
+            return value.text
+        return _plain(value.value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def validate_options(model: type[BaseModel], raw: Mapping[str, Any], *, what: str) -> BaseModel:
@@ -208,7 +248,7 @@ def options_for_probe(
 ) -> Mapping[str, Any]:
     """The subset of ``shared`` options (``--set``, ``[defaults]``) a probe knows."""
     fields = manager.probes[probe_name].Options.model_fields
-    return {k: v for k, v in shared.items() if k in fields}
+    return {k: _plain(v, fields[k].annotation) for k, v in shared.items() if k in fields}
 
 
 def check_shared_options(

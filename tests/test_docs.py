@@ -559,9 +559,9 @@ def test_example_checks_catch_a_wrong_example(
     assert "unknown reporter" in toml('[[reporter]]\ntype = "jsonl2"\n')
     assert toml('[[reporter]]\ntype = "junit"\nsuite_name = "nightly"\n') == ""
 
-    command = shlex.split("anyprobe check tcp://db:5432 --set expect=220")
+    command = shlex.split("anyprobe check tcp://db:5432 --set expect_timeout=soon")
     code, err, _ = validate_command(command, tmp_path, monkeypatch, capsys)
-    assert code == 3 and "expect" in err
+    assert code == 3 and "expect_timeout" in err
     code, err, _ = validate_command(
         ["anyprobe", "run", "missing.toml"], tmp_path, monkeypatch, capsys
     )

@@ -63,6 +63,10 @@ def test_redact_url_keeps_urls_without_password() -> None:
 
 def test_set_values_are_typed_like_toml() -> None:
     values = parse_set(["a=5", "b=1.5", "c=true", "d=[200, 301]", "e=UP", 'f="a b"', "g.h=1"])
+    values = {
+        k: v.value if hasattr(v, "value") else {kk: vv.value for kk, vv in v.items()}
+        for k, v in values.items()
+    }
     assert values == {
         "a": 5,
         "b": 1.5,
@@ -178,3 +182,10 @@ def test_compact_targets_are_rebuilt_exactly(manager: PluginManager) -> None:
     assert rebuilt == kept
     assert rebuilt[0].host == "::1" and rebuilt[0].display_url == "tcp://admin:***@[::1]:22"
     assert rebuilt[1].host == "upper.example" and rebuilt[2].port is None
+
+
+def test_set_number_for_a_text_option_is_the_text_as_typed(manager: PluginManager) -> None:
+    [target] = build_targets(manager, ["tcp://h:1"], options=parse_set(["expect=220 "]))
+    assert target.options.expect == "220 "
+    [target] = build_targets(manager, ["tcp://h:1"], options=parse_set(["warning_after=2"]))
+    assert target.options.warning_after == 2
