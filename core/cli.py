@@ -188,7 +188,10 @@ shard_option = click.option(
     "assignments",
     multiple=True,
     metavar="KEY=VALUE",
-    help="A probe option for every target (repeatable), e.g. --set warning_after=0.5.",
+    help=(
+        "A probe option for every target (repeatable), e.g. --set warning_after=0.5. "
+        "VALUE is read as TOML (5, true, [200, 301]); a text option takes it as typed."
+    ),
 )
 @run_options
 @shard_option
