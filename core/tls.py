@@ -26,6 +26,7 @@ import re
 import ssl
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ from .model import Status
 from .probe import CheckContext, ProbeOptions
 
 if TYPE_CHECKING:
+    from anyio.abc import ByteStream
+    from anyio.streams.tls import TLSStream
     from cryptography.x509 import Certificate
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
     "is_expired_certificate_error",
     "parse_certificate",
     "peek_certificate",
+    "start_tls",
     "tls_failure",
 ]
 
@@ -545,3 +549,94 @@ async def peek_certificate(
             except ValueError:
                 return None
     return None
+
+
+async def start_tls(
+    stream: ByteStream,
+    server_name: str,
+    options: TlsOptions,
+    ctx: CheckContext,
+    *,
+    alpn: Sequence[str] = (),
+    peek_at: tuple[str, int] | None = None,
+) -> tuple[TLSStream, TlsInfo]:
+    """The TLS handshake every probe does: verified as ``options`` say, with
+    SNI ``server_name`` (none for an IP address when verification is off).
+
+    Returns the TLS stream and what the handshake showed. A failed handshake
+    raises one :class:`~anyprobe.CheckFailed` saying why; with ``peek_at``
+    (the address and port of a direct TLS connection) a certificate that
+    failed verification is fetched again unverified, so the summary can say
+    how long ago it expired or which names it covers.
+    """
+    import anyio
+    from anyio.streams.tls import TLSAttribute, TLSStream
+
+    context = client_context(options, ctx, alpn=alpn)
+    sni = None if _is_ip_address(server_name) and not options.verify else server_name
+    try:
+        tls_stream = await TLSStream.wrap(
+            stream,
+            server_side=False,  # without a hostname anyio would take the server side
+            hostname=sni,
+            ssl_context=context,
+            # Closing must not wait for the server's close_notify.
+            standard_compatible=False,
+        )
+    except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+        raise await _handshake_failure(exc, stream, server_name, options, ctx, peek_at) from None
+    info = inspect_connection(tls_stream.extra(TLSAttribute.ssl_object))
+    for line in info.describe():
+        ctx.trace(line)
+    return tls_stream, info
+
+
+async def _handshake_failure(
+    exc: BaseException,
+    stream: ByteStream,
+    server_name: str,
+    options: TlsOptions,
+    ctx: CheckContext,
+    peek_at: tuple[str, int] | None,
+) -> CheckFailed:
+    import anyio
+
+    from .net import describe_os_error, root_os_error
+
+    if isinstance(exc, anyio.EndOfStream):
+        return CheckFailed("the server closed the connection during the TLS handshake")
+    root = root_os_error(exc)
+    error = find_ssl_error(exc)
+    if error is None or (isinstance(root, OSError) and not isinstance(root, ssl.SSLError)):
+        # A reset is a transport failure even when OpenSSL was waiting to read.
+        return CheckFailed(f"{describe_os_error(root)} during the TLS handshake", error=root)
+    summary = describe_tls_error(error, server_name)
+    ctx.trace(f"TLS handshake failed: {summary}")
+    if not isinstance(error, ssl.SSLCertVerificationError) or peek_at is None:
+        return CheckFailed(summary, error=error)
+    # Hang up first: a server that serves one client at a time may be waiting
+    # for this connection to end before it accepts the next.
+    with suppress(OSError, anyio.BrokenResourceError):
+        await anyio.aclose_forcefully(stream)
+    cert = await peek_certificate(*peek_at, server_name, options, ctx)
+    if cert is None:
+        return CheckFailed(summary, error=error)
+    days = round(cert.expiry_days(), 2)
+    status = Status.CRITICAL
+    if error.verify_code == 10:  # expired
+        status, summary = expiry_verdict(days, options)
+    elif error.verify_code in (62, 64):  # the name does not match
+        summary += f" (it names {', '.join(cert.sans) or cert.subject})"
+    ctx.trace(
+        f"unverified certificate: {cert.subject} issued by {cert.issuer}, "
+        f"valid {cert.not_before:%Y-%m-%d} to {cert.not_after:%Y-%m-%d}"
+    )
+    return CheckFailed(summary, status=status, error=error, metrics={"cert_expiry_days": days})
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

@@ -35,23 +35,17 @@ import anyprobe
 from anyprobe.net import (
     IpFamily,
     connect_tcp,
-    describe_os_error,
     fail_from_os_error,
     resolve,
-    root_os_error,
 )
 from anyprobe.tls import (
     TlsInfo,
     TlsOptions,
     client_certificate_expiry_days,
-    client_context,
     describe_tls_error,
     expiry_verdict,
     find_ssl_error,
-    inspect_connection,
-    is_expired_certificate_error,
-    peek_certificate,
-    tls_failure,
+    start_tls,
 )
 
 if TYPE_CHECKING:
@@ -517,7 +511,10 @@ async def _ask_encrypted(
     stream: ByteStream = tcp
     try:
         with ctx.phase("tls"):
-            stream, tls = await _handshake(tcp, server_name, options, ctx)
+            alpn = ("http/1.1",) if options.transport == "https" else ()
+            stream, tls = await start_tls(
+                tcp, server_name, options, ctx, alpn=alpn, peek_at=(address, port)
+            )
         ctx.metrics.update(tls.metrics())
         client_days = client_certificate_expiry_days(options, ctx)
         if client_days is not None:
@@ -545,60 +542,6 @@ async def _ask_encrypted(
             f" {len(response.answer)} answer RRsets"
         )
     return response, address, tls
-
-
-async def _handshake(
-    tcp: anyio.abc.SocketStream, server_name: str, options: DnsOptions, ctx: anyprobe.CheckContext
-) -> tuple[ByteStream, TlsInfo]:
-    """TLS over ``tcp``, verified as the options say; the stream and what it showed."""
-    from anyio.streams.tls import TLSAttribute, TLSStream
-
-    alpn = ("http/1.1",) if options.transport == "https" else ()
-    context = client_context(options, ctx, alpn=alpn)
-    try:
-        stream = await TLSStream.wrap(
-            tcp, hostname=server_name, ssl_context=context, standard_compatible=False
-        )
-    except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-        raise await _handshake_failure(exc, tcp, server_name, options, ctx) from None
-    info = inspect_connection(stream.extra(TLSAttribute.ssl_object))
-    for line in info.describe():
-        ctx.trace(line)
-    return stream, info
-
-
-async def _handshake_failure(
-    exc: BaseException,
-    tcp: anyio.abc.SocketStream,
-    server_name: str,
-    options: DnsOptions,
-    ctx: anyprobe.CheckContext,
-) -> anyprobe.CheckFailed:
-    """The verdict on a failed handshake; for an expired certificate, how long ago."""
-    if isinstance(exc, anyio.EndOfStream):
-        return anyprobe.CheckFailed("the server closed the connection during the TLS handshake")
-    root = root_os_error(exc)
-    if isinstance(root, OSError) and not isinstance(root, ssl.SSLError):
-        return anyprobe.CheckFailed(
-            f"{describe_os_error(root)} during the TLS handshake", error=root
-        )
-    failed = tls_failure(exc, server_name)
-    ctx.trace(f"TLS handshake failed: {failed.summary}")
-    if is_expired_certificate_error(exc):
-        address = tcp.extra(anyio.abc.SocketAttribute.remote_address)[0]
-        port = tcp.extra(anyio.abc.SocketAttribute.remote_port)
-        # Hang up first: a server that serves one client at a time may be
-        # waiting for this connection to end before it accepts the next.
-        with suppress(OSError, anyio.BrokenResourceError):
-            await anyio.aclose_forcefully(tcp)
-        leaf = await peek_certificate(address, port, server_name, options, ctx)
-        if leaf is not None:
-            days = round(leaf.expiry_days(), 2)
-            status, summary = expiry_verdict(days, options)
-            return anyprobe.CheckFailed(
-                summary, status=status, error=failed.error, metrics={"cert_expiry_days": days}
-            )
-    return failed
 
 
 def _io_failure(exc: BaseException, where: str, transport: str) -> anyprobe.CheckFailed:

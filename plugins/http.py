@@ -28,7 +28,6 @@ import base64
 import ipaddress
 import os
 import re
-import ssl
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable, Iterable, Sequence
@@ -47,12 +46,10 @@ from anyprobe.tls import (
     TlsInfo,
     TlsOptions,
     client_certificate_expiry_days,
-    client_context,
     describe_tls_error,
     expiry_verdict,
     find_ssl_error,
-    inspect_connection,
-    peek_certificate,
+    start_tls,
 )
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -861,9 +858,6 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
                     stream, hop, address, server_name, options, ctx
                 )
                 exchange.tls.append((hop.display, tls))
-                if ctx.explain:
-                    for line in tls.describe():
-                        ctx.trace(line)
         except BaseException:
             await anyio.aclose_forcefully(stream)
             raise
@@ -911,62 +905,11 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         options: HttpOptions,
         ctx: anyprobe.CheckContext,
     ) -> tuple[ByteStream, TlsInfo]:
-        from anyio.streams.tls import TLSAttribute, TLSStream
-
         alpn = ("h2", "http/1.1") if options.http2 else ("http/1.1",)
-        context = client_context(options, ctx, alpn=alpn)
-        sni = None if _is_ip(server_name) and not options.verify else server_name
+        # Through a proxy the certificate cannot be fetched again directly.
+        peek_at = (address, hop.port) if options.proxy is None else None
         with ctx.phase("tls"):
-            try:
-                tls_stream = await TLSStream.wrap(
-                    stream,
-                    server_side=False,  # without a hostname anyio would take the server side
-                    hostname=sni,
-                    ssl_context=context,
-                    standard_compatible=False,
-                )
-            except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-                raise await self._tls_failure(
-                    exc, hop, address, server_name, options, ctx
-                ) from None
-            info = inspect_connection(tls_stream.extra(TLSAttribute.ssl_object))
-        return tls_stream, info
-
-    async def _tls_failure(
-        self,
-        exc: BaseException,
-        hop: Hop,
-        address: str,
-        server_name: str,
-        options: HttpOptions,
-        ctx: anyprobe.CheckContext,
-    ) -> anyprobe.CheckFailed:
-        error = find_ssl_error(exc)
-        if error is None:
-            if isinstance(exc, anyio.EndOfStream):
-                return anyprobe.CheckFailed(
-                    "the server closed the connection during the TLS handshake", error=exc
-                )
-            return _io_failure(exc, server_name)
-        summary = describe_tls_error(error, server_name)
-        metrics: dict[str, Any] = {}
-        if isinstance(error, ssl.SSLCertVerificationError) and options.proxy is None:
-            # Fetch the certificate without verifying it, to say what is wrong with it.
-            cert = await peek_certificate(address, hop.port, server_name, options, ctx)
-            if cert is not None:
-                days = round(cert.expiry_days(), 2)
-                metrics["cert_expiry_days"] = days
-                if error.verify_code == 10:
-                    summary = expiry_verdict(days, options)[1]
-                elif error.verify_code in (62, 64):
-                    names = ", ".join(cert.sans) or cert.subject
-                    summary += f" (it names {names})"
-                if ctx.explain:
-                    ctx.trace(
-                        f"unverified certificate: {cert.subject} issued by {cert.issuer}, "
-                        f"valid {cert.not_before:%Y-%m-%d} to {cert.not_after:%Y-%m-%d}"
-                    )
-        return anyprobe.CheckFailed(summary, error=error, metrics=metrics)
+            return await start_tls(stream, server_name, options, ctx, alpn=alpn, peek_at=peek_at)
 
     def _verdict(
         self,

@@ -37,14 +37,10 @@ from anyprobe.net import IpFamily, connect_tcp, describe_os_error, resolve, root
 from anyprobe.tls import (
     TlsInfo,
     TlsOptions,
-    client_context,
     describe_tls_error,
     expiry_verdict,
     find_ssl_error,
-    inspect_connection,
-    is_expired_certificate_error,
-    peek_certificate,
-    tls_failure,
+    start_tls,
 )
 
 #: Longest line accepted in a STARTTLS exchange, and most lines in one reply.
@@ -233,7 +229,10 @@ class TcpProbe(anyprobe.Probe[TcpOptions]):
                     await starttls(tcp, options, ctx)
             if direct_tls or options.starttls:
                 with ctx.phase("tls"):
-                    stream, tls = await _handshake(tcp, server_name, options, ctx)
+                    # After STARTTLS the certificate cannot be fetched again on a
+                    # fresh connection: say only what the handshake said.
+                    peek_at = None if options.starttls else (address, port)
+                    stream, tls = await start_tls(tcp, server_name, options, ctx, peek_at=peek_at)
                 ctx.metrics.update(tls.metrics())
                 if options.send is None and _Expectation.of(options) is None:
                     await _listen_for_a_refusal(stream, ctx)
@@ -266,63 +265,6 @@ class TcpProbe(anyprobe.Probe[TcpOptions]):
                 status, verdict = expiry_verdict(days, options)
                 parts.append(verdict)
         return anyprobe.Outcome(status, "; ".join(parts), details=details)
-
-
-async def _handshake(
-    tcp: anyio.abc.SocketStream,
-    server_name: str,
-    options: TcpOptions,
-    ctx: anyprobe.CheckContext,
-) -> tuple[ByteStream, TlsInfo]:
-    """TLS over ``tcp``: the TLS stream and what the handshake showed."""
-    from anyio.streams.tls import TLSAttribute
-
-    context = client_context(options, ctx)
-    try:
-        # Not standard-compatible: closing must not wait for the server's close_notify.
-        stream = await TLSStream.wrap(
-            tcp, hostname=server_name, ssl_context=context, standard_compatible=False
-        )
-    except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-        raise await _handshake_failure(exc, tcp, server_name, options, ctx) from None
-    info = inspect_connection(stream.extra(TLSAttribute.ssl_object))
-    for line in info.describe():
-        ctx.trace(line)
-    return stream, info
-
-
-async def _handshake_failure(
-    exc: BaseException,
-    tcp: anyio.abc.SocketStream,
-    server_name: str,
-    options: TcpOptions,
-    ctx: anyprobe.CheckContext,
-) -> anyprobe.CheckFailed:
-    """The verdict for a failed handshake; says how long ago an expired
-    certificate expired when it can find out (a direct TLS connection)."""
-    if isinstance(exc, anyio.EndOfStream):
-        return anyprobe.CheckFailed("the server closed the connection during the TLS handshake")
-    root = root_os_error(exc)
-    if isinstance(root, OSError) and not isinstance(root, ssl.SSLError):
-        # A reset is a transport failure even when OpenSSL was waiting to read.
-        return anyprobe.CheckFailed(
-            f"{describe_os_error(root)} during the TLS handshake", error=root
-        )
-    failed = tls_failure(exc, server_name)
-    ctx.trace(f"TLS handshake failed: {failed.summary}")
-    if is_expired_certificate_error(exc) and not options.starttls:
-        address = tcp.extra(anyio.abc.SocketAttribute.remote_address)[0]
-        port = tcp.extra(anyio.abc.SocketAttribute.remote_port)
-        leaf = await peek_certificate(address, port, server_name, options, ctx)
-        if leaf is not None:
-            status, summary = expiry_verdict(leaf.expiry_days(), options)
-            failed = anyprobe.CheckFailed(
-                summary,
-                status=status,
-                error=failed.error,
-                metrics={"cert_expiry_days": round(leaf.expiry_days(), 2)},
-            )
-    return failed
 
 
 async def _listen_for_a_refusal(stream: ByteStream, ctx: anyprobe.CheckContext) -> None:

@@ -218,7 +218,10 @@ async def test_server_name_is_checked_and_sent(
     assert good.status is Status.OK, good.summary
     bad = await check_one(manager, url(server), server_name="dns.example.test", **options)
     assert bad.status is Status.CRITICAL
-    assert bad.summary == "certificate is not valid for dns.example.test"
+    assert (
+        bad.summary
+        == "certificate is not valid for dns.example.test (it names localhost, 127.0.0.1)"
+    )
     if transport == "https":
         assert [r[2] for r in server.requests] == [f"localhost:{server.port}"]
 

@@ -276,7 +276,10 @@ async def test_wrong_name_is_critical(
         server_name="mail.example.test",
     )
     assert result.status is Status.CRITICAL
-    assert result.summary == "certificate is not valid for mail.example.test"
+    # The certificate is fetched again to say which names it does cover.
+    assert result.summary == (
+        "certificate is not valid for mail.example.test (it names localhost, 127.0.0.1)"
+    )
 
 
 async def test_client_certificate_is_presented(
