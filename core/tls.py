@@ -52,11 +52,9 @@ __all__ = [
     "expiry_verdict",
     "find_ssl_error",
     "inspect_connection",
-    "is_expired_certificate_error",
     "parse_certificate",
     "peek_certificate",
     "start_tls",
-    "tls_failure",
 ]
 
 SECONDS_PER_DAY = 86400.0
@@ -498,22 +496,6 @@ def describe_tls_error(exc: BaseException, server_name: str | None = None) -> st
     if isinstance(error, ConnectionResetError):
         return "connection reset by peer during the TLS handshake"
     return f"TLS handshake failed: {error}"
-
-
-def tls_failure(exc: BaseException, server_name: str | None = None) -> CheckFailed:
-    """A critical :class:`~anyprobe.CheckFailed` for a failed handshake: raise it."""
-    error = find_ssl_error(exc) or exc
-    return CheckFailed(describe_tls_error(exc, server_name), error=error)
-
-
-def is_expired_certificate_error(exc: BaseException) -> bool:
-    """True when ``exc`` is a verification failure because a certificate expired.
-
-    A probe may then fetch the certificate without verification to say how
-    long ago it expired (see :func:`expiry_verdict`).
-    """
-    error = find_ssl_error(exc)
-    return isinstance(error, ssl.SSLCertVerificationError) and error.verify_code == 10
 
 
 async def peek_certificate(
