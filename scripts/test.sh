@@ -28,7 +28,7 @@ python3 -m ruff format --check core plugins tests benchmarks
 bash scripts/typecheck.sh
 
 # The docs site, strictly (broken links, missing pages and snippets fail).
-python3 -m mkdocs build --strict --quiet --site-dir build/site
+NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --quiet --site-dir build/site
 # The example plugin package, installed as a third party's would be, with its own tests.
 python3 -m pip install -q --disable-pip-version-check -e examples/anyprobe-example && python3 -m pytest -q -p no:randomly examples/anyprobe-example/tests
 
