@@ -146,8 +146,8 @@ class Outcome:
 class Result:
     """The result of one check, as every reporter receives it.
 
-    Its fields are the JSON Lines contract (see :meth:`as_dict`); ``trace`` and
-    ``details`` are only written when they hold something.
+    Its fields are the JSON Lines contract (see :meth:`as_dict`); ``thresholds``,
+    ``details`` and ``trace`` are only written when they hold something.
     """
 
     name: str
@@ -164,6 +164,9 @@ class Result:
     labels: Mapping[str, str]
     details: Mapping[str, Any] = field(default_factory=dict)
     trace: tuple[TraceEvent, ...] = ()
+    #: The latency thresholds the check was held to (``warning_after``,
+    #: ``critical_after``, seconds), for reporters that print them.
+    thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON Lines record: keys may be added over time, never renamed."""
@@ -181,6 +184,8 @@ class Result:
             "error": self.error.as_dict() if self.error else None,
             "labels": dict(self.labels),
         }
+        if self.thresholds:
+            record["thresholds"] = dict(self.thresholds)
         if self.details:
             record["details"] = dict(self.details)
         if self.trace:

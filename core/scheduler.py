@@ -318,7 +318,21 @@ class Scheduler:
             labels=target.labels,
             details=outcome.details,
             trace=tuple(ctx.trace_events),
+            thresholds=_thresholds(target.options),
         )
+
+
+_NO_THRESHOLDS: dict[str, float] = {}
+
+
+def _thresholds(options: Any) -> dict[str, float]:
+    """The latency thresholds a check's options set, for its result."""
+    warning = getattr(options, "warning_after", None)
+    critical = getattr(options, "critical_after", None)
+    if warning is None and critical is None:
+        return _NO_THRESHOLDS
+    found = {"warning_after": warning, "critical_after": critical}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 class _Check:

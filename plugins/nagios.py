@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 import anyprobe
 
@@ -53,26 +53,6 @@ class NagiosOptions(anyprobe.ReporterOptions):
             "check's duration only) or none."
         ),
     )
-    warning_after: float | None = Field(
-        default=None,
-        gt=0,
-        description="Seconds: the warning threshold printed with each check's time.",
-    )
-    critical_after: float | None = Field(
-        default=None,
-        gt=0,
-        description="Seconds: the critical threshold printed with each check's time.",
-    )
-
-    @model_validator(mode="after")
-    def _thresholds_in_order(self) -> NagiosOptions:
-        if (
-            self.warning_after is not None
-            and self.critical_after is not None
-            and self.warning_after > self.critical_after
-        ):
-            raise ValueError("warning_after must not be greater than critical_after")
-        return self
 
 
 class NagiosReporter(anyprobe.Reporter[NagiosOptions]):
@@ -133,8 +113,8 @@ def perfdata(result: anyprobe.Result, options: NagiosOptions, *, prefix: str = "
             f"{prefix}time",
             result.duration,
             "s",
-            warn=options.warning_after,
-            crit=options.critical_after,
+            warn=result.thresholds.get("warning_after"),
+            crit=result.thresholds.get("critical_after"),
             minimum=0,
         )
     ]

@@ -34,6 +34,7 @@ def make_result(
     error: ErrorInfo | None = None,
     labels: dict[str, str] | None = None,
     offset: float = 0.0,
+    thresholds: dict[str, float] | None = None,
 ) -> Result:
     """A result as core would build it, with sensible defaults."""
     return Result(
@@ -49,6 +50,7 @@ def make_result(
         metrics=metrics if metrics is not None else {},
         error=error,
         labels=labels if labels is not None else {},
+        thresholds=thresholds if thresholds is not None else {},
     )
 
 

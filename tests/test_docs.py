@@ -858,6 +858,8 @@ async def test_csv_markdown_and_nagios_examples_are_what_the_reporters_write(
         metrics={"http_status": 200},
         error=None,
         labels={},
+        # The check was held to the thresholds of the example's [defaults].
+        thresholds=tomllib.loads(example("reporters/nagios.md", "toml"))["defaults"],
     )
     web_summary = RunSummary(total=1, counts={Status.WARNING: 1}, not_finished=0, duration=0.812)
     configured = tomllib.loads(example("reporters/nagios.md", "toml"))["reporter"][0]

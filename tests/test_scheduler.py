@@ -96,6 +96,11 @@ async def test_latency_thresholds_make_warning_and_critical(scripted: PluginMana
         options={"sleep": 0.05, "warning_after": 0.01, "critical_after": 0.02},
     )
     assert results["test://slow-b"].status is Status.CRITICAL
+    # The result says which thresholds it was held to (the nagios reporter prints them).
+    thresholds = {"warning_after": 0.01, "critical_after": 0.02}
+    assert results["test://slow-b"].thresholds == thresholds
+    assert results["test://slow-b"].as_dict()["thresholds"] == thresholds
+    assert "thresholds" not in (await run(scripted, ["test://ok"]))["test://ok"].as_dict()
 
 
 async def test_concurrency_is_bounded(scripted: PluginManager) -> None:

@@ -189,3 +189,9 @@ def test_set_number_for_a_text_option_is_the_text_as_typed(manager: PluginManage
     assert target.options.expect == "220 "
     [target] = build_targets(manager, ["tcp://h:1"], options=parse_set(["warning_after=2"]))
     assert target.options.warning_after == 2
+
+
+def test_thresholds_must_be_in_order(manager: PluginManager) -> None:
+    with pytest.raises(OptionsError) as error:
+        build_targets(manager, ["tcp://h:1"], options={"warning_after": 2, "critical_after": 1})
+    assert "warning_after must not be greater than critical_after" in str(error.value)
