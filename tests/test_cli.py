@@ -210,3 +210,18 @@ def test_version_and_help() -> None:
     assert anyprobe("--version").stdout.startswith("anyprobe, version")
     proc = anyprobe("check", "--help")
     assert proc.returncode == 0 and "--concurrency" in proc.stdout
+
+
+def test_jsonl_page_documents_exactly_the_record_keys() -> None:
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).parent.parent / "docs/reporters/jsonl.md").read_text()
+    record = page.split("## The record", 1)[1].split("## Options", 1)[0]
+    always, optional = record.split("Three keys appear only when they hold something", 1)
+    assert re.findall(r"^\| `(\w+)` \|", always, flags=re.M) == CONTRACT_KEYS
+    assert set(re.findall(r"^\| `(\w+)` \|", optional, flags=re.M)) == {
+        "thresholds",
+        "details",
+        "trace",
+    }
