@@ -14,14 +14,13 @@ machine disturbs less) and the plain loop's over anyprobe's.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import socket
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
+
+from _compare import compare, parse_args, timed_workers
 
 SERVER = """
 import socket, sys
@@ -52,117 +51,24 @@ async def plain_loop(port: int, checks: int, concurrency: int) -> tuple[float, f
     """The baseline: workers connecting with anyio.connect_tcp under fail_after."""
     import anyio
 
-    remaining = iter(range(checks))
-    ok = 0
+    async def one_check() -> bool:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.aclose()
+        return True
 
-    async def worker() -> None:
-        nonlocal ok
-        for _ in remaining:
-            with anyio.fail_after(5):
-                stream = await anyio.connect_tcp("127.0.0.1", port)
-                await stream.aclose()
-            ok += 1
-
-    start, cpu = time.perf_counter(), time.process_time()
-    async with anyio.create_task_group() as tg:
-        for _ in range(concurrency):
-            tg.start_soon(worker)
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    assert ok == checks
-    return checks / elapsed, cpu / checks * 1e6
-
-
-async def anyprobe_checks(port: int, checks: int, concurrency: int) -> tuple[float, float]:
-    """The same connects as ``tcp://`` checks through anyprobe's public API."""
-    import anyprobe
-
-    manager = anyprobe.PluginManager()
-    manager.load_entrypoints(autoload=False)
-    start, cpu = time.perf_counter(), time.process_time()
-    results = await anyprobe.check(
-        [f"tcp://127.0.0.1:{port}"] * checks,
-        manager=manager,
-        concurrency=concurrency,
-        timeout=5,
-    )
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    failed = [r.summary for r in results if r.status is not anyprobe.Status.OK]
-    assert not failed, failed[:3]
-    return checks / elapsed, cpu / checks * 1e6
-
-
-async def probe_direct(port: int, checks: int, concurrency: int) -> tuple[float, float]:
-    """The probe's own cost: workers calling its ``check`` directly, without the
-    scheduler (no limiter, no Result, no result stream)."""
-    import anyio
-
-    import anyprobe
-
-    manager, [target] = anyprobe.prepare([f"tcp://127.0.0.1:{port}"])
-    probe = manager.probes[target.probe]
-    remaining = iter(range(checks))
-    ok = 0
-
-    async def worker() -> None:
-        nonlocal ok
-        for _ in remaining:
-            deadline = anyio.current_time() + 5
-            ctx = anyprobe.CheckContext(timeout=5, deadline=deadline)
-            with anyio.fail_after(5):
-                outcome = await probe.check(target, target.options, ctx)
-            if outcome.status is anyprobe.Status.OK:
-                ok += 1
-
-    start, cpu = time.perf_counter(), time.process_time()
-    async with anyio.create_task_group() as tg:
-        for _ in range(concurrency):
-            tg.start_soon(worker)
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    assert ok == checks, ok
-    return checks / elapsed, cpu / checks * 1e6
+    return await timed_workers(one_check, checks, concurrency)
 
 
 def main() -> None:
-    import anyio
-
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--checks", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=5, help="median of N alternating rounds")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     print(f"{args.checks} TCP connect checks, {args.concurrency} at once, {args.rounds} rounds")
-    print("| backend | loop | checks/s | vs plain | CPU per check | plain CPU / this CPU |")
-    print("|---|---|---:|---:|---:|---:|")
     with listener_process() as port:
-        for backend in ("asyncio", "trio"):
-            rates: dict[str, list[float]] = {"plain": [], "probe": [], "anyprobe": []}
-            cpu: dict[str, list[float]] = {"plain": [], "probe": [], "anyprobe": []}
-            for _ in range(args.rounds):
-                for name, run in (
-                    ("plain", plain_loop),
-                    ("probe", probe_direct),
-                    ("anyprobe", anyprobe_checks),
-                ):
-                    rate, micros = anyio.run(
-                        run, port, args.checks, args.concurrency, backend=backend
-                    )
-                    rates[name].append(rate)
-                    cpu[name].append(micros)
-            plain = statistics.median(rates["plain"])
-            plain_cpu = statistics.median(cpu["plain"])
-            labels = {
-                "plain": "plain anyio.connect_tcp loop",
-                "probe": "tcp probe called directly",
-                "anyprobe": "anyprobe.check(tcp://...)",
-            }
-            for name, label in labels.items():
-                rate, micros = statistics.median(rates[name]), statistics.median(cpu[name])
-                print(
-                    f"| {backend} | {label} | {rate:,.0f} | {rate / plain:.2f}x "
-                    f"| {micros:.0f} µs | {plain_cpu / micros:.2f}x |"
-                )
+        labels = {
+            "plain": "plain anyio.connect_tcp loop",
+            "probe": "tcp probe called directly",
+            "anyprobe": "anyprobe.check(tcp://...)",
+        }
+        compare(port, f"tcp://127.0.0.1:{port}", plain_loop, labels, args)
 
 
 if __name__ == "__main__":
