@@ -14,7 +14,6 @@ import functools
 import socket
 import ssl
 import struct
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ import pytest
 import trustme
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.tls import TLSStream
+
+from .threaded import blocking_tls_server
 
 __all__ = [
     "banner_port",
@@ -210,52 +211,16 @@ def tls_server(tls_ca: TlsCa) -> Iterator[Callable[..., int]]:
 
 @contextlib.contextmanager
 def serve_tls_blocking(context: ssl.SSLContext) -> Iterator[int]:
-    """A TLS server on blocking sockets in a thread that sends nothing and
-    reads until the client leaves; yields its port.
+    """A TLS server on blocking sockets (it sends its alerts) that sends
+    nothing and reads until the client leaves; yields its port."""
 
-    Unlike the anyio servers above (whose memory BIO is dropped when a
-    server-side handshake fails), OpenSSL on a real socket sends the alert that
-    says why it refused a client, as nginx or Postfix do.
-    """
-    stop = threading.Event()
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.05)
-    port = listener.getsockname()[1]
+    def read_until_the_client_leaves(tls: ssl.SSLSocket) -> None:
+        for _ in range(1000):  # wait for the client, who speaks first
+            if not tls.recv(4096):
+                break
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(2)
-            tls = context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
-            try:
-                tls.do_handshake()
-                for _ in range(1000):  # wait for the client, who speaks first
-                    if not tls.recv(4096):
-                        break
-            except (OSError, ssl.SSLError):
-                # A lingering close: closing with unread data would send a reset
-                # that could overtake the alert OpenSSL has just sent.
-                with contextlib.suppress(OSError):
-                    tls.shutdown(socket.SHUT_WR)
-                    for _ in range(1000):
-                        if not tls.recv(4096):
-                            break
-            finally:
-                tls.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with blocking_tls_server(context, read_until_the_client_leaves) as port:
         yield port
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
 
 
 @pytest.fixture

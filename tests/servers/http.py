@@ -11,7 +11,6 @@ import datetime
 import socket
 import ssl
 import struct
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
@@ -23,6 +22,8 @@ import trustme
 from anyio.abc import ByteStream, SocketAttribute
 
 from anyprobe.plugins._demo_http import Request, respond
+
+from .threaded import blocking_tls_server
 
 __all__ = ["http_ca", "http_ca_file", "http_client_cert"]
 
@@ -294,51 +295,15 @@ async def serve_h2(certfile: str, keyfile: str, backend: str) -> AsyncIterator[i
 
 @contextmanager
 def threaded_tls_server(context: ssl.SSLContext) -> Iterator[int]:
-    """An HTTPS server on blocking sockets in a thread, answering 200 to each request.
+    """An HTTPS server on blocking sockets (it sends its alerts, as nginx
+    does), answering 200 to each request; yields its port."""
 
-    The tests' anyio server cannot send the TLS alert that ends a failed
-    server-side handshake (the memory BIO is dropped on error); OpenSSL on a
-    real socket does, as nginx does, so the client sees why it was refused.
-    """
-    stop = threading.Event()
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.05)
-    port = listener.getsockname()[1]
+    def answer(tls: ssl.SSLSocket) -> None:
+        tls.recv(65536)
+        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(2)
-            tls = context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
-            try:
-                tls.do_handshake()
-                tls.recv(65536)
-                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            except (OSError, ssl.SSLError):
-                # A lingering close, like nginx's: closing with the client's request
-                # unread would send a reset that can overtake the TLS alert.
-                try:
-                    tls.shutdown(socket.SHUT_WR)
-                    while tls.recv(65536):
-                        pass
-                except OSError:
-                    pass
-            finally:
-                tls.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with blocking_tls_server(context, answer) as port:
         yield port
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
 
 
 def cert_files(ca: trustme.CA, tmp_path: Path, name: str = "localhost") -> Iterator[str]:

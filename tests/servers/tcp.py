@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
+
+from .threaded import accept_in_thread
 
 __all__ = ["blackhole_port", "closed_port", "listening_port"]
 
@@ -20,28 +21,8 @@ def listening_port() -> Iterator[int]:
     It accepts in a thread (not only through the kernel's backlog), so any
     number of checks can connect without the accept queue filling up.
     """
-    server = socket.create_server(("127.0.0.1", 0), backlog=1024)
-    server.settimeout(0.05)
-    stop = threading.Event()
-
-    def accept_forever() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.close()
-
-    thread = threading.Thread(target=accept_forever, name="listening-port", daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
+    with accept_in_thread(lambda client: None, backlog=1024) as port:
+        yield port
 
 
 @pytest.fixture
