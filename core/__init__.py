@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .hookspecs import hookimpl, hookspec
     from .manager import PluginInfo, PluginManager
     from .model import ErrorInfo, Outcome, Result, RunSummary, Status, Target, TraceEvent
-    from .probe import CheckContext, Probe, ProbeOptions
+    from .probe import CheckContext, Probe, ProbeOptions, check_regex
     from .reporter import OutputFile, ReportContext, Reporter, ReporterOptions, ResultStream
     from .run import Run, RunInfo
 
@@ -60,6 +60,7 @@ _EXPORTS = {
     "CheckContext": "probe",
     "Probe": "probe",
     "ProbeOptions": "probe",
+    "check_regex": "probe",
     "OutputFile": "reporter",
     "ReportContext": "reporter",
     "Reporter": "reporter",
@@ -111,6 +112,7 @@ __all__ = [
     "__version__",
     "asyncio_bridge",
     "check",
+    "check_regex",
     "check_sync",
     "hookimpl",
     "hookspec",

@@ -505,9 +505,8 @@ def _execute(
     return _report_end(state, summary)
 
 
-def _run_backend(main: Callable[[], Any], backend: str) -> RunSummary:
-    import anyio
-
+def require_backend(backend: str) -> None:
+    """One clear line, not a traceback, when the backend's package is missing."""
     if backend == "trio":
         try:
             import trio  # noqa: F401
@@ -515,6 +514,12 @@ def _run_backend(main: Callable[[], Any], backend: str) -> RunSummary:
             raise UsageError(
                 "--backend trio needs the trio package (pip install 'anyprobe[trio]')"
             ) from None
+
+
+def _run_backend(main: Callable[[], Any], backend: str) -> RunSummary:
+    import anyio
+
+    require_backend(backend)
     result: RunSummary = anyio.run(main, backend=backend)
     return result
 

@@ -21,6 +21,7 @@ Core times the attempt, enforces the timeout, applies ``warning_after`` /
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -67,6 +68,26 @@ class ProbeOptions(BaseModel):
 
 
 OptionsT = TypeVar("OptionsT", bound=ProbeOptions)
+
+
+def check_regex(pattern: str | None) -> str | None:
+    """For an options model's ``field_validator``: ``pattern`` if it compiles.
+
+    Every way a pattern can fail to compile (a syntax error, too deep a
+    nesting, too large a repetition) becomes a ValueError, which options
+    validation turns into one clear line::
+
+        @field_validator("expect_output")
+        @classmethod
+        def _valid_regex(cls, value: str | None) -> str | None:
+            return anyprobe.check_regex(value)
+    """
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+    return pattern
 
 
 class CheckContext:

@@ -157,19 +157,25 @@ async def _aborting(fanout: Fanout) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def _closing(resources: dict[Any, Any]) -> AsyncIterator[None]:
-    """When the run ends, close every shared resource (``ctx.shared``) that has
-    an async ``aclose()``: the asyncio bridge, a client a probe keeps open."""
+    """When the run ends, close its shared resources (see :func:`close_resources`)."""
     try:
         yield
     finally:
-        with anyio.CancelScope(shield=True):
-            for resource in list(resources.values()):
-                aclose = getattr(resource, "aclose", None)
-                if aclose is None:
-                    continue
-                try:
-                    await aclose()
-                except Exception:
-                    logging.getLogger("anyprobe.run").exception(
-                        "closing shared resource %r failed", resource
-                    )
+        await close_resources(resources)
+
+
+async def close_resources(resources: dict[Any, Any]) -> None:
+    """Close every shared resource (``ctx.shared``) that has an async
+    ``aclose()``: the asyncio bridge, a client a probe keeps open. Shielded:
+    they are closed even when the run is being cancelled."""
+    with anyio.CancelScope(shield=True):
+        for resource in list(resources.values()):
+            aclose = getattr(resource, "aclose", None)
+            if aclose is None:
+                continue
+            try:
+                await aclose()
+            except Exception:
+                logging.getLogger("anyprobe.run").exception(
+                    "closing shared resource %r failed", resource
+                )

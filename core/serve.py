@@ -679,15 +679,9 @@ class ProbeServer:
 
     async def aclose(self) -> None:
         """Close the shared resources of the probes (the asyncio bridge, clients)."""
-        with anyio.CancelScope(shield=True):
-            for resource in list(self.resources.values()):
-                aclose = getattr(resource, "aclose", None)
-                if aclose is None:
-                    continue
-                try:
-                    await aclose()
-                except Exception:
-                    log.exception("closing shared resource %r failed", resource)
+        from .run import close_resources
+
+        await close_resources(self.resources)
 
 
 # -- the ASGI app -----------------------------------------------------------------
@@ -949,15 +943,10 @@ def main(
     ``announce`` receives one line per listening address once it accepts
     connections, and warnings about an exposed server.
     """
+    from .cli import require_backend
     from .scheduler import resolve_concurrency
 
-    if backend == "trio":
-        try:
-            import trio  # noqa: F401
-        except ImportError:
-            raise UsageError(
-                "--backend trio needs the trio package (pip install 'anyprobe[trio]')"
-            ) from None
+    require_backend(backend)
     try:
         import hypercorn  # noqa: F401
         import starlette  # noqa: F401

@@ -148,7 +148,8 @@ def options_error(exc: ValidationError, model: type[BaseModel], *, what: str) ->
         hint = did_you_mean(str(error["loc"][-1]), model.model_fields)
         message = f"unknown option for {what}{hint}"
     else:
-        message = error["msg"]
+        # A validator's own ValueError already says what is wrong: drop pydantic's prefix.
+        message = error["msg"].removeprefix("Value error, ")
         if error["type"] not in ("missing",) and _may_show_input(model, error):
             message += f" (got {_short(error['input'])})"
     return OptionsError(message, field=location)

@@ -164,12 +164,7 @@ class DnsOptions(TlsOptions):
     @field_validator("answers_match", "any_answer_matches")
     @classmethod
     def _valid_regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
+        return anyprobe.check_regex(value)
 
     @model_validator(mode="after")
     def _answers_need_noerror(self) -> DnsOptions:

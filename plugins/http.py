@@ -271,7 +271,7 @@ class HttpOptions(TlsOptions):
                 (name.lower(), re.compile(p)) for name, p in self.expect_headers.items()
             )
         except (re.error, RecursionError, OverflowError) as exc:
-            raise ValueError(f"bad regular expression: {exc}") from None
+            raise ValueError(f"not a regular expression: {exc}") from None
         if self.json_assertions:
             import jmespath  # type: ignore[import-untyped]
             from jmespath.exceptions import JMESPathError  # type: ignore[import-untyped]

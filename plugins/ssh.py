@@ -113,12 +113,7 @@ class SshOptions(anyprobe.ProbeOptions):
     @field_validator("expect_version", "expect_output")
     @classmethod
     def _valid_regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
+        return anyprobe.check_regex(value)
 
     @field_validator("password_env", "key_passphrase_env")
     @classmethod

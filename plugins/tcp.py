@@ -138,12 +138,7 @@ class TcpOptions(TlsOptions):
     @field_validator("expect_regex")
     @classmethod
     def _valid_regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                _compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
+        return anyprobe.check_regex(value)
 
     @model_validator(mode="after")
     def _one_expectation(self) -> TcpOptions:

@@ -223,7 +223,7 @@ def test_bad_json_assertion_or_regex_is_an_options_error(manager: PluginManager)
         anyprobe.prepare(
             ["http://127.0.0.1:1/"], manager=manager, options={"json_assertions": ["status =="]}
         )
-    with pytest.raises(anyprobe.OptionsError, match="bad regular expression"):
+    with pytest.raises(anyprobe.OptionsError, match="not a regular expression"):
         anyprobe.prepare(["http://127.0.0.1:1/"], manager=manager, options={"body_matches": "("})
     with pytest.raises(anyprobe.OptionsError, match="not a status code"):
         anyprobe.prepare(["http://127.0.0.1:1/"], manager=manager, options={"expect_status": 99})

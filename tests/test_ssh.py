@@ -330,7 +330,7 @@ async def test_openssh_banner_and_exit_status(
         ({"password_env": "hunter2!"}, "NAME of an environment variable"),
         ({"host_key_fingerprint": "abc"}, "SHA256:"),
         ({"verify_host_key": False, "known_hosts": "/x"}, "contradicts"),
-        ({"expect_version": "("}, "not a valid regular expression"),
+        ({"expect_version": "("}, "not a regular expression"),
     ],
 )
 def test_bad_options_are_refused_before_running(

@@ -195,3 +195,10 @@ def test_thresholds_must_be_in_order(manager: PluginManager) -> None:
     with pytest.raises(OptionsError) as error:
         build_targets(manager, ["tcp://h:1"], options={"warning_after": 2, "critical_after": 1})
     assert "warning_after must not be greater than critical_after" in str(error.value)
+
+
+@pytest.mark.parametrize("pattern", ["(", "a{99999999999999999999}", "(" * 5000])
+def test_any_bad_regex_option_is_one_clear_error(manager: PluginManager, pattern: str) -> None:
+    with pytest.raises(OptionsError) as error:
+        build_targets(manager, ["tcp://h:1"], options={"expect_regex": pattern})
+    assert "field 'expect_regex': not a regular expression" in str(error.value)

@@ -37,12 +37,7 @@ class MemcachedOptions(anyprobe.ProbeOptions):
     @field_validator("expect_version")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
+        return anyprobe.check_regex(value)
 
 
 class MemcachedProbe(anyprobe.Probe[MemcachedOptions]):
