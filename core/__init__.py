@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from .hookspecs import hookimpl, hookspec
+    from .inputs import escape_controls
     from .manager import PluginInfo, PluginManager
     from .model import ErrorInfo, Outcome, Result, RunSummary, Status, Target, TraceEvent
     from .probe import CheckContext, Probe, ProbeOptions, check_regex
@@ -48,6 +49,7 @@ _EXPORTS = {
     "UsageError": "errors",
     "hookimpl": "hookspecs",
     "hookspec": "hookspecs",
+    "escape_controls": "inputs",
     "ErrorInfo": "model",
     "Outcome": "model",
     "Result": "model",
@@ -114,6 +116,7 @@ __all__ = [
     "check",
     "check_regex",
     "check_sync",
+    "escape_controls",
     "hookimpl",
     "hookspec",
     "prepare",

@@ -52,6 +52,21 @@ class _State:
         return self._manager
 
 
+class FiniteFloat(click.FloatRange):
+    """A number of seconds: a float in range that is not NaN nor infinite
+    (click's FloatRange lets ``nan`` and ``inf`` through)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 def _echo_err(message: str) -> None:
     click.echo(f"anyprobe: {message}", err=True)
 
@@ -122,7 +137,7 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "-t",
             "--timeout",
-            type=click.FloatRange(min=0, min_open=True),
+            type=FiniteFloat(min=0, min_open=True),
             help=f"Seconds per attempt [default: {DEFAULT_TIMEOUT:g}].",
         ),
         click.option("--retries", type=click.IntRange(0, 10), help="Attempts after a failure."),
@@ -228,27 +243,24 @@ def check(
 
 
 def _read_targets_file(path: str) -> list[tuple[str, int | None]]:
-    from .targets import read_target_lines
+    from .targets import read_target_file
 
+    if path == "-":
+        return read_target_file(sys.stdin.buffer, "<stdin>")
     try:
-        if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UsageError(f"cannot read targets: {message}", source=path) from None
-    return [(url, line) for line, url in read_target_lines(text)]
+        with open(path, "rb") as f:
+            return read_target_file(f, path)
+    except OSError as exc:
+        raise UsageError(f"cannot read targets: {exc.strerror or exc}", source=path) from None
 
 
 @cli.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path(dir_okay=False, allow_dash=True))
 @run_options
 @shard_option
 @click.pass_obj
 def run(state: _State, /, config: str, **run_args: Any) -> int:
-    """Run the checks of a TOML CONFIG file."""
+    """Run the checks of a TOML CONFIG file ('-' reads it from stdin)."""
     from .config import load_config
 
     overrides = {"timeout": run_args["timeout"], "retries": run_args["retries"]}
@@ -346,7 +358,7 @@ def demo(state: _State, /, **run_args: Any) -> int:
 )
 @click.option(
     "--timeout-offset",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=0.5,
     show_default=True,
     help="Seconds taken off Prometheus' scrape timeout for the probe's timeout.",
@@ -361,7 +373,7 @@ def demo(state: _State, /, **run_args: Any) -> int:
 )
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=10.0,
     show_default=True,
     help="Seconds in-flight probes get to finish after SIGTERM.",

@@ -10,6 +10,7 @@ apply to every check whose probe has them.
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .defaults import DEFAULT_TIMEOUT
 from .errors import ConfigError, OptionsError, TargetError, UsageError, did_you_mean
+from .inputs import TomlLimitError, loads_toml
 from .manager import PluginManager
 from .model import Target
 from .reporter import Reporter
@@ -33,12 +35,14 @@ from .targets import (
 TOP_LEVEL = ("defaults", "check", "reporter", "module", "serve")
 _TABLE_SHAPES = {"defaults": "[defaults]", "module": "[module.NAME]", "serve": "[serve]"}
 RUN_SETTINGS = ("timeout", "retries", "concurrency", "per_host", "labels")
+#: The largest config file read.
+MAX_CONFIG_BYTES = 64 * 2**20
 
 
 class RunDefaults(BaseModel):
     """The run settings of ``[defaults]`` (probe options there are checked per probe)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     timeout: float = Field(DEFAULT_TIMEOUT, gt=0, description="Seconds allowed per attempt.")
     retries: int = Field(0, ge=0, le=10, description="Attempts after the first, on failure.")
@@ -50,7 +54,7 @@ class RunDefaults(BaseModel):
 class CheckSettings(BaseModel):
     """The fields of a ``[[check]]`` that core handles (the rest are probe options)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     url: str = Field(description="The target URL; its scheme picks the probe.")
     name: str | None = Field(None, min_length=1, description="Defaults to the URL.")
@@ -122,21 +126,31 @@ def load_config(
     """Read and validate the config file at ``path``.
 
     ``overrides`` (from CLI flags: ``timeout``, ``retries``...) replace the
-    ``[defaults]``; a check's own ``timeout``/``retries`` still win.
+    ``[defaults]``; a check's own ``timeout``/``retries`` still win. ``path``
+    ``-`` reads the config from stdin (named ``<stdin>`` in errors).
     """
+    source = "<stdin>" if path == "-" else path
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_CONFIG_BYTES + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"cannot read config: {exc.strerror or exc}", source=path) from None
+        raise ConfigError(f"cannot read config: {exc.strerror or exc}", source=source) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"larger than {MAX_CONFIG_BYTES // 2**20} MiB", source=source)
     try:
-        text = data.decode("utf-8")
-        document = tomllib.loads(text)
+        text = data.decode("utf-8").removeprefix("\ufeff")
+        document = loads_toml(text)
     except UnicodeDecodeError:
-        raise ConfigError("not UTF-8 text", source=path) from None
+        raise ConfigError("not UTF-8 text", source=source) from None
     except tomllib.TOMLDecodeError as exc:
         line = _toml_error_line(str(exc))
-        raise ConfigError(f"invalid TOML: {exc}", source=path, line=line) from None
+        raise ConfigError(f"invalid TOML: {exc}", source=source, line=line) from None
+    except TomlLimitError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", source=source) from None
+    path = source
     lines = _Lines(text)
     return parse_config(
         document,
@@ -193,12 +207,16 @@ def parse_config(
     raw_defaults = _table(document, "defaults", path)
     run_part = {k: v for k, v in raw_defaults.items() if k in RUN_SETTINGS}
     probe_defaults = {k: v for k, v in raw_defaults.items() if k not in RUN_SETTINGS}
-    run_part.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        defaults = RunDefaults.model_validate(run_part)
-    except ValidationError as exc:
-        error = options_error(exc, RunDefaults, what="[defaults]")
-        raise fail(error.message, table="defaults", key=error.field) from None
+    # The file's own values are validated even where a CLI flag replaces them.
+    for values in (
+        run_part,
+        {**run_part, **{k: v for k, v in (overrides or {}).items() if v is not None}},
+    ):
+        try:
+            defaults = RunDefaults.model_validate(values)
+        except ValidationError as exc:
+            error = options_error(exc, RunDefaults, what="[defaults]")
+            raise fail(error.message, table="defaults", key=error.field) from None
 
     checks = _array(document, "check", path)
     if not checks and require_checks:

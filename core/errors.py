@@ -22,7 +22,8 @@ class UsageError(AnyprobeError):
     """Bad input from the user: a target, an option, a config file, a flag.
 
     ``str(error)`` is the one line shown to the user, prefixed by where:
-    ``checks.toml:12: check 'api': field 'expect_status': ...``.
+    ``checks.toml:12: check 'api': field 'expect_status': ...``, with control
+    characters escaped (:func:`~anyprobe.inputs.escape_controls`).
     """
 
     def __init__(
@@ -49,7 +50,11 @@ class UsageError(AnyprobeError):
             where.append(f"check {self.check}")
         if self.field:
             where.append(f"field '{self.field}'")
-        return ": ".join([*where, self.message])
+        from .inputs import escape_controls
+
+        # Targets, names and values come from the user (or a server): a
+        # terminal must show them, never act on them.
+        return escape_controls(": ".join([*where, self.message]))
 
     def located(
         self,

@@ -11,13 +11,14 @@ import re
 import tomllib
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, overload
+from typing import Any, BinaryIO, NamedTuple, overload
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ValidationError
 
 from .defaults import DEFAULT_TIMEOUT
-from .errors import OptionsError, TargetError, did_you_mean
+from .errors import OptionsError, TargetError, UsageError, did_you_mean
+from .inputs import MAX_TOML_DEPTH, TomlLimitError, find_control, host_problem, loads_toml
 from .manager import PluginManager
 from .model import Target
 
@@ -45,7 +46,15 @@ _SPACE = re.compile(r"\s")
 
 
 def split_url(text: str) -> SplitResult:
-    """Split a target URL, with one clear error for anything unparseable."""
+    """Split a target URL, with one clear error for anything unparseable.
+
+    Control characters are refused in every part of the URL (and, decoded, in
+    its user and password), and so is a host that can never resolve: see
+    :func:`~anyprobe.inputs.host_problem`.
+    """
+    control = find_control(text)
+    if control is not None:
+        raise TargetError(f"{redact_url(text)}: a control character ({control}) in the target")
     if not text or _SPACE.search(text):
         raise TargetError(f"{text!r}: a target is a URL without spaces, like tcp://host:port")
     if "://" not in text:
@@ -57,7 +66,24 @@ def split_url(text: str) -> SplitResult:
         url.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
         raise TargetError(f"{redact_url(text)}: {exc}") from None
+    problem = _authority_problem(url)
+    if problem is not None:
+        raise TargetError(f"{redact_url(text)}: {problem}")
     return url
+
+
+def _authority_problem(url: SplitResult) -> str | None:
+    """What is wrong with the user, password and host of ``url``, or None."""
+    from urllib.parse import unquote
+
+    for part in (url.username, url.password):
+        if part and find_control(unquote(part)) is not None:
+            return "a control character in the user or password"
+    host = url.hostname
+    if not host:
+        return None
+    bracketed = url.netloc.rpartition("@")[2].startswith("[")
+    return host_problem(host, bracketed=bracketed)
 
 
 def parse_value(text: str) -> Any:
@@ -65,9 +91,11 @@ def parse_value(text: str) -> Any:
 
     ``5`` is an int, ``1.5`` a float, ``true`` a bool, ``[200, 301]`` a list,
     ``"a b"`` a string; anything else (``UP``, ``/health``) is taken as written.
+    Raises :class:`~anyprobe.inputs.TomlLimitError` for a value nested too
+    deep or a number too long.
     """
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        return loads_toml(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
 
@@ -93,6 +121,8 @@ def parse_set(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
         if not eq or not key:
             raise OptionsError(f"--set {item!r}: expected KEY=VALUE")
         parts = key.split(".")
+        if len(parts) > MAX_TOML_DEPTH:
+            raise OptionsError(f"--set {key[:40]}...: nested deeper than {MAX_TOML_DEPTH} levels")
         if not all(p.isidentifier() or p.replace("-", "_").isidentifier() for p in parts):
             raise OptionsError(f"--set {item!r}: {key!r} is not an option name")
         table = values
@@ -100,7 +130,11 @@ def parse_set(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
             table = table.setdefault(part, {})
             if not isinstance(table, dict):
                 raise OptionsError(f"--set {item!r}: {part!r} is set as a value and a table")
-        table[parts[-1]] = SetValue(raw, parse_value(raw))
+        try:
+            value = parse_value(raw)
+        except TomlLimitError as exc:
+            raise OptionsError(f"--set {key}=...: {exc}") from None
+        table[parts[-1]] = SetValue(raw, value)
     return values
 
 
@@ -267,17 +301,65 @@ def check_shared_options(
             )
 
 
+_COMMENT = re.compile(r"\s#")
+
+#: The longest line a targets file may have, in bytes.
+MAX_TARGET_LINE = 64 * 1024
+#: The most lines read from a targets file (blank lines and comments included).
+MAX_TARGET_LINES = 10_000_000
+
+
 def read_target_lines(text: str) -> list[tuple[int, str]]:
     """Targets from a file's text: one per line; blank lines and ``#`` comments skipped."""
-    lines = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    return [entry for entry in _targets_of(enumerate(text.splitlines(), start=1))]
+
+
+def _targets_of(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    for number, line in lines:
+        if number == 1:
+            line = line.removeprefix("\ufeff")
         stripped = line.strip()
         if stripped.startswith("#"):
             continue
-        stripped = stripped.split(" #", 1)[0].strip()  # a trailing comment, after a space
+        # A trailing comment starts after a space or a tab; a '#' inside a URL is its fragment.
+        stripped = _COMMENT.split(stripped, maxsplit=1)[0].strip()
         if stripped:
-            lines.append((number, stripped))
-    return lines
+            yield number, stripped
+
+
+def read_target_file(stream: BinaryIO, source: str) -> list[tuple[str, int | None]]:
+    """``(url, line)`` for each target of an open targets file, read line by line.
+
+    A line longer than :data:`MAX_TARGET_LINE` bytes, more than
+    :data:`MAX_TARGET_LINES` lines or text that is not UTF-8 is a
+    :class:`~anyprobe.UsageError` naming ``source`` and the line: a device
+    such as ``/dev/zero`` is never read whole into memory. A UTF-8 byte order
+    mark at the start is skipped.
+    """
+
+    def lines() -> Iterator[tuple[int, str]]:
+        for number in range(1, MAX_TARGET_LINES + 2):
+            try:
+                raw = stream.readline(MAX_TARGET_LINE + 1)
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot read targets: {exc.strerror or exc}", source=source
+                ) from None
+            if not raw:
+                return
+            if number > MAX_TARGET_LINES:
+                raise UsageError(f"more than {MAX_TARGET_LINES:,} lines of targets", source=source)
+            if len(raw) > MAX_TARGET_LINE and not raw.endswith(b"\n"):
+                raise UsageError(
+                    f"line longer than {MAX_TARGET_LINE:,} bytes", source=source, line=number
+                )
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UsageError("not UTF-8 text", source=source, line=number) from None
+            yield number, text
+
+    return [(url, number) for number, url in _targets_of(lines())]
 
 
 class TargetList(Sequence[Target]):

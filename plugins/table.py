@@ -61,13 +61,15 @@ def sort_rows(rows: list[anyprobe.Result], order: str) -> list[anyprobe.Result]:
 
 
 def _cells(result: anyprobe.Result) -> list[str]:
-    target = "" if result.target == result.name else result.target
+    # Names, targets and summaries (which quote what servers sent) may hold
+    # terminal escapes: show them, never let the terminal act on them.
+    target = "" if result.target == result.name else anyprobe.escape_controls(result.target)
     return [
         result.status.value.upper(),
-        result.name,
+        anyprobe.escape_controls(result.name),
         target,
         f"{result.duration * 1000:.1f} ms",
-        result.summary,
+        anyprobe.escape_controls(result.summary),
     ]
 
 
@@ -75,7 +77,9 @@ HEADERS = ["STATUS", "NAME", "TARGET", "LATENCY", "SUMMARY"]
 
 
 def _trace_lines(result: anyprobe.Result) -> list[str]:
-    return [f"    {event.at * 1000:8.1f} ms  {event.message}" for event in result.trace]
+    return [
+        f"    {event.at * 1000:8.1f} ms  {anyprobe.escape_controls(event.message)}" for event in result.trace
+    ]
 
 
 def render_plain(rows: list[anyprobe.Result], summary: str | None, *, explain: bool) -> str:
@@ -113,7 +117,8 @@ def render_rich(rows: list[anyprobe.Result], summary: str | None, *, explain: bo
             )
     for result, row in zip(rows, cells, strict=True):
         values: list[Any] = [Text(row[0], style=f"bold {STYLES[result.status]}")]
-        values += [row[i] for i in range(1, len(row)) if i != 2 or show_target]
+        # Text, not str: a name or summary holding [brackets] is not rich markup.
+        values += [Text(row[i]) for i in range(1, len(row)) if i != 2 or show_target]
         table.add_row(*values)
         if explain and result.trace:
             table.add_row("", Text("\n".join(_trace_lines(result)), style="dim"))
