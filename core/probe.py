@@ -43,7 +43,7 @@ class ProbeOptions(BaseModel):
     (shown by ``anyprobe plugins`` and in the config schema).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     warning_after: float | None = Field(
         default=None,

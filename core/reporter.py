@@ -36,7 +36,7 @@ from .model import Result, RunSummary
 class ReporterOptions(BaseModel):
     """Base of every reporter's options; ``path`` is where the output goes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     path: str | None = Field(
         default=None,

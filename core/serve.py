@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError, OptionsError, TargetError, UsageError, did_you_mean
 from .fanout import Fanout
+from .inputs import escape_controls
 from .manager import PluginManager
 from .model import Result, RunSummary, Status, Target
 from .reporter import ReportContext, Reporter
@@ -86,7 +87,7 @@ BUILTIN_MODULES: dict[str, dict[str, Any]] = {
 class ModuleSettings(BaseModel):
     """The fields of a ``[module.NAME]`` table that are not the probe's options."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     probe: str = Field(description="The probe that runs: http, tcp, dns, ssh...")
     timeout: float | None = Field(
@@ -107,7 +108,7 @@ MODULE_FIELDS = tuple(ModuleSettings.model_fields)
 class ServeSettings(BaseModel):
     """The ``[serve]`` table."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     allow_targets: list[str] = Field(
         default_factory=list,
@@ -163,7 +164,7 @@ class AllowList:
                 continue
             except ValueError:
                 pass
-            if not text or not self._PATTERN.match(text):
+            if not text or not self._PATTERN.match(text) or not _brackets_pair(text):
                 raise ValueError(
                     f"{entry!r} is neither a host pattern (*.example.com) nor a network "
                     "(10.0.0.0/8)"
@@ -185,6 +186,12 @@ class AllowList:
         if address is not None and any(address in net for net in self.networks):
             return True
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.patterns)
+
+
+def _brackets_pair(pattern: str) -> bool:
+    """Whether every ``[`` of a pattern closes a non-empty ``[...]`` class
+    (fnmatch reads a lone ``[`` as itself, which no host contains)."""
+    return re.fullmatch(r"[^\[\]]*(\[[^\[\]]+\][^\[\]]*)*", pattern) is not None
 
 
 @dataclass
@@ -511,7 +518,8 @@ class ProbeServer:
                 url, options=module.raw_options, timeout=timeout
             )
         except (TargetError, OptionsError) as exc:
-            raise _Rejected(400, f"Bad target: {exc.message}", "bad_request") from None
+            message = escape_controls(exc.message)
+            raise _Rejected(400, f"Bad target: {message}", "bad_request") from None
         if target.probe != module.probe:
             raise _Rejected(
                 400,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, FilePath, field_validator, model_validator
+from pydantic import Field, FilePath, ValidationInfo, field_validator, model_validator
 
 from .errors import CheckFailed
 from .model import Status
@@ -62,6 +62,24 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
     r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
 )
+
+
+#: The largest PEM file read to check it (a CA bundle is a few hundred KiB).
+MAX_PEM_BYTES = 16 * 2**20
+
+
+def pem_file_problem(path: Any, *, key: bool = False) -> None:
+    """Raise ValueError unless ``path`` holds a PEM certificate (or, with
+    ``key``, a PEM private key): checked before the run, not at the first check."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PEM_BYTES)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    wanted = b"PRIVATE KEY-----" if key else b"CERTIFICATE-----"
+    if b"-----BEGIN " not in data or wanted not in data:
+        what = "private key" if key else "certificate"
+        raise ValueError(f"{path} is not a PEM {what} file (no -----BEGIN ... {wanted.decode()})")
 
 
 class TlsOptions(ProbeOptions):
@@ -116,6 +134,13 @@ class TlsOptions(ProbeOptions):
         except ValueError:
             if not _HOSTNAME.match(value):
                 raise ValueError(f"{value!r} is not a host name") from None
+        return value
+
+    @field_validator("ca_file", "client_cert", "client_key")
+    @classmethod
+    def _pem_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            pem_file_problem(value, key=info.field_name == "client_key")
         return value
 
     @model_validator(mode="after")

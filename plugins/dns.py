@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import re
 import ssl
 import struct
@@ -32,6 +33,7 @@ import anyio
 from pydantic import Field, field_validator, model_validator
 
 import anyprobe
+from anyprobe.inputs import find_control
 from anyprobe.net import (
     IpFamily,
     connect_tcp,
@@ -167,6 +169,15 @@ class DnsOptions(TlsOptions):
         return anyprobe.check_regex(value)
 
     @model_validator(mode="after")
+    def _resolv_conf_exists(self) -> DnsOptions:
+        # The default is only read for a URL without a server: a system
+        # without /etc/resolv.conf may still ask servers named in URLs.
+        if "resolv_conf" in self.model_fields_set and not os.path.isfile(self.resolv_conf):
+            reason = "is not a file" if os.path.exists(self.resolv_conf) else "does not exist"
+            raise ValueError(f"resolv_conf {self.resolv_conf} {reason}")
+        return self
+
+    @model_validator(mode="after")
     def _answers_need_noerror(self) -> DnsOptions:
         wants_answers = (
             self.expect_answers
@@ -248,6 +259,9 @@ def _parse(url: SplitResult) -> DnsQuestion:
         name = unquote(url.hostname or url.netloc)
     if not name:
         raise ValueError("no name to look up (dns://[SERVER[:PORT]]/NAME?type=T)")
+    control = find_control(name)
+    if control is not None:
+        raise ValueError(f"a control character ({control}) in the name to look up")
     record_type = None
     for key, value in parse_qsl(url.query, keep_blank_values=True):
         if key.lower() != "type":

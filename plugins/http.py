@@ -70,6 +70,20 @@ def _header_value_ok(value: str) -> bool:
     return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value)
 
 
+def check_header_env(value: dict[str, str]) -> dict[str, str]:
+    """``header_env`` if every variable it names is set and not empty (the
+    check would otherwise fail, or send an empty secret, at run time)."""
+    for header, variable in value.items():
+        if not variable:
+            raise ValueError(f"header {header}: the environment variable name is empty")
+        text = os.environ.get(variable)
+        if text is None:
+            raise ValueError(f"header {header}: environment variable {variable} is not set")
+        if not text:
+            raise ValueError(f"header {header}: environment variable {variable} is empty")
+    return value
+
+
 class HttpOptions(TlsOptions):
     """Options of the HTTP probe (the TLS ones are shared with the TCP/TLS probe)."""
 
@@ -189,6 +203,11 @@ class HttpOptions(TlsOptions):
                 raise ValueError(f"header {name}: control characters are not allowed in a value")
         return value
 
+    @field_validator("header_env")
+    @classmethod
+    def _header_env_is_set(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_header_env(value)
+
     @field_validator("user_agent")
     @classmethod
     def _user_agent_is_a_header_value(cls, value: str) -> str:
@@ -258,8 +277,9 @@ class HttpOptions(TlsOptions):
             import json
 
             try:
-                json.dumps(self.json_body)
-            except (TypeError, ValueError) as exc:
+                # JSON has no NaN nor Infinity: json.dumps would write them anyway.
+                json.dumps(self.json_body, allow_nan=False)
+            except (TypeError, ValueError, RecursionError) as exc:
                 raise ValueError(f"json_body is not JSON-serialisable: {exc}") from None
         return self
 
@@ -280,6 +300,10 @@ class HttpOptions(TlsOptions):
             for text in self.json_assertions:
                 try:
                     compiled.append((text, jmespath.compile(text)))
+                except RecursionError:
+                    raise ValueError(
+                        f"bad JSON assertion {text[:40]!r}...: nested too deep"
+                    ) from None
                 except JMESPathError as exc:
                     reason = str(exc).splitlines()[0].removesuffix(", for expression:")
                     raise ValueError(f"bad JSON assertion {text!r}: {reason}") from None
@@ -623,7 +647,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         if options.json_body is not None:
             import json
 
-            body = json.dumps(options.json_body).encode()
+            body = json.dumps(options.json_body, allow_nan=False).encode()
             content_type = "application/json"
         elif options.body is not None:
             body = options.body.encode()

@@ -33,6 +33,7 @@ from pydantic import Field, field_validator, model_validator
 
 import anyprobe
 from anyprobe.bridge import AsyncioBridge, asyncio_bridge
+from anyprobe.errors import did_you_mean
 from anyprobe.net import IpFamily, describe_os_error, fail_from_os_error, resolve
 
 if TYPE_CHECKING:
@@ -132,6 +133,21 @@ class SshOptions(anyprobe.ProbeOptions):
             raise ValueError("must look like 'SHA256:' followed by 43 base64 characters")
         return value
 
+    @field_validator("host_key_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("host_key_algorithms needs at least one algorithm")
+        known = _host_key_algorithms()
+        if known is not None:
+            for name in value:
+                if name not in known:
+                    hint = did_you_mean(name, known)
+                    raise ValueError(f"unknown host key algorithm {name!r}{hint}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> SshOptions:
         if self.command is not None and not self.authenticates:
@@ -148,11 +164,32 @@ class SshOptions(anyprobe.ProbeOptions):
             )
         if self.known_hosts is not None and self.host_key_fingerprint is not None:
             raise ValueError("give known_hosts or host_key_fingerprint, not both")
+        # Files are looked at last, so that a contradiction is named first.
+        for option in ("key_file", "known_hosts"):
+            path = getattr(self, option)
+            if path is not None and not os.path.isfile(_expand(path)):
+                reason = "is not a file" if os.path.exists(_expand(path)) else "does not exist"
+                raise ValueError(f"{option} {path} {reason}")
         return self
 
     @property
     def authenticates(self) -> bool:
         return self.key_file is not None or self.agent or self.password_env is not None
+
+
+def _host_key_algorithms() -> list[str] | None:
+    """The host key algorithms asyncssh knows, or None without asyncssh (the
+    missing package is reported on its own)."""
+    try:
+        from asyncssh.public_key import (
+            get_certificate_algs,
+            get_public_key_algs,
+            get_x509_certificate_algs,
+        )
+    except ImportError:
+        return None
+    algorithms = get_x509_certificate_algs() + get_certificate_algs() + get_public_key_algs()
+    return [name.decode("ascii") for name in algorithms]
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ HEADERS = ["STATUS", "NAME", "TARGET", "LATENCY", "SUMMARY"]
 
 def _trace_lines(result: anyprobe.Result) -> list[str]:
     return [
-        f"    {event.at * 1000:8.1f} ms  {anyprobe.escape_controls(event.message)}" for event in result.trace
+        f"    {event.at * 1000:8.1f} ms  {anyprobe.escape_controls(event.message)}"
+        for event in result.trace
     ]
 
 

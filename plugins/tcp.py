@@ -33,6 +33,7 @@ from anyio.streams.tls import TLSStream
 from pydantic import Field, field_validator, model_validator
 
 import anyprobe
+from anyprobe.inputs import host_problem
 from anyprobe.net import IpFamily, connect_tcp, describe_os_error, resolve, root_os_error
 from anyprobe.tls import (
     TlsInfo,
@@ -140,6 +141,20 @@ class TcpOptions(TlsOptions):
     def _valid_regex(cls, value: str | None) -> str | None:
         return anyprobe.check_regex(value)
 
+    @field_validator("helo_name")
+    @classmethod
+    def _helo_name_is_a_host(cls, value: str) -> str:
+        # Sent in the EHLO line: a CR or LF would start another SMTP command.
+        if value.startswith("[") and value.endswith("]"):
+            problem = None if _is_address(value[1:-1]) else f"{value} is not an address"
+        else:
+            problem = host_problem(value)
+        if problem is not None:
+            raise ValueError(
+                f"must be a host name or an address literal like [192.0.2.1] ({problem})"
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_expectation(self) -> TcpOptions:
         if self.expect is not None and self.expect_regex is not None:
@@ -149,6 +164,16 @@ class TcpOptions(TlsOptions):
         if self.expect_timeout is not None and self.expect is None and self.expect_regex is None:
             raise ValueError("expect_timeout needs expect or expect_regex")
         return self
+
+
+def _is_address(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text.removeprefix("IPv6:"))
+    except ValueError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=256)

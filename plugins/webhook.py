@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -149,6 +150,7 @@ class WebhookOptions(anyprobe.ReporterOptions):
     @classmethod
     def _template_renders(cls, value: str) -> str:
         if value not in ("json", "slack"):
+            _check_template_specs(value)
             try:
                 value.format(**TEMPLATE_FIELDS)
             except (KeyError, IndexError, AttributeError, ValueError) as exc:
@@ -157,6 +159,14 @@ class WebhookOptions(anyprobe.ReporterOptions):
                     f"template {value!r} cannot be rendered ({type(exc).__name__}: {exc}); "
                     f"its fields can be: {known}"
                 ) from None
+        return value
+
+    @field_validator("header_env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for header, variable in value.items():
+            if not variable:
+                raise ValueError(f"header {header}: the environment variable name is empty")
         return value
 
     @model_validator(mode="after")
@@ -174,6 +184,31 @@ class WebhookOptions(anyprobe.ReporterOptions):
         if self.state_file is not None and self.mode != "on_change":
             raise ValueError("state_file only applies to mode = 'on_change'")
         return self
+
+
+#: The widest field (and the largest precision) a text template may ask for.
+MAX_TEMPLATE_WIDTH = 1000
+_SPEC_NUMBER = re.compile(r"\d+")
+
+
+def _check_template_specs(template: str) -> None:
+    """Refuse format specs that would allocate without bound (``{name:>99999999999}``)
+    or that take their width from a field (``{name:{summary}}``)."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"template {template!r} cannot be rendered ({exc})") from None
+    for _text, field_name, spec, _conversion in parts:
+        if field_name is None or not spec:
+            continue
+        if "{" in spec or "}" in spec:
+            raise ValueError(f"template field {{{field_name}}}: a format spec cannot hold a field")
+        for number in _SPEC_NUMBER.findall(spec):
+            if len(number) > 4 or int(number) > MAX_TEMPLATE_WIDTH:
+                raise ValueError(
+                    f"template field {{{field_name}}}: width or precision {number[:12]} "
+                    f"is over {MAX_TEMPLATE_WIDTH}"
+                )
 
 
 def _check_url(url: str) -> None:

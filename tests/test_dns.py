@@ -306,14 +306,13 @@ async def test_system_resolver_tries_the_next_nameserver(
     assert result.metrics["server"] == f"{dns_server_on_port_53.host}:53"
 
 
-async def test_missing_resolv_conf_is_unknown(
+async def test_missing_resolv_conf_is_refused_before_the_run(
     anyio_backend: str, manager: PluginManager, tmp_path: Path
 ) -> None:
-    result = await check_one(
-        manager, "dns://www.example.test", resolv_conf=str(tmp_path / "absent.conf")
-    )
-    assert result.status is Status.UNKNOWN
-    assert result.summary.startswith(f"cannot read {tmp_path / 'absent.conf'}")
+    with pytest.raises(anyprobe.OptionsError, match=r"resolv_conf .*absent\.conf does not exist"):
+        await check_one(
+            manager, "dns://www.example.test", resolv_conf=str(tmp_path / "absent.conf")
+        )
 
 
 async def test_resolv_conf_without_nameservers_is_unknown(
@@ -392,7 +391,7 @@ def test_target_host_is_the_server_or_the_name(
         ("dns://example.com?type=IXFR", "IXFR is not a record type one can query"),
         ("dns://example.com:53", "a port needs a server"),
         ("dns://user@9.9.9.9/example.com", "no user or password"),
-        (f"dns://{'a' * 64}.example", "is not a domain name"),
+        (f"dns://{'a' * 64}.example", "at most 63"),
     ],
 )
 def test_bad_urls_are_target_errors(manager: PluginManager, text: str, message: str) -> None:

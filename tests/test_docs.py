@@ -340,8 +340,13 @@ REFERENCE = [
 SHELL_LANGUAGES = {"console", "sh", "bash", "shell"}
 
 #: Options that name a file the loader requires to exist: the test creates
-#: each under its temporary directory (an absolute path is re-rooted there).
+#: each under its temporary directory (a path, absolute or under ~, is re-rooted there).
 FILE_OPTIONS = {"ca_file", "client_cert", "client_key", "key_file", "known_hosts", "resolv_conf"}
+
+PEM_PLACEHOLDER = (
+    "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"
+    "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n"
+)
 
 #: The check a page's fragments (bare options, a lone ``[[reporter]]``) belong to.
 FRAGMENT_CHECK = {
@@ -388,11 +393,9 @@ def as_config(block: Block, workdir: Path) -> tuple[str, bool]:
     elif "check" not in document and not {"module", "serve"} & set(document):
         text += f"\n[[check]]\n{DEFAULT_FRAGMENT_CHECK}\n"
     for value in sorted(set(file_option_values(tomllib.loads(text)))):
-        if value.startswith("~"):
-            continue  # expanded when the check runs, not when the file is loaded
-        created = workdir / value.lstrip("/")
+        created = workdir / value.lstrip("~/")
         created.parent.mkdir(parents=True, exist_ok=True)
-        created.touch()
+        created.write_text(PEM_PLACEHOLDER)  # the loader wants PEM where it reads PEM
         for quote in ('"', "'"):
             text = text.replace(f"{quote}{value}{quote}", f'"{created}"')
     path = workdir / f"page-{block.line}.toml"
@@ -428,8 +431,24 @@ def test_toml_examples_load(
     block: Block, builtin_manager: PluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    # header_env must name variables that are set when the config is loaded.
+    for headers in header_env_values(tomllib.loads(block.code)):
+        for variable in headers.values():
+            monkeypatch.setenv(variable, "placeholder")
     error = config_error(block, tmp_path, builtin_manager)
     assert not error, f"{block}: {error}"
+
+
+def header_env_values(node: object) -> Iterator[dict[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "header_env" and isinstance(value, dict):
+                yield value
+            else:
+                yield from header_env_values(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from header_env_values(item)
 
 
 def anyprobe_command_lines(block: Block) -> list[list[str]]:
@@ -497,6 +516,7 @@ def validate_command(
     monkeypatch.setenv("ANYPROBE_RUN_ID", "docs")
     for variable in ("JOB_COMPLETION_INDEX", "NOMAD_ALLOC_INDEX"):
         monkeypatch.delenv(variable, raising=False)
+    args = prepare_set_options(args, workdir, monkeypatch)
     validated: list[str] = []
 
     def execute(state: object, targets: list[Any], reporters: list[Any], run_args: object) -> int:
@@ -516,6 +536,27 @@ def validate_command(
             anyprobe.cli.main(["--no-plugin-autoload", *args[1:]])
     code = exit_info.value.code
     return code if isinstance(code, int) else 0, capsys.readouterr().err, validated
+
+
+def prepare_set_options(
+    args: list[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """``args`` with each file a ``--set`` option names created under ``workdir``
+    (the loader checks files exist), and the variables of header_env set."""
+    args = list(args)
+    for index in range(1, len(args)):
+        key, eq, value = args[index].partition("=")
+        if args[index - 1] != "--set" or not eq:
+            continue
+        if key in FILE_OPTIONS:
+            created = workdir / value.strip("\"'").lstrip("~/")
+            created.parent.mkdir(parents=True, exist_ok=True)
+            created.write_text(PEM_PLACEHOLDER)
+            args[index] = f"{key}={created}"
+        elif key == "header_env":
+            for variable in tomllib.loads(f"v = {value}")["v"].values():
+                monkeypatch.setenv(variable, "placeholder")
+    return args
 
 
 NOT_RUN_COMMANDS = not_run_commands()
