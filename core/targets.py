@@ -43,6 +43,8 @@ def redact_url(url: str) -> str:
 
 
 _SPACE = re.compile(r"\s")
+#: What Python makes of bytes that are not UTF-8 in a command line argument.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def split_url(text: str) -> SplitResult:
@@ -55,6 +57,8 @@ def split_url(text: str) -> SplitResult:
     control = find_control(text)
     if control is not None:
         raise TargetError(f"{redact_url(text)}: a control character ({control}) in the target")
+    if _SURROGATE.search(text):
+        raise TargetError(f"{redact_url(text)}: bytes that are not UTF-8 in the target")
     if not text or _SPACE.search(text):
         raise TargetError(f"{text!r}: a target is a URL without spaces, like tcp://host:port")
     if "://" not in text:

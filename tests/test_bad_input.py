@@ -151,6 +151,12 @@ def test_control_characters_anywhere_in_a_target_are_refused(
     no_raw_controls(line)
 
 
+def test_bytes_that_are_not_utf8_in_a_target_argument_are_refused() -> None:
+    # Python reads the byte 0xff of an argument as the lone surrogate U+DCFF.
+    proc = anyprobe("check", "tcp://127.0.0.1:1/\udcff")
+    assert_one_clear_line(proc, "not UTF-8")
+
+
 @pytest.mark.parametrize(
     ("target", "fragment"),
     [
