@@ -20,8 +20,11 @@ import sys
 from typing import Any
 
 #: Characters shown escaped: C0 and C1 controls, DEL, line and paragraph
-#: separators, and the bidirectional marks that reorder what a terminal shows.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+#: separators, the bidirectional marks that reorder what a terminal shows, and
+#: lone surrogates (bytes that were not UTF-8), which no UTF-8 stream can write.
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
+)
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -62,6 +65,10 @@ MAX_HOST_NAME = 253
 #: The longest label of a host name.
 MAX_LABEL = 63
 _LABEL = re.compile(r"^[a-z0-9_-]+$")
+#: An ASCII host name (an IPv4 address included) within the limits.
+_PLAIN_NAME = re.compile(
+    r"^(?=[^.]{1,63}(?:\.|$))(?!.{254})[A-Za-z0-9_-]+(?:\.(?=[^.]{1,63}(?:\.|$))[A-Za-z0-9_-]+)*\.?$"
+)
 
 
 def host_problem(host: str, *, bracketed: bool = False) -> str | None:
@@ -85,13 +92,16 @@ def host_problem(host: str, *, bracketed: bool = False) -> str | None:
         except ValueError:
             return f"[{host}] is not an IPv6 address"
         return None
+    if _PLAIN_NAME.match(host):  # the common case, quickly
+        return None
     if "%" in host:
         return f"{host!r}: a host name cannot be percent-encoded"
-    try:
-        ipaddress.ip_address(host)
-        return None
-    except ValueError:
-        pass
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+            return None
+        except ValueError:
+            pass
     name = host
     if not host.isascii():
         import idna

@@ -45,6 +45,8 @@ def redact_url(url: str) -> str:
 _SPACE = re.compile(r"\s")
 #: What Python makes of bytes that are not UTF-8 in a command line argument.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: Anything split_url refuses wherever it is: one scan for the common case.
+_REFUSED = re.compile("[\\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def split_url(text: str) -> SplitResult:
@@ -54,12 +56,12 @@ def split_url(text: str) -> SplitResult:
     its user and password), and so is a host that can never resolve: see
     :func:`~anyprobe.inputs.host_problem`.
     """
-    control = find_control(text)
-    if control is not None:
-        raise TargetError(f"{redact_url(text)}: a control character ({control}) in the target")
-    if _SURROGATE.search(text):
-        raise TargetError(f"{redact_url(text)}: bytes that are not UTF-8 in the target")
-    if not text or _SPACE.search(text):
+    if not text or _REFUSED.search(text):
+        control = find_control(text)
+        if control is not None:
+            raise TargetError(f"{redact_url(text)}: a control character ({control}) in the target")
+        if _SURROGATE.search(text):
+            raise TargetError(f"{redact_url(text)}: bytes that are not UTF-8 in the target")
         raise TargetError(f"{text!r}: a target is a URL without spaces, like tcp://host:port")
     if "://" not in text:
         raise TargetError(
@@ -78,16 +80,17 @@ def split_url(text: str) -> SplitResult:
 
 def _authority_problem(url: SplitResult) -> str | None:
     """What is wrong with the user, password and host of ``url``, or None."""
-    from urllib.parse import unquote
+    netloc = url.netloc
+    if "@" in netloc:
+        from urllib.parse import unquote
 
-    for part in (url.username, url.password):
-        if part and find_control(unquote(part)) is not None:
-            return "a control character in the user or password"
+        for part in (url.username, url.password):
+            if part and find_control(unquote(part)) is not None:
+                return "a control character in the user or password"
     host = url.hostname
     if not host:
         return None
-    bracketed = url.netloc.rpartition("@")[2].startswith("[")
-    return host_problem(host, bracketed=bracketed)
+    return host_problem(host, bracketed=netloc.rpartition("@")[2].startswith("["))
 
 
 def parse_value(text: str) -> Any:
