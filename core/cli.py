@@ -264,7 +264,7 @@ def run(state: _State, /, config: str, **run_args: Any) -> int:
     from .config import load_config
 
     overrides = {"timeout": run_args["timeout"], "retries": run_args["retries"]}
-    loaded = load_config(config, state.manager, overrides=overrides)
+    loaded = load_config(config, state.manager, overrides=overrides, allow_stdin=True)
     reporters = _reporters(state.manager, run_args["reports"], loaded.reporters)
     run_args["concurrency"] = run_args["concurrency"] or loaded.defaults.concurrency
     run_args["per_host"] = run_args["per_host"] or loaded.defaults.per_host

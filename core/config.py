@@ -122,16 +122,19 @@ def load_config(
     *,
     overrides: Mapping[str, Any] | None = None,
     require_checks: bool = True,
+    allow_stdin: bool = False,
 ) -> Config:
     """Read and validate the config file at ``path``.
 
     ``overrides`` (from CLI flags: ``timeout``, ``retries``...) replace the
-    ``[defaults]``; a check's own ``timeout``/``retries`` still win. ``path``
-    ``-`` reads the config from stdin (named ``<stdin>`` in errors).
+    ``[defaults]``; a check's own ``timeout``/``retries`` still win. With
+    ``allow_stdin``, ``path`` ``-`` reads the config from stdin (named
+    ``<stdin>`` in errors).
     """
-    source = "<stdin>" if path == "-" else path
+    from_stdin = allow_stdin and path == "-"
+    source = "<stdin>" if from_stdin else path
     try:
-        if path == "-":
+        if from_stdin:
             data = sys.stdin.buffer.read(MAX_CONFIG_BYTES + 1)
         else:
             with open(path, "rb") as f:

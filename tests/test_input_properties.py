@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import string
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anyprobe import PluginManager, UsageError
-from anyprobe.config import parse_config
+from anyprobe.config import load_config, parse_config
 from anyprobe.inputs import (
     MAX_TOML_DEPTH,
     TomlLimitError,
@@ -218,3 +219,27 @@ def test_any_targets_file_is_lines_or_one_usage_error(data: bytes) -> None:
     for url, line in entries:
         assert url and url == url.strip() and not url.startswith("#")
         assert line is not None and line >= 1
+
+
+config_texts = st.one_of(
+    st.text(max_size=300),
+    st.builds(
+        lambda head, body: f'\ufeff{head}\n[[check]]\nurl = "tcp://127.0.0.1:1"\n{body}\n',
+        st.sampled_from(["", "[defaults]", "[serve]", "[module.m]"]),
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz_=[]{}\"'#.,1\n \x00\x1b", max_size=300),
+    ),
+)
+
+
+@PROPERTY
+@given(text=config_texts)
+def test_any_config_file_is_a_config_or_one_usage_error(
+    manager: PluginManager, tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "checks.toml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        load_config(str(path), manager, require_checks=False)
+    except UsageError as exc:
+        assert "\n" not in str(exc)
+        assert find_control(str(exc)) is None
