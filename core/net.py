@@ -28,7 +28,19 @@ IpFamily = Literal["any", "ipv4", "ipv6"]
 #: or the reason it is refused.
 AddressPolicy = Callable[[str, Sequence[str]], "str | None"]
 
-_policy: ContextVar[AddressPolicy | None] = ContextVar("anyprobe_address_policy", default=None)
+
+class _PolicyState:
+    """The policy in force, and the addresses it allowed (a connect to one of
+    them is allowed: its name was checked when it was resolved)."""
+
+    __slots__ = ("approved", "policy")
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self.policy = policy
+        self.approved: set[str] = set()
+
+
+_policy: ContextVar[_PolicyState | None] = ContextVar("anyprobe_address_policy", default=None)
 
 
 @contextmanager
@@ -40,7 +52,7 @@ def address_policy(policy: AddressPolicy | None) -> Iterator[None]:
     the addresses connected to, at every hop, so a redirect or a name that
     resolves somewhere else (DNS rebinding) cannot reach a host outside it.
     """
-    token = _policy.set(policy)
+    token = _policy.set(_PolicyState(policy) if policy is not None else None)
     try:
         yield
     finally:
@@ -56,12 +68,15 @@ def check_destination(host: str, addresses: Sequence[str] = ()) -> None:
     """
     if _UNSAFE_HOST.search(host):
         raise CheckFailed(f"{host!r}: control characters or spaces in a host name")
-    policy = _policy.get()
-    if policy is None:
+    state = _policy.get()
+    if state is None:
         return
-    reason = policy(host, addresses)
+    if addresses and host in addresses and all(a in state.approved for a in addresses):
+        return
+    reason = state.policy(host, addresses)
     if reason is not None:
         raise CheckFailed(reason)
+    state.approved.update(addresses)
 
 
 _UNSAFE_HOST = re.compile(r"[\x00-\x20\x7f]")
