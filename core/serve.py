@@ -23,8 +23,8 @@ import math
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -99,6 +99,8 @@ DEFAULT_TIMEOUT_OFFSET = 0.5
 FALLBACK_TIMEOUT = 120.0
 #: Seconds in-flight probes get to finish after SIGTERM before they are cancelled.
 DEFAULT_GRACE = 10.0
+#: Seconds after a second SIGTERM before serving is cancelled outright.
+ABORT_WAIT = 5.0
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -257,6 +259,8 @@ class ProbeServer:
         self._waiting = 0
         self._checks_changed = anyio.Event()
         self._stopping = False
+        self._requests: set[anyio.CancelScope] = set()
+        self.aborting = False
         prometheus = manager.reporters.get("prometheus")
         build = getattr(prometheus, "registry", None)
         if build is None:
@@ -457,6 +461,25 @@ class ProbeServer:
                 await changed.wait()
                 stop.set()
 
+    @contextmanager
+    def request_scope(self) -> Iterator[anyio.CancelScope]:
+        """A scope around one request's handling, cancelled by :meth:`abort_requests`."""
+        with anyio.CancelScope() as scope:
+            if self.aborting:
+                scope.cancel()
+            self._requests.add(scope)
+            try:
+                yield scope
+            finally:
+                self._requests.discard(scope)
+
+    def abort_requests(self) -> None:
+        """Cancel every request being handled (a second SIGTERM): each ends at
+        once, so the server's graceful shutdown completes without waiting."""
+        self.aborting = True
+        for scope in list(self._requests):
+            scope.cancel()
+
     def stop_checks(self) -> None:
         self._stopping = True
         self._checks_changed.set()
@@ -594,8 +617,12 @@ def create_app(
             await refuse(send)
             return
         if scope["type"] == "http" and scope["path"] == "/probe":
-            answer = await answer_unless_disconnected(server, scope, receive)
-            if answer is None:
+            answer: _Answer | None = None
+            with server.request_scope() as handling:
+                answer = await answer_unless_disconnected(server, scope, receive)
+            if handling.cancelled_caught:
+                answer = 503, _PLAIN_TEXT, b"Shutting down: probe cancelled\n", []
+            elif answer is None:
                 return  # the client went away: nobody to answer
             status, content_type, body, headers = answer
             await send(
@@ -611,7 +638,11 @@ def create_app(
             )
             await send({"type": "http.response.body", "body": body})
         else:
-            await others(scope, receive, send)
+            if scope["type"] == "lifespan":
+                await others(scope, receive, send)
+                return
+            with server.request_scope():
+                await others(scope, receive, send)
 
     return app
 
@@ -752,6 +783,12 @@ async def serve(
         tg.start_soon(watch_web_config)
         try:
             await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait, mode="asgi")
+        except Exception as exc:
+            # Cancelled in its grace period, hypercorn's asyncio worker raises
+            # InvalidStateError from its own clean-up; the shutdown was ours.
+            if not server.aborting:
+                raise
+            log.debug("hypercorn stopped while aborting: %r", exc)
         finally:
             server.stop_checks()
             watching.cancel()
@@ -782,6 +819,7 @@ async def serve_until_signalled(
 
     watching = anyio.CancelScope()
     serving = anyio.CancelScope()
+    later = anyio.CancelScope()
 
     async def watch() -> None:
         with (
@@ -800,7 +838,16 @@ async def serve_until_signalled(
                     log.info("%s: stopping; in-flight probes get %g s", name, grace)
                     shutdown.set()
                 else:
-                    serving.cancel()
+                    log.info("%s again: cancelling in-flight probes", name)
+                    server.abort_requests()
+                    tg.start_soon(cancel_later)
+
+    async def cancel_later() -> None:
+        # The aborted requests end at once; a connection that still holds the
+        # server (a stuck TLS handshake) is cancelled after a short wait.
+        with later:
+            await anyio.sleep(ABORT_WAIT)
+            serving.cancel()
 
     # Each task is stopped through its own scope: hypercorn cancels and
     # uncancels the task that runs it on shutdown (asyncio), so the serving
@@ -810,6 +857,7 @@ async def serve_until_signalled(
         with serving:
             await serve(server, sockets, shutdown=shutdown, grace=grace, web_config=web_config)
         watching.cancel()
+        later.cancel()
     return received[0] if received else "shutdown"
 
 
