@@ -288,7 +288,10 @@ def test_a_set_cookie_value_is_masked_in_every_report(
 
 @pytest.mark.anyio
 async def test_debug_masks_the_module_configuration(
-    manager: PluginManager, reflect_server: ReflectServer, tmp_path: Path
+    manager: PluginManager,
+    reflect_server: ReflectServer,
+    silent_target: SilentTarget,
+    tmp_path: Path,
 ) -> None:
     config = tmp_path / "serve.toml"
     config.write_text(
@@ -309,11 +312,7 @@ async def test_debug_masks_the_module_configuration(
         )
         tcp = await get(
             f"{url}/probe",
-            params={
-                "target": f"{reflect_server.host}:{reflect_server.port}",
-                "module": "t",
-                "debug": "true",
-            },
+            params={"target": f"127.0.0.1:{silent_target.port}", "module": "t", "debug": "true"},
         )
     for text in (http.text, tcp.text):
         assert "Module configuration:" in text
