@@ -17,6 +17,7 @@ raw, percent-encoded or in base64 (as Basic authentication sends them)::
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -59,6 +60,7 @@ MIN_SECRET_LENGTH = 3
 _URL_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):(?P<pw>[^\s/@]*)@")
 
 
+@functools.lru_cache(maxsize=1024)
 def is_credential_header(name: str) -> bool:
     """Whether header ``name`` carries a credential (case-insensitive)."""
     lower = name.lower()
@@ -195,17 +197,37 @@ def options_masker(options: Any) -> Masker:
     """A masker knowing every secret an options model holds: its secret fields,
     the values of its credential headers, the passwords of its URLs."""
     masker = Masker()
-    model = type(options)
-    for name in getattr(model, "model_fields", {}):
+    secret, headers, texts = _field_kinds(type(options))
+    for name in secret:
         value: Any = getattr(options, name, None)
-        if is_secret_field(model, name):
-            raw = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-            if isinstance(raw, str):
-                masker.add(raw)
-        elif isinstance(value, Mapping) and name in REQUEST_HEADER_FIELDS:
+        raw = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        if isinstance(raw, str):
+            masker.add(raw)
+    for name in headers:
+        value = getattr(options, name, None)
+        if isinstance(value, Mapping):
             for header, text in value.items():
                 if isinstance(text, str):
                     masker.add_header(str(header), text)
-        elif isinstance(value, str) and "://" in value:
+    for name in texts:
+        value = getattr(options, name, None)
+        if isinstance(value, str) and "://" in value:
             masker.add_url(value)
     return masker
+
+
+@functools.lru_cache(maxsize=256)
+def _field_kinds(model: type) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """An options model's secret fields, request-header fields and text fields
+    (worked out once per model: this runs for every check)."""
+    secret: list[str] = []
+    headers: list[str] = []
+    texts: list[str] = []
+    for name, field in getattr(model, "model_fields", {}).items():
+        if is_secret_field(model, name):
+            secret.append(name)
+        elif name in REQUEST_HEADER_FIELDS:
+            headers.append(name)
+        elif "str" in str(field.annotation):
+            texts.append(name)
+    return tuple(secret), tuple(headers), tuple(texts)
