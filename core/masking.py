@@ -197,7 +197,8 @@ def options_masker(options: Any) -> Masker:
     """A masker knowing every secret an options model holds: its secret fields,
     the values of its credential headers, the passwords of its URLs."""
     masker = Masker()
-    secret, headers, texts = _field_kinds(type(options))
+    model: type = type(options)
+    secret, headers, texts = _field_kinds(model)
     for name in secret:
         value: Any = getattr(options, name, None)
         raw = value.get_secret_value() if hasattr(value, "get_secret_value") else value
