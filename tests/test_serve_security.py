@@ -555,3 +555,26 @@ def test_a_bad_web_config_is_one_clear_line(tmp_path: Path, text: str, fragment:
     web.write_text(text)
     proc = run_anyprobe("serve", "--listen", "127.0.0.1:0", "--web-config", str(web))
     assert_one_clear_line(proc, "--web-config", fragment)
+
+
+def test_one_masking_rule_for_secrets_raw_encoded_and_in_urls() -> None:
+    from anyprobe.masking import Masker, is_credential_header, mask_url_password
+
+    masker = Masker()
+    basic = base64.b64encode(b"monitor:pa55@word").decode()
+    masker.add_header("Authorization", f"Basic {basic}")
+    masker.add_header("Set-Cookie", "sid=c00kie-value; Path=/")
+    masker.add_header("Accept", "text/plain")  # not a credential: nothing to hide
+    assert masker.text(f"Authorization: Basic {basic}") == "Authorization: ***"
+    assert masker.text(f"token {basic}") == "token ***"
+    assert masker.text("password pa55@word, percent pa55%40word") == "password ***, percent ***"
+    assert masker.text(base64.b64encode(b"pa55@word").decode()) == "***"
+    assert masker.text("cookie c00kie-value") == "cookie ***"
+    assert masker.text("Accept: text/plain") == "Accept: text/plain"
+    assert mask_url_password("see http://u:pw@h/ and ftp://x:y@z") == (
+        "see http://u:***@h/ and ftp://x:***@z"
+    )
+    assert masker.header("X-Vault-Token", "anything") == "***"
+    for name in ("Authorization", "proxy-authorization", "Cookie", "X-Api-Key", "Private-Token"):
+        assert is_credential_header(name)
+    assert not is_credential_header("Accept")
