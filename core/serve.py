@@ -275,6 +275,8 @@ class ProbeServer:
         self.config = config
         self.modules = tables.modules
         self.allow = tables.allow
+        #: The allow-list in force: the config's and ``--allow-target``'s together.
+        self.policy = self.allow + self.extra_allow
         self.factories = {name: TargetFactory(self.manager) for name in tables.modules}
         names = {target.name for target in config.targets}
         self.latest = {k: v for k, v in self.latest.items() if k in names}
@@ -295,11 +297,6 @@ class ProbeServer:
         changed.set()
 
     # -- /probe --------------------------------------------------------------
-
-    @property
-    def policy(self) -> AllowList:
-        """The allow-list in force: the config's and ``--allow-target``'s together."""
-        return self.allow + self.extra_allow
 
     def allowed(self, host: str) -> bool:
         return self.policy.refusal(host, []) is None

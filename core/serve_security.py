@@ -142,6 +142,8 @@ class AllowList:
         if not self.networks:
             return f"{host} is not in allow_targets"
         for address in addresses:
+            if not _is_address(address.split("%")[0]):
+                return f"{host} is not in allow_targets"  # not resolved here (a proxy)
             if not self._in_networks(address):
                 return f"{host} resolves to {address}, which is not in allow_targets"
         return None

@@ -906,6 +906,9 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         connect_host, connect_port = (
             (proxy.hostname or "", proxy.port or 80) if proxy else (hop.host, hop.port)
         )
+        if proxy is not None:
+            # The proxy resolves the name: it must be allowed as it is.
+            check_destination(hop.host, [hop.host])
         with ctx.phase("resolve"):
             addresses = await resolve(connect_host, connect_port, options.ip_family)
         if ctx.explain:

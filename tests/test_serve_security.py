@@ -578,3 +578,23 @@ def test_one_masking_rule_for_secrets_raw_encoded_and_in_urls() -> None:
     for name in ("Authorization", "proxy-authorization", "Cookie", "X-Api-Key", "Private-Token"):
         assert is_credential_header(name)
     assert not is_credential_header("Accept")
+
+
+@pytest.mark.anyio
+async def test_through_a_proxy_a_target_name_must_match_a_pattern(
+    manager: PluginManager, reflect_server: ReflectServer, tmp_path: Path
+) -> None:
+    # The proxy (the reflecting server, allowed as 127.0.0.1) would resolve the
+    # name itself: the networks cannot vouch for a name anyprobe does not resolve.
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        '[serve]\nallow_targets = ["127.0.0.0/8"]\n'
+        f'[module.p]\nprobe = "http"\nproxy = "{reflect_server.url}"\n'
+    )
+    async with running(manager, config) as url:
+        response = await get(
+            f"{url}/probe",
+            params={"target": "http://internal-admin/", "module": "p", "debug": "true"},
+        )
+    assert "critical: internal-admin is not in allow_targets" in response.text
+    assert reflect_server.requests == []
