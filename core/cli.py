@@ -378,6 +378,11 @@ def demo(state: _State, /, **run_args: Any) -> int:
     show_default=True,
     help="Seconds in-flight probes get to finish after SIGTERM.",
 )
+@click.option(
+    "--web-config",
+    type=click.Path(dir_okay=False),
+    help="TOML file: the listener's TLS certificate and basic-auth users (docs: scale-out).",
+)
 @click.pass_obj
 def serve(state: _State, /, config: str | None, **serve_args: Any) -> int:
     """Serve /probe for Prometheus, blackbox_exporter-style, and run CONFIG's checks.

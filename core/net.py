@@ -10,7 +10,11 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import re
 import socket
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Literal
 
 import anyio
@@ -18,6 +22,64 @@ import anyio
 from .errors import CheckFailed
 
 IpFamily = Literal["any", "ipv4", "ipv6"]
+
+#: Decides whether a check may connect to a host: called with the host name (or
+#: address) and the addresses about to be connected to; returns None to allow,
+#: or the reason it is refused.
+AddressPolicy = Callable[[str, Sequence[str]], "str | None"]
+
+
+class _PolicyState:
+    """The policy in force, and the addresses it allowed (a connect to one of
+    them is allowed: its name was checked when it was resolved)."""
+
+    __slots__ = ("approved", "policy")
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self.policy = policy
+        self.approved: set[str] = set()
+
+
+_policy: ContextVar[_PolicyState | None] = ContextVar("anyprobe_address_policy", default=None)
+
+
+@contextmanager
+def address_policy(policy: AddressPolicy | None) -> Iterator[None]:
+    """Apply ``policy`` to every :func:`resolve` and :func:`open_connection`
+    of the checks run inside the block (and the tasks they start).
+
+    ``anyprobe serve`` uses it for ``allow_targets``: the addresses checked are
+    the addresses connected to, at every hop, so a redirect or a name that
+    resolves somewhere else (DNS rebinding) cannot reach a host outside it.
+    """
+    token = _policy.set(_PolicyState(policy) if policy is not None else None)
+    try:
+        yield
+    finally:
+        _policy.reset(token)
+
+
+def check_destination(host: str, addresses: Sequence[str] = ()) -> None:
+    """Raise :class:`~anyprobe.CheckFailed` (critical) when the address policy
+    in force refuses ``host`` or one of ``addresses``; nothing without a policy.
+
+    A host holding a control character or a space is always refused: a C
+    resolver would stop reading it at a NUL and look up another name.
+    """
+    if _UNSAFE_HOST.search(host):
+        raise CheckFailed(f"{host!r}: control characters or spaces in a host name")
+    state = _policy.get()
+    if state is None:
+        return
+    if addresses and host in addresses and all(a in state.approved for a in addresses):
+        return
+    reason = state.policy(host, addresses)
+    if reason is not None:
+        raise CheckFailed(reason)
+    state.approved.update(addresses)
+
+
+_UNSAFE_HOST = re.compile(r"[\x00-\x20\x7f]")
 
 _FAMILIES = {"any": socket.AF_UNSPEC, "ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
 
@@ -28,6 +90,7 @@ async def resolve(host: str, port: int, ip_family: IpFamily = "any") -> list[str
     An IP literal is returned as it is (when it fits the family). A name that
     does not resolve raises :class:`~anyprobe.CheckFailed`.
     """
+    check_destination(host)
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
@@ -37,6 +100,7 @@ async def resolve(host: str, port: int, ip_family: IpFamily = "any") -> list[str
             ip_family == "ipv6" and literal.version != 6
         ):
             raise CheckFailed(f"{host} is not an {ip_family} address")
+        check_destination(host, [host])
         return [host]
     try:
         infos = await anyio.getaddrinfo(
@@ -51,6 +115,7 @@ async def resolve(host: str, port: int, ip_family: IpFamily = "any") -> list[str
             addresses.append(address)
     if not addresses:
         raise CheckFailed(f"{host} has no {ip_family} address")
+    check_destination(host, addresses)
     return addresses
 
 
@@ -104,7 +169,9 @@ async def open_connection(address: str, port: int) -> anyio.abc.SocketStream:
     ``anyio.connect_tcp`` runs a task group for happy eyeballs even for one
     address; a probe has already chosen its address, so this does the plain
     non-blocking connect instead (it is a good part of a loopback check's cost).
+    The address policy in force (:func:`address_policy`) is checked first.
     """
+    check_destination(address, [address])
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:

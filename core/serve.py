@@ -9,296 +9,108 @@ server's own metrics and the latest results of the config file's scheduled
 the config file and keeps the running one when the new one is invalid.
 
 The app is an ASGI app (Starlette) served by hypercorn, on asyncio or trio,
-whichever event loop runs :func:`serve`. Config tables this module owns::
-
-    [module.http_2xx]       # a named option set for /probe?module=http_2xx
-    probe = "http"
-    timeout = 5
-    expect_status = [200]
-
-    [serve]
-    allow_targets = ["*.example.com", "10.0.0.0/8"]
-    interval = 60           # seconds between runs of a [[check]] without its own
+whichever event loop runs :func:`serve`. The config tables it reads are in
+:mod:`anyprobe.serve_config`; the allow-list, TLS and basic authentication of
+the listener in :mod:`anyprobe.serve_security`; the ASGI app in
+:mod:`anyprobe.serve_app`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import ipaddress
-import json
 import logging
 import math
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from .errors import ConfigError, OptionsError, TargetError, UsageError, did_you_mean
 from .fanout import Fanout
 from .inputs import escape_controls
 from .manager import PluginManager
 from .model import Result, RunSummary, Status, Target
+from .net import address_policy
 from .reporter import ReportContext, Reporter
 from .scheduler import Scheduler
+from .serve_config import (
+    BUILTIN_MODULES,
+    DEFAULT_INTERVAL,
+    MODULE_FIELDS,
+    Module,
+    ModuleSettings,
+    ServeSettings,
+    ServeTables,
+    build_module,
+    builtin_modules,
+    load_serve_config,
+    parse_serve_tables,
+)
+from .serve_security import (
+    AllowList,
+    ListenerSecurity,
+    WebConfig,
+    hypercorn_config_class,
+    load_web_config,
+    valid_host_name,
+)
 from .targets import TargetFactory, options_error
+
+__all__ = [
+    "BUILTIN_MODULES",
+    "DEFAULT_INTERVAL",
+    "MODULE_FIELDS",
+    "AllowList",
+    "Module",
+    "ModuleSettings",
+    "ProbeServer",
+    "ServeSettings",
+    "ServeTables",
+    "build_module",
+    "builtin_modules",
+    "load_serve_config",
+    "main",
+    "parse_serve_tables",
+    "probe_timeout",
+    "serve",
+]
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.types import Receive, Scope, Send
 
     from .config import Config
 
 log = logging.getLogger("anyprobe.serve")
 
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
 DEFAULT_LISTEN = "127.0.0.1:9115"
 DEFAULT_MODULE = "http_2xx"
 #: Seconds taken off Prometheus' scrape timeout, so the answer arrives in time.
 DEFAULT_TIMEOUT_OFFSET = 0.5
-#: A probe's timeout when neither the module nor the scrape sets one.
+#: A probe's timeout when neither the module nor the scrape sets one, and the
+#: most a scrape's timeout header may ask for (blackbox_exporter's cap).
 FALLBACK_TIMEOUT = 120.0
-DEFAULT_INTERVAL = 60.0
 #: Seconds in-flight probes get to finish after SIGTERM before they are cancelled.
 DEFAULT_GRACE = 10.0
+#: Seconds after a second SIGTERM before serving is cancelled outright.
+ABORT_WAIT = 5.0
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-#: Modules every server has; a ``[module.NAME]`` table of the same name replaces one.
-BUILTIN_MODULES: dict[str, dict[str, Any]] = {
-    "http_2xx": {"probe": "http"},
-    "http_post_2xx": {"probe": "http", "method": "POST"},
-    "tcp_connect": {"probe": "tcp"},
-    "tls_connect": {"probe": "tcp", "scheme": "tls"},
-}
-
-
-# -- config: [module.NAME] and [serve] -----------------------------------------
-
-
-class ModuleSettings(BaseModel):
-    """The fields of a ``[module.NAME]`` table that are not the probe's options."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    probe: str = Field(description="The probe that runs: http, tcp, dns, ssh...")
-    timeout: float | None = Field(
-        None,
-        gt=0,
-        description="Seconds a probe may take; the scrape's timeout wins when smaller.",
-    )
-    scheme: str | None = Field(
-        None,
-        description="Scheme given to a target written without one (host:port); "
-        "default the probe's first scheme.",
-    )
-
-
-MODULE_FIELDS = tuple(ModuleSettings.model_fields)
-
-
-class ServeSettings(BaseModel):
-    """The ``[serve]`` table."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    allow_targets: list[str] = Field(
-        default_factory=list,
-        description="Hosts /probe may connect to: name patterns (*.example.com) and "
-        "networks (10.0.0.0/8, 2001:db8::/32). Empty: any host.",
-    )
-    interval: float = Field(
-        DEFAULT_INTERVAL, gt=0, description="Seconds between runs of a [[check]] without one."
-    )
-
-
-@dataclass(frozen=True)
-class Module:
-    """A validated module: the probe, its options, and the module's own settings."""
-
-    name: str
-    probe: str
-    scheme: str
-    timeout: float | None
-    options: Any
-    raw_options: Mapping[str, Any]
-
-    def describe(self) -> str:
-        """The module as TOML-like lines for the debug view (secrets stay hidden)."""
-        lines = [f"[module.{self.name}]", f'probe = "{self.probe}"', f'scheme = "{self.scheme}"']
-        if self.timeout is not None:
-            lines.append(f"timeout = {self.timeout:g}")
-        dumped = self.options.model_dump(exclude_defaults=True)
-        for key in sorted(dumped):
-            lines.append(f"{key} = {json.dumps(dumped[key], default=str)}")
-        return "\n".join(lines)
-
-
-class AllowList:
-    """Which hosts ``/probe`` may connect to.
-
-    Name patterns use shell wildcards (``*.example.com``) and match the
-    target's host name; networks (``10.0.0.0/8``) match a target written as
-    an IP address. A name is not resolved to match a network: a pattern
-    allows whatever address that name resolves to.
-    """
-
-    _PATTERN = re.compile(r"^[a-z0-9*?\[\]._-]+$")
-
-    def __init__(self, entries: Sequence[str] = ()) -> None:
-        self.entries = tuple(entries)
-        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        self.patterns: list[str] = []
-        for entry in entries:
-            text = entry.strip().lower()
-            try:
-                self.networks.append(ipaddress.ip_network(text, strict=False))
-                continue
-            except ValueError:
-                pass
-            if not text or not self._PATTERN.match(text) or not _brackets_pair(text):
-                raise ValueError(
-                    f"{entry!r} is neither a host pattern (*.example.com) nor a network "
-                    "(10.0.0.0/8)"
-                )
-            self.patterns.append(text)
-
-    def __bool__(self) -> bool:
-        return bool(self.entries)
-
-    def allows(self, host: str) -> bool:
-        """Whether ``host`` (a name or an address, as in the target URL) is allowed."""
-        if not self.entries:
-            return True
-        host = host.strip("[]").lower()
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            address = None
-        if address is not None and any(address in net for net in self.networks):
-            return True
-        return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.patterns)
-
-
-def _brackets_pair(pattern: str) -> bool:
-    """Whether every ``[`` of a pattern closes a non-empty ``[...]`` class
-    (fnmatch reads a lone ``[`` as itself, which no host contains)."""
-    return re.fullmatch(r"[^\[\]]*(\[[^\[\]]+\][^\[\]]*)*", pattern) is not None
-
-
-@dataclass
-class ServeTables:
-    """The validated ``[module.NAME]`` and ``[serve]`` tables of a config file."""
-
-    modules: dict[str, Module]
-    settings: ServeSettings = field(default_factory=lambda: ServeSettings.model_validate({}))
-    allow: AllowList = field(default_factory=AllowList)
-
-
-def build_module(manager: PluginManager, name: str, raw: Mapping[str, Any]) -> Module:
-    """Validate one module's table; raises OptionsError naming the field."""
-    own = {k: v for k, v in raw.items() if k in MODULE_FIELDS}
-    options = {k: v for k, v in raw.items() if k not in MODULE_FIELDS}
-    try:
-        settings = ModuleSettings.model_validate(own)
-    except ValidationError as exc:
-        raise options_error(exc, ModuleSettings, what=f"module {name}") from None
-    probe = manager.probes.get(settings.probe)
-    if probe is None:
-        known = ", ".join(sorted(manager.probes)) or "none"
-        hint = did_you_mean(settings.probe, manager.probes)
-        raise OptionsError(
-            f"unknown probe {settings.probe!r}{hint} (known: {known})", field="probe"
-        )
-    scheme = (settings.scheme or probe.schemes[0]).lower()
-    if manager.probe_for_scheme(scheme) is not probe:
-        raise OptionsError(
-            f"scheme {scheme!r} is not one of probe {probe.name}'s ({', '.join(probe.schemes)})",
-            field="scheme",
-        )
-    known_fields = probe.Options.model_fields
-    for key in options:
-        if key not in known_fields:
-            hint = did_you_mean(key, [*known_fields, *MODULE_FIELDS])
-            raise OptionsError(f"unknown option for probe {probe.name}{hint}", field=key)
-    try:
-        validated = probe.Options.model_validate(options)
-    except ValidationError as exc:
-        raise options_error(exc, probe.Options, what=f"probe {probe.name}") from None
-    return Module(name, probe.name, scheme, settings.timeout, validated, dict(options))
-
-
-def builtin_modules(manager: PluginManager) -> dict[str, Module]:
-    """The built-in modules whose probe is installed."""
-    modules = {}
-    for name, raw in BUILTIN_MODULES.items():
-        if raw["probe"] in manager.probes:
-            modules[name] = build_module(manager, name, raw)
-    return modules
-
-
-def parse_serve_tables(
-    document: Mapping[str, Any], manager: PluginManager, fail: Callable[..., ConfigError]
-) -> ServeTables:
-    """Validate the ``[module.NAME]`` and ``[serve]`` tables of a config document.
-
-    ``fail(message, table=..., key=...)`` makes the ConfigError that names the
-    file and line (config.py's helper).
-    """
-    modules = builtin_modules(manager)
-    raw_modules = document.get("module", {})
-    if not isinstance(raw_modules, dict):
-        raise fail("[module] must hold tables: [module.NAME]", table="module")
-    for name, raw in raw_modules.items():
-        table = f"module.{name}"
-        if not isinstance(raw, dict):
-            raise fail(f"[module.{name}] must be a table", table=table)
-        try:
-            modules[name] = build_module(manager, name, raw)
-        except OptionsError as exc:
-            key = exc.field.split(".")[0] if exc.field else None
-            raise fail(f"module {name}: {exc.message}", table=table, key=key) from None
-    raw_settings = document.get("serve", {})
-    if not isinstance(raw_settings, dict):
-        raise fail("[serve] must be a table", table="serve")
-    try:
-        settings = ServeSettings.model_validate(raw_settings)
-    except ValidationError as exc:
-        error = options_error(exc, ServeSettings, what="[serve]")
-        raise fail(error.message, table="serve", key=error.field) from None
-    try:
-        allow = AllowList(settings.allow_targets)
-    except ValueError as exc:
-        raise fail(str(exc), table="serve", key="allow_targets") from None
-    return ServeTables(modules, settings, allow)
-
-
-def load_serve_config(path: str | None, manager: PluginManager) -> Config:
-    """The server's config: ``path``'s (checks optional), or just the built-ins."""
-    from .config import Config, RunDefaults, load_config
-
-    if path is None:
-        config = Config("<none>", [], [], RunDefaults.model_validate({}))
-    else:
-        config = load_config(path, manager, require_checks=False)
-    if config.serve is None:
-        config.serve = ServeTables(builtin_modules(manager))
-    return config
 
 
 def probe_timeout(module_timeout: float | None, scrape_header: str | None, offset: float) -> float:
     """The probe's timeout: the smaller of the module's and the scrape's
-    (the header minus ``offset``), :data:`FALLBACK_TIMEOUT` when neither is set.
+    (the header minus ``offset``). The header never raises it above the
+    module's timeout, or :data:`FALLBACK_TIMEOUT` (120 s) for a module without one.
 
-    Raises ValueError for a header that is not a positive number of seconds.
+    Raises ValueError for a header that is not a positive finite number of seconds.
     """
     budget: float | None = None
     if scrape_header is not None:
@@ -307,8 +119,8 @@ def probe_timeout(module_timeout: float | None, scrape_header: str | None, offse
             raise ValueError(scrape_header)
         # A scrape timeout shorter than the offset is used whole rather than refused.
         budget = scrape - offset if scrape > offset else scrape
-    candidates = [t for t in (module_timeout, budget) if t]
-    return min(candidates) if candidates else FALLBACK_TIMEOUT
+    cap = module_timeout or FALLBACK_TIMEOUT
+    return min(budget, cap) if budget else cap
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -384,8 +196,8 @@ class _Metrics:
         )
         self.rejected = Counter(
             "anyprobe_probe_requests_rejected",
-            "/probe requests answered without a probe, by reason "
-            "(bad_request, unknown_module, not_allowed, busy).",
+            "/probe requests answered without a probe, by reason (bad_request, "
+            "unknown_module, not_allowed, busy, unauthorized, disconnected).",
             ["reason"],
             registry=registry,
         )
@@ -447,6 +259,8 @@ class ProbeServer:
         self._waiting = 0
         self._checks_changed = anyio.Event()
         self._stopping = False
+        self._requests: set[anyio.CancelScope] = set()
+        self.aborting = False
         prometheus = manager.reporters.get("prometheus")
         build = getattr(prometheus, "registry", None)
         if build is None:
@@ -461,6 +275,8 @@ class ProbeServer:
         self.config = config
         self.modules = tables.modules
         self.allow = tables.allow
+        #: The allow-list in force: the config's and ``--allow-target``'s together.
+        self.policy = self.allow + self.extra_allow
         self.factories = {name: TargetFactory(self.manager) for name in tables.modules}
         names = {target.name for target in config.targets}
         self.latest = {k: v for k, v in self.latest.items() if k in names}
@@ -483,8 +299,7 @@ class ProbeServer:
     # -- /probe --------------------------------------------------------------
 
     def allowed(self, host: str) -> bool:
-        lists = [a for a in (self.allow, self.extra_allow) if a]
-        return not lists or any(a.allows(host) for a in lists)
+        return self.policy.refusal(host, []) is None
 
     def prepare(
         self,
@@ -495,6 +310,10 @@ class ProbeServer:
         text = params.get("target", "").strip()
         if not text:
             raise _Rejected(400, "Target parameter is missing", "bad_request")
+        if _CONTROL.search(text):
+            raise _Rejected(
+                400, "Bad target: control characters or spaces in the target", "bad_request"
+            )
         module_name = params.get("module") or DEFAULT_MODULE
         module = self.modules.get(module_name)
         if module is None:
@@ -529,6 +348,10 @@ class ProbeServer:
             )
         hostname = params.get("hostname")
         if hostname:
+            if not valid_host_name(hostname):
+                raise _Rejected(
+                    400, f"Bad hostname: {hostname!r} is not a host name", "bad_request"
+                )
             target = self._with_hostname(target, module, hostname)
         if not self.allowed(target.host):
             raise _Rejected(
@@ -594,7 +417,11 @@ class ProbeServer:
                 target = dataclasses.replace(target, timeout=max(remaining, 0.001))
             scheduler = Scheduler(self.manager.probes, concurrency=1, explain=debug)
             scheduler.resources = self.resources
-            result = await scheduler.check(target)
+            policy = self.policy
+            # Every name resolved and every address connected to, at every
+            # redirect hop, is checked against the allow-list (anyprobe.net).
+            with address_policy(policy.refusal if policy else None):
+                result = await scheduler.check(target)
         success = result.status in (Status.OK, Status.WARNING)
         self.metrics.probes.labels(module.name, "success" if success else "failure").inc()
         self.metrics.durations.labels(module.name).observe(result.duration)
@@ -631,6 +458,25 @@ class ProbeServer:
                 tg.start_soon(self._run_config_checks, config, stop)
                 await changed.wait()
                 stop.set()
+
+    @contextmanager
+    def request_scope(self) -> Iterator[anyio.CancelScope]:
+        """A scope around one request's handling, cancelled by :meth:`abort_requests`."""
+        with anyio.CancelScope() as scope:
+            if self.aborting:
+                scope.cancel()
+            self._requests.add(scope)
+            try:
+                yield scope
+            finally:
+                self._requests.discard(scope)
+
+    def abort_requests(self) -> None:
+        """Cancel every request being handled (a second SIGTERM): each ends at
+        once, so the server's graceful shutdown completes without waiting."""
+        self.aborting = True
+        for scope in list(self._requests):
+            scope.cancel()
 
     def stop_checks(self) -> None:
         self._stopping = True
@@ -692,124 +538,6 @@ class ProbeServer:
         await close_resources(self.resources)
 
 
-# -- the ASGI app -----------------------------------------------------------------
-
-
-def create_app(server: ProbeServer) -> Callable[..., Awaitable[None]]:
-    """The ASGI app serving ``server``: /probe, /metrics, /-/healthy, /-/reload.
-
-    ``GET /probe``, the one endpoint under load, is answered by a plain ASGI
-    handler in front of the Starlette app, which serves the others.
-    """
-    from starlette.applications import Starlette
-    from starlette.responses import PlainTextResponse, Response
-    from starlette.routing import Route
-
-    def text(body: str, status: int = 200) -> Response:
-        return PlainTextResponse(body if body.endswith("\n") else body + "\n", status_code=status)
-
-    async def metrics(request: Request) -> Response:
-        return Response(server.metrics_exposition(), media_type=EXPOSITION_TYPE)
-
-    async def healthy(request: Request) -> Response:
-        return text("Healthy")
-
-    async def reload(request: Request) -> Response:
-        try:
-            await server.reload()
-        except (ConfigError, UsageError) as exc:
-            return text(f"failed to reload config, keeping the running one: {exc}", 500)
-        return text("OK: config reloaded")
-
-    async def index(request: Request) -> Response:
-        modules = ", ".join(sorted(server.modules))
-        return text(
-            "anyprobe serve\n\n"
-            "/probe?target=URL&module=NAME  probe a target (modules: " + modules + ")\n"
-            "/probe?...&debug=true          the probe's trace, metrics and module\n"
-            "/metrics                       the server's own metrics and scheduled checks\n"
-            "/-/healthy                     200 while serving\n"
-            "POST /-/reload                 re-read the config file\n"
-        )
-
-    routes = [
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/-/healthy", healthy, methods=["GET", "HEAD"]),
-        Route("/-/reload", reload, methods=["POST", "PUT"]),
-        Route("/", index, methods=["GET"]),
-    ]
-    others = Starlette(routes=routes)
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/probe":
-            status, content_type, body, headers = await answer_probe(server, scope)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", content_type),
-                        (b"content-length", str(len(body)).encode()),
-                        *headers,
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-        else:
-            await others(scope, receive, send)
-
-    return app
-
-
-_PLAIN_TEXT = b"text/plain; charset=utf-8"
-_SCRAPE_TIMEOUT_KEY = SCRAPE_TIMEOUT_HEADER.lower().encode()
-
-
-async def answer_probe(
-    server: ProbeServer, scope: Mapping[str, Any]
-) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
-    """A ``/probe`` request's status, content type, body and extra headers."""
-    if scope["method"] != "GET":
-        return 405, _PLAIN_TEXT, b"Method Not Allowed\n", [(b"allow", b"GET")]
-    params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
-    scrape_timeout = None
-    for name, value in scope["headers"]:
-        if name == _SCRAPE_TIMEOUT_KEY:
-            scrape_timeout = value.decode("latin-1")
-    debug = params.get("debug", "").lower() == "true"
-    try:
-        module, target = server.prepare(params, scrape_timeout)
-        result = await server.probe(module, target, debug=debug)
-    except _Rejected as rejected:
-        server.metrics.rejected.labels(rejected.reason).inc()
-        headers = [(b"retry-after", b"1")] if rejected.status == 503 else []
-        return rejected.status, _PLAIN_TEXT, rejected.message.encode() + b"\n", headers
-    exposition = server.probe_exposition(result)
-    if debug:
-        body = debug_text(result, exposition.decode(), module) + "\n"
-        return 200, _PLAIN_TEXT, body.encode(), []
-    return 200, EXPOSITION_TYPE.encode(), exposition, []
-
-
-def debug_text(result: Result, exposition: str, module: Module) -> str:
-    """The ``debug=true`` answer: the trace, the verdict, the metrics, the module."""
-    lines = ["Logs for the probe:"]
-    for event in result.trace:
-        lines.append(f"{event.at * 1000:9.3f} ms  {event.message}")
-    lines.append(
-        f"probe {result.probe} on {result.target}: {result.status.value}: {result.summary}"
-    )
-    if result.error is not None:
-        lines.append(
-            f"error: {result.error.type} during {result.error.phase}: {result.error.message}"
-        )
-    for phase, seconds in result.phases.items():
-        lines.append(f"phase {phase}: {seconds:.6f} s")
-    lines += ["", "Metrics that would have been returned:", exposition.rstrip("\n"), ""]
-    lines += ["Module configuration:", module.describe()]
-    return "\n".join(lines)
-
-
 # -- serving ------------------------------------------------------------------------
 
 
@@ -823,9 +551,10 @@ def bind(listen: str) -> socket.socket:
         raise UsageError(f"--listen {listen}: {exc.strerror or exc}") from None
 
 
-def listening_url(sock: socket.socket) -> str:
+def listening_url(sock: socket.socket, *, tls: bool = False) -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 async def serve(
@@ -834,22 +563,28 @@ async def serve(
     *,
     shutdown: anyio.Event,
     grace: float = DEFAULT_GRACE,
+    web_config: WebConfig | None = None,
 ) -> None:
     """Serve ``server`` on ``sockets`` until ``shutdown`` is set, on the running
     event loop (asyncio or trio); in-flight requests get ``grace`` seconds.
+    ``web_config`` adds TLS and basic authentication to the listener.
 
     The sockets are handed over to the server, which closes them.
     """
-    from hypercorn.config import Config as HypercornConfig
-
-    config = HypercornConfig()
+    security = ListenerSecurity(web_config)
+    config = hypercorn_config_class(security)()
+    if web_config is not None and web_config.tls:
+        config.certfile = str(web_config.cert_file)
+        config.keyfile = str(web_config.key_file)
     config.bind = [f"fd://{sock.detach()}" for sock in sockets]
     config.graceful_timeout = grace
     config.accesslog = None
     config.errorlog = logging.getLogger("anyprobe.serve.http")
     config.include_server_header = False
     config.keep_alive_timeout = 75.0  # longer than Prometheus keeps idle connections
-    app = create_app(server)
+    from .serve_app import create_app
+
+    app = create_app(server, security if security.users or web_config else None)
     if _running_on_trio():
         from hypercorn.trio import serve as hypercorn_serve
     else:
@@ -857,10 +592,24 @@ async def serve(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.run_checks)
+        watching = anyio.CancelScope()
+
+        async def watch_web_config() -> None:
+            with watching:
+                await security.watch()
+
+        tg.start_soon(watch_web_config)
         try:
             await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait, mode="asgi")
+        except Exception as exc:
+            # Cancelled in its grace period, hypercorn's asyncio worker raises
+            # InvalidStateError from its own clean-up; the shutdown was ours.
+            if not server.aborting:
+                raise
+            log.debug("hypercorn stopped while aborting: %r", exc)
         finally:
             server.stop_checks()
+            watching.cancel()
     await server.aclose()
 
 
@@ -877,6 +626,7 @@ async def serve_until_signalled(
     sockets: Sequence[socket.socket],
     *,
     grace: float = DEFAULT_GRACE,
+    web_config: WebConfig | None = None,
 ) -> str:
     """:func:`serve` until SIGTERM or SIGINT (a second one cancels in-flight
     probes at once); SIGHUP reloads the config. Returns the signal's name."""
@@ -887,6 +637,7 @@ async def serve_until_signalled(
 
     watching = anyio.CancelScope()
     serving = anyio.CancelScope()
+    later = anyio.CancelScope()
 
     async def watch() -> None:
         with (
@@ -905,7 +656,16 @@ async def serve_until_signalled(
                     log.info("%s: stopping; in-flight probes get %g s", name, grace)
                     shutdown.set()
                 else:
-                    serving.cancel()
+                    log.info("%s again: cancelling in-flight probes", name)
+                    server.abort_requests()
+                    tg.start_soon(cancel_later)
+
+    async def cancel_later() -> None:
+        # The aborted requests end at once; a connection that still holds the
+        # server (a stuck TLS handshake) is cancelled after a short wait.
+        with later:
+            await anyio.sleep(ABORT_WAIT)
+            serving.cancel()
 
     # Each task is stopped through its own scope: hypercorn cancels and
     # uncancels the task that runs it on shutdown (asyncio), so the serving
@@ -913,8 +673,9 @@ async def serve_until_signalled(
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
         with serving:
-            await serve(server, sockets, shutdown=shutdown, grace=grace)
+            await serve(server, sockets, shutdown=shutdown, grace=grace, web_config=web_config)
         watching.cancel()
+        later.cancel()
     return received[0] if received else "shutdown"
 
 
@@ -944,6 +705,7 @@ def main(
     timeout_offset: float = DEFAULT_TIMEOUT_OFFSET,
     allow_targets: Sequence[str] = (),
     grace: float = DEFAULT_GRACE,
+    web_config: str | None = None,
     announce: Callable[[str], None] = print,
 ) -> int:
     """``anyprobe serve``: load, bind, serve until SIGTERM or SIGINT; exit status 0.
@@ -955,6 +717,9 @@ def main(
     from .scheduler import resolve_concurrency
 
     require_backend(backend)
+    for option, value in (("--grace", grace), ("--timeout-offset", timeout_offset)):
+        if not math.isfinite(value) or value < 0:
+            raise UsageError(f"{option} {value}: expected a finite number of seconds, 0 or more")
     try:
         import hypercorn  # noqa: F401
         import starlette  # noqa: F401
@@ -966,6 +731,7 @@ def main(
         extra_allow = AllowList(allow_targets)
     except ValueError as exc:
         raise UsageError(f"--allow-target: {exc}") from None
+    web = load_web_config(web_config) if web_config is not None else None
     config = load_serve_config(config_path, manager)
     limit = resolve_concurrency(concurrency or config.defaults.concurrency)
     server = ProbeServer(
@@ -978,7 +744,7 @@ def main(
         extra_allow=allow_targets,
     )
     sock = bind(listen)
-    url = listening_url(sock)
+    url = listening_url(sock, tls=web is not None and web.tls)
     if not is_loopback(parse_listen(listen)[0]) and not (server.allow or extra_allow):
         announce(
             f"warning: {url} is reachable from the network and /probe may connect anywhere "
@@ -987,7 +753,7 @@ def main(
     announce(f"serving on {url} (/probe, /metrics, /-/healthy, POST /-/reload)")
 
     async def run() -> str:
-        return await serve_until_signalled(server, [sock], grace=grace)
+        return await serve_until_signalled(server, [sock], grace=grace, web_config=web)
 
     logging.getLogger("asyncio").addFilter(_drop_cancelled_connection_callback)
 

@@ -30,7 +30,7 @@ import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Hashable, Iterable, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +41,15 @@ from anyio.abc import ByteStream
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 import anyprobe
-from anyprobe.net import IpFamily, connect_tcp, describe_os_error, fail_from_os_error, resolve
+from anyprobe.masking import Masker, is_credential_header, mask_url_password, options_masker
+from anyprobe.net import (
+    IpFamily,
+    check_destination,
+    connect_tcp,
+    describe_os_error,
+    fail_from_os_error,
+    resolve,
+)
 from anyprobe.tls import (
     TlsInfo,
     TlsOptions,
@@ -55,15 +63,8 @@ from anyprobe.tls import (
 DEFAULT_PORTS = {"http": 80, "https": 443}
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 READ_SIZE = 65536
-#: Header names whose values never appear in a trace.
-SENSITIVE_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"}
-)
-_SENSITIVE_WORDS = ("token", "secret", "password", "auth", "key", "cookie", "session")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
-#: Headers holding a URL, whose userinfo password is hidden like a target's.
-_URL_HEADERS = frozenset({"location", "content-location"})
 
 
 def _header_value_ok(value: str) -> bool:
@@ -102,6 +103,12 @@ class HttpOptions(TlsOptions):
         description="Request body as JSON (sets Content-Type: application/json).",
     )
     follow_redirects: bool = Field(True, description="Follow 3xx redirects.")
+    keep_credentials_on_redirect: bool = Field(
+        False,
+        description="Send credential headers (Authorization, Cookie, header_env, API-key "
+        "headers...) again after a redirect to another origin (scheme, host or port). "
+        "Off: they are dropped, as browsers and httpx do.",
+    )
     max_redirects: int = Field(
         10, ge=0, le=100, description="Most redirects to follow before the check fails."
     )
@@ -521,41 +528,72 @@ def _why_not_reusable(protocol: Any) -> str | None:
     return "the response was not read to its end"
 
 
-def redact_userinfo(url: str) -> str:
-    """``url`` without the password of its userinfo."""
-    if "@" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{parts.username}:***@{netloc}").geturl()
+redact_userinfo = mask_url_password
 
 
-class Redactor:
-    """Hides secrets (tokens, passwords, header values) in text meant for output."""
+def _check_masker(
+    target: anyprobe.Target,
+    options: HttpOptions,
+    headers: Sequence[tuple[str, str]],
+    auth: str | None,
+) -> Masker:
+    """Every secret one check may send: the options' own, the credential and
+    ``header_env`` headers, the Authorization value, the URL passwords."""
+    masker = options_masker(options)
+    for value in options.secret_values():
+        masker.add(value)
+    secret_headers = {name.lower() for name in options.header_env}
+    for name, value in headers:
+        masker.add_header(name, value)
+        if name.lower() in secret_headers:
+            masker.add(value)
+    if auth is not None:
+        masker.add_header("Authorization", auth)
+    masker.add_url(target.url)
+    if options.proxy:
+        masker.add_url(options.proxy)
+    return masker
 
-    def __init__(self, secrets: Sequence[str], secret_headers: Iterable[str]) -> None:
-        self.secrets = [s for s in secrets if s]
-        self.secret_headers = {h.lower() for h in secret_headers}
 
-    def header(self, name: str, value: str) -> str:
-        lower = name.lower()
-        if (
-            lower in SENSITIVE_HEADERS
-            or lower in self.secret_headers
-            or any(word in lower for word in _SENSITIVE_WORDS)
-        ):
-            return "***"
-        if lower in _URL_HEADERS:
-            value = redact_userinfo(value)
-        return self.text(value)
+def _masked_outcome(outcome: anyprobe.Outcome, masker: Masker) -> anyprobe.Outcome:
+    """``outcome`` with every secret masked in its summary, metrics, details and error."""
+    import dataclasses
 
-    def text(self, value: str) -> str:
-        for secret in self.secrets:
-            if secret in value:
-                value = value.replace(secret, "***")
-        return value
+    outcome.summary = masker.text(outcome.summary)
+    outcome.metrics = masker.value(outcome.metrics)
+    outcome.details = masker.value(outcome.details)
+    if outcome.error is not None:
+        outcome.error = dataclasses.replace(
+            outcome.error, message=masker.text(outcome.error.message)
+        )
+    return outcome
+
+
+def _mask_context(ctx: anyprobe.CheckContext, masker: Masker) -> None:
+    """Mask what the check left in its context: the trace and the metrics so far."""
+    import dataclasses
+
+    for index, event in enumerate(ctx.trace_events):
+        masked = masker.text(event.message)
+        if masked != event.message:
+            ctx.trace_events[index] = dataclasses.replace(event, message=masked)
+    for key, value in list(ctx.metrics.items()):
+        if isinstance(value, str):
+            ctx.metrics[key] = masker.text(value)
+
+
+def _cross_origin_headers(
+    headers: Sequence[tuple[str, str]], options: HttpOptions
+) -> list[tuple[str, str]]:
+    """The headers a hop to another origin gets: no credential or header_env header."""
+    if options.keep_credentials_on_redirect:
+        return list(headers)
+    secret = {name.lower() for name in options.header_env}
+    return [
+        (name, value)
+        for name, value in headers
+        if not is_credential_header(name) and name.lower() not in secret
+    ]
 
 
 def _host_header(host: str, port: int, scheme: str) -> str:
@@ -637,11 +675,27 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         self, target: anyprobe.Target, options: HttpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         started = time.perf_counter()
-        redactor = (
-            Redactor(options.secret_values(), options.header_env) if ctx.explain else _NO_REDACTOR
-        )
         base_headers = self._base_headers(options)
         auth = _auth_header(options, urlsplit(target.url))
+        masker = _check_masker(target, options, base_headers, auth)
+        try:
+            outcome = await self._check(target, options, ctx, masker, base_headers, auth, started)
+        except anyprobe.CheckFailed as failed:
+            outcome = failed.to_outcome(ctx.current_phase)
+        finally:
+            _mask_context(ctx, masker)
+        return _masked_outcome(outcome, masker)
+
+    async def _check(
+        self,
+        target: anyprobe.Target,
+        options: HttpOptions,
+        ctx: anyprobe.CheckContext,
+        redactor: Masker,
+        base_headers: list[tuple[str, str]],
+        auth: str | None,
+        started: float,
+    ) -> anyprobe.Outcome:
         body: bytes | None = None
         content_type: str | None = None
         if options.json_body is not None:
@@ -660,8 +714,11 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
             parts, scheme, host, port = _split(url)
             if first_origin is None:
                 first_origin = (scheme, host, port)
-            headers = list(base_headers)
-            if auth is not None and (scheme, host, port) == first_origin:
+            same_origin = (scheme, host, port) == first_origin
+            headers = (
+                list(base_headers) if same_origin else _cross_origin_headers(base_headers, options)
+            )
+            if auth is not None and (same_origin or options.keep_credentials_on_redirect):
                 headers.append(("Authorization", auth))
             if body is not None:
                 headers.append(("Content-Length", str(len(body))))
@@ -673,16 +730,22 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
             if not (options.follow_redirects and response.status in REDIRECT_CODES and location):
                 break
             next_url = urljoin(url, location.strip())
-            shown = redact_userinfo(next_url)
+            shown = redactor.text(redact_userinfo(next_url))
+            try:
+                check_destination(_split(next_url)[2])
+            except anyprobe.CheckFailed as refused:
+                raise anyprobe.CheckFailed(
+                    f"redirect {response.status} to {shown} refused: {refused.summary}",
+                    metrics={"http_status": response.status},
+                ) from None
             if ctx.explain:
-                ctx.trace(f"redirect {response.status} to {redactor.text(shown)}")
+                ctx.trace(f"redirect {response.status} to {shown}")
             exchange.redirects.append({"status": response.status, "location": shown})
             ctx.metrics["redirects"] = len(exchange.redirects)
             if shown in seen:
                 loop = " -> ".join([*seen[seen.index(shown) :], shown])
-                hide = Redactor(options.secret_values(), ())
                 raise anyprobe.CheckFailed(
-                    f"redirect loop: {hide.text(loop)}",
+                    f"redirect loop: {redactor.text(loop)}",
                     metrics={"http_status": response.status},
                 )
             if len(exchange.redirects) > options.max_redirects:
@@ -695,7 +758,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
                 method, body, content_type = ("HEAD" if method == "HEAD" else "GET"), None, None
             url = next_url
         elapsed = time.perf_counter() - started
-        return self._verdict(response, options, exchange, elapsed, ctx)
+        return self._verdict(response, options, exchange, elapsed, ctx, redactor)
 
     def _base_headers(self, options: HttpOptions) -> list[tuple[str, str]]:
         headers = [
@@ -717,7 +780,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         hop: Hop,
         options: HttpOptions,
         ctx: anyprobe.CheckContext,
-        redactor: Redactor,
+        redactor: Masker,
         exchange: Exchange,
     ) -> Response:
         server_name = options.server_name or hop.host
@@ -750,6 +813,8 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
             response = await self._pooled_request(
                 hop, target, options, ctx, redactor, exchange, server_name
             )
+        for name, value in response.headers:
+            redactor.add_header(name, value)  # a Set-Cookie value is a secret from now on
         if ctx.explain:
             ctx.trace(f"< HTTP/{response.http_version} {response.status} {response.reason}")
             for name, value in response.headers:
@@ -763,7 +828,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         target: str,
         options: HttpOptions,
         ctx: anyprobe.CheckContext,
-        redactor: Redactor,
+        redactor: Masker,
         exchange: Exchange,
         server_name: str,
     ) -> Response:
@@ -795,6 +860,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
             await _close_all(expired)
             response: Response | None = None
             if connection is not None:
+                check_destination(hop.host, [connection.address])
                 connection.requests += 1
                 ctx.metrics["connection_reused"] = True
                 if ctx.explain:
@@ -864,6 +930,9 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         connect_host, connect_port = (
             (proxy.hostname or "", proxy.port or 80) if proxy else (hop.host, hop.port)
         )
+        if proxy is not None:
+            # The proxy resolves the name: it must be allowed as it is.
+            check_destination(hop.host, [hop.host])
         with ctx.phase("resolve"):
             addresses = await resolve(connect_host, connect_port, options.ip_family)
         if ctx.explain:
@@ -894,7 +963,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         target: str,
         options: HttpOptions,
         ctx: anyprobe.CheckContext,
-        redactor: Redactor,
+        redactor: Masker,
         server_name: str,
         *,
         reused: bool = False,
@@ -942,6 +1011,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         exchange: Exchange,
         elapsed: float,
         ctx: anyprobe.CheckContext,
+        masker: Masker,
     ) -> anyprobe.Outcome:
         metrics: dict[str, Any] = {
             "http_status": response.status,
@@ -972,7 +1042,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         if exchange.redirects:
             n = len(exchange.redirects)
             took += f" after {n} redirect{'s' if n != 1 else ''}"
-        failure = self._assertion_failure(response, options)
+        failure = self._assertion_failure(response, options, masker)
         if failure is not None:
             return anyprobe.Outcome.critical(
                 f"HTTP {response.status}: {failure}", metrics=metrics, details=details
@@ -991,7 +1061,9 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
             )
         return anyprobe.Outcome.ok(summary, metrics=metrics, details=details)
 
-    def _assertion_failure(self, response: Response, options: HttpOptions) -> str | None:
+    def _assertion_failure(
+        self, response: Response, options: HttpOptions, masker: Masker
+    ) -> str | None:
         if not status_expected(response.status, options.expect_status):
             wanted = ", ".join(str(s) for s in options.expect_status)
             return f"expected status {wanted}"
@@ -1000,7 +1072,8 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
             if value is None:
                 return f"header {name} missing"
             if not pattern.search(value):
-                return f"header {name} is {_clip(value)}, expected to match {pattern.pattern!r}"
+                shown = _clip(masker.text(value))
+                return f"header {name} is {shown}, expected to match {pattern.pattern!r}"
         if not options.needs_body:
             return None
         text = response.body.decode("utf-8", errors="replace")
@@ -1013,9 +1086,9 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         for pattern in options._body_antipatterns:
             found = pattern.search(text)
             if found:
-                return f"body matches {pattern.pattern!r} ({_clip(found.group(0))})"
+                return f"body matches {pattern.pattern!r} ({_clip(masker.text(found.group(0)))})"
         if options._json_expressions:
-            return json_failure(text, options._json_expressions)
+            return json_failure(masker.text(text), options._json_expressions)
         return None
 
 
@@ -1321,9 +1394,6 @@ async def _exchange_h2(
         with anyio.CancelScope(shield=True):
             await connection.aclose()
     return response
-
-
-_NO_REDACTOR = Redactor((), ())
 
 
 # -- demo --------------------------------------------------------------------------

@@ -97,6 +97,7 @@ class TcpOptions(TlsOptions):
         None,
         description=r"Bytes to send once connected (after TLS), with escapes \r \n \t \0 "
         r"\e \\ \xHH. Never shown in results.",
+        json_schema_extra={"secret": True},
     )
     expect: str | None = Field(
         None,

@@ -332,16 +332,16 @@ async def test_allow_targets_limits_where_probe_connects(
     manager: PluginManager, web_target: WebTarget, tmp_path: Path
 ) -> None:
     config = tmp_path / "serve.toml"
-    config.write_text('[serve]\nallow_targets = ["127.0.0.0/8", "*.allowed.test"]\n')
+    config.write_text('[serve]\nallow_targets = ["127.0.0.1/32", "*.allowed.test"]\n')
     async with running(manager, config) as url:
         allowed = await get(f"{url}/probe", params={"target": web_target.url})
         refused = await get(
-            f"{url}/probe", params={"target": f"http://localhost:{web_target.port}/"}
+            f"{url}/probe", params={"target": f"http://127.0.0.2:{web_target.port}/"}
         )
         outside = await get(f"{url}/probe", params={"target": "http://10.1.2.3/"})
     assert samples(allowed.text)["probe_success"] == 1
     assert refused.status_code == 403
-    assert "'localhost' is not in allow_targets" in refused.text
+    assert "'127.0.0.2' is not in allow_targets" in refused.text
     assert outside.status_code == 403
     assert web_target.paths == ["/"]
 

@@ -1,0 +1,234 @@
+"""One rule for keeping secrets out of every output.
+
+A value is secret when it comes from a field declared secret (a pydantic
+``SecretStr``, or a field whose ``json_schema_extra`` holds ``secret: true``),
+when it is the value of a credential header (:func:`is_credential_header`), or
+when it is the password of a URL. The same values are hidden wherever they
+show up again: in text a server sent back (a page that reflects the request's
+headers, a ``Set-Cookie``), in summaries, metrics, traces and debug pages,
+raw, percent-encoded or in base64 (as Basic authentication sends them)::
+
+    masker = Masker()
+    masker.add_header("Authorization", "Bearer s3cret-token")
+    masker.text("echo: Bearer s3cret-token")     # 'echo: Bearer ***'
+    mask_url_password("http://u:pw@host/")       # 'http://u:***@host/'
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+MASK = "***"
+
+#: Request and response headers whose values are credentials.
+CREDENTIAL_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        "apikey",
+        "x-api-token",
+        "x-auth-token",
+        "x-access-token",
+        "x-amz-security-token",
+        "x-goog-api-key",
+        "x-vault-token",
+        "private-token",
+        "x-csrf-token",
+        "x-xsrf-token",
+        "ocp-apim-subscription-key",
+    }
+)
+#: A header whose name holds one of these words is treated as a credential too.
+_CREDENTIAL_WORDS = ("token", "secret", "password", "auth", "key", "cookie", "session")
+
+#: Option fields holding request headers (name -> value) by convention.
+REQUEST_HEADER_FIELDS = frozenset({"headers"})
+
+#: Secrets shorter than this are not searched for in text (too many false hits).
+MIN_SECRET_LENGTH = 3
+
+# scheme://user:password@ anywhere in a text.
+_URL_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):(?P<pw>[^\s/@]*)@")
+
+
+@functools.lru_cache(maxsize=1024)
+def is_credential_header(name: str) -> bool:
+    """Whether header ``name`` carries a credential (case-insensitive)."""
+    lower = name.lower()
+    return lower in CREDENTIAL_HEADERS or any(word in lower for word in _CREDENTIAL_WORDS)
+
+
+def mask_url_password(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` in it masked."""
+    if "@" not in text:
+        return text
+    return _URL_USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
+
+
+def is_secret_field(model: Any, name: str) -> bool:
+    """Whether field ``name`` of pydantic model class ``model`` is declared secret."""
+    field = getattr(model, "model_fields", {}).get(name)
+    if field is None:
+        return False
+    extra = field.json_schema_extra
+    if isinstance(extra, Mapping) and extra.get("secret"):
+        return True
+    return "Secret" in str(field.annotation)
+
+
+class Masker:
+    """The secrets of one check (or one page), and the rule that hides them."""
+
+    __slots__ = ("_pattern", "_secrets")
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        for secret in secrets:
+            self.add(secret)
+
+    def __bool__(self) -> bool:
+        return bool(self._secrets)
+
+    def add(self, secret: str) -> None:
+        """Hide ``secret``, and its percent-encoded and base64 forms, from now on."""
+        if len(secret) < MIN_SECRET_LENGTH:
+            return
+        forms = {secret, quote(secret, safe=""), unquote(secret)}
+        encoded = base64.b64encode(secret.encode()).decode("ascii")
+        forms |= {encoded, encoded.rstrip("=")}
+        forms |= {base64.urlsafe_b64encode(secret.encode()).decode("ascii").rstrip("=")}
+        new = {f for f in forms if len(f) >= MIN_SECRET_LENGTH} - self._secrets
+        if new:
+            self._secrets |= new
+            self._pattern = None
+
+    def add_basic(self, username: str, password: str) -> None:
+        """Hide a Basic-authentication password and the ``user:password`` token."""
+        self.add(password)
+        token = f"{username}:{password}"
+        if password:
+            self.add(token)
+
+    def add_header(self, name: str, value: str) -> None:
+        """Remember a header sent or received: a credential header's value is secret
+        (whole, without its scheme word, and decoded when it is Basic)."""
+        if not is_credential_header(name):
+            return
+        self.add(value)
+        scheme, space, credential = value.strip().partition(" ")
+        if space:
+            self.add(credential.strip())
+            if scheme.lower() == "basic":
+                try:
+                    decoded = base64.b64decode(credential.strip(), validate=True).decode()
+                except ValueError:
+                    decoded = ""
+                if ":" in decoded:
+                    self.add_basic(*decoded.split(":", 1))
+        if name.lower() in ("cookie", "set-cookie"):
+            cookies = value.split(";") if name.lower() == "cookie" else value.split(";")[:1]
+            for cookie in cookies:
+                self.add(cookie.strip().partition("=")[2])
+
+    def add_url(self, url: str) -> None:
+        """Hide the password of ``url``'s userinfo, if any."""
+        if "@" not in url:
+            return
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            return
+        if password:
+            self.add(password)
+
+    def text(self, value: str) -> str:
+        """``value`` with every secret and every URL password masked."""
+        if self._secrets:
+            if self._pattern is None:
+                ordered = sorted(self._secrets, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+            value = self._pattern.sub(MASK, value)
+        return mask_url_password(value)
+
+    def header(self, name: str, value: str) -> str:
+        """A header's value as shown: a credential header's is masked whole."""
+        if is_credential_header(name):
+            return MASK
+        return self.text(value)
+
+    def value(self, data: Any) -> Any:
+        """``data`` (text, or dicts, lists and tuples of it) with secrets masked."""
+        if isinstance(data, str):
+            return self.text(data)
+        if isinstance(data, Mapping):
+            return {key: self.value(item) for key, item in data.items()}
+        if isinstance(data, list | tuple):
+            return type(data)(self.value(item) for item in data)
+        return data
+
+    def options(self, model: Any, dumped: Mapping[str, Any]) -> dict[str, Any]:
+        """An options model's dumped fields as they may be shown: secret fields,
+        credential headers and URL passwords masked, then every known secret."""
+        shown: dict[str, Any] = {}
+        for key, item in dumped.items():
+            if is_secret_field(type(model) if not isinstance(model, type) else model, key):
+                shown[key] = MASK
+            elif isinstance(item, Mapping) and key in REQUEST_HEADER_FIELDS:
+                shown[key] = {
+                    name: MASK if is_credential_header(str(name)) else value
+                    for name, value in item.items()
+                }
+            else:
+                shown[key] = item
+        return dict(self.value(shown))
+
+
+def options_masker(options: Any) -> Masker:
+    """A masker knowing every secret an options model holds: its secret fields,
+    the values of its credential headers, the passwords of its URLs."""
+    masker = Masker()
+    model: type = type(options)
+    secret, headers, texts = _field_kinds(model)
+    for name in secret:
+        value: Any = getattr(options, name, None)
+        raw = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        if isinstance(raw, str):
+            masker.add(raw)
+    for name in headers:
+        value = getattr(options, name, None)
+        if isinstance(value, Mapping):
+            for header, text in value.items():
+                if isinstance(text, str):
+                    masker.add_header(str(header), text)
+    for name in texts:
+        value = getattr(options, name, None)
+        if isinstance(value, str) and "://" in value:
+            masker.add_url(value)
+    return masker
+
+
+@functools.lru_cache(maxsize=256)
+def _field_kinds(model: type) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """An options model's secret fields, request-header fields and text fields
+    (worked out once per model: this runs for every check)."""
+    secret: list[str] = []
+    headers: list[str] = []
+    texts: list[str] = []
+    for name, field in getattr(model, "model_fields", {}).items():
+        if is_secret_field(model, name):
+            secret.append(name)
+        elif name in REQUEST_HEADER_FIELDS:
+            headers.append(name)
+        elif "str" in str(field.annotation):
+            texts.append(name)
+    return tuple(secret), tuple(headers), tuple(texts)
