@@ -335,7 +335,7 @@ async def _read_until(
     wait = options.expect_timeout if options.expect_timeout is not None else math.inf
     # Stop reading just before the check's deadline, so that a timeout can
     # still say what the server sent instead of only "timed out".
-    until_deadline = max(0.0, ctx.remaining() - min(0.05, ctx.timeout / 20))
+    until_deadline = max(0.0, ctx.remaining() - min(0.1, ctx.timeout / 10))
     phase = "first_byte"
     with anyio.move_on_after(min(wait, until_deadline)):
         while True:
