@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the interop tests run against (skipped when present).
-packages=(openssh-server openssh-client dnsmasq prometheus)
+# System packages the interop tests run against, and venv for the example plugin
+# (skipped when present).
+packages=(openssh-server openssh-client dnsmasq prometheus python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
