@@ -30,6 +30,7 @@ from urllib.parse import SplitResult
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ._options import one_value_as_list
 from .errors import TargetError
 from .model import Outcome, Target, TraceEvent
 
@@ -55,6 +56,12 @@ class ProbeOptions(BaseModel):
         gt=0,
         description="Seconds: a check that succeeds but takes longer is critical.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_value_is_a_list_of_one(cls, data: Any) -> Any:
+        # One rule for every probe's list options: `--set expect_answers=10.0.0.1`.
+        return one_value_as_list(cls, data)
 
     @model_validator(mode="after")
     def _thresholds_in_order(self) -> ProbeOptions:

@@ -24,12 +24,13 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import ClassVar, Generic, TextIO, TypeVar
+from typing import Any, ClassVar, Generic, TextIO, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ._options import one_value_as_list
 from .model import Result, RunSummary
 
 
@@ -42,6 +43,12 @@ class ReporterOptions(BaseModel):
         default=None,
         description="File to write; '-' or unset for standard output (-r NAME=PATH).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_value_is_a_list_of_one(cls, data: Any) -> Any:
+        # The same rule as for probe options: a single value is a list of one.
+        return one_value_as_list(cls, data)
 
 
 ReporterOptionsT = TypeVar("ReporterOptionsT", bound=ReporterOptions)

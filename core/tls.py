@@ -448,10 +448,12 @@ def expiry_verdict(days: float, options: TlsOptions) -> tuple[Status, str]:
 _VERIFY_CODES = {
     9: "certificate is not yet valid",
     10: "certificate expired",
-    18: "self-signed certificate",
-    19: "self-signed certificate in the chain (unknown CA)",
-    20: "certificate issued by an unknown CA",
-    21: "certificate issued by an unknown CA (cannot verify the leaf)",
+    # An unknown CA: say how to trust it.
+    18: "self-signed certificate (to trust it, give it in ca_file)",
+    19: "self-signed certificate in the chain (unknown CA; to trust it, give it in ca_file)",
+    20: "certificate issued by an unknown CA (to trust that CA, give it in ca_file)",
+    21: "certificate issued by an unknown CA (cannot verify the leaf; "
+    "to trust that CA, give it in ca_file)",
     23: "certificate revoked",
     26: "certificate not meant for a server",
 }

@@ -1055,6 +1055,10 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
                 details=details,
             )
         summary = f"HTTP {response.status} {took}"
+        if exchange.tls and not options.verify:
+            # As the SSH probe says of a host key: a pass that proves less, said so.
+            summary += "; certificate NOT verified (verify = false)"
+            metrics["cert_verified"] = False
         if cert_status is not anyprobe.Status.OK:
             return anyprobe.Outcome(
                 cert_status, f"{summary}; {cert_summary}", metrics=metrics, details=details

@@ -227,6 +227,8 @@ class _Report:
     output: bytes = b""
     output_bytes: int = 0
     error_output: bytes = b""
+    # A key accepted without a login although known_hosts does not list the host.
+    host_key_not_in_known_hosts: bool = False
 
 
 class _Progress:
@@ -415,6 +417,8 @@ def _verdict(plan: _Plan, options: SshOptions, report: _Report) -> anyprobe.Outc
     parts = [report.server_version]
     if plan.verify == "off":
         parts.append(f"host key {key} NOT verified (verify_host_key = false)")
+    elif report.host_key_not_in_known_hosts:
+        parts.append(f"host key {key} NOT verified (not in {plan.known_hosts_name})")
     else:
         parts.append(f"host key {report.host_key_type} verified")
     if plan.authenticate:
@@ -585,6 +589,16 @@ def _client_class() -> type[_ClientType]:
             self._record_key(key)
             if self.plan.verify == "fingerprint" and self.plan.fingerprint is not None:
                 return _same_fingerprint(key.get_fingerprint("sha256"), self.plan.fingerprint)
+            # No login, no credentials sent: nothing is at risk with a host
+            # known_hosts does not list (check_ssh and blackbox_exporter say ok
+            # too), and the summary says the key was not verified. A host listed
+            # with another key is a changed key: refused.
+            unknown_host = self.plan.verify == "known_hosts" and not _known_host_keys(
+                self.plan, addr
+            )
+            if unknown_host and not self.plan.authenticate:
+                self.report.host_key_not_in_known_hosts = True
+                return True
             return False
 
         def begin_auth(self, username: str) -> None:
@@ -592,11 +606,16 @@ def _client_class() -> type[_ClientType]:
                 key = self.conn.get_server_host_key()
                 if key is not None:
                     self._record_key(key)
-            verified = self.plan.verify != "off"
+            verified = self.plan.verify != "off" and not self.report.host_key_not_in_known_hosts
             self.progress.metrics["host_key_verified"] = verified
+            why = (
+                f"not in {self.plan.known_hosts_name}"
+                if self.report.host_key_not_in_known_hosts
+                else "verify_host_key = false"
+            )
             self.progress.note(
                 f"host key {self.report.host_key_type} {self.report.host_key_fingerprint} "
-                + ("verified" if verified else "NOT verified (verify_host_key = false)")
+                + ("verified" if verified else f"NOT verified ({why})")
             )
             self.progress.enter("auth")
             if not self.plan.authenticate:
@@ -697,26 +716,33 @@ async def _establish(
     return conn
 
 
-def _describe_host_key_failure(plan: _Plan, report: _Report) -> str:
+def _known_host_keys(plan: _Plan, address: str) -> list[Any]:
+    """The keys (and CA keys) known_hosts lists for the checked host, or none."""
     import asyncssh
 
+    try:
+        matched = asyncssh.match_known_hosts(
+            asyncssh.import_known_hosts(plan.known_hosts_text),
+            plan.host,
+            address,
+            plan.port if plan.port != 22 else None,
+        )
+    except (ValueError, asyncssh.Error):
+        return []
+    return [*matched[0], *matched[1]]
+
+
+def _describe_host_key_failure(plan: _Plan, report: _Report) -> str:
     offered = f"{report.host_key_type} {report.host_key_fingerprint}".strip()
     where = plan.host if plan.port == 22 else f"[{plan.host}]:{plan.port}"
     if plan.verify == "fingerprint":
         return (
             f"host key mismatch for {where}: server offered {offered}, expected {plan.fingerprint}"
         )
-    known: list[str] = []
-    try:
-        trusted = asyncssh.match_known_hosts(
-            asyncssh.import_known_hosts(plan.known_hosts_text),
-            plan.host,
-            plan.addresses[0],
-            plan.port if plan.port != 22 else None,
-        )[0]
-        known = [f"{k.get_algorithm()} {k.get_fingerprint('sha256')}" for k in trusted]
-    except (ValueError, asyncssh.Error):
-        pass
+    known = [
+        f"{k.get_algorithm()} {k.get_fingerprint('sha256')}"
+        for k in _known_host_keys(plan, plan.addresses[0])
+    ]
     if known:
         return (
             f"HOST KEY CHANGED for {where}: server offered {offered}, "
@@ -834,7 +860,7 @@ async def _start_demo_server() -> _DemoServer:
 
 @asynccontextmanager
 async def demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
-    """An SSH server: a banner check, a login with a command, an unknown host key."""
+    """An SSH server: a banner check, a login with a command, a login to an unknown host key."""
     async with AsyncioBridge() as bridge:
         server = await bridge.run(_start_demo_server)
         try:
@@ -864,10 +890,14 @@ async def demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
                         },
                     ),
                     anyprobe.DemoCheck(
-                        "ssh: unknown host key",
+                        "ssh: login to an unknown host key",
                         url,
                         anyprobe.Status.CRITICAL,
-                        {"known_hosts": str(empty_known_hosts)},
+                        {
+                            "known_hosts": str(empty_known_hosts),
+                            "key_file": str(key_file),
+                            "command": "uptime",
+                        },
                     ),
                 ]
         finally:

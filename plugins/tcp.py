@@ -359,8 +359,11 @@ async def _read_until(
     """Read until ``expectation`` holds; CheckFailed (with what came) when it does not."""
     data = bytearray()
     wait = options.expect_timeout if options.expect_timeout is not None else math.inf
+    # Stop reading just before the check's deadline, so that a timeout can
+    # still say what the server sent instead of only "timed out".
+    until_deadline = max(0.0, ctx.remaining() - min(0.1, ctx.timeout / 10))
     phase = "first_byte"
-    with anyio.move_on_after(wait):
+    with anyio.move_on_after(min(wait, until_deadline)):
         while True:
             with ctx.phase(phase):
                 try:
@@ -380,7 +383,16 @@ async def _read_until(
                 if len(data) >= options.max_bytes:
                     raise _not_found(expectation, data, f" in the first {options.max_bytes} bytes")
             phase = "transfer"
-    raise _not_found(expectation, data, f" within {wait:g} s")
+    if wait <= until_deadline:
+        raise _not_found(expectation, data, f" within {wait:g} s")
+    got = f"got {show_bytes(data)} ({len(data)} bytes)" if data else "got nothing"
+    message = (
+        f"timed out after {ctx.timeout:g} s during {phase}: expected {expectation.text}, {got}"
+    )
+    ctx.trace(f"the deadline came before {expectation.text}; {got}")
+    raise anyprobe.CheckFailed(
+        message, error=TimeoutError(message), metrics={"bytes_received": len(data)}
+    )
 
 
 def _describe(exc: BaseException) -> str:

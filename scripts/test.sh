@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the interop tests run against (skipped when present).
-packages=(openssh-server openssh-client dnsmasq prometheus)
+# System packages the interop tests run against, and venv for the example plugin
+# (skipped when present).
+packages=(openssh-server openssh-client dnsmasq prometheus python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,8 +30,21 @@ bash scripts/typecheck.sh
 
 # The docs site, strictly (broken links, missing pages and snippets fail).
 NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --quiet --site-dir build/site
-# The example plugin package, installed as a third party's would be, with its own tests.
-python3 -m pip install -q --disable-pip-version-check -e examples/anyprobe-example && python3 -m pytest -q -p no:randomly examples/anyprobe-example/tests
+# The example plugin package, installed as a third party's would be, with its own tests
+# and the docs pages that use it: in a virtual environment of its own under build/, so
+# that its probe and reporter never show up in this environment's anyprobe. That venv
+# sees this environment's packages (anyprobe, pytest, trio...) through a .pth file, which
+# works whether python3 is a system interpreter or itself a virtual environment's.
+example_venv=build/example-venv
+python3 -m venv --clear "$example_venv"
+"$example_venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e examples/anyprobe-example
+# Only now: the example's build must not see this environment's setuptools.
+outer_site_dirs=$(python3 -c 'import site, sys; print(repr([p for p in sys.path if p.endswith("-packages")]))')
+example_site=$("$example_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+printf 'import site; list(map(site.addsitedir, %s))\n' "$outer_site_dirs" >"$example_site/outer-environment.pth"
+"$example_venv/bin/python" -m pytest -q -p no:randomly examples/anyprobe-example/tests
+"$example_venv/bin/python" -m pytest -q -p no:randomly tests/test_docs.py \
+    -k "writing-a-probe.md or writing-a-reporter.md"
 
 # pytest exits 5 when it collected no test: that is a failure here too.
 python3 -m pytest -q -p no:randomly "$@"

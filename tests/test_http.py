@@ -388,9 +388,21 @@ async def test_self_signed_certificate_is_critical(manager: PluginManager, tmp_p
         result = await probe(url, manager)
         unverified = await probe(url, manager, verify=False)
     assert result.status is Status.CRITICAL
-    assert result.summary == "self-signed certificate"
+    assert result.summary == "self-signed certificate (to trust it, give it in ca_file)"
     assert unverified.status is Status.OK, unverified.summary
+    assert unverified.summary.endswith("; certificate NOT verified (verify = false)")
+    assert unverified.metrics["cert_verified"] is False
     assert 89 < unverified.metrics["cert_expiry_days"] <= 90
+
+
+async def test_verify_false_on_plain_http_says_nothing_of_certificates(
+    manager: PluginManager,
+) -> None:
+    async with serve_http(TestApp()) as port:
+        result = await probe(f"http://localhost:{port}/ok", manager, verify=False)
+    assert result.status is Status.OK, result.summary
+    assert "verified" not in result.summary
+    assert "cert_verified" not in result.metrics
 
 
 async def test_unknown_ca_is_critical(manager: PluginManager, http_ca: trustme.CA) -> None:
@@ -398,7 +410,9 @@ async def test_unknown_ca_is_critical(manager: PluginManager, http_ca: trustme.C
     async with serve_http(TestApp(), ssl_context=context) as port:
         result = await probe(f"https://localhost:{port}/ok", manager)
     assert result.status is Status.CRITICAL
-    assert "unknown CA" in result.summary, result.summary
+    assert result.summary == (
+        "certificate issued by an unknown CA (to trust that CA, give it in ca_file)"
+    )
 
 
 async def test_client_certificate_required(

@@ -208,12 +208,32 @@ async def test_hanging_command_times_out_in_command_phase(
     assert result.summary == "timed out after 1 s during command"
 
 
-async def test_unknown_host_key_is_critical_with_fingerprint(
+async def test_unknown_host_key_without_login_is_ok_and_says_it_was_not_verified(
+    manager: PluginManager, ssh_server: SshServer
+) -> None:
+    """No credentials are sent: as check_ssh and blackbox_exporter, ok, flagged."""
+    empty = ssh_server.keys.directory / "empty_known_hosts"
+    empty.write_text("")
+    result = await check_one(manager, ssh_server.url, known_hosts=str(empty))
+    assert result.status is Status.OK, result.summary
+    assert result.summary.endswith(
+        f"host key ssh-ed25519 {ssh_server.host_key_fingerprint} NOT verified (not in {empty})"
+    )
+    assert result.metrics["host_key_verified"] is False
+
+
+async def test_unknown_host_key_with_a_login_is_critical_with_fingerprint(
     manager: PluginManager, ssh_server: SshServer
 ) -> None:
     empty = ssh_server.keys.directory / "empty_known_hosts"
     empty.write_text("")
-    result = await check_one(manager, ssh_server.url, known_hosts=str(empty))
+    result = await check_one(
+        manager,
+        ssh_server.url,
+        known_hosts=str(empty),
+        key_file=str(ssh_server.keys.client_key),
+        command="echo all good",
+    )
     assert result.status is Status.CRITICAL
     assert result.summary == (
         f"unknown host key for [127.0.0.1]:{ssh_server.port}: "

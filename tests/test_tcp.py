@@ -125,7 +125,23 @@ async def test_server_that_never_sends_hits_the_check_timeout(
 ) -> None:
     result = await check_one(manager, f"tcp://127.0.0.1:{quiet_port}", seconds=0.3, expect="x")
     assert result.status is Status.CRITICAL
-    assert result.summary == "timed out after 0.3 s during first_byte"
+    assert result.summary == "timed out after 0.3 s during first_byte: expected 'x', got nothing"
+    assert result.error is not None and result.error.phase == "first_byte"
+    assert result.error.type == "TimeoutError"
+
+
+async def test_expect_not_met_before_the_timeout_says_what_the_server_sent(
+    anyio_backend: str, manager: PluginManager, banner_port: int
+) -> None:
+    result = await check_one(
+        manager, f"tcp://127.0.0.1:{banner_port}", seconds=0.5, explain=True, expect="SSH-2.0"
+    )
+    assert result.status is Status.CRITICAL
+    got = "got '220 banner.test ESMTP ready\\r\\n' (29 bytes)"
+    assert result.summary == f"timed out after 0.5 s during transfer: expected 'SSH-2.0', {got}"
+    assert result.error is not None and result.error.type == "TimeoutError"
+    assert result.metrics["bytes_received"] == 29
+    assert f"the deadline came before 'SSH-2.0'; {got}" in [e.message for e in result.trace]
 
 
 async def test_trickling_server_is_read_to_the_end(

@@ -9,7 +9,10 @@ the client's side of the link:
 - dropped packets: a ``pfifo`` queue of length 0 drops everything sent;
 - a slow link: a ``tbf`` rate limit of 16 kbit/s;
 - added latency and random loss: ``netem`` (skipped, with the reason, where
-  the kernel has no netem qdisc).
+  the kernel has no netem qdisc);
+- a link that recovers: every packet of the first connection to a listener
+  is dropped by a BPF filter on that listener, in the server namespace,
+  and only that connection's (no other traffic can trigger or end the fault).
 
 Timeouts and retries must behave as docs/reliability.md says, and the summary
 must name the phase that timed out. Nothing but the two namespace addresses
@@ -18,13 +21,16 @@ is ever contacted; the namespaces are deleted by a finalizer.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
+import select
 import shutil
+import socket
+import struct
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,25 +208,89 @@ def test_every_retry_dropped_reports_all_attempts_failed(
     )
 
 
+def _socket_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    """Attach a classic BPF program to ``sock`` (SO_ATTACH_FILTER), replacing any other."""
+    filters = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in program))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(filters))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+SO_ATTACH_FILTER = 26
+#: ret #0: drop every packet.
+DROP_EVERYTHING = [(0x06, 0, 0, 0)]
+
+
+def _drop_source_port(port: int) -> list[tuple[int, int, int, int]]:
+    # A TCP socket's filter sees the segment from its TCP header on:
+    # ldh [0] (the source port); jeq #port, drop, keep.
+    return [(0x28, 0, 0, 0), (0x15, 0, 1, port), (0x06, 0, 0, 0), (0x06, 0, 0, 0xFFFFFFFF)]
+
+
+def drop_first_connection(address: str) -> None:
+    """Listen on ``address``; drop every packet of the first connection, accept the others.
+
+    Runs in the server namespace (``python -c``). It prints its port, drops
+    every SYN until a raw socket has seen the first one, then drops only that
+    connection's source port (its retransmissions too) and prints
+    ``dropping PORT``: the first attempt can only time out, every later one
+    connects. It ends when its standard input closes.
+    """
+    listener = socket.create_server((address, 0), backlog=16)
+    _socket_filter(listener, DROP_EVERYTHING)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    port = listener.getsockname()[1]
+    print(port, flush=True)
+    first: int | None = None
+    while True:
+        readable, _, _ = select.select([raw, listener, sys.stdin], [], [], 60)
+        if not readable or sys.stdin in readable:
+            return
+        if raw in readable and first is None:
+            packet = raw.recv(65535)
+            tcp = packet[(packet[0] & 0x0F) * 4 :]
+            source, destination = struct.unpack("!HH", tcp[:4])
+            if destination == port and tcp[13] & 0x12 == 0x02:  # SYN, not SYN-ACK
+                first = source
+                _socket_filter(listener, _drop_source_port(first))
+                print(f"dropping {first}", flush=True)
+        elif raw in readable:
+            raw.recv(65535)
+        if listener in readable:
+            listener.accept()[0].close()
+
+
 @BACKENDS
 def test_link_that_recovers_passes_on_the_retry_and_says_so(
     healed: Link, tmp_path: Path, backend: str
 ) -> None:
-    """The link drops everything until the first SYN is dropped, then heals."""
-    healed.fault("pfifo", "limit", "0")
-    tcp = f"tcp://{SERVER_ADDRESS}:{healed.tcp_port}"
-    out = tmp_path / "r.jsonl"
-    proc = healed.anyprobe(
-        "check", "--backend", backend, "--no-progress", "-r", f"jsonl={out}",
-        "-t", "1", "--retries", "3", tcp,
+    """The first connection's packets are all dropped (its SYN and the kernel's
+    retransmissions), so the first attempt times out during connect; the
+    retry is a new connection, which the server accepts."""
+    dropper = subprocess.Popen(
+        ["ip", "netns", "exec", healed.server, sys.executable, "-c",
+         "from tests.reliability.test_network_faults import drop_first_connection; "
+         f"drop_first_connection({SERVER_ADDRESS!r})"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while healed.dropped() == 0 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    # The SYN is gone; TCP would resend it after 1 s, when this attempt has timed out.
-    healed.heal()
-    result = finish(proc, out)[tcp]
-    assert result["status"] == "ok"
+    try:
+        assert dropper.stdout is not None and dropper.stdin is not None
+        tcp = f"tcp://{SERVER_ADDRESS}:{int(dropper.stdout.readline())}"
+        out = tmp_path / "r.jsonl"
+        proc = healed.anyprobe(
+            "check", "--backend", backend, "--no-progress", "-r", f"jsonl={out}",
+            "-t", "1", "--retries", "3", tcp,
+        )  # fmt: skip
+        result = finish(proc, out)[tcp]
+        assert dropper.stdout.readline().startswith("dropping ")
+    finally:
+        if dropper.stdin is not None:
+            dropper.stdin.close()
+        try:
+            dropper.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            dropper.kill()
+            dropper.wait()
+    assert result["status"] == "ok", result["summary"]
     assert result["attempts"] == 2
     assert result["summary"].endswith(
         "(on attempt 2; attempt 1: timed out after 1 s during connect)"

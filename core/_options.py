@@ -1,0 +1,69 @@
+"""What every options model shares: one value where a list is expected is a list of one.
+
+``--set expect_answers=127.0.0.1`` and ``expect_answers = "127.0.0.1"`` in a
+config mean ``["127.0.0.1"]``, for every list option of every probe and
+reporter, built-in or not: :class:`~anyprobe.ProbeOptions` and
+:class:`~anyprobe.ReporterOptions` apply :func:`one_value_as_list` before
+validation.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import functools
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+
+_COLLECTIONS = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    collections.abc.Sequence,
+    collections.abc.MutableSequence,
+    collections.abc.Set,
+    collections.abc.MutableSet,
+)
+
+
+def _is_collection(annotation: Any) -> bool:
+    """A list, tuple or set type, or a union of them with None (``list[str] | None``)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_collection(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return bool(members) and all(_is_collection(a) for a in members)
+    return (origin or annotation) in _COLLECTIONS
+
+
+@functools.cache
+def _list_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The names (and aliases) of ``model``'s fields that take a list, tuple or set."""
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        if _is_collection(info.annotation):
+            names.add(name)
+            if info.alias:
+                names.add(info.alias)
+    return frozenset(names)
+
+
+def one_value_as_list(model: type[BaseModel], data: Any) -> Any:
+    """``data`` with each single value given to a list field wrapped in a list of one."""
+    if not isinstance(data, collections.abc.Mapping):
+        return data
+    fields = _list_fields(model)
+    if not fields.intersection(data):
+        return data
+    return {
+        key: [value]
+        if key in fields
+        and value is not None
+        and not isinstance(value, list | tuple | set | frozenset | collections.abc.Mapping)
+        else value
+        for key, value in data.items()
+    }
