@@ -29,9 +29,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, FilePath, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .errors import CheckFailed
 from .model import Status
@@ -75,7 +76,8 @@ def pem_file_problem(path: Any, *, key: bool = False) -> None:
         with open(path, "rb") as f:
             data = f.read(MAX_PEM_BYTES)
     except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+        shown = str(path) if len(str(path)) <= 120 else f"{str(path)[:120]}..."
+        raise ValueError(f"cannot read {shown}: {exc.strerror or exc}") from None
     wanted = b"PRIVATE KEY-----" if key else b"CERTIFICATE-----"
     if b"-----BEGIN " not in data or wanted not in data:
         what = "private key" if key else "certificate"
@@ -96,16 +98,16 @@ class TlsOptions(ProbeOptions):
         description="Verify the server's certificate chain and name. Turn off only for "
         "a server whose certificate you cannot trust otherwise; expiry is still reported.",
     )
-    ca_file: FilePath | None = Field(
+    ca_file: Path | None = Field(
         None,
         description="PEM file of CA certificates to trust instead of the system's.",
     )
-    client_cert: FilePath | None = Field(
+    client_cert: Path | None = Field(
         None,
         description="PEM file with the client certificate (and its key, unless client_key "
         "is set) for servers that require one.",
     )
-    client_key: FilePath | None = Field(
+    client_key: Path | None = Field(
         None, description="PEM file with the client certificate's private key."
     )
     server_name: str | None = Field(

@@ -309,11 +309,13 @@ class HttpOptions(TlsOptions):
                     compiled.append((text, jmespath.compile(text)))
                 except RecursionError:
                     raise ValueError(
-                        f"bad JSON assertion {text[:40]!r}...: nested too deep"
+                        f"json_assertions: bad JSON assertion {text[:40]!r}...: nested too deep"
                     ) from None
                 except JMESPathError as exc:
                     reason = str(exc).splitlines()[0].removesuffix(", for expression:")
-                    raise ValueError(f"bad JSON assertion {text!r}: {reason}") from None
+                    raise ValueError(
+                        f"json_assertions: bad JSON assertion {text!r}: {reason}"
+                    ) from None
             self._json_expressions = tuple(compiled)
 
     @property
