@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,8 @@ async def test_serve_answers_healthy_while_a_catastrophic_probe_runs(
     async def slow_probe(client: httpx.AsyncClient) -> None:
         response = await client.get(
             f"{url}/probe",
-            params={"target": body_server.url("/noise"), "module": "slow"},
-            headers={"X-Prometheus-Scrape-Timeout-Seconds": "5"},
+            params={"target": body_server.url("/noise-small"), "module": "slow"},
+            headers={"X-Prometheus-Scrape-Timeout-Seconds": "3"},
         )
         probe_answer.append(response)
 
@@ -150,11 +151,14 @@ async def test_serve_answers_healthy_while_a_catastrophic_probe_runs(
         tg.start_soon(lambda: serve(server, [sock], shutdown=shutdown, grace=2))
         async with anyio.create_task_group() as probes:
             probes.start_soon(slow_probe, client)
-            # Once the body is sent whole, the probe is searching it (for minutes).
-            sent = await anyio.to_thread.run_sync(body_server.sent["/noise"].wait, HANG)
+            # Once the body is sent whole, the probe is searching it (for seconds
+            # past the probe's timeout: the search of this test process ends soon).
+            sent = await anyio.to_thread.run_sync(body_server.sent["/noise-small"].wait, HANG)
             assert sent
             healthy = await client.get(f"{url}/-/healthy")
-            assert not probe_answer, "the probe ended before /-/healthy was asked"
+            assert not probe_answer, "the probe ended before /-/healthy was answered"
+            searching = [t for t in threading.enumerate() if t.name == "anyprobe-off-loop"]
+            assert searching, "the search did not run in a worker thread"
         shutdown.set()
     assert healthy.status_code == 200
     assert healthy.text == "Healthy\n"

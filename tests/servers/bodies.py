@@ -7,6 +7,8 @@ Routes of ``body_server``:
 - ``/noise``: 10 MiB of seeded random ``a``, ``b``, spaces and newlines, on which
   RE2's fast automaton gives up for ``SLOW_PATTERN``, whose search then takes
   many minutes (linear, but 150 us a byte);
+- ``/noise-small``: the first 16 KiB of ``/noise`` (a search of some seconds, for a
+  test process that must not keep an abandoned search running for minutes);
 - ``/big-json``: a JSON document of about 1 MiB (``status`` is ``UP``);
 - ``/small``: ``all is well`` (a short body);
 - ``/latin1``: bytes that are not UTF-8 (``caf\\xe9 ok``).
@@ -39,6 +41,7 @@ BIG_JSON = json.dumps(
 BODIES = {
     "/big": BIG_BODY,
     "/noise": NOISE_BODY,
+    "/noise-small": NOISE_BODY[: 16 * 1024],
     "/big-json": BIG_JSON,
     "/small": b"all is well\n",
     "/latin1": b"caf\xe9 ok\n",
