@@ -218,8 +218,12 @@ async def off_loop(func: Callable[..., T], *args: Any, work: int) -> T:
         finally:
             _safe_wake(wake, done.set)
 
-    threading.Thread(target=work_in_thread, name="anyprobe-off-loop", daemon=True).start()
+    thread = threading.Thread(target=work_in_thread, name="anyprobe-off-loop", daemon=True)
+    thread.start()
     await done.wait()
+    # The thread has handed its result over and is returning: a join of
+    # microseconds, so that no thread outlives the call that started it.
+    thread.join()
     succeeded, value = outcome[0]
     if not succeeded:
         raise value

@@ -127,11 +127,13 @@ async def load_dependencies(targets: Sequence[Target], probes: Mapping[str, Prob
     it will check, in a worker thread; raise :class:`MissingDependency`
     when one is missing. Run once before the first check, so that no check's
     clock runs while a module is imported on the event loop."""
-    import anyio
+    from .patterns import OFF_LOOP_BYTES, off_loop
 
     targets_by_probe: dict[str, list[Target]] = {}
     for target in targets:
-        targets_by_probe.setdefault(target.probe, []).append(target)
+        probe = probes[target.probe]
+        if type(probe).load_dependencies is not Probe.load_dependencies:
+            targets_by_probe.setdefault(target.probe, []).append(target)
 
     def load_all() -> None:
         for name, checked in targets_by_probe.items():
@@ -146,7 +148,9 @@ async def load_dependencies(targets: Sequence[Target], probes: Mapping[str, Prob
                 ) from None
 
     if targets_by_probe:
-        await anyio.to_thread.run_sync(load_all)
+        # off_loop's thread ends with the call (anyio's would idle on, and on
+        # asyncio keep the process alive if an import hung).
+        await off_loop(load_all, work=OFF_LOOP_BYTES + 1)
 
 
 class CheckContext:
