@@ -27,7 +27,15 @@ if TYPE_CHECKING:
     from .inputs import escape_controls
     from .manager import PluginInfo, PluginManager
     from .model import ErrorInfo, Outcome, Result, RunSummary, Status, Target, TraceEvent
-    from .probe import CheckContext, Probe, ProbeOptions, check_regex
+    from .patterns import (
+        OFF_LOOP_BYTES,
+        Pattern,
+        PatternError,
+        PatternMatch,
+        compile_pattern,
+        off_loop,
+    )
+    from .probe import CheckContext, MissingDependency, Probe, ProbeOptions, check_regex, require
     from .reporter import OutputFile, ReportContext, Reporter, ReporterOptions, ResultStream
     from .run import Run, RunInfo
 
@@ -63,6 +71,14 @@ _EXPORTS = {
     "Probe": "probe",
     "ProbeOptions": "probe",
     "check_regex": "probe",
+    "MissingDependency": "probe",
+    "require": "probe",
+    "OFF_LOOP_BYTES": "patterns",
+    "Pattern": "patterns",
+    "PatternError": "patterns",
+    "PatternMatch": "patterns",
+    "compile_pattern": "patterns",
+    "off_loop": "patterns",
     "OutputFile": "reporter",
     "ReportContext": "reporter",
     "Reporter": "reporter",
@@ -83,6 +99,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "OFF_LOOP_BYTES",
     "AnyprobeError",
     "AsyncioBridge",
     "CheckContext",
@@ -90,9 +107,13 @@ __all__ = [
     "ConfigError",
     "DemoCheck",
     "ErrorInfo",
+    "MissingDependency",
     "OptionsError",
     "Outcome",
     "OutputFile",
+    "Pattern",
+    "PatternError",
+    "PatternMatch",
     "PluginError",
     "PluginInfo",
     "PluginManager",
@@ -116,9 +137,12 @@ __all__ = [
     "check",
     "check_regex",
     "check_sync",
+    "compile_pattern",
     "escape_controls",
     "hookimpl",
     "hookspec",
+    "off_loop",
     "prepare",
+    "require",
     "stream",
 ]

@@ -168,6 +168,7 @@ async def _stream(
         limiter=limiter,
         explain=explain,
     )
+    await run.load_dependencies()
     receive = run.results()
     async with anyio.create_task_group() as tg, receive:
         tg.start_soon(run.execute)

@@ -585,6 +585,7 @@ async def _run_with_signals(
                     # A second signal: stop waiting for reporters, too.
                     scope.cancel()
 
+    await run.load_dependencies()
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_signals, tg.cancel_scope)
         summary = await run.execute()

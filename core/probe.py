@@ -21,17 +21,17 @@ Core times the attempt, enforces the timeout, applies ``warning_after`` /
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import SplitResult
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ._options import one_value_as_list
-from .errors import TargetError
+from .errors import TargetError, UsageError
 from .model import Outcome, Target, TraceEvent
 
 T = TypeVar("T")
@@ -77,12 +77,17 @@ class ProbeOptions(BaseModel):
 OptionsT = TypeVar("OptionsT", bound=ProbeOptions)
 
 
-def check_regex(pattern: str | None) -> str | None:
-    """For an options model's ``field_validator``: ``pattern`` if it compiles.
+def check_regex(
+    pattern: str | None, *, binary: bool = False, multiline: bool = False
+) -> str | None:
+    """For an options model's ``field_validator``: ``pattern`` if RE2 compiles it.
 
-    Every way a pattern can fail to compile (a syntax error, too deep a
-    nesting, too large a repetition) becomes a ValueError, which options
-    validation turns into one clear line::
+    User patterns run on RE2, a linear-time engine (see
+    :func:`~anyprobe.compile_pattern`, which takes the same ``binary`` and
+    ``multiline`` arguments). What RE2 refuses (a syntax error, a
+    backreference, lookaround, too large a program) becomes a ValueError that
+    says why, which options validation turns into one clear line naming the
+    check and the field::
 
         @field_validator("expect_output")
         @classmethod
@@ -90,11 +95,69 @@ def check_regex(pattern: str | None) -> str | None:
             return anyprobe.check_regex(value)
     """
     if pattern is not None:
-        try:
-            re.compile(pattern)
-        except (re.error, RecursionError, OverflowError) as exc:
-            raise ValueError(f"not a regular expression: {exc}") from None
+        from .patterns import compile_pattern
+
+        compile_pattern(pattern, binary=binary, multiline=multiline)
     return pattern
+
+
+class MissingDependency(UsageError):
+    """A package that some checks of a run need is not installed.
+
+    Raised before the run, by :func:`require` in a probe's
+    :meth:`Probe.load_dependencies`; the message says what to install.
+    """
+
+
+def require(module: str, *, needed_for: str, install: str) -> ModuleType:
+    """Import ``module``, or raise :class:`MissingDependency` saying what to install.
+
+    For :meth:`Probe.load_dependencies`::
+
+        anyprobe.require("h2", needed_for="http2 = true", install="anyprobe[http2]")
+
+    fails, when h2 is missing, with ``http2 = true needs h2 (No module named
+    'h2'): pip install 'anyprobe[http2]'``.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependency(
+            f"{needed_for} needs {module} ({exc}): pip install '{install}'"
+        ) from None
+
+
+async def load_dependencies(targets: Sequence[Target], probes: Mapping[str, Probe[Any]]) -> None:
+    """Call each probe's :meth:`Probe.load_dependencies` once, with every target
+    it will check, in a worker thread; raise :class:`MissingDependency`
+    when one is missing. Run once before the first check, so that no check's
+    clock runs while a module is imported on the event loop."""
+    from .patterns import OFF_LOOP_BYTES, off_loop
+
+    targets_by_probe: dict[str, list[Target]] = {}
+    for target in targets:
+        probe = probes[target.probe]
+        if type(probe).load_dependencies is not Probe.load_dependencies:
+            targets_by_probe.setdefault(target.probe, []).append(target)
+
+    def load_all() -> None:
+        for name, checked in targets_by_probe.items():
+            probe = probes[name]
+            try:
+                probe.load_dependencies(checked)
+            except MissingDependency:
+                raise
+            except ImportError as exc:
+                raise MissingDependency(
+                    f"probe {name} cannot import what it needs: {exc}"
+                ) from None
+
+    if targets_by_probe:
+        # off_loop's thread ends with the call (anyio's would idle on, and on
+        # asyncio keep the process alive if an import hung).
+        await off_loop(load_all, work=OFF_LOOP_BYTES + 1)
 
 
 class CheckContext:
@@ -214,6 +277,26 @@ class Probe(Generic[OptionsT]):
             if port is None:
                 raise TargetError(f"{text}: no port in the URL ({url.scheme}://HOST:PORT)")
         return host, port
+
+    def load_dependencies(self, targets: Sequence[Target]) -> None:
+        """Import every module :meth:`check` needs to check ``targets``.
+
+        Core calls it once per probe used in a run, before the first check
+        starts, in a worker thread, with every target the probe will check
+        (their ``options`` and URL may decide what is needed: HTTP/2, TLS).
+        An import inside ``check`` would run on the event loop, inside the
+        first check's timeout, while every other check waits; here it costs no
+        check anything. Import with :func:`~anyprobe.require`,
+        which turns a missing optional package into one line saying what to
+        install (the run then does not start)::
+
+            def load_dependencies(self, targets):
+                anyprobe.require("redis", needed_for="redis:// checks",
+                                 install="anyprobe-redis")
+
+        The default imports nothing. It must not do I/O or start anything:
+        only imports.
+        """
 
     async def check(self, target: Target, options: OptionsT, ctx: CheckContext) -> Outcome:
         """Check ``target`` once and return the outcome. See the module docstring."""

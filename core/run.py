@@ -21,6 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from .fanout import REPORTER_BUFFER, Fanout
 from .manager import PluginManager
 from .model import Result, RunSummary, Status, Target
+from .probe import load_dependencies
 from .reporter import ReportContext, Reporter
 from .scheduler import Scheduler, resolve_concurrency
 from .watchdog import LoopWatchdog
@@ -84,6 +85,7 @@ class Run:
         self.watchdog = LoopWatchdog() if watchdog else None
         self._fanout = Fanout(self.reporters, self.report_context, buffer=reporter_buffer)
         self._checks_scope: anyio.CancelScope | None = None
+        self._dependencies_loaded = False
 
     @property
     def info(self) -> RunInfo:
@@ -107,8 +109,18 @@ class Run:
         reporter (call before :meth:`execute`; it ends when the run does)."""
         return self._fanout.tap()
 
+    async def load_dependencies(self) -> None:
+        """Import what the run's probes need (:meth:`Probe.load_dependencies`)
+        before any check starts; raises :class:`~anyprobe.MissingDependency`.
+        :meth:`execute` calls it; call it first to get that error before
+        starting the task group that runs :meth:`execute`."""
+        if not self._dependencies_loaded:
+            await load_dependencies(self.targets, self.manager.probes)
+            self._dependencies_loaded = True
+
     async def execute(self) -> RunSummary:
         """Run every check; returns once every reporter has finished."""
+        await self.load_dependencies()
         fanout = self._fanout
         info = self.info
         self.manager.call_lifecycle("anyprobe_run_started", run=info)

@@ -94,13 +94,37 @@ def _attempt_frame(frame: FrameType) -> FrameType | None:
 
 
 def describe_blocker(frame: FrameType, stalled: float) -> str:
-    """``check NAME (probe P) has blocked the event loop for 1.2 s at file.py:12``."""
+    """``check NAME (probe P) has blocked the event loop for 1.2 s at http.py:12 in f``.
+
+    The place named is the innermost line of the probe's own module, where the
+    probe called what blocked; when the loop is deeper (in a library: a regex
+    engine, a parser), the innermost line is added, ``(in re2/__init__.py:...)``.
+    """
     attempt = _attempt_frame(frame)
     target = attempt.f_locals.get("target") if attempt else None
     probe = attempt.f_locals.get("probe") if attempt else None
-    where = f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+    place = _probe_frame(frame, attempt, probe) or frame
+    where = _where(place)
+    if place is not frame:
+        where += f" (in {_where(frame)})"
     return (
         f"warning: check {getattr(target, 'name', '?')} (probe {getattr(probe, 'name', '?')}) "
         f"has blocked the event loop for {stalled:.1f} s at {where}: "
         "every other check waits meanwhile"
     )
+
+
+def _where(frame: FrameType) -> str:
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+
+
+def _probe_frame(frame: FrameType, attempt: FrameType | None, probe: object) -> FrameType | None:
+    """The innermost frame, below the scheduler's, running code of ``probe``'s module."""
+    module = sys.modules.get(type(probe).__module__) if probe is not None else None
+    filename = getattr(module, "__file__", None)
+    current: FrameType | None = frame
+    while filename and current is not None and current is not attempt:
+        if current.f_code.co_filename == filename:
+            return current
+        current = current.f_back
+    return None

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
-import re
 import ssl
 import struct
 from collections.abc import AsyncIterator, Sequence
@@ -105,10 +104,12 @@ class DnsOptions(TlsOptions):
         default_factory=list, description="At least one of these must be among the answers."
     )
     answers_match: str | None = Field(
-        None, description="Regular expression every answer's text must match (re.search)."
+        None,
+        description="Regular expression (RE2 syntax) every answer's text must match "
+        "(searched, not anchored).",
     )
     any_answer_matches: str | None = Field(
-        None, description="Regular expression at least one answer's text must match."
+        None, description="Regular expression (RE2 syntax) at least one answer's text must match."
     )
     min_answers: int | None = Field(
         None,
@@ -289,6 +290,42 @@ def _to_dns_name(name: str, record_type: str | None) -> dns.name.Name:
         raise ValueError(f"{name!r} is not a domain name: {exc}") from None
 
 
+#: What parsing a peer's certificate imports (anyprobe.tls imports them lazily).
+_TLS_MODULES = (
+    "cryptography.x509",
+    "cryptography.hazmat.primitives.asymmetric.dsa",
+    "cryptography.hazmat.primitives.asymmetric.ec",
+    "cryptography.hazmat.primitives.asymmetric.ed448",
+    "cryptography.hazmat.primitives.asymmetric.ed25519",
+    "cryptography.hazmat.primitives.asymmetric.rsa",
+)
+#: What a query imports on its way (dnspython imports much of itself lazily).
+_DNS_MODULES = (
+    "dns.asyncbackend",
+    "dns.asyncquery",
+    "dns.edns",
+    "dns.exception",
+    "dns.flags",
+    "dns.message",
+    "dns.name",
+    "dns.query",
+    "dns.rcode",
+    "dns.rdataclass",
+    "dns.rdatatype",
+    "dns.resolver",
+    "dns.reversename",
+    "dns.rrset",
+    "dns.rdtypes.ANY.OPT",
+    "dns.rdtypes.ANY.SOA",
+    "dns.rdtypes.ANY.PTR",
+    "dns.rdtypes.ANY.TSIG",
+    "hashlib",
+    "hmac",
+)
+#: Record types whose rdata modules are imported before the run (others on first use).
+_COMMON_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT", "CAA")
+
+
 class DnsProbe(anyprobe.Probe[DnsOptions]):
     """Ask one DNS question and compare the response code and answers."""
 
@@ -298,6 +335,27 @@ class DnsProbe(anyprobe.Probe[DnsOptions]):
     description = (
         "DNS query (UDP, TCP, TLS or HTTPS) with rcode, answer and certificate assertions."
     )
+
+    def load_dependencies(self, targets: Sequence[anyprobe.Target]) -> None:
+        """dnspython's query, message and rdata modules (it imports the module of
+        each record type on first use), its backends, and TLS for DoT/DoH."""
+        import importlib
+
+        for module in _DNS_MODULES:
+            importlib.import_module(module)
+        for backend in ("dns._asyncio_backend", "dns._trio_backend"):
+            with suppress(ImportError):  # trio's only when trio is installed
+                importlib.import_module(backend)
+        import dns.rdata
+        import dns.rdataclass
+        import dns.rdatatype
+
+        for record_type in _COMMON_TYPES:
+            rdtype = dns.rdatatype.from_text(record_type)
+            dns.rdata.get_rdata_class(dns.rdataclass.IN, rdtype)  # type: ignore[no-untyped-call]
+        if any(t.options.transport in ("tls", "https") for t in targets):
+            for module in ("h11", "anyio.streams.tls", *_TLS_MODULES):
+                importlib.import_module(module)
 
     def validate_url(self, url: SplitResult, text: str) -> tuple[str, int | None]:
         """The host is the server when the URL names one (the per-host limit then
@@ -365,7 +423,7 @@ class DnsProbe(anyprobe.Probe[DnsOptions]):
             )
         ctx.metrics["server"] = _join_host_port(server, port)
         ctx.metrics["transport"] = transport
-        outcome = _judge(what, rdtype, response, options, ctx)
+        outcome = await _judge(what, rdtype, response, options, ctx)
         if tls is not None:
             _add_certificate_verdict(outcome, tls, options, ctx)
         return outcome
@@ -718,7 +776,7 @@ def _add_certificate_verdict(
         outcome.details["tls"] = tls.details()
 
 
-def _judge(
+async def _judge(
     what: str,
     rdtype: int,
     response: dns.message.Message,
@@ -791,18 +849,29 @@ def _judge(
     ):
         return fail(f"expected one of {', '.join(options.expect_any_answer)}, got {_show(texts)}")
     if options.answers_match is not None:
-        pattern = re.compile(options.answers_match)
-        bad = [t for t in texts if not pattern.search(t)]
+        pattern = anyprobe.compile_pattern(options.answers_match)
+        bad = await _not_matching(pattern, texts)
         if bad:
             return fail(f"{_show(bad)} do not match /{options.answers_match}/")
     if options.any_answer_matches is not None:
-        pattern = re.compile(options.any_answer_matches)
-        if not any(pattern.search(t) for t in texts):
+        pattern = anyprobe.compile_pattern(options.any_answer_matches)
+        if len(await _not_matching(pattern, texts)) == len(texts):
             return fail(f"no answer matches /{options.any_answer_matches}/, got {_show(texts)}")
     shown = _show(texts) if texts else "no records"
     return anyprobe.Outcome.ok(
         f"{what}: {shown} ({rcode} {via}, {took:.1f} ms)", metrics=metrics, details=details
     )
+
+
+async def _not_matching(pattern: anyprobe.Pattern, texts: list[str]) -> list[str]:
+    """The texts ``pattern`` does not match; searched off the loop when long
+    (a 64 KiB response of TXT records and a pattern with a large program)."""
+
+    def not_matching() -> list[str]:
+        return [text for text in texts if pattern.search(text) is None]
+
+    work = sum(pattern.work(len(text)) for text in texts)
+    return await anyprobe.off_loop(not_matching, work=work)
 
 
 class Answer:

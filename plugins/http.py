@@ -143,11 +143,11 @@ class HttpOptions(TlsOptions):
     )
     body_matches: list[str] = Field(
         default_factory=list,
-        description="Regular expressions the body must match (all of them).",
+        description="Regular expressions (RE2 syntax) the body must match (all of them).",
     )
     body_not_matches: list[str] = Field(
         default_factory=list,
-        description="Regular expressions the body must not match (none of them).",
+        description="Regular expressions (RE2 syntax) the body must not match (none of them).",
     )
     json_assertions: list[str] = Field(
         default_factory=list,
@@ -157,7 +157,7 @@ class HttpOptions(TlsOptions):
     expect_headers: dict[str, str] = Field(
         default_factory=dict,
         description="Response headers that must be present and match a regular "
-        "expression, e.g. {Content-Type = 'json'}.",
+        "expression (RE2 syntax), e.g. {Content-Type = 'json'}.",
     )
     max_body_bytes: int = Field(
         10 * 1024 * 1024,
@@ -176,9 +176,9 @@ class HttpOptions(TlsOptions):
         "Not for HTTP/2 or a proxy.",
     )
 
-    _body_patterns: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
-    _body_antipatterns: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
-    _header_patterns: tuple[tuple[str, re.Pattern[str]], ...] = PrivateAttr(default=())
+    _body_patterns: tuple[anyprobe.Pattern, ...] = PrivateAttr(default=())
+    _body_antipatterns: tuple[anyprobe.Pattern, ...] = PrivateAttr(default=())
+    _header_patterns: tuple[tuple[str, anyprobe.Pattern], ...] = PrivateAttr(default=())
     _json_expressions: tuple[tuple[str, Any], ...] = PrivateAttr(default=())
 
     @field_validator(
@@ -192,6 +192,13 @@ class HttpOptions(TlsOptions):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str | int) and not isinstance(value, bool) else value
+
+    @field_validator("body_matches", "body_not_matches")
+    @classmethod
+    def _valid_regexes(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            anyprobe.check_regex(pattern)
+        return value
 
     @field_validator("method")
     @classmethod
@@ -214,6 +221,16 @@ class HttpOptions(TlsOptions):
     @classmethod
     def _header_env_is_set(cls, value: dict[str, str]) -> dict[str, str]:
         return check_header_env(value)
+
+    @field_validator("expect_headers")
+    @classmethod
+    def _header_regexes(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            try:
+                anyprobe.check_regex(pattern)
+            except ValueError as exc:
+                raise ValueError(f"header {name}: {exc}") from None
+        return value
 
     @field_validator("user_agent")
     @classmethod
@@ -291,14 +308,12 @@ class HttpOptions(TlsOptions):
         return self
 
     def model_post_init(self, context: Any, /) -> None:
-        try:
-            self._body_patterns = tuple(re.compile(p) for p in self.body_matches)
-            self._body_antipatterns = tuple(re.compile(p) for p in self.body_not_matches)
-            self._header_patterns = tuple(
-                (name.lower(), re.compile(p)) for name, p in self.expect_headers.items()
-            )
-        except (re.error, RecursionError, OverflowError) as exc:
-            raise ValueError(f"not a regular expression: {exc}") from None
+        compile_pattern = anyprobe.compile_pattern  # validated: they compile
+        self._body_patterns = tuple(compile_pattern(p) for p in self.body_matches)
+        self._body_antipatterns = tuple(compile_pattern(p) for p in self.body_not_matches)
+        self._header_patterns = tuple(
+            (name.lower(), compile_pattern(p)) for name, p in self.expect_headers.items()
+        )
         if self.json_assertions:
             import jmespath  # type: ignore[import-untyped]
             from jmespath.exceptions import JMESPathError  # type: ignore[import-untyped]
@@ -664,6 +679,17 @@ def _split(url: str) -> tuple[SplitResult, str, str, int]:
     return parts, scheme, host, port
 
 
+#: What parsing a peer's certificate imports (anyprobe.tls imports them lazily).
+_TLS_MODULES = (
+    "cryptography.x509",
+    "cryptography.hazmat.primitives.asymmetric.dsa",
+    "cryptography.hazmat.primitives.asymmetric.ec",
+    "cryptography.hazmat.primitives.asymmetric.ed448",
+    "cryptography.hazmat.primitives.asymmetric.ed25519",
+    "cryptography.hazmat.primitives.asymmetric.rsa",
+)
+
+
 class HttpProbe(anyprobe.Probe[HttpOptions]):
     """Send one HTTP request (following redirects) over a fresh connection."""
 
@@ -672,6 +698,22 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
     Options = HttpOptions
     default_ports = DEFAULT_PORTS
     description = "HTTP(S) request with assertions, like blackbox's http prober and check_http."
+
+    def load_dependencies(self, targets: Sequence[anyprobe.Target]) -> None:
+        """h11 always; certificate parsing for https; httpcore and h2 for HTTP/2."""
+        import importlib
+
+        modules = ["h11", "json", "anyio.streams.tls"]
+        https = [t for t in targets if t.url[:6].lower() == "https:" or t.options.proxy]
+        if https:
+            modules.extend(_TLS_MODULES)
+        if any(t.options.http2 for t in https):
+            anyprobe.require("h2", needed_for="http2 = true", install="anyprobe[http2]")
+            modules.append("httpcore")
+        if any(t.options.json_assertions for t in targets):
+            modules.append("jmespath.visitor")
+        for module in modules:
+            importlib.import_module(module)
 
     async def check(
         self, target: anyprobe.Target, options: HttpOptions, ctx: anyprobe.CheckContext
@@ -760,7 +802,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
                 method, body, content_type = ("HEAD" if method == "HEAD" else "GET"), None, None
             url = next_url
         elapsed = time.perf_counter() - started
-        return self._verdict(response, options, exchange, elapsed, ctx, redactor)
+        return await self._verdict(response, options, exchange, elapsed, ctx, redactor)
 
     def _base_headers(self, options: HttpOptions) -> list[tuple[str, str]]:
         headers = [
@@ -1006,7 +1048,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         with ctx.phase("tls"):
             return await start_tls(stream, server_name, options, ctx, alpn=alpn, peek_at=peek_at)
 
-    def _verdict(
+    async def _verdict(
         self,
         response: Response,
         options: HttpOptions,
@@ -1044,7 +1086,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         if exchange.redirects:
             n = len(exchange.redirects)
             took += f" after {n} redirect{'s' if n != 1 else ''}"
-        failure = self._assertion_failure(response, options, masker)
+        failure = await _assertion_failure(response, options, masker)
         if failure is not None:
             return anyprobe.Outcome.critical(
                 f"HTTP {response.status}: {failure}", metrics=metrics, details=details
@@ -1067,35 +1109,56 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
             )
         return anyprobe.Outcome.ok(summary, metrics=metrics, details=details)
 
-    def _assertion_failure(
-        self, response: Response, options: HttpOptions, masker: Masker
-    ) -> str | None:
-        if not status_expected(response.status, options.expect_status):
-            wanted = ", ".join(str(s) for s in options.expect_status)
-            return f"expected status {wanted}"
-        for name, pattern in options._header_patterns:
-            value = response.header(name)
-            if value is None:
-                return f"header {name} missing"
-            if not pattern.search(value):
-                shown = _clip(masker.text(value))
-                return f"header {name} is {shown}, expected to match {pattern.pattern!r}"
-        if not options.needs_body:
-            return None
-        text = response.body.decode("utf-8", errors="replace")
-        for needle in options.body_contains:
-            if needle not in text:
-                return f"body does not contain {_clip(needle)}"
-        for pattern in options._body_patterns:
-            if not pattern.search(text):
-                return f"body does not match {pattern.pattern!r}"
-        for pattern in options._body_antipatterns:
-            found = pattern.search(text)
-            if found:
-                return f"body matches {pattern.pattern!r} ({_clip(masker.text(found.group(0)))})"
-        if options._json_expressions:
-            return json_failure(masker.text(text), options._json_expressions)
+
+async def _assertion_failure(
+    response: Response, options: HttpOptions, masker: Masker
+) -> str | None:
+    """The first assertion the response fails, described; None when all hold.
+
+    Decoding, searching and parsing a body are done in a worker thread when
+    their worst case is past ``anyprobe.OFF_LOOP_BYTES`` (a large body, a
+    pattern with a large program), so that the event loop (other checks, the
+    timeout, signals) keeps running.
+    """
+    if not status_expected(response.status, options.expect_status):
+        wanted = ", ".join(str(s) for s in options.expect_status)
+        return f"expected status {wanted}"
+    for name, pattern in options._header_patterns:
+        value = response.header(name)
+        if value is None:
+            return f"header {name} missing"
+        if not await pattern.search_off_loop(value):
+            shown = _clip(masker.text(value))
+            return f"header {name} is {shown}, expected to match {pattern.pattern!r}"
+    if not options.needs_body:
         return None
+    size = len(response.body)
+    patterns = (*options._body_patterns, *options._body_antipatterns)
+    # Decoding and parsing count a byte each (the unit of OFF_LOOP_BYTES).
+    work = size * (2 if options._json_expressions else 1) + sum(p.work(size) for p in patterns)
+    return await anyprobe.off_loop(body_failure, response.body, options, masker, work=work)
+
+
+def body_failure(body: bytes, options: HttpOptions, masker: Masker) -> str | None:
+    """The first body assertion ``body`` fails, described; None when all hold.
+
+    Plain code, to run in a worker thread for a large body: invalid UTF-8
+    is replaced by U+FFFD before the patterns see the text.
+    """
+    text = body.decode("utf-8", errors="replace")
+    for needle in options.body_contains:
+        if needle not in text:
+            return f"body does not contain {_clip(needle)}"
+    for pattern in options._body_patterns:
+        if pattern.search(text) is None:
+            return f"body does not match {pattern.pattern!r}"
+    for pattern in options._body_antipatterns:
+        found = pattern.search(text)
+        if found is not None:
+            return f"body matches {pattern.pattern!r} ({_clip(masker.text(found.text))})"
+    if options._json_expressions:
+        return json_failure(masker.text(text), options._json_expressions)
+    return None
 
 
 def _clip(value: str, limit: int = 60) -> str:
@@ -1130,6 +1193,8 @@ def json_failure(text: str, expressions: Sequence[tuple[str, Any]]) -> str | Non
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         return f"body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    except RecursionError:
+        return "body is not JSON anyprobe can read (nested too deep)"
     for source, expression in expressions:
         try:
             value = expression.search(document)

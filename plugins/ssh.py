@@ -22,7 +22,7 @@ import re
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -54,7 +54,7 @@ class SshOptions(anyprobe.ProbeOptions):
     )
     expect_version: str | None = Field(
         None,
-        description="Regular expression the server's version line must match "
+        description="Regular expression (RE2 syntax) the server's version line must match "
         "(searched in e.g. 'SSH-2.0-OpenSSH_9.2p1 Debian-2').",
     )
     key_file: str | None = Field(
@@ -81,7 +81,7 @@ class SshOptions(anyprobe.ProbeOptions):
     )
     expect_output: str | None = Field(
         None,
-        description="Regular expression the command's standard output must match "
+        description="Regular expression (RE2 syntax) the command's standard output must match "
         "(searched in its first max_output_bytes bytes).",
     )
     max_output_bytes: int = Field(
@@ -267,6 +267,15 @@ class SshProbe(anyprobe.Probe[SshOptions]):
     default_ports = {"ssh": 22}
     description = "SSH version, host key, login and command, like check_ssh / check_by_ssh."
 
+    def load_dependencies(self, targets: Sequence[anyprobe.Target]) -> None:
+        """asyncssh (the ``ssh`` extra), and anyio's asyncio backend for the bridge."""
+        import importlib
+
+        anyprobe.require("asyncssh", needed_for="ssh:// checks", install="anyprobe[ssh]")
+        for module in ("getpass", "pwd", "shlex", "anyio._backends._asyncio"):
+            importlib.import_module(module)
+        anyio.Path  # noqa: B018 - anyio imports its file API on first use (known_hosts)
+
     def validate_url(self, url: SplitResult, text: str) -> tuple[str, int | None]:
         if url.password is not None:
             raise anyprobe.TargetError(
@@ -298,7 +307,7 @@ class SshProbe(anyprobe.Probe[SshOptions]):
             for note in list(progress.notes):
                 ctx.trace(note)
             ctx.metrics.update(progress.metrics)
-        return _verdict(plan, options, report)
+        return await _verdict(plan, options, report)
 
 
 async def _make_plan(
@@ -411,7 +420,7 @@ def _printable(data: bytes, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _verdict(plan: _Plan, options: SshOptions, report: _Report) -> anyprobe.Outcome:
+async def _verdict(plan: _Plan, options: SshOptions, report: _Report) -> anyprobe.Outcome:
     """Turn a finished conversation into an outcome."""
     key = f"{report.host_key_type} {report.host_key_fingerprint}"
     parts = [report.server_version]
@@ -438,7 +447,8 @@ def _verdict(plan: _Plan, options: SshOptions, report: _Report) -> anyprobe.Outc
             )
         if options.expect_output is not None:
             text = report.output.decode("utf-8", "replace")
-            if not re.search(options.expect_output, text):
+            pattern = anyprobe.compile_pattern(options.expect_output)
+            if await pattern.search_off_loop(text) is None:
                 raise anyprobe.CheckFailed(
                     f"output of '{command}' does not match {options.expect_output!r} "
                     f"(got {_printable(report.output.strip())!r})"
@@ -553,7 +563,9 @@ async def _read_version(sock: socket.socket, plan: _Plan, progress: _Progress) -
         raise anyprobe.CheckFailed(f"version line longer than {MAX_VERSION_LINE} bytes")
     if protocol not in ("2.0", "1.99"):
         raise anyprobe.CheckFailed(f"server speaks SSH protocol {protocol}, not 2.0 ({text})")
-    if plan.expect_version is not None and not re.search(plan.expect_version, text):
+    if plan.expect_version is not None and (
+        await anyprobe.compile_pattern(plan.expect_version).search_off_loop(text) is None
+    ):
         raise anyprobe.CheckFailed(
             f"server version '{text}' does not match expect_version {plan.expect_version!r}"
         )

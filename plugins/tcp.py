@@ -16,11 +16,10 @@ from __future__ import annotations
 import datetime
 import functools
 import math
-import re
 import shutil
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +105,8 @@ class TcpOptions(TlsOptions):
     )
     expect_regex: str | None = Field(
         None,
-        description="Regular expression (multi-line; ^ matches at each line) that what "
-        "the server sends must match; instead of expect.",
+        description="Regular expression (RE2 syntax, on bytes, multi-line: ^ matches at "
+        "each line) that what the server sends must match; instead of expect.",
     )
     expect_timeout: float | None = Field(
         None,
@@ -140,7 +139,7 @@ class TcpOptions(TlsOptions):
     @field_validator("expect_regex")
     @classmethod
     def _valid_regex(cls, value: str | None) -> str | None:
-        return anyprobe.check_regex(value)
+        return anyprobe.check_regex(value, binary=True, multiline=True)
 
     @field_validator("helo_name")
     @classmethod
@@ -177,18 +176,13 @@ def _is_address(text: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=256)
-def _compile(pattern: str) -> re.Pattern[bytes]:
-    return re.compile(pattern.encode("utf-8"), re.MULTILINE)
-
-
 @dataclass(frozen=True, slots=True)
 class _Expectation:
     """What the server must send: a substring or a regular expression."""
 
     text: str
     needle: bytes | None
-    pattern: re.Pattern[bytes] | None
+    pattern: anyprobe.Pattern | None
 
     @classmethod
     def of(cls, options: TcpOptions) -> _Expectation | None:
@@ -196,20 +190,33 @@ class _Expectation:
             needle = unescape(options.expect)
             return cls(show_bytes(needle, limit=len(needle)), needle, None)
         if options.expect_regex is not None:
-            return cls(f"/{options.expect_regex}/", None, _compile(options.expect_regex))
+            # Bytes, one character a byte, ^ at every line: as re.MULTILINE on bytes.
+            pattern = anyprobe.compile_pattern(options.expect_regex, binary=True, multiline=True)
+            return cls(f"/{options.expect_regex}/", None, pattern)
         return None
 
-    def found(self, data: bytes | bytearray) -> bool:
+    async def found(self, data: bytes | bytearray) -> bool:
         if self.needle is not None:
             return self.needle in data
         assert self.pattern is not None
-        return self.pattern.search(data) is not None
+        return await self.pattern.search_off_loop(bytes(data)) is not None
 
 
 def show_bytes(data: bytes | bytearray, limit: int = SHOWN_BYTES) -> str:
     """Received bytes, quoted and escaped for a summary, cut at ``limit`` bytes."""
     text = repr(bytes(data[:limit]))[1:]  # b'...' -> '...'
     return text + ("..." if len(data) > limit else "")
+
+
+#: What parsing a peer's certificate imports (anyprobe.tls imports them lazily).
+_TLS_MODULES = (
+    "cryptography.x509",
+    "cryptography.hazmat.primitives.asymmetric.dsa",
+    "cryptography.hazmat.primitives.asymmetric.ec",
+    "cryptography.hazmat.primitives.asymmetric.ed448",
+    "cryptography.hazmat.primitives.asymmetric.ed25519",
+    "cryptography.hazmat.primitives.asymmetric.rsa",
+)
 
 
 class TcpProbe(anyprobe.Probe[TcpOptions]):
@@ -219,6 +226,14 @@ class TcpProbe(anyprobe.Probe[TcpOptions]):
     schemes = ("tcp", "tls")
     Options = TcpOptions
     description = "TCP connect, TLS handshake, STARTTLS, send/expect; like check_tcp."
+
+    def load_dependencies(self, targets: Sequence[anyprobe.Target]) -> None:
+        """Certificate parsing, when a target speaks TLS."""
+        import importlib
+
+        if any(t.url[:4].lower() == "tls:" or t.options.starttls for t in targets):
+            for module in ("anyio.streams.tls", *_TLS_MODULES):
+                importlib.import_module(module)
 
     async def check(
         self, target: anyprobe.Target, options: TcpOptions, ctx: anyprobe.CheckContext
@@ -377,7 +392,7 @@ async def _read_until(
                         expectation, data, f", but {_describe(exc)}", _cause(exc)
                     ) from None
                 data += chunk
-                if expectation.found(data):
+                if await expectation.found(data):
                     ctx.trace(f"received {len(data)} bytes, {expectation.text} found")
                     return data
                 if len(data) >= options.max_bytes:

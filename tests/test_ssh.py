@@ -172,7 +172,7 @@ async def test_lots_of_output_is_read_up_to_the_cap(
         known_hosts=str(ssh_server.known_hosts),
         key_file=str(ssh_server.keys.client_key),
         command="lots",
-        expect_output="^x{1023}\n",
+        expect_output="^x{1000}x{23}\n",  # RE2 caps a count at 1000
         max_output_bytes=4096,
     )
     assert result.status is Status.OK, result.summary
