@@ -129,35 +129,38 @@ def require(module: str, *, needed_for: str, install: str) -> ModuleType:
         ) from None
 
 
-async def load_dependencies(targets: Sequence[Target], probes: Mapping[str, Probe[Any]]) -> None:
+def import_dependencies(targets: Sequence[Target], probes: Mapping[str, Probe[Any]]) -> None:
     """Call each probe's :meth:`Probe.load_dependencies` once, with every target
-    it will check, in a worker thread; raise :class:`MissingDependency`
-    when one is missing. Run once before the first check, so that no check's
-    clock runs while a module is imported on the event loop."""
-    from .patterns import OFF_LOOP_BYTES, off_loop
-
+    it will check, here and now; raise :class:`MissingDependency` when one is
+    missing. For code outside an event loop; inside one, await
+    :func:`load_dependencies`."""
     targets_by_probe: dict[str, list[Target]] = {}
     for target in targets:
         probe = probes[target.probe]
         if type(probe).load_dependencies is not Probe.load_dependencies:
             targets_by_probe.setdefault(target.probe, []).append(target)
+    for name, checked in targets_by_probe.items():
+        try:
+            probes[name].load_dependencies(checked)
+        except MissingDependency:
+            raise
+        except ImportError as exc:
+            raise MissingDependency(f"probe {name} cannot import what it needs: {exc}") from None
 
-    def load_all() -> None:
-        for name, checked in targets_by_probe.items():
-            probe = probes[name]
-            try:
-                probe.load_dependencies(checked)
-            except MissingDependency:
-                raise
-            except ImportError as exc:
-                raise MissingDependency(
-                    f"probe {name} cannot import what it needs: {exc}"
-                ) from None
 
-    if targets_by_probe:
+async def load_dependencies(targets: Sequence[Target], probes: Mapping[str, Probe[Any]]) -> None:
+    """:func:`import_dependencies` in a worker thread. Run once before the
+    first check, so that no check's clock runs while a module is imported on
+    the event loop."""
+    from .patterns import OFF_LOOP_BYTES, off_loop
+
+    if any(
+        type(probes[target.probe]).load_dependencies is not Probe.load_dependencies
+        for target in targets
+    ):
         # off_loop's thread ends with the call (anyio's would idle on, and on
         # asyncio keep the process alive if an import hung).
-        await off_loop(load_all, work=OFF_LOOP_BYTES + 1)
+        await off_loop(import_dependencies, targets, probes, work=OFF_LOOP_BYTES + 1)
 
 
 class CheckContext:

@@ -37,6 +37,7 @@ from .inputs import escape_controls
 from .manager import PluginManager
 from .model import Result, RunSummary, Status, Target
 from .net import address_policy
+from .probe import import_dependencies, load_dependencies
 from .reporter import ReportContext, Reporter
 from .scheduler import Scheduler
 from .serve_config import (
@@ -49,6 +50,7 @@ from .serve_config import (
     ServeTables,
     build_module,
     builtin_modules,
+    dependency_targets,
     load_serve_config,
     parse_serve_tables,
 )
@@ -288,6 +290,7 @@ class ProbeServer:
         path = self.config_path
         try:
             config = await anyio.to_thread.run_sync(load_serve_config, path, self.manager)
+            await load_dependencies(dependency_targets(config), self.manager.probes)
         except Exception:
             self.metrics.reload_ok.set(0)
             raise
@@ -743,6 +746,9 @@ def main(
         timeout_offset=timeout_offset,
         extra_allow=allow_targets,
     )
+    # Imports before the first probe, as a run does: a missing extra is one
+    # line now, and no probe's clock runs while a module is imported.
+    import_dependencies(dependency_targets(config), manager.probes)
     sock = bind(listen)
     url = listening_url(sock, tls=web is not None and web.tls)
     if not is_loopback(parse_listen(listen)[0]) and not (server.allow or extra_allow):

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import ConfigError, OptionsError, did_you_mean
 from .manager import PluginManager
 from .masking import options_masker
+from .model import Target
 from .serve_security import AllowList
 from .targets import options_error
 
@@ -211,3 +212,25 @@ def load_serve_config(path: str | None, manager: PluginManager) -> Config:
     if config.serve is None:
         config.serve = ServeTables(builtin_modules(manager))
     return config
+
+
+def dependency_targets(config: Config) -> list[Target]:
+    """What a server will check, for :func:`anyprobe.probe.load_dependencies`:
+    the config's scheduled checks and a stand-in target per module, which
+    carries the module's scheme and options (``http2 = true`` needs h2)."""
+    targets = list(config.targets)
+    for module in config.serve.modules.values():
+        host = "module.invalid"
+        url = f"{module.scheme}://{host}/"
+        targets.append(
+            Target(
+                name=module.name,
+                url=url,
+                display_url=url,
+                probe=module.probe,
+                host=host,
+                port=None,
+                options=module.options,
+            )
+        )
+    return targets

@@ -338,6 +338,18 @@ def test_missing_dependency_in_a_config_file_is_one_line(tmp_path: Path) -> None
     assert_one_clear_line(proc, "pip install 'anyprobe[ssh]'")
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_serve_module_without_its_package_is_one_line_before_listening(
+    tmp_path: Path, backend: str
+) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text('[module.h2]\nprobe = "http"\nscheme = "https"\nhttp2 = true\n')
+    proc = blocked_cli(
+        "h2", "serve", str(config), "--backend", backend, "--listen", "127.0.0.1:0"
+    )  # fmt: skip
+    assert_one_clear_line(proc, "http2 = true needs h2", "pip install 'anyprobe[http2]'")
+
+
 # -- the watchdog names where a probe blocked ------------------------------------------
 
 
