@@ -25,7 +25,16 @@ if TYPE_CHECKING:
     )
     from .hookspecs import hookimpl, hookspec
     from .manager import PluginInfo, PluginManager
-    from .model import ErrorInfo, Outcome, Result, RunSummary, Status, Target, TraceEvent
+    from .model import (
+        Attempt,
+        ErrorInfo,
+        Outcome,
+        Result,
+        RunSummary,
+        Status,
+        Target,
+        TraceEvent,
+    )
     from .probe import CheckContext, Probe, ProbeOptions, check_regex
     from .reporter import OutputFile, ReportContext, Reporter, ReporterOptions, ResultStream
     from .run import Run, RunInfo
@@ -48,6 +57,7 @@ _EXPORTS = {
     "UsageError": "errors",
     "hookimpl": "hookspecs",
     "hookspec": "hookspecs",
+    "Attempt": "model",
     "ErrorInfo": "model",
     "Outcome": "model",
     "Result": "model",
@@ -83,6 +93,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AnyprobeError",
     "AsyncioBridge",
+    "Attempt",
     "CheckContext",
     "CheckFailed",
     "ConfigError",
