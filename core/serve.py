@@ -46,7 +46,7 @@ from .fanout import Fanout
 from .manager import PluginManager
 from .model import Result, RunSummary, Status, Target
 from .reporter import ReportContext, Reporter
-from .scheduler import Scheduler
+from .scheduler import HostLimits, Scheduler
 from .targets import TargetFactory, options_error
 
 if TYPE_CHECKING:
@@ -452,6 +452,8 @@ class ProbeServer:
     def _install(self, config: Config) -> None:
         tables: ServeTables = config.serve
         self.config = config
+        # [defaults] per_host bounds the config's scheduled checks per host.
+        self.host_limits = HostLimits(config.defaults.per_host)
         self.modules = tables.modules
         self.allow = tables.allow
         self.factories = {name: TargetFactory(self.manager) for name in tables.modules}
@@ -644,7 +646,8 @@ class ProbeServer:
             every = config.intervals.get(target.name, interval)
             while True:
                 due = anyio.current_time() + every
-                async with self.limiter:
+                # The host's slot first: waiting for it holds no probe slot.
+                async with self.host_limits.hold(target.host), self.limiter:
                     self.metrics.in_flight.inc()
                     try:
                         result = await scheduler.check(target)
