@@ -75,7 +75,18 @@ HEADERS = ["STATUS", "NAME", "TARGET", "LATENCY", "SUMMARY"]
 
 
 def _trace_lines(result: anyprobe.Result) -> list[str]:
-    return [f"    {event.at * 1000:8.1f} ms  {event.message}" for event in result.trace]
+    """The ``--explain`` lines under a row: the trace, or each attempt's when
+    the check made more than one (its status, duration and summary first)."""
+    if not result.attempt_log:
+        return [f"    {event.at * 1000:8.1f} ms  {event.message}" for event in result.trace]
+    lines = []
+    for number, attempt in enumerate(result.attempt_log, 1):
+        lines.append(
+            f"    attempt {number}: {attempt.status.value.upper()} in "
+            f"{attempt.duration * 1000:.1f} ms: {attempt.summary}"
+        )
+        lines.extend(f"    {event.at * 1000:8.1f} ms  {event.message}" for event in attempt.trace)
+    return lines
 
 
 def render_plain(rows: list[anyprobe.Result], summary: str | None, *, explain: bool) -> str:
@@ -115,7 +126,7 @@ def render_rich(rows: list[anyprobe.Result], summary: str | None, *, explain: bo
         values: list[Any] = [Text(row[0], style=f"bold {STYLES[result.status]}")]
         values += [row[i] for i in range(1, len(row)) if i != 2 or show_target]
         table.add_row(*values)
-        if explain and result.trace:
+        if explain and (result.trace or result.attempt_log):
             table.add_row("", Text("\n".join(_trace_lines(result)), style="dim"))
     console = Console(file=sys.stdout, highlight=False)
     with console.capture() as capture:

@@ -65,9 +65,7 @@ async def test_targets_waiting_for_a_busy_host_leave_other_hosts_running(
     )
     order: list[str] = []
     with anyio.fail_after(60):  # a guard against a hang, not a measure
-        async with anyprobe.stream(
-            targets, manager=manager, concurrency=4, per_host=1
-        ) as results:
+        async with anyprobe.stream(targets, manager=manager, concurrency=4, per_host=1) as results:
             async for result in results:
                 assert result.status is Status.OK, result.summary
                 order.append(result.target)
