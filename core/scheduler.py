@@ -443,7 +443,9 @@ class Scheduler:
             attempt_log = (*check.log, _record(check))
             # From the first attempt's start to the verdict, backoff included.
             duration = check.attempt_started + check.elapsed - check.first_started
-            if outcome.status is Status.OK or outcome.status is Status.WARNING:
+            passed = outcome.status is Status.OK or outcome.status is Status.WARNING
+            if passed or check.reran:
+                # A rerun's first attempt was no verdict: say what it was.
                 summary += f" (on attempt {check.attempt}; attempt 1: {check.log[0].summary})"
             else:
                 summary += f" (all {check.attempt} attempts failed)"
