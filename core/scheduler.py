@@ -382,36 +382,46 @@ class Scheduler:
                 Status.UNKNOWN, f"probe {probe.name} returned no Outcome", error=error
             )
         elif elapsed > target.timeout:
-            outcome = _overran(target, elapsed, ctx, scope.cancel_called)
+            # Late: its own doing, unless another check held the loop meanwhile.
+            over = f"took {elapsed:.1f} s, over the {target.timeout:g} s timeout"
+            outcome = self._stalled(check, over, start) or _overran(
+                target, elapsed, ctx, scope.cancel_called
+            )
         else:
             outcome = apply_thresholds(outcome, target.options, elapsed)
         check.outcome = outcome
 
     def _timed_out(self, check: _Check) -> Outcome:
-        """The outcome of an attempt its deadline cancelled.
-
-        If another check blocked the event loop while this attempt ran, the
-        deadline passed while this check could not run: that is no verdict on
-        its target, and the attempt is run again (once). A second such
-        timeout is ``unknown``, naming the check that blocked.
-        """
-        now = time.perf_counter()
-        check.elapsed = now - check.attempt_started
+        """The outcome of an attempt its deadline cancelled (see :meth:`_stalled`)."""
+        check.elapsed = time.perf_counter() - check.attempt_started
         phase = check.ctx.current_phase if check.ctx else None
         where = f" during {phase}" if phase else ""
         message = f"timed out after {check.target.timeout:g} s{where}"
-        stall = None
-        if self.watchdog is not None:
-            stall = self.watchdog.stall_during(check.attempt_started, now, check)
+        stalled = self._stalled(check, message, check.attempt_started)
+        if stalled is not None:
+            return stalled
+        return Outcome(Status.CRITICAL, message, error=ErrorInfo("TimeoutError", message, phase))
+
+    def _stalled(self, check: _Check, message: str, start: float) -> Outcome | None:
+        """When another check blocked the event loop while this attempt ran
+        past its deadline: the ``unknown`` outcome saying so, else None.
+
+        The deadline passed while this check could not run, so its timeout is
+        no verdict on its target: the attempt is run again (once, see
+        :meth:`_settle`); a second such timeout stays ``unknown``, naming the
+        check that blocked, never ``critical``.
+        """
+        if self.watchdog is None:
+            return None
+        stall = self.watchdog.stall_during(start, time.perf_counter(), check)
         if stall is None:
-            return Outcome(
-                Status.CRITICAL, message, error=ErrorInfo("TimeoutError", message, phase)
-            )
+            return None
         check.stalled = stall.blocker
         message += (
             f" while {stall.blocker} blocked the event loop for {stall.end - stall.start:.1f} s"
             " (not a verdict on this target)"
         )
+        phase = check.ctx.current_phase if check.ctx else None
         return Outcome(Status.UNKNOWN, message, error=ErrorInfo("EventLoopBlocked", message, phase))
 
     @staticmethod
