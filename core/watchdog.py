@@ -118,10 +118,14 @@ class LoopWatchdog:
 
     def stall_during(self, start: float, end: float, check: object) -> Stall | None:
         """A stall by a check other than ``check`` between ``start`` and ``end``
-        (``time.perf_counter()``), the one in progress included; or None."""
+        (``time.perf_counter()``), or None. Call it on the event loop."""
         blocking = self._blocking
-        if blocking is not None and blocking[0] is not check:
-            return Stall(self._beaten, time.perf_counter(), *blocking)
+        if blocking is not None:
+            # This runs on the loop, so the loop runs again: the stall is over.
+            # Closing it now, not at the next heartbeat, keeps an attempt
+            # started after it from seeming to overlap it.
+            self._blocking = None
+            self.stalls.append(Stall(self._beaten, time.perf_counter(), *blocking))
         for stall in reversed(self.stalls):
             if stall.end < start:
                 break
