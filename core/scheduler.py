@@ -162,7 +162,7 @@ class _Feed:
     goes on to the next target, and the worker whose check of that host ends
     takes the parked target with its slot (:meth:`done`). At most
     ``max_parked`` targets are parked; past that a worker waits until a
-    parked target is taken.
+    check of a busy host ends.
     """
 
     def __init__(self, targets: Iterator[Target], hosts: HostLimits, max_parked: int) -> None:
@@ -194,6 +194,10 @@ class _Feed:
         """A check of ``host`` ended: its slot goes to a target parked for that
         host (returned, for the caller to run) or back to the host."""
         parked = self.parked.get(host)
+        if self._room is not None:
+            # A worker waiting for room may now park its target, or run it.
+            self._room.set()
+            self._room = None
         if not parked:
             self.hosts.release(host)
             return None
@@ -201,9 +205,6 @@ class _Feed:
         if not parked:
             del self.parked[host]
         self.parked_count -= 1
-        if self._room is not None:
-            self._room.set()
-            self._room = None
         return target
 
 
