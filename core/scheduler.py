@@ -307,7 +307,11 @@ class Scheduler:
             if scope.cancel_called:
                 return  # the deadline fired as the attempt ended: settle it outside
             if self._settle(check):
-                current[0] = await self._deliver(check, emit, feed)
+                # _deliver, inlined: one coroutine less per check on the hot path.
+                self.finished += 1
+                following = feed.done(check.target.host) if feed is not None else None
+                await emit(self._result(check))
+                current[0] = None if following is None else self._start(following)
 
     async def _deliver(
         self, check: _Check, emit: Callable[[Result], Awaitable[None]], feed: _Feed | None
@@ -317,10 +321,12 @@ class Scheduler:
         self.finished += 1
         following = feed.done(check.target.host) if feed is not None else None
         await emit(self._result(check))
-        if following is None:
-            return None
+        return None if following is None else self._start(following)
+
+    def _start(self, target: Target) -> _Check:
+        """A parked target, taken with its host's slot, as the worker's next check."""
         self.started += 1
-        return _Check(following, self.probes[following.probe])
+        return _Check(target, self.probes[target.probe])
 
     async def check(self, target: Target) -> Result:
         """Every attempt of one target's check, within the limits; one result.
