@@ -26,7 +26,16 @@ if TYPE_CHECKING:
     from .hookspecs import hookimpl, hookspec
     from .inputs import escape_controls
     from .manager import PluginInfo, PluginManager
-    from .model import ErrorInfo, Outcome, Result, RunSummary, Status, Target, TraceEvent
+    from .model import (
+        Attempt,
+        ErrorInfo,
+        Outcome,
+        Result,
+        RunSummary,
+        Status,
+        Target,
+        TraceEvent,
+    )
     from .patterns import (
         OFF_LOOP_BYTES,
         Pattern,
@@ -57,6 +66,7 @@ _EXPORTS = {
     "UsageError": "errors",
     "hookimpl": "hookspecs",
     "hookspec": "hookspecs",
+    "Attempt": "model",
     "escape_controls": "inputs",
     "ErrorInfo": "model",
     "Outcome": "model",
@@ -102,6 +112,7 @@ __all__ = [
     "OFF_LOOP_BYTES",
     "AnyprobeError",
     "AsyncioBridge",
+    "Attempt",
     "CheckContext",
     "CheckFailed",
     "ConfigError",

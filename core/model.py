@@ -143,11 +143,51 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt of a check, as it ended: kept in :attr:`Result.attempt_log`.
+
+    ``duration`` is this attempt alone (the backoff before the next one is
+    not in it); ``trace`` is its ``--explain`` trace, empty when that is off.
+    """
+
+    status: Status
+    summary: str
+    error: ErrorInfo | None
+    started: datetime
+    duration: float
+    phases: Mapping[str, float]
+    trace: tuple[TraceEvent, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The attempt's entry in the JSON Lines ``attempt_log`` list."""
+        record: dict[str, Any] = {
+            "status": self.status.value,
+            "summary": self.summary,
+            "error": self.error.as_dict() if self.error else None,
+            "started": self.started.isoformat(),
+            "duration": self.duration,
+            "phases": dict(self.phases),
+        }
+        if self.trace:
+            record["trace"] = [{"at": e.at, "message": e.message} for e in self.trace]
+        return record
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """The result of one check, as every reporter receives it.
 
     Its fields are the JSON Lines contract (see :meth:`as_dict`); ``thresholds``,
-    ``details`` and ``trace`` are only written when they hold something.
+    ``details``, ``trace`` and ``attempt_log`` are only written when they hold
+    something.
+
+    ``duration`` is the whole check: from the start of its first attempt to
+    its verdict, every retry and the backoff between them included.
+    ``attempts`` counts the attempts; ``attempt_log`` holds every one of them,
+    in order, when there was more than one (the last is the one whose status
+    the result carries). A check decided by its first attempt has an empty
+    ``attempt_log``: the result itself is that attempt, and
+    :meth:`every_attempt` gives it as one.
     """
 
     name: str
@@ -167,6 +207,18 @@ class Result:
     #: The latency thresholds the check was held to (``warning_after``,
     #: ``critical_after``, seconds), for reporters that print them.
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    #: Every attempt, in order, when the check made more than one.
+    attempt_log: tuple[Attempt, ...] = ()
+
+    def every_attempt(self) -> tuple[Attempt, ...]:
+        """Every attempt of the check, the only one included (built from the result)."""
+        if self.attempt_log:
+            return self.attempt_log
+        only = Attempt(
+            self.status, self.summary, self.error, self.started, self.duration, self.phases,
+            self.trace,
+        )  # fmt: skip
+        return (only,)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON Lines record: keys may be added over time, never renamed."""
@@ -190,6 +242,8 @@ class Result:
             record["details"] = dict(self.details)
         if self.trace:
             record["trace"] = [{"at": e.at, "message": e.message} for e in self.trace]
+        if self.attempt_log:
+            record["attempt_log"] = [attempt.as_dict() for attempt in self.attempt_log]
         return record
 
 

@@ -176,6 +176,8 @@ class CheckContext:
       every check (an SSL context, a resolver).
     - ``metrics``: a dict a probe may fill as it goes; it is merged into the
       outcome's metrics even when the check fails half-way.
+    - ``run_sync(func, *args)``: run a blocking call in a thread that the
+      deadline abandons, so the verdict comes at the deadline.
     """
 
     __slots__ = (
@@ -239,6 +241,45 @@ class CheckContext:
         """Add ``message`` to the ``--explain`` trace; nothing happens when it is off."""
         if self.explain:
             self.trace_events.append(TraceEvent(time.perf_counter() - self._started, message))
+
+    async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` in a thread of its own; the deadline abandons it.
+
+        Use it for a blocking library call inside ``check``. When the attempt
+        is cancelled (its deadline, Ctrl-C), the check stops waiting at once
+        and the call finishes in the background; its result is dropped. The
+        thread is a daemon, so an abandoned call does not keep the process
+        alive either. (``anyio.to_thread.run_sync`` without
+        ``abandon_on_cancel=True`` would hold the check, and the run, until
+        the call returns.)::
+
+            answer = await ctx.run_sync(blocking_client.query, name)
+        """
+        import contextlib
+        import threading
+
+        import anyio.from_thread
+        import anyio.lowlevel
+
+        token = anyio.lowlevel.current_token()
+        done = anyio.Event()
+        outcome: list[tuple[bool, Any]] = []
+
+        def work() -> None:
+            try:
+                outcome.append((True, func(*args)))
+            except BaseException as exc:  # handed to the check, raised there
+                outcome.append((False, exc))
+            # When the run has ended meanwhile, nobody waits for the answer.
+            with contextlib.suppress(Exception):
+                anyio.from_thread.run_sync(done.set, token=token)
+
+        threading.Thread(target=work, name="anyprobe-run-sync", daemon=True).start()
+        await done.wait()
+        returned, value = outcome[0]
+        if not returned:
+            raise value
+        return value  # type: ignore[no-any-return]
 
     def shared(self, key: Any, factory: Callable[[], T]) -> T:
         """The run-wide object stored under ``key``, built by ``factory`` the first time."""

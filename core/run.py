@@ -83,6 +83,7 @@ class Run:
         self.counts: Counter[Status] = Counter()
         self.interrupted: str | None = None
         self.watchdog = LoopWatchdog() if watchdog else None
+        self.scheduler.watchdog = self.watchdog
         self._fanout = Fanout(self.reporters, self.report_context, buffer=reporter_buffer)
         self._checks_scope: anyio.CancelScope | None = None
         self._dependencies_loaded = False

@@ -4,11 +4,12 @@ A fixed set of worker tasks (as many as the concurrency) pulls targets from
 one iterator, so memory grows with the concurrency, not with the number of
 targets, and the number of workers is the run's global bound. An embedding
 program may add a shared :class:`anyio.CapacityLimiter` to bound several runs
-together. Each check also holds a per-host limit when one is set, and runs
-under a deadline per attempt. Whatever a probe
-does, the scheduler produces one :class:`~anyprobe.Result` per target: an
-exception becomes ``unknown``, a timeout ``critical``. Only cancellation from
-outside ends a check without a result.
+together. With a per-host limit, a target whose host is busy is parked (not
+held by a worker) and handed to the worker that frees that host's slot. Each
+attempt runs under a deadline. Whatever a probe does, the scheduler produces
+one :class:`~anyprobe.Result` per target: an exception becomes ``unknown``, a
+timeout ``critical`` (or, when another check blocked the event loop through
+it, a rerun). Only cancellation from outside ends a check without a result.
 """
 
 from __future__ import annotations
@@ -18,16 +19,20 @@ import math
 import random
 import resource
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .errors import CheckFailed
-from .model import ErrorInfo, Outcome, Result, Status, Target
+from .model import Attempt, ErrorInfo, Outcome, Result, Status, Target
 from .probe import CheckContext, Probe
+
+if TYPE_CHECKING:
+    from .watchdog import LoopWatchdog
 
 log = logging.getLogger("anyprobe.scheduler")
 
@@ -38,6 +43,9 @@ RESERVED_FILES = 64
 FILES_PER_CHECK = 2
 BACKOFF_BASE = 0.2
 BACKOFF_MAX = 5.0
+#: With a per-host limit, targets parked for a busy host, per worker: how far a
+#: run looks past targets waiting for their host (a bound on memory).
+PARKED_PER_WORKER = 10
 
 
 def open_file_limit() -> int:
@@ -86,29 +94,118 @@ def resolve_concurrency(requested: int | None) -> int:
 
 
 class HostLimits:
-    """A CapacityLimiter per host, created on first use and dropped when idle."""
+    """Checks running at once per host: a count per host, dropped when idle.
+
+    :meth:`try_acquire` never waits (the scheduler's workers park a target
+    whose host is busy instead of waiting for it); :meth:`hold` waits, first
+    come first served, for callers that check one target at a time.
+    """
 
     def __init__(self, per_host: int | None) -> None:
         self.per_host = per_host
-        self._limiters: dict[str, tuple[anyio.CapacityLimiter, list[int]]] = {}
+        self._running: dict[str, int] = {}
+        self._waiting: dict[str, deque[anyio.Event]] = {}
+
+    def try_acquire(self, host: str) -> bool:
+        """Take a slot of ``host`` if one is free (always, without a limit)."""
+        if not self.per_host:
+            return True
+        running = self._running.get(host, 0)
+        if running >= self.per_host or host in self._waiting:
+            return False
+        self._running[host] = running + 1
+        return True
+
+    def release(self, host: str) -> None:
+        """Give back a slot of ``host``: to the first caller waiting in :meth:`hold`."""
+        if not self.per_host:
+            return
+        waiting = self._waiting.get(host)
+        if waiting:
+            if len(waiting) == 1:
+                del self._waiting[host]
+            waiting.popleft().set()  # the slot passes on; the count stays
+            return
+        running = self._running[host] - 1
+        if running:
+            self._running[host] = running
+        else:
+            del self._running[host]
 
     @asynccontextmanager
-    async def hold(self, host: str) -> Any:
-        if not self.per_host:
-            yield
-            return
-        entry = self._limiters.get(host)
-        if entry is None:
-            entry = self._limiters[host] = (anyio.CapacityLimiter(self.per_host), [0])
-        limiter, users = entry
-        users[0] += 1
+    async def hold(self, host: str) -> AsyncIterator[None]:
+        """Hold a slot of ``host`` for the enclosed block, waiting for one if needed."""
+        if not self.try_acquire(host):
+            event = anyio.Event()
+            self._waiting.setdefault(host, deque()).append(event)
+            try:
+                await event.wait()
+            except BaseException:
+                if event.is_set():
+                    self.release(host)  # the slot came as we were cancelled: pass it on
+                else:
+                    waiting = self._waiting[host]
+                    waiting.remove(event)
+                    if not waiting:
+                        del self._waiting[host]
+                raise
         try:
-            async with limiter:
-                yield
+            yield
         finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._limiters[host]
+            self.release(host)
+
+
+class _Feed:
+    """Targets for a run's workers under a per-host limit.
+
+    A target whose host has no free slot is parked, not waited for: the worker
+    goes on to the next target, and the worker whose check of that host ends
+    takes the parked target with its slot (:meth:`done`). At most
+    ``max_parked`` targets are parked; past that a worker waits until a
+    check of a busy host ends.
+    """
+
+    def __init__(self, targets: Iterator[Target], hosts: HostLimits, max_parked: int) -> None:
+        self.targets = targets
+        self.hosts = hosts
+        self.max_parked = max_parked
+        self.parked: dict[str, deque[Target]] = {}
+        self.parked_count = 0
+        self._room: anyio.Event | None = None
+
+    async def next(self) -> Target | None:
+        """The next target whose host slot the caller now holds; None at the end
+        (targets still parked are run by the workers of their hosts)."""
+        target = next(self.targets, None)
+        while target is not None:
+            if self.hosts.try_acquire(target.host):
+                return target
+            if self.parked_count < self.max_parked:
+                self.parked.setdefault(target.host, deque()).append(target)
+                self.parked_count += 1
+                target = next(self.targets, None)
+                continue
+            if self._room is None:
+                self._room = anyio.Event()
+            await self._room.wait()
+        return None
+
+    def done(self, host: str) -> Target | None:
+        """A check of ``host`` ended: its slot goes to a target parked for that
+        host (returned, for the caller to run) or back to the host."""
+        parked = self.parked.get(host)
+        if self._room is not None:
+            # A worker waiting for room may now park its target, or run it.
+            self._room.set()
+            self._room = None
+        if not parked:
+            self.hosts.release(host)
+            return None
+        target = parked.popleft()
+        if not parked:
+            del self.parked[host]
+        self.parked_count -= 1
+        return target
 
 
 def backoff_delay(attempt: int) -> float:
@@ -118,7 +215,12 @@ def backoff_delay(attempt: int) -> float:
 
 
 class Scheduler:
-    """Runs targets through their probes and hands each result to ``emit``."""
+    """Runs targets through their probes and hands each result to ``emit``.
+
+    ``watchdog``, when set, tells which stretches of time another check
+    blocked the event loop: a timeout that expired in one is not a verdict on
+    the target, and the attempt is run again once (see :meth:`_timed_out`).
+    """
 
     def __init__(
         self,
@@ -128,12 +230,14 @@ class Scheduler:
         per_host: int | None = None,
         limiter: anyio.CapacityLimiter | None = None,
         explain: bool = False,
+        watchdog: LoopWatchdog | None = None,
     ) -> None:
         self.probes = probes
         self.concurrency = max(1, concurrency)
         self.limiter = limiter
         self.host_limits = HostLimits(per_host)
         self.explain = explain
+        self.watchdog = watchdog
         self.resources: dict[Any, Any] = {}
         self.started = 0
         self.finished = 0
@@ -143,12 +247,18 @@ class Scheduler:
     ) -> None:
         """Check every target; returns when all are done (or raises when cancelled)."""
         iterator = iter(targets)
+        feed = None
+        if self.host_limits.per_host:
+            feed = _Feed(iterator, self.host_limits, PARKED_PER_WORKER * self.concurrency)
         async with anyio.create_task_group() as tg:
             for _ in range(min(self.concurrency, total)):
-                tg.start_soon(self._worker, iterator, emit)
+                tg.start_soon(self._worker, iterator, emit, feed)
 
     async def _worker(
-        self, iterator: Iterator[Target], emit: Callable[[Result], Awaitable[None]]
+        self,
+        iterator: Iterator[Target],
+        emit: Callable[[Result], Awaitable[None]],
+        feed: _Feed | None = None,
     ) -> None:
         # One cancel scope serves a worker's checks one after the other, its
         # deadline moved for each attempt: entering a scope per attempt costs
@@ -158,7 +268,7 @@ class Scheduler:
         current: list[_Check | None] = [None]
         while True:
             with anyio.CancelScope() as scope:
-                await self._work(iterator, current, scope, emit)
+                await self._work(iterator, current, scope, emit, feed)
                 if current[0] is None:
                     return
             check = current[0]
@@ -166,9 +276,7 @@ class Scheduler:
             if scope.cancelled_caught:
                 check.outcome = self._timed_out(check)
             if self._settle(check):
-                current[0] = None
-                self.finished += 1
-                await emit(self._result(check))
+                current[0] = await self._deliver(check, emit, feed)
 
     async def _work(
         self,
@@ -176,55 +284,74 @@ class Scheduler:
         current: list[_Check | None],
         scope: anyio.CancelScope,
         emit: Callable[[Result], Awaitable[None]],
+        feed: _Feed | None,
     ) -> None:
         """Run checks under ``scope`` until the targets run out (``current`` is
         None) or the scope can serve no more (its deadline fired)."""
         while True:
             check = current[0]
             if check is None:
-                target = next(iterator, None)
+                target = next(iterator, None) if feed is None else await feed.next()
                 if target is None:
                     return
                 self.started += 1
                 check = current[0] = _Check(target, self.probes[target.probe])
-            elif check.retrying:
-                await anyio.sleep(backoff_delay(check.attempt))
-            if self.limiter is None and not self.host_limits.per_host:
+            elif check.retrying and check.backoff:
+                await anyio.sleep(backoff_delay(check.attempt - check.reran))
+            if self.limiter is None:
                 # The workers alone bound the concurrency: no limiter to pay for.
                 await self._attempt(check, scope)
             else:
-                async with self.host_limits.hold(check.target.host), self._shared_limit():
+                async with self.limiter:
                     await self._attempt(check, scope)
             if scope.cancel_called:
                 return  # the deadline fired as the attempt ended: settle it outside
             if self._settle(check):
-                current[0] = None
+                # _deliver, inlined: one coroutine less per check on the hot path.
                 self.finished += 1
+                following = feed.done(check.target.host) if feed is not None else None
                 await emit(self._result(check))
+                current[0] = None if following is None else self._start(following)
 
-    @asynccontextmanager
-    async def _shared_limit(self) -> AsyncIterator[None]:
-        if self.limiter is None:
-            yield
-        else:
-            async with self.limiter:
-                yield
+    async def _deliver(
+        self, check: _Check, emit: Callable[[Result], Awaitable[None]], feed: _Feed | None
+    ) -> _Check | None:
+        """Emit ``check``'s result; with a per-host limit, free its host's slot,
+        or take a target parked for that host (returned, to run next)."""
+        self.finished += 1
+        following = feed.done(check.target.host) if feed is not None else None
+        await emit(self._result(check))
+        return None if following is None else self._start(following)
+
+    def _start(self, target: Target) -> _Check:
+        """A parked target, taken with its host's slot, as the worker's next check."""
+        self.started += 1
+        return _Check(target, self.probes[target.probe])
 
     async def check(self, target: Target) -> Result:
-        """Every attempt of one target's check, within the limits; one result."""
+        """Every attempt of one target's check, within the limits; one result.
+
+        With a per-host limit this waits for a slot of the target's host.
+        """
         results: list[Result] = []
 
         async def keep(result: Result) -> None:
             results.append(result)
 
-        await self._worker(iter([target]), keep)
+        async with self.host_limits.hold(target.host):
+            await self._worker(iter([target]), keep)
         return results[0]
 
     async def _attempt(self, check: _Check, scope: anyio.CancelScope) -> None:
-        """One attempt of ``check``'s probe under ``scope``'s deadline; sets its outcome."""
+        """One attempt of ``check``'s probe under ``scope``'s deadline; sets its outcome.
+
+        (The watchdog finds the check that blocks the loop by this method's
+        name and its ``check``, ``target`` and ``probe`` locals.)
+        """
         target, probe = check.target, check.probe
         check.attempt += 1
         check.retrying = False
+        check.stalled = None
         deadline = anyio.current_time() + target.timeout
         ctx = check.ctx = CheckContext(
             timeout=target.timeout,
@@ -235,6 +362,9 @@ class Scheduler:
         )
         check.outcome = None
         start = check.attempt_started = time.perf_counter()
+        if check.attempt == 1:
+            check.first_started = start
+            check.started = datetime.now(UTC)
         scope.deadline = deadline
         try:
             outcome = await probe.check(target, target.options, ctx)
@@ -243,12 +373,14 @@ class Scheduler:
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
-            error = ErrorInfo.from_exception(exc, ctx.current_phase)
-            outcome = Outcome(
-                Status.UNKNOWN,
-                f"probe {probe.name} raised {error.type}: {error.message}",
-                error=error,
-            )
+            outcome = _raised(probe, exc, ctx)
+        except BaseException as exc:
+            # SystemExit (a library calling sys.exit()), KeyboardInterrupt or
+            # any other BaseException from a plugin costs only its own check;
+            # only the cancellation anyprobe caused goes on.
+            if _is_cancellation(exc):
+                raise
+            outcome = _raised(probe, exc, ctx)
         scope.deadline = math.inf
         elapsed = check.elapsed = time.perf_counter() - start
         if not isinstance(outcome, Outcome):
@@ -257,39 +389,64 @@ class Scheduler:
                 Status.UNKNOWN, f"probe {probe.name} returned no Outcome", error=error
             )
         elif elapsed > target.timeout:
-            # The deadline passed without the check ever yielding to the event
-            # loop (a blocking call): it could not be cancelled, but it is late.
-            message = (
-                f"took {elapsed:.1f} s, over the {target.timeout:g} s timeout, "
-                "without yielding to the event loop"
-            )
-            outcome = Outcome(
-                Status.CRITICAL,
-                message,
-                error=ErrorInfo("TimeoutError", message, ctx.current_phase),
+            # Late: its own doing, unless another check held the loop meanwhile.
+            over = f"took {elapsed:.1f} s, over the {target.timeout:g} s timeout"
+            outcome = self._stalled(check, over, start) or _overran(
+                target, elapsed, ctx, scope.cancel_called
             )
         else:
             outcome = apply_thresholds(outcome, target.options, elapsed)
         check.outcome = outcome
 
-    @staticmethod
-    def _timed_out(check: _Check) -> Outcome:
-        """The outcome of an attempt its deadline cancelled."""
+    def _timed_out(self, check: _Check) -> Outcome:
+        """The outcome of an attempt its deadline cancelled (see :meth:`_stalled`)."""
         check.elapsed = time.perf_counter() - check.attempt_started
         phase = check.ctx.current_phase if check.ctx else None
         where = f" during {phase}" if phase else ""
         message = f"timed out after {check.target.timeout:g} s{where}"
+        stalled = self._stalled(check, message, check.attempt_started)
+        if stalled is not None:
+            return stalled
         return Outcome(Status.CRITICAL, message, error=ErrorInfo("TimeoutError", message, phase))
+
+    def _stalled(self, check: _Check, message: str, start: float) -> Outcome | None:
+        """When another check blocked the event loop while this attempt ran
+        past its deadline: the ``unknown`` outcome saying so, else None.
+
+        The deadline passed while this check could not run, so its timeout is
+        no verdict on its target: the attempt is run again (once, see
+        :meth:`_settle`); a second such timeout stays ``unknown``, naming the
+        check that blocked, never ``critical``.
+        """
+        if self.watchdog is None:
+            return None
+        stall = self.watchdog.stall_during(start, time.perf_counter(), check)
+        if stall is None:
+            return None
+        check.stalled = stall.blocker
+        message += (
+            f" while {stall.blocker} blocked the event loop for {stall.end - stall.start:.1f} s"
+            " (not a verdict on this target)"
+        )
+        phase = check.ctx.current_phase if check.ctx else None
+        return Outcome(Status.UNKNOWN, message, error=ErrorInfo("EventLoopBlocked", message, phase))
 
     @staticmethod
     def _settle(check: _Check) -> bool:
-        """True when ``check`` is done; otherwise it is marked for a retry."""
+        """True when ``check`` is done; otherwise it is marked for another attempt:
+        a retry (after a backoff), or a rerun of an attempt another check stalled."""
         outcome = check.outcome
         assert outcome is not None
-        if outcome.status in (Status.OK, Status.WARNING) or check.attempt > check.target.retries:
+        if outcome.status is Status.OK or outcome.status is Status.WARNING:
             return True
-        check.failures.append(outcome.summary)
+        rerun = check.stalled is not None and not check.reran
+        if not rerun and check.attempt - check.reran > check.target.retries:
+            return True
+        check.log.append(_record(check))
         check.retrying = True
+        check.backoff = not rerun
+        if rerun:
+            check.reran = 1
         return False
 
     @staticmethod
@@ -297,11 +454,18 @@ class Scheduler:
         target, outcome, ctx = check.target, check.outcome, check.ctx
         assert outcome is not None and ctx is not None
         summary = outcome.summary
-        failures = check.failures
-        if failures and outcome.status in (Status.OK, Status.WARNING):
-            summary += f" (on attempt {check.attempt}; attempt 1: {failures[0]})"
-        elif failures:
-            summary += f" (all {check.attempt} attempts failed)"
+        duration = check.elapsed
+        attempt_log: tuple[Attempt, ...] = ()
+        if check.log:
+            attempt_log = (*check.log, _record(check))
+            # From the first attempt's start to the verdict, backoff included.
+            duration = check.attempt_started + check.elapsed - check.first_started
+            passed = outcome.status is Status.OK or outcome.status is Status.WARNING
+            if passed or check.reran:
+                # A rerun's first attempt was no verdict: say what it was.
+                summary += f" (on attempt {check.attempt}; attempt 1: {check.log[0].summary})"
+            else:
+                summary += f" (all {check.attempt} attempts failed)"
         metrics = {**ctx.metrics, **outcome.metrics} if ctx.metrics else outcome.metrics
         return Result(
             name=target.name,
@@ -310,7 +474,7 @@ class Scheduler:
             status=outcome.status,
             summary=summary,
             started=check.started,
-            duration=check.elapsed,
+            duration=duration,
             attempts=check.attempt,
             phases=ctx.phases,
             metrics=metrics,
@@ -319,7 +483,60 @@ class Scheduler:
             details=outcome.details,
             trace=tuple(ctx.trace_events),
             thresholds=_thresholds(target.options),
+            attempt_log=attempt_log,
         )
+
+
+def _raised(probe: Probe[Any], exc: BaseException, ctx: CheckContext) -> Outcome:
+    """The ``unknown`` outcome of a probe that raised ``exc``."""
+    error = ErrorInfo.from_exception(exc, ctx.current_phase)
+    return Outcome(
+        Status.UNKNOWN, f"probe {probe.name} raised {error.type}: {error.message}", error=error
+    )
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or carries) the cancellation of a cancel scope."""
+    cancelled = anyio.get_cancelled_exc_class()
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(cancelled) is not None
+    return isinstance(exc, cancelled)
+
+
+def _overran(target: Target, elapsed: float, ctx: CheckContext, cancel_called: bool) -> Outcome:
+    """The outcome of an attempt that came back after its deadline."""
+    over = f"took {elapsed:.1f} s, over the {target.timeout:g} s timeout"
+    if cancel_called:
+        # The deadline fired and the loop went on, but the attempt could not be
+        # cancelled: it waited on something that ignores cancellation, such as
+        # anyio.to_thread.run_sync without abandon_on_cancel.
+        message = (
+            f"{over}, waiting on work its deadline could not cancel "
+            "(a worker thread? ctx.run_sync() lets the deadline abandon one)"
+        )
+    else:
+        # The deadline passed without the check ever yielding to the event
+        # loop (a blocking call): it could not be cancelled, but it is late.
+        message = f"{over}, without yielding to the event loop"
+    return Outcome(
+        Status.CRITICAL, message, error=ErrorInfo("TimeoutError", message, ctx.current_phase)
+    )
+
+
+def _record(check: _Check) -> Attempt:
+    """The check's current attempt, as it ended, for the result's attempt log."""
+    outcome, ctx = check.outcome, check.ctx
+    assert outcome is not None and ctx is not None
+    offset = timedelta(seconds=check.attempt_started - check.first_started)
+    return Attempt(
+        status=outcome.status,
+        summary=outcome.summary,
+        error=outcome.error,
+        started=check.started + offset,
+        duration=check.elapsed,
+        phases=ctx.phases,
+        trace=tuple(ctx.trace_events),
+    )
 
 
 _NO_THRESHOLDS: dict[str, float] = {}
@@ -341,12 +558,16 @@ class _Check:
     __slots__ = (
         "attempt",
         "attempt_started",
+        "backoff",
         "ctx",
         "elapsed",
-        "failures",
+        "first_started",
+        "log",
         "outcome",
         "probe",
+        "reran",
         "retrying",
+        "stalled",
         "started",
         "target",
     )
@@ -354,14 +575,24 @@ class _Check:
     def __init__(self, target: Target, probe: Probe[Any]) -> None:
         self.target = target
         self.probe = probe
-        self.started = datetime.now(UTC)
+        self.started = _EPOCH
         self.attempt = 0
         self.attempt_started = 0.0
+        self.first_started = 0.0
         self.elapsed = 0.0
-        self.failures: list[str] = []
+        #: Every attempt before the current one (empty until a retry or rerun).
+        self.log: list[Attempt] = []
         self.retrying = False
+        self.backoff = True
+        #: 1 once an attempt another check stalled has been run again.
+        self.reran = 0
+        #: The check that blocked the event loop through the current attempt.
+        self.stalled: str | None = None
         self.ctx: CheckContext | None = None
         self.outcome: Outcome | None = None
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 def apply_thresholds(outcome: Outcome, options: Any, elapsed: float) -> Outcome:

@@ -39,7 +39,7 @@ from .model import Result, RunSummary, Status, Target
 from .net import address_policy
 from .probe import import_dependencies, load_dependencies
 from .reporter import ReportContext, Reporter
-from .scheduler import Scheduler
+from .scheduler import HostLimits, Scheduler
 from .serve_config import (
     BUILTIN_MODULES,
     DEFAULT_INTERVAL,
@@ -275,6 +275,8 @@ class ProbeServer:
     def _install(self, config: Config) -> None:
         tables: ServeTables = config.serve
         self.config = config
+        # [defaults] per_host bounds the config's scheduled checks per host.
+        self.host_limits = HostLimits(config.defaults.per_host)
         self.modules = tables.modules
         self.allow = tables.allow
         #: The allow-list in force: the config's and ``--allow-target``'s together.
@@ -501,7 +503,8 @@ class ProbeServer:
             every = config.intervals.get(target.name, interval)
             while True:
                 due = anyio.current_time() + every
-                async with self.limiter:
+                # The host's slot first: waiting for it holds no probe slot.
+                async with self.host_limits.hold(target.host), self.limiter:
                     self.metrics.in_flight.inc()
                     try:
                         result = await scheduler.check(target)

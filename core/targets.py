@@ -179,6 +179,10 @@ def validate_options(model: type[BaseModel], raw: Mapping[str, Any], *, what: st
         return model.model_validate(dict(raw))
     except ValidationError as exc:
         raise options_error(exc, model, what=what) from None
+    except Exception as exc:  # a validator's bug (TypeError, KeyError): name the plugin
+        raise OptionsError(
+            f"{what}: options validation raised {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def options_error(exc: ValidationError, model: type[BaseModel], *, what: str) -> OptionsError:
@@ -266,6 +270,12 @@ class TargetFactory:
             host, port = probe.validate_url(url, display)
         except ValueError as exc:
             raise TargetError(f"{display}: {exc}") from None
+        except TargetError:
+            raise
+        except Exception as exc:  # a plugin's bug: one line naming it, not a traceback
+            raise TargetError(
+                f"{display}: probe {probe.name} validate_url raised {type(exc).__name__}: {exc}"
+            ) from None
         validated = self.options_for(probe.name, options if options is not None else _EMPTY)
         return Target(
             name=name or display,

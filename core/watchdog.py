@@ -6,6 +6,10 @@ run. The watchdog notices: a task on the loop beats a heartbeat, and a plain
 thread checks it; when the loop has not beaten for ``threshold`` seconds, the
 thread reads the loop thread's current stack, finds the check being run and
 the line it is stuck on, and logs one warning naming them.
+
+It also keeps the recent stretches of time a check blocked the loop
+(:class:`Stall`), so that the scheduler can tell a timeout that expired while
+another check held the loop (no verdict on that target) from a real one.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from types import FrameType
 
 import anyio
@@ -22,6 +28,22 @@ from anyio.abc import TaskStatus
 log = logging.getLogger("anyprobe")
 
 _SCHEDULER_FRAME = "_attempt"
+#: Stalls kept for the scheduler to look up (the most recent ones).
+KEPT_STALLS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """A stretch of time (``time.perf_counter()``) a check blocked the event loop.
+
+    ``check`` is the scheduler's record of that check, ``blocker`` names it:
+    ``check NAME (probe P)``.
+    """
+
+    start: float
+    end: float
+    check: object
+    blocker: str
 
 
 class LoopWatchdog:
@@ -34,6 +56,11 @@ class LoopWatchdog:
         self._heartbeat = time.monotonic()
         self._loop_thread = threading.get_ident()
         self._stop = threading.Event()
+        self.stalls: deque[Stall] = deque(maxlen=KEPT_STALLS)
+        # Set by the thread when it has seen one check block the loop; the
+        # heartbeat closes it into a Stall when the loop runs again.
+        self._blocking: tuple[object, str] | None = None
+        self._beaten = time.perf_counter()
 
     async def beat(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Keep the heartbeat fresh until cancelled; owns the watching thread.
@@ -49,7 +76,12 @@ class LoopWatchdog:
         try:
             while True:
                 self._heartbeat = time.monotonic()
+                self._beaten = time.perf_counter()
                 await anyio.sleep(self.interval)
+                blocking = self._blocking
+                if blocking is not None:
+                    self._blocking = None
+                    self.stalls.append(Stall(self._beaten, time.perf_counter(), *blocking))
         finally:
             # Setting the event wakes the thread at once, so this join is immediate
             # (and leaves no worker thread behind, as to_thread would).
@@ -74,6 +106,8 @@ class LoopWatchdog:
             if attempt is None or attempt is not suspect:
                 suspect, since = attempt, now
                 continue
+            if self._blocking is None:
+                self._blocking = (attempt.f_locals.get("check"), _name(attempt))
             if attempt is reported or now - since < self.threshold / 2:
                 continue
             reported = attempt
@@ -81,6 +115,30 @@ class LoopWatchdog:
             message = describe_blocker(frame, now - self._heartbeat)
             self.warnings.append(message)
             log.warning("%s", message)
+
+    def stall_during(self, start: float, end: float, check: object) -> Stall | None:
+        """A stall by a check other than ``check`` between ``start`` and ``end``
+        (``time.perf_counter()``), or None. Call it on the event loop."""
+        blocking = self._blocking
+        if blocking is not None:
+            # This runs on the loop, so the loop runs again: the stall is over.
+            # Closing it now, not at the next heartbeat, keeps an attempt
+            # started after it from seeming to overlap it.
+            self._blocking = None
+            self.stalls.append(Stall(self._beaten, time.perf_counter(), *blocking))
+        for stall in reversed(self.stalls):
+            if stall.end < start:
+                break
+            if stall.check is not check and stall.start < end:
+                return stall
+        return None
+
+
+def _name(attempt: FrameType) -> str:
+    """``check NAME (probe P)`` for the scheduler's frame of an attempt."""
+    target = attempt.f_locals.get("target")
+    probe = attempt.f_locals.get("probe")
+    return f"check {getattr(target, 'name', '?')} (probe {getattr(probe, 'name', '?')})"
 
 
 def _attempt_frame(frame: FrameType) -> FrameType | None:
@@ -101,14 +159,14 @@ def describe_blocker(frame: FrameType, stalled: float) -> str:
     engine, a parser), the innermost line is added, ``(in re2/__init__.py:...)``.
     """
     attempt = _attempt_frame(frame)
-    target = attempt.f_locals.get("target") if attempt else None
     probe = attempt.f_locals.get("probe") if attempt else None
+    name = _name(attempt) if attempt else "check ? (probe ?)"
     place = _probe_frame(frame, attempt, probe) or frame
     where = _where(place)
     if place is not frame:
         where += f" (in {_where(frame)})"
     return (
-        f"warning: check {getattr(target, 'name', '?')} (probe {getattr(probe, 'name', '?')}) "
+        f"warning: {name} "
         f"has blocked the event loop for {stalled:.1f} s at {where}: "
         "every other check waits meanwhile"
     )

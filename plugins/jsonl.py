@@ -1,4 +1,8 @@
-"""The JSON Lines reporter: one record per result, written as results arrive."""
+"""The JSON Lines reporter: one record per result, written as results arrive.
+
+The record is :meth:`anyprobe.Result.as_dict`: a retried check adds
+``attempt_log`` (every attempt) next to ``attempts`` (their count).
+"""
 
 from __future__ import annotations
 

@@ -144,7 +144,11 @@ def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> I
         return Metric(metric, documentation, "gauge")
 
     success = gauge("probe_success", "Whether the check succeeded (ok or warning).")
-    duration = gauge("probe_duration_seconds", "How long the check took, retries included.")
+    duration = gauge(
+        "probe_duration_seconds",
+        "How long the check took: from its first attempt's start to its verdict, "
+        "retries and the backoff between them included.",
+    )
     status = gauge("anyprobe_status", "The check's status: 0 ok, 1 warning, 2 critical, 3 unknown.")
     attempts = gauge("anyprobe_attempts", "Attempts the check made.")
     lookup = gauge("probe_dns_lookup_time_seconds", "Time taken to resolve the target's name.")

@@ -7,6 +7,7 @@ a pipe, so it stays readable in CI logs and greppable.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field
@@ -77,10 +78,23 @@ HEADERS = ["STATUS", "NAME", "TARGET", "LATENCY", "SUMMARY"]
 
 
 def _trace_lines(result: anyprobe.Result) -> list[str]:
-    return [
-        f"    {event.at * 1000:8.1f} ms  {anyprobe.escape_controls(event.message)}"
-        for event in result.trace
-    ]
+    """The ``--explain`` lines under a row: the trace, or each attempt's when
+    the check made more than one (its status, duration and summary first)."""
+    if not result.attempt_log:
+        return _trace_lines(result.trace)
+    lines = []
+    for number, attempt in enumerate(result.attempt_log, 1):
+        lines.append(
+            f"    attempt {number}: {attempt.status.value.upper()} in "
+            f"{attempt.duration * 1000:.1f} ms: {anyprobe.escape_controls(attempt.summary)}"
+        )
+        lines.extend(_trace_lines(attempt.trace))
+    return lines
+
+
+def _trace_lines(trace: Sequence[anyprobe.TraceEvent]) -> list[str]:
+    escape = anyprobe.escape_controls
+    return [f"    {event.at * 1000:8.1f} ms  {escape(event.message)}" for event in trace]
 
 
 def render_plain(rows: list[anyprobe.Result], summary: str | None, *, explain: bool) -> str:
@@ -121,7 +135,7 @@ def render_rich(rows: list[anyprobe.Result], summary: str | None, *, explain: bo
         # Text, not str: a name or summary holding [brackets] is not rich markup.
         values += [Text(row[i]) for i in range(1, len(row)) if i != 2 or show_target]
         table.add_row(*values)
-        if explain and result.trace:
+        if explain and (result.trace or result.attempt_log):
             table.add_row("", Text("\n".join(_trace_lines(result)), style="dim"))
     console = Console(file=sys.stdout, highlight=False)
     with console.capture() as capture:

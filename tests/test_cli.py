@@ -218,10 +218,11 @@ def test_jsonl_page_documents_exactly_the_record_keys() -> None:
 
     page = (Path(__file__).parent.parent / "docs/reporters/jsonl.md").read_text()
     record = page.split("## The record", 1)[1].split("## Options", 1)[0]
-    always, optional = record.split("Three keys appear only when they hold something", 1)
+    always, optional = record.split("Four keys appear only when they hold something", 1)
     assert re.findall(r"^\| `(\w+)` \|", always, flags=re.M) == CONTRACT_KEYS
     assert set(re.findall(r"^\| `(\w+)` \|", optional, flags=re.M)) == {
         "thresholds",
         "details",
         "trace",
+        "attempt_log",
     }
