@@ -81,18 +81,18 @@ def _trace_lines(result: anyprobe.Result) -> list[str]:
     """The ``--explain`` lines under a row: the trace, or each attempt's when
     the check made more than one (its status, duration and summary first)."""
     if not result.attempt_log:
-        return _trace_lines(result.trace)
+        return _event_lines(result.trace)
     lines = []
     for number, attempt in enumerate(result.attempt_log, 1):
         lines.append(
             f"    attempt {number}: {attempt.status.value.upper()} in "
             f"{attempt.duration * 1000:.1f} ms: {anyprobe.escape_controls(attempt.summary)}"
         )
-        lines.extend(_trace_lines(attempt.trace))
+        lines.extend(_event_lines(attempt.trace))
     return lines
 
 
-def _trace_lines(trace: Sequence[anyprobe.TraceEvent]) -> list[str]:
+def _event_lines(trace: Sequence[anyprobe.TraceEvent]) -> list[str]:
     escape = anyprobe.escape_controls
     return [f"    {event.at * 1000:8.1f} ms  {escape(event.message)}" for event in trace]
 
