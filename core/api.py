@@ -341,7 +341,9 @@ class _TargetBuilder:
 
     def _from_check(self, check: Check) -> Target:
         url = check.url
-        label = repr(check.name) if isinstance(check.name, str) else redact_url(str(url))
+        label = (
+            repr(check.name) if isinstance(check.name, str) and check.name else redact_url(str(url))
+        )
         core: dict[str, Any] = {
             "url": url,
             "labels": dict(check.labels) if isinstance(check.labels, Mapping) else check.labels,
@@ -392,9 +394,12 @@ class _TargetBuilder:
                 retries=checked.retries if checked.retries is not None else self.settings.retries,
             )
         except (TargetError, OptionsError) as exc:
-            error_field = "url" if isinstance(exc, TargetError) else exc.field
-            if error_field and not error_field.startswith("options"):
-                error_field = f"options.{error_field}"
+            if isinstance(exc, TargetError):
+                error_field: str | None = "url"
+            elif exc.field and not exc.field.startswith("options"):
+                error_field = f"options.{exc.field}"
+            else:
+                error_field = exc.field
             raise type(exc)(exc.message, source="targets", check=label, field=error_field) from None
         self.probes_used.add(target.probe)
         return target
