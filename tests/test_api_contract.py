@@ -331,16 +331,29 @@ async def test_an_unknown_reporter_name_raises(scripted: PluginManager) -> None:
 # -- exceptions as themselves, no process-wide side effects ------------------------------
 
 CTRL_C = """
-import os, signal, sys, threading
+import signal, sys, threading
 import anyio, anyprobe
 
-def interrupt_soon():
-    threading.Event().wait(0.5)
-    os.kill(os.getpid(), signal.SIGINT)
+MAIN = threading.get_ident()
+
+
+class InterruptOnFirstResult(anyprobe.Reporter[anyprobe.ReporterOptions]):
+    name = "interrupt"
+
+    async def report(self, results, ctx):
+        async for _ in results:
+            # Ctrl-C, to the main thread, while the other checks still run.
+            threading.Timer(0.1, signal.pthread_kill, (MAIN, signal.SIGINT)).start()
+            async for _ in results:
+                pass
+
 
 async def main():
-    threading.Thread(target=interrupt_soon, daemon=True).start()
-    await anyprobe.check(["tcp://127.0.0.1:{port}"] * 5, timeout=60)
+    await anyprobe.check(
+        ["tcp://127.0.0.1:{ok}"] + ["tcp://127.0.0.1:{hang}"] * 5,
+        timeout=60,
+        reporters=[InterruptOnFirstResult(anyprobe.ReporterOptions())],
+    )
 
 try:
     anyio.run(main, backend=sys.argv[1])
@@ -351,9 +364,16 @@ except BaseException as exc:
 """
 
 
-def test_ctrl_c_arrives_as_keyboard_interrupt(anyio_backend: str, blackhole_port: int) -> None:
+def test_ctrl_c_arrives_as_keyboard_interrupt(
+    anyio_backend: str, listening_port: int, blackhole_port: int
+) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", CTRL_C.format(port=blackhole_port), anyio_backend],
+        [
+            sys.executable,
+            "-c",
+            CTRL_C.format(ok=listening_port, hang=blackhole_port),
+            anyio_backend,
+        ],
         capture_output=True,
         text=True,
         timeout=60,
