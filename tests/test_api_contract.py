@@ -210,6 +210,26 @@ async def test_a_reporter_failure_is_in_the_summary_or_raises(scripted: PluginMa
                 pass
 
 
+async def test_a_broken_plugin_of_the_manager_is_in_the_summary(scripted: PluginManager) -> None:
+    scripted.register(
+        plugin_module(
+            "half_broken",
+            """
+            import anyprobe
+
+            @anyprobe.hookimpl
+            def anyprobe_register_reporters(register):
+                raise ImportError("no module named 'fancy'")
+            """,
+        )
+    )
+    results = await anyprobe.check(["test://ok"], manager=scripted)
+    assert results.summary.broken_plugins == (
+        "plugin half_broken is broken: anyprobe_register_reporters raised ImportError: "
+        "no module named 'fancy'",
+    )
+
+
 async def test_run_timeout_returns_what_finished(scripted: PluginManager) -> None:
     results = await anyprobe.check(
         ["test://ok-1", "test://ok-2", "test://hang"], manager=scripted, timeout=60, run_timeout=0.5
