@@ -79,10 +79,11 @@ def scheduled(n: int) -> float:
         manager = anyprobe.PluginManager()
         manager.register(Plugin(), name="null")
         count = 0
-        async for _ in anyprobe.stream(
+        async with anyprobe.stream(
             (f"null://t{i}" for i in range(n)), manager=manager, concurrency=CONCURRENCY
-        ):
-            count += 1
+        ) as results:
+            async for _ in results:
+                count += 1
         assert count == n
 
     return _timed(main)

@@ -404,6 +404,8 @@ def main() -> None:
 
         sections.append(section("Start-up", "python benchmarks/startup_bench.py",
                                 startup_bench.markdown(startup), raw=True))  # fmt: skip
+    bench("heartbeat", "Embedding: the host's event loop beside anyprobe.check()",
+          "heartbeat_bench.py", "--runs", "1" if quick else "3")  # fmt: skip
     if "peers" not in args.skip:
         if not args.render:
             run_script("peers.py", "--write", str(DOCS / "peers.md"))

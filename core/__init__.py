@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import check, check_sync, prepare, stream
+    from .api import Check, Prepared, Results, RunStream, check, check_sync, prepare, stream
     from .bridge import AsyncioBridge, asyncio_bridge
     from .demo import DemoCheck
     from .errors import (
@@ -20,12 +20,13 @@ if TYPE_CHECKING:
         ConfigError,
         OptionsError,
         PluginError,
+        ReporterError,
         TargetError,
         UsageError,
     )
     from .hookspecs import hookimpl, hookspec
     from .inputs import escape_controls
-    from .manager import PluginInfo, PluginManager
+    from .manager import PluginInfo, PluginManager, forget_discovered_plugins
     from .model import (
         Attempt,
         ErrorInfo,
@@ -50,6 +51,10 @@ if TYPE_CHECKING:
 
 # Imported on first use, so that `anyprobe --help` stays fast.
 _EXPORTS = {
+    "Check": "api",
+    "Prepared": "api",
+    "Results": "api",
+    "RunStream": "api",
     "check": "api",
     "check_sync": "api",
     "prepare": "api",
@@ -62,6 +67,7 @@ _EXPORTS = {
     "ConfigError": "errors",
     "OptionsError": "errors",
     "PluginError": "errors",
+    "ReporterError": "errors",
     "TargetError": "errors",
     "UsageError": "errors",
     "hookimpl": "hookspecs",
@@ -77,6 +83,7 @@ _EXPORTS = {
     "TraceEvent": "model",
     "PluginInfo": "manager",
     "PluginManager": "manager",
+    "forget_discovered_plugins": "manager",
     "CheckContext": "probe",
     "Probe": "probe",
     "ProbeOptions": "probe",
@@ -108,11 +115,18 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def __dir__() -> list[str]:
+    # The public API and the submodules imported so far, not this module's helpers.
+    modules = {n for n, v in globals().items() if getattr(v, "__package__", None) == __name__}
+    return sorted({*__all__, *modules, *(n for n in globals() if n.startswith("__"))})
+
+
 __all__ = [
     "OFF_LOOP_BYTES",
     "AnyprobeError",
     "AsyncioBridge",
     "Attempt",
+    "Check",
     "CheckContext",
     "CheckFailed",
     "ConfigError",
@@ -128,15 +142,19 @@ __all__ = [
     "PluginError",
     "PluginInfo",
     "PluginManager",
+    "Prepared",
     "Probe",
     "ProbeOptions",
     "ReportContext",
     "Reporter",
+    "ReporterError",
     "ReporterOptions",
     "Result",
     "ResultStream",
+    "Results",
     "Run",
     "RunInfo",
+    "RunStream",
     "RunSummary",
     "Status",
     "Target",
@@ -150,6 +168,7 @@ __all__ = [
     "check_sync",
     "compile_pattern",
     "escape_controls",
+    "forget_discovered_plugins",
     "hookimpl",
     "hookspec",
     "off_loop",

@@ -89,6 +89,18 @@ class PluginError(AnyprobeError):
     """A plugin that failed to load, or whose hook raised."""
 
 
+class ReporterError(AnyprobeError):
+    """A reporter failed during a run: raised once the run has ended, when the
+    call asked for it (``raise_on_reporter_failure=True``). ``results`` holds
+    what the run gave the caller (an ``anyprobe.Results`` from ``check()``,
+    None from ``stream()``), ``summary`` the run's :class:`~anyprobe.RunSummary`."""
+
+    def __init__(self, message: str, *, summary: object = None, results: object = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+        self.results = results
+
+
 class CheckFailed(AnyprobeError):
     """Raised by a probe to end its check with a verdict, usually critical.
 

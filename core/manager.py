@@ -6,9 +6,11 @@ runs with different plugins can coexist in one process.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,40 +67,33 @@ class PluginManager:
 
     # -- loading ---------------------------------------------------------
 
-    def load_entrypoints(self, *, autoload: bool = True, only: Iterable[str] | None = None) -> None:
+    def load_entrypoints(
+        self,
+        *,
+        autoload: bool = True,
+        only: Iterable[str] | None = None,
+        cached: bool = False,
+    ) -> None:
         """Load plugins from the ``anyprobe`` entry-point group.
 
         anyprobe's own plugins always load. Third-party ones load unless
         ``autoload`` is false; ``only`` (or the ``ANYPROBE_LOAD_PLUGINS``
         environment variable, comma-separated entry-point names, empty for
-        none) restricts them to the names given.
+        none) restricts them to the names given. ``cached`` reuses what an
+        earlier call in this process found (see :func:`forget_discovered_plugins`)
+        instead of scanning the installed packages again.
         """
         if only is None and LOAD_PLUGINS_ENV in os.environ:
             only = [n.strip() for n in os.environ[LOAD_PLUGINS_ENV].split(",") if n.strip()]
-        wanted = set(only) if only is not None else None
-        found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-        # anyprobe's own plugins first: a third-party one cannot take their schemes.
-        ordered = sorted(found, key=lambda ep: ep.dist is None or ep.dist.name != "anyprobe")
-        for ep in ordered:
-            package = ep.dist.name if ep.dist else None
-            builtin = package == "anyprobe"
-            if not builtin and (not autoload or (wanted is not None and ep.name not in wanted)):
+        wanted = frozenset(only) if only is not None else None
+        found = _discovered(autoload, wanted) if cached else _discover(autoload, wanted)
+        for plugin in found:
+            if plugin.info.name in self._infos:
                 continue
-            if ep.name in self._infos:
-                continue
-            info = PluginInfo(
-                name=ep.name,
-                package=package,
-                version=ep.dist.version if ep.dist else None,
-                module=ep.value,
-            )
-            self._infos[ep.name] = info
-            try:
-                plugin = ep.load()
-                self.hook_manager.register(plugin, name=ep.name)
-            except Exception as exc:
-                info.error = f"failed to load {ep.value}: {type(exc).__name__}: {exc}"
-                log.debug("plugin %s: %s", ep.name, info.error)
+            info = dataclasses.replace(plugin.info, probes=[], reporters=[])
+            self._infos[info.name] = info
+            if plugin.plugin is not None:
+                self.hook_manager.register(plugin.plugin, name=info.name)
             self._collected = False
 
     def register(self, plugin: object, name: str | None = None) -> str:
@@ -238,6 +233,70 @@ class PluginManager:
         self._call_each(hook_name, **kwargs)
 
 
+@dataclass(frozen=True)
+class _Found:
+    """One entry point, loaded: its plugin object, or ``info.error`` if it failed."""
+
+    info: PluginInfo
+    plugin: object | None
+
+
+def _discover(autoload: bool, wanted: frozenset[str] | None) -> list[_Found]:
+    """Scan the installed packages for plugins and import them (slow: blocking I/O)."""
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    # anyprobe's own plugins first: a third-party one cannot take their schemes.
+    ordered = sorted(found, key=lambda ep: ep.dist is None or ep.dist.name != "anyprobe")
+    loaded: list[_Found] = []
+    names: set[str] = set()
+    for ep in ordered:
+        package = ep.dist.name if ep.dist else None
+        builtin = package == "anyprobe"
+        if not builtin and (not autoload or (wanted is not None and ep.name not in wanted)):
+            continue
+        if ep.name in names:
+            continue
+        names.add(ep.name)
+        info = PluginInfo(
+            name=ep.name,
+            package=package,
+            version=ep.dist.version if ep.dist else None,
+            module=ep.value,
+        )
+        plugin = None
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            info.error = f"failed to load {ep.value}: {type(exc).__name__}: {exc}"
+            log.debug("plugin %s: %s", ep.name, info.error)
+        loaded.append(_Found(info, plugin))
+    return loaded
+
+
+_discovery_lock = threading.Lock()
+_discovery: dict[tuple[bool, frozenset[str] | None], list[_Found]] = {}
+
+
+def _discovered(autoload: bool, wanted: frozenset[str] | None) -> list[_Found]:
+    """:func:`_discover` once per process and set of arguments, from any thread."""
+    key = (autoload, wanted)
+    with _discovery_lock:
+        found = _discovery.get(key)
+        if found is None:
+            found = _discovery[key] = _discover(autoload, wanted)
+            for plugin in found:
+                if plugin.info.error:
+                    # Once per process: an embedding program sees it in its own log.
+                    log.warning("plugin %s is broken: %s", plugin.info.name, plugin.info.error)
+        return found
+
+
+def forget_discovered_plugins() -> None:
+    """Make the next call that builds its own plugin manager scan the installed
+    packages again (after installing a plugin into a running process)."""
+    with _discovery_lock:
+        _discovery.clear()
+
+
 def type_name(annotation: Any) -> str:
     """A readable name for an option's type: ``float | None``, ``'smtp' | 'imap'``, ``path``."""
     import pathlib
@@ -280,9 +339,13 @@ def describe_options(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 def default_manager(*, autoload: bool = True, plugins: Iterable[object] = ()) -> PluginManager:
-    """A manager with the installed plugins loaded and ``plugins`` registered."""
+    """A manager with the installed plugins loaded and ``plugins`` registered.
+
+    The installed plugins are found once per process (blocking: call it from a
+    worker thread in async code); see :func:`forget_discovered_plugins`.
+    """
     manager = PluginManager()
-    manager.load_entrypoints(autoload=autoload)
+    manager.load_entrypoints(autoload=autoload, cached=True)
     for plugin in plugins:
         manager.register(plugin)
     return manager

@@ -253,6 +253,7 @@ class RunSummary:
 
     ``not_finished`` counts targets that were never checked or were cancelled
     mid-check (after Ctrl-C or SIGTERM); ``interrupted`` names the signal.
+    ``broken_plugins`` has one line per plugin that failed to load or register.
     """
 
     total: int
@@ -261,6 +262,7 @@ class RunSummary:
     duration: float
     interrupted: str | None = None
     reporter_failures: tuple[str, ...] = ()
+    broken_plugins: tuple[str, ...] = ()
 
     @property
     def worst(self) -> Status:

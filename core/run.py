@@ -46,6 +46,8 @@ class Run:
     handler task, say) to stop starting and running checks; what finished by
     then still reaches every reporter. ``watchdog`` names, in a logged
     warning, a check that blocks the event loop (see :mod:`anyprobe.watchdog`).
+    ``raise_file_limit`` lets it raise the process's open-file limit to fit
+    the concurrency (the CLI does; a library call lowers the concurrency instead).
     """
 
     def __init__(
@@ -62,12 +64,13 @@ class Run:
         color: bool | None = None,
         reporter_buffer: int = REPORTER_BUFFER,
         watchdog: bool = True,
+        raise_file_limit: bool = True,
     ) -> None:
         self.targets = targets
         self.manager = manager
         self.reporters = list(reporters)
         self.reporter_buffer = reporter_buffer
-        self.concurrency = resolve_concurrency(concurrency)
+        self.concurrency = resolve_concurrency(concurrency, raise_limit=raise_file_limit)
         self.per_host = per_host
         self.explain = explain
         self.scheduler = Scheduler(

@@ -70,16 +70,17 @@ def max_safe_concurrency() -> int:
     return max(1, (open_file_limit() - RESERVED_FILES) // FILES_PER_CHECK)
 
 
-def resolve_concurrency(requested: int | None) -> int:
+def resolve_concurrency(requested: int | None, *, raise_limit: bool = True) -> int:
     """The concurrency to use: ``requested`` or the default, within the file limit.
 
     The soft limit is raised when the hard limit allows it; otherwise the
     concurrency is lowered, because a check that fails for lack of a socket
-    would report a healthy target as down.
+    would report a healthy target as down. ``raise_limit=False`` (a library
+    call) leaves the process's limit alone and only lowers the concurrency.
     """
     wanted = requested or DEFAULT_CONCURRENCY
     needed = wanted * FILES_PER_CHECK + RESERVED_FILES
-    if open_file_limit() < needed:
+    if raise_limit and open_file_limit() < needed:
         raise_open_file_limit(needed)
     safe = max_safe_concurrency()
     if wanted > safe:

@@ -36,7 +36,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import anyio.abc
@@ -47,6 +47,9 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from .manager import PluginManager
 from .model import ErrorInfo, Result, RunSummary, Status, Target
 from .reporter import ReportContext, Reporter, ReporterOptions, ResultStream
+
+if TYPE_CHECKING:
+    from .api import ReporterSpec
 
 __all__ = [
     "BACKENDS",
@@ -126,26 +129,6 @@ class RunRecord:
         return {r.name: r.status for r in self.results}
 
 
-ReporterSpec = str | tuple[str, Mapping[str, Any]] | Reporter[Any]
-
-
-def _make_reporters(
-    manager: PluginManager, specs: Iterable[ReporterSpec]
-) -> list[tuple[str, Reporter[Any]]]:
-    from .config import make_reporter
-
-    made: list[tuple[str, Reporter[Any]]] = []
-    for spec in specs:
-        if isinstance(spec, Reporter):
-            made.append((spec.name, spec))
-        elif isinstance(spec, str):
-            made.append(make_reporter(manager, spec, {}))
-        else:
-            name, options = spec
-            made.append(make_reporter(manager, name, options))
-    return made
-
-
 def _raise_reporter_failures(summary: RunSummary) -> None:
     if summary.reporter_failures:
         raise AssertionError("; ".join(summary.reporter_failures))
@@ -167,14 +150,15 @@ async def run_checks(
 ) -> RunRecord:
     """Run ``targets`` as ``anyprobe check`` would, with ``reporters`` fed too.
 
-    ``reporters`` are names (``"tap"``), ``(name, options)`` pairs
-    (``("tap", {"path": str(tmp_path / "out.tap")})``) or reporter instances.
+    ``reporters`` take the same forms as in :func:`anyprobe.check`: reporter
+    instances, names (``"tap"``) or ``(name, options)`` pairs
+    (``("tap", {"path": str(tmp_path / "out.tap")})``).
     Every target and option is validated first, as in a real run (a bad one
     raises :class:`~anyprobe.UsageError`). A reporter that fails makes this
     raise ``AssertionError`` unless ``allow_reporter_failures``; the record's
     ``summary.reporter_failures`` then says what happened.
     """
-    from .api import prepare
+    from .api import prepare, resolve_reporters
     from .run import Run
 
     _, built = prepare(
@@ -184,7 +168,7 @@ async def run_checks(
     run = Run(
         built,
         manager,
-        [*_make_reporters(manager, reporters), ("_collector", collector)],
+        [*resolve_reporters(manager, reporters), ("_collector", collector)],
         concurrency=concurrency,
         per_host=per_host,
         explain=explain,

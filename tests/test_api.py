@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import aclosing
-
 import anyio
 import pytest
 
@@ -18,10 +16,11 @@ async def test_stream_yields_results_as_they_complete(
     listening_port: int, closed_port: int
 ) -> None:
     seen = {}
-    async for result in anyprobe.stream(
+    async with anyprobe.stream(
         [f"tcp://127.0.0.1:{listening_port}", f"tcp://127.0.0.1:{closed_port}"]
-    ):
-        seen[result.target] = result.status
+    ) as results:
+        async for result in results:
+            seen[result.target] = result.status
     assert seen == {
         f"tcp://127.0.0.1:{listening_port}": Status.OK,
         f"tcp://127.0.0.1:{closed_port}": Status.CRITICAL,
@@ -56,10 +55,6 @@ async def test_two_runs_coexist_in_one_process(manager: PluginManager) -> None:
 async def test_closing_the_stream_early_cancels_the_rest(manager: PluginManager) -> None:
     manager.register(probes)
     targets = ["test://ok", *[f"test://hang-{i}" for i in range(5)]]
-    async with aclosing(anyprobe.stream(targets, manager=manager, timeout=60)) as results:
-        async for result in results:
-            assert result.status is Status.OK
-            break
     async with anyprobe.stream(targets, manager=manager, timeout=60) as results:
         async for result in results:
             assert result.status is Status.OK

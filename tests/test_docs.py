@@ -332,7 +332,14 @@ REFERENCE = [
     *sorted(str(p.relative_to(DOCS)) for p in DOCS.glob("reporters/*.md")),
     *(
         page
-        for page in ("bridge.md", "scale-out.md", "runs.md", "peers.md", "reliability.md")
+        for page in (
+            "bridge.md",
+            "embedding.md",
+            "scale-out.md",
+            "runs.md",
+            "peers.md",
+            "reliability.md",
+        )
         if (DOCS / page).exists()
     ),
     "../README.md",

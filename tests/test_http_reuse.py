@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing, asynccontextmanager, suppress
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -386,9 +386,10 @@ async def test_a_cancelled_run_leaves_no_connection_open(manager: PluginManager)
         urls = [f"http://127.0.0.1:{port}/ok?n={i}" for i in range(4)]
         urls.append(f"http://127.0.0.1:{port}/silent")
         seen: list[Result] = []
-        results = anyprobe.stream(urls, manager=manager, concurrency=2, options=REUSE, timeout=30)
         with anyio.CancelScope() as scope:
-            async with aclosing(results):
+            async with anyprobe.stream(
+                urls, manager=manager, concurrency=2, options=REUSE, timeout=30
+            ) as results:
                 async for result in results:
                     seen.append(result)
                     if len(seen) == 4:

@@ -148,7 +148,7 @@ async def test_cancellation_from_outside_propagates(scripted: PluginManager) -> 
 async def test_probe_blocking_the_loop_is_named_and_late_is_critical(
     scripted: PluginManager, caplog: pytest.LogCaptureFixture
 ) -> None:
-    results = await run(scripted, ["block://12", "test://ok"], timeout=0.5)
+    results = await run(scripted, ["block://12", "test://ok"], timeout=0.5, watchdog=True)
     blocked = results["block://12"]
     assert blocked.status is Status.CRITICAL
     assert "over the 0.5 s timeout, without yielding to the event loop" in blocked.summary
