@@ -386,7 +386,7 @@ async def test_watchdog_names_the_probes_line_and_the_library_it_is_in(
     inline_probe: PluginManager, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="anyprobe")
-    await anyprobe.check(["inline://x"], manager=inline_probe, timeout=30)
+    await anyprobe.check(["inline://x"], manager=inline_probe, timeout=30, watchdog=True)
     warnings = [
         r.getMessage() for r in caplog.records if "blocked the event loop" in r.getMessage()
     ]
