@@ -132,7 +132,15 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "reports",
             multiple=True,
             metavar="NAME[=DEST]",
-            help="A reporter, optionally with its file (repeatable) [default: table].",
+            help="A reporter (repeatable) [default: table]: NAME, NAME=DEST (a file, '-' "
+            "for stdout, a URL) or NAME:KEY=VALUE[,KEY=VALUE...] for its options "
+            "(-r table:sort=status, -r junit:path=out.xml,suite_name=api).",
+        ),
+        click.option(
+            "--reporter-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Seconds reporters may take to finish after the last result; "
+            "one still running then has failed [default: 120].",
         ),
         click.option(
             "--progress/--no-progress",
@@ -256,6 +264,9 @@ def run(state: _State, /, config: str, **run_args: Any) -> int:
     reporters = _reporters(state.manager, run_args["reports"], loaded.reporters)
     run_args["concurrency"] = run_args["concurrency"] or loaded.defaults.concurrency
     run_args["per_host"] = run_args["per_host"] or loaded.defaults.per_host
+    run_args["reporter_timeout"] = (
+        run_args["reporter_timeout"] or loaded.defaults.reporter_timeout
+    )
     return _execute(state, _shard(loaded.targets, run_args["shard"]), reporters, run_args)
 
 
@@ -375,6 +386,8 @@ def serve(state: _State, /, config: str | None, **serve_args: Any) -> int:
     """
     from .serve import main as serve_main
 
+    if _signals is not None:
+        _signals.uninstall()
     for info in state.manager.broken:
         _echo_err(f"warning: plugin {info.name} is broken: {info.error}")
     return serve_main(state.manager, config, announce=_echo_err, **serve_args)
@@ -466,20 +479,76 @@ def _reporters(
     specs: Sequence[str],
     configured: list[tuple[str, Reporter[Any]]],
 ) -> list[tuple[str, Reporter[Any]]]:
+    """The run's reporters: the config's, then ``-r``'s (table by default).
+    Every output path is checked here, before the first check runs."""
     from .config import make_reporter
 
     reporters = list(configured)
+    shown_as = {id(reporter): f"reporter {name}" for name, reporter in configured}
     for spec in specs:
-        name, eq, dest = spec.partition("=")
-        options = {"path": dest} if eq else {}
+        name, options, shown = _parse_report(manager, spec)
         try:
-            reporters.append(make_reporter(manager, name.strip(), options))
+            reporters.append(make_reporter(manager, name, options))
         except OptionsError as exc:
-            shown = f"{name}={_shown_dest(dest)}" if eq else spec
             raise OptionsError(exc.message, source=f"--report {shown}", field=exc.field) from None
+        shown_as[id(reporters[-1][1])] = f"--report {shown}"
     if not reporters:
         reporters.append(make_reporter(manager, "table", {}))
+    _check_outputs(reporters, shown_as)
     return reporters
+
+
+REPORT_SYNTAX = "expected NAME, NAME=DEST or NAME:KEY=VALUE[,KEY=VALUE...]"
+
+
+def _parse_report(manager: PluginManager, spec: str) -> tuple[str, dict[str, Any], str]:
+    """``-r NAME``, ``-r NAME=DEST`` (DEST as typed, ':' and ',' included) or
+    ``-r NAME:KEY=VALUE,KEY=VALUE`` (each VALUE read like ``--set``'s; a ','
+    belongs to the VALUE unless a ``KEY=`` follows it; DEST is ``path=``).
+    Returns the name, the raw options and the spec as an error line shows it."""
+    import re
+
+    from .targets import SetValue, _plain, parse_value
+
+    cut = min((i for i in (spec.find(":"), spec.find("=")) if i >= 0), default=len(spec))
+    name, separator, rest = spec[:cut].strip(), spec[cut : cut + 1], spec[cut + 1 :]
+    if not name:
+        raise UsageError(f"--report {spec!r}: {REPORT_SYNTAX}")
+    if separator == "=":
+        if not rest:
+            raise UsageError(
+                f"--report {name}=: DEST is empty (give a file, '-' for standard output, "
+                f"or leave out '=')"
+            )
+        return name, {"path": rest}, f"{name}={_shown_dest(rest)}"
+    if separator != ":":
+        return name, {}, name
+    reporter_type = manager.reporters.get(name)
+    fields = reporter_type.Options.model_fields if reporter_type else {}
+    options: dict[str, Any] = {}
+    for pair in re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*\s*=)", rest):
+        key, eq, raw = pair.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier():
+            raise UsageError(f"--report {name}:...: {pair!r} is not KEY=VALUE ({REPORT_SYNTAX})")
+        field = fields.get(key)
+        value = SetValue(raw, parse_value(raw))
+        options[key] = _plain(value, field.annotation if field else None)
+    return name, options, f"{name}:{','.join(options)}"
+
+
+def _check_outputs(
+    reporters: list[tuple[str, Reporter[Any]]], shown_as: dict[int, str]
+) -> None:
+    """Every file a reporter will write can be written (nothing is created):
+    a bad path is found before an hour-long run, not after it."""
+    from .reporter import output_problem
+
+    for name, reporter in reporters:
+        for path in reporter.outputs():
+            problem = None if path is None else output_problem(path)
+            if problem:
+                raise UsageError(problem, source=shown_as.get(id(reporter), f"reporter {name}"))
 
 
 def _shown_dest(dest: str) -> str:
@@ -502,6 +571,10 @@ def _execute(
         return await _run_with_signals(state, targets, reporters, run_args)
 
     summary = _run_backend(main, run_args["backend"])
+    to_terminal = any(None in reporter.outputs() for _, reporter in reporters)
+    if not to_terminal and state.verbosity >= 0 and not summary.interrupted:
+        # Only files (or URLs) get the results: the terminal still gets one line.
+        _echo_err(summary.describe())
     return _report_end(state, summary)
 
 
@@ -520,8 +593,60 @@ def _run_backend(main: Callable[[], Any], backend: str) -> RunSummary:
     import anyio
 
     require_backend(backend)
+    if _signals is not None:
+        # From here the run's own receiver handles signals; one that comes
+        # before it opens is kept and replayed (see _run_with_signals).
+        _signals.raising = False
     result: RunSummary = anyio.run(main, backend=backend)
     return result
+
+
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM before any check ran (imports, plugins, targets)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class _Signals:
+    """SIGINT and SIGTERM from the moment the CLI starts.
+
+    Before the run starts a signal stops the CLI at once (nothing has been
+    checked, nothing is written); once it starts, signals are recorded and
+    handed to the run, which reports what finished. The first signal decides
+    the exit status.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.raising = True
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        import signal
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.signal(signum, self._handle)
+            self._previous.setdefault(signum, previous)
+
+    def uninstall(self) -> None:
+        """The handlers from before :meth:`install` (``serve`` handles its own)."""
+        import signal
+
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        import signal
+
+        self.received.append(signal.Signals(signum).name)
+        if self.raising:
+            self.raising = False  # a second signal must not interrupt the exit
+            raise _Interrupted(self.received[0])
+
+
+_signals: _Signals | None = None
 
 
 async def _run_with_signals(
@@ -533,6 +658,7 @@ async def _run_with_signals(
     import signal
 
     import anyio
+    from anyio.abc import TaskStatus
 
     from .run import Run
 
@@ -548,6 +674,11 @@ async def _run_with_signals(
         from .cli_reporters import Progress
 
         reporters.append(("_progress", Progress()))
+    if state.verbosity > 0:
+        from .cli_reporters import Diagnostics
+
+        reporters.append(("_diagnostics", Diagnostics(state.verbosity)))
+    timeout = run_args.get("reporter_timeout")
     run = Run(
         targets,
         state.manager,
@@ -556,20 +687,31 @@ async def _run_with_signals(
         per_host=run_args["per_host"],
         explain=run_args["explain"],
         verbosity=state.verbosity,
+        **({"reporter_timeout": timeout} if timeout is not None else {}),
     )
 
-    async def watch_signals(scope: anyio.CancelScope) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if run.interrupted is None:
+    async def watch_signals(*, task_status: TaskStatus[None]) -> None:
+        try:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+                # Signals that came while the run was being set up.
+                for name in _signals.received if _signals is not None else ():
                     run.interrupt(name)
-                else:
-                    # A second signal: stop waiting for reporters, too.
-                    scope.cancel()
+                task_status.started()
+                # The first interrupts the run (what finished is still reported);
+                # the next stop the reporters still writing (Run.interrupt).
+                async for signum in received:
+                    name = signal.Signals(signum).name
+                    if _signals is not None:
+                        _signals.received.append(name)
+                    run.interrupt(name)
+        finally:
+            # asyncio puts the default handlers back: keep handling signals
+            # until the process exits.
+            if _signals is not None:
+                _signals.install()
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_signals, tg.cancel_scope)
+        await tg.start(watch_signals)
         summary = await run.execute()
         tg.cancel_scope.cancel()
     return summary
@@ -579,10 +721,16 @@ def _report_end(state: _State, summary: RunSummary) -> int:
     for failure in summary.reporter_failures:
         _echo_err(failure)
     if summary.interrupted:
-        _echo_err(
+        line = (
             f"interrupted by {summary.interrupted}: {summary.finished} results reported, "
             f"{summary.not_finished} not finished"
         )
+        if summary.reporters_stopped:
+            line += (
+                f"; not written (stopped before they finished, files left as they were): "
+                f"{', '.join(summary.reporters_stopped)}"
+            )
+        _echo_err(line)
         return EXIT_SIGNAL.get(summary.interrupted, 130)
     code = summary.worst.severity
     if summary.reporter_failures:
@@ -592,20 +740,28 @@ def _report_end(state: _State, summary: RunSummary) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """The console script: run the CLI and exit with its status."""
+    global _signals
+    _signals = _Signals()
+    _signals.install()
     try:
-        code = cli.main(args=argv, prog_name="anyprobe", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        _echo_err(exc.format_message())
-        code = EXIT_USAGE
-    except click.exceptions.Abort:
-        code = 130
-    except click.ClickException as exc:
-        _echo_err(exc.format_message())
-        code = EXIT_USAGE
-    except AnyprobeError as exc:
-        _echo_err(f"error: {exc}")
-        code = EXIT_USAGE
-    except KeyboardInterrupt:
-        _echo_err("interrupted")
-        code = 130
+        try:
+            code = cli.main(args=argv, prog_name="anyprobe", standalone_mode=False)
+        except click.exceptions.UsageError as exc:
+            _echo_err(exc.format_message())
+            code = EXIT_USAGE
+        except click.exceptions.Abort:
+            code = 130
+        except click.ClickException as exc:
+            _echo_err(exc.format_message())
+            code = EXIT_USAGE
+        except AnyprobeError as exc:
+            _echo_err(f"error: {exc}")
+            code = EXIT_USAGE
+        except KeyboardInterrupt:
+            _echo_err("interrupted")
+            code = 130
+    except _Interrupted as stop:
+        _signals.raising = False
+        _echo_err(f"interrupted by {stop.name} before any check ran: nothing reported")
+        code = EXIT_SIGNAL.get(stop.name, 130)
     sys.exit(code if isinstance(code, int) else 0)

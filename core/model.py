@@ -207,6 +207,8 @@ class RunSummary:
     duration: float
     interrupted: str | None = None
     reporter_failures: tuple[str, ...] = ()
+    #: Reporters a signal stopped before they finished (their files were left as they were).
+    reporters_stopped: tuple[str, ...] = ()
 
     @property
     def worst(self) -> Status:
