@@ -264,9 +264,7 @@ def run(state: _State, /, config: str, **run_args: Any) -> int:
     reporters = _reporters(state.manager, run_args["reports"], loaded.reporters)
     run_args["concurrency"] = run_args["concurrency"] or loaded.defaults.concurrency
     run_args["per_host"] = run_args["per_host"] or loaded.defaults.per_host
-    run_args["reporter_timeout"] = (
-        run_args["reporter_timeout"] or loaded.defaults.reporter_timeout
-    )
+    run_args["reporter_timeout"] = run_args["reporter_timeout"] or loaded.defaults.reporter_timeout
     return _execute(state, _shard(loaded.targets, run_args["shard"]), reporters, run_args)
 
 
@@ -537,9 +535,7 @@ def _parse_report(manager: PluginManager, spec: str) -> tuple[str, dict[str, Any
     return name, options, f"{name}:{','.join(options)}"
 
 
-def _check_outputs(
-    reporters: list[tuple[str, Reporter[Any]]], shown_as: dict[int, str]
-) -> None:
+def _check_outputs(reporters: list[tuple[str, Reporter[Any]]], shown_as: dict[int, str]) -> None:
     """Every file a reporter will write can be written (nothing is created):
     a bad path is found before an hour-long run, not after it."""
     from .reporter import output_problem

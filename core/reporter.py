@@ -218,7 +218,7 @@ class OutputFile:
 
         def open_file() -> TextIO:
             # Opening a FIFO waits for a reader: abandoned on cancellation below.
-            return open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            return open(path, "w", encoding="utf-8", newline="")
 
         try:
             self._stream = await anyio.to_thread.run_sync(
@@ -333,7 +333,7 @@ def output_problem(path: str, *, atomic: bool = True) -> str | None:
         return "the path is empty"
     try:
         mode: int | None = os.stat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         mode = None
     except OSError as exc:
         return f"cannot write {path}: {exc.strerror or exc}"
@@ -349,6 +349,8 @@ def output_problem(path: str, *, atomic: bool = True) -> str | None:
         return f"cannot write {path}"
     directory = os.path.dirname(os.path.realpath(path)) or "."
     if not os.path.isdir(directory):
+        if os.path.lexists(directory):
+            return f"cannot write {path}: {directory} is not a directory"
         return f"cannot write {path}: directory {directory} does not exist"
     if (mode is None or atomic) and not os.access(directory, os.W_OK | os.X_OK):
         return f"cannot write {path}: directory {directory} is not writable"
