@@ -734,13 +734,18 @@ def _report_end(state: _State, summary: RunSummary) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """The console script: run the CLI and exit with its status."""
+def main(argv: Sequence[str] | None = None, *, pending_signals: Sequence[str] = ()) -> None:
+    """The console script: run the CLI and exit with its status.
+    ``pending_signals`` came before it was called (``python -m anyprobe``)."""
     global _signals
     _signals = _Signals()
     _signals.install()
     try:
         try:
+            if pending_signals:
+                _signals.received.extend(pending_signals)
+                _signals.raising = False
+                raise _Interrupted(pending_signals[0])
             code = cli.main(args=argv, prog_name="anyprobe", standalone_mode=False)
         except click.exceptions.UsageError as exc:
             _echo_err(exc.format_message())

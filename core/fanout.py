@@ -45,6 +45,9 @@ class _Channel:
     receive: MemoryObjectReceiveStream[Result]
     failure: str | None = None
     stopped_by: str | None = None  # the signal that stopped it before it finished
+    # Why it is being stopped; recorded only if it does not finish all the same.
+    stop_failure: str | None = None
+    stop_signal: str | None = None
     scope: anyio.CancelScope | None = None  # made by Fanout.start, in the event loop
     done: bool = False
 
@@ -99,7 +102,7 @@ class Fanout:
         for channel in self._channels:
             if channel.reporter is not None:
                 channel.scope = anyio.CancelScope()
-                if channel.failure or channel.stopped_by:  # stopped before the run started
+                if channel.stop_failure or channel.stop_signal:  # stopped before it started
                     channel.scope.cancel()
                 self._running += 1
                 task_group.start_soon(self._run_reporter, channel, name=f"reporter {channel.name}")
@@ -108,10 +111,12 @@ class Fanout:
 
     async def _run_reporter(self, channel: _Channel) -> None:
         assert channel.reporter is not None and channel.scope is not None
+        completed = False
         try:
             with channel.scope:
                 async with channel.receive:
                     await channel.reporter.report(ResultStream(channel.receive), self.ctx)
+                    completed = True
                     unread = channel.receive.statistics().current_buffer_used
                     if not self._closed or unread:
                         self._drop(channel)
@@ -121,10 +126,15 @@ class Fanout:
             # A reporter's own task group wraps its error: name the error itself.
             while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
                 exc = exc.exceptions[0]
-            if channel.failure is None and channel.stopped_by is None:
+            if channel.stop_failure is None and channel.stop_signal is None:
                 channel.failure = f"reporter {channel.name} failed: {type(exc).__name__}: {exc}"
             log.debug("reporter %s failed", channel.name, exc_info=True)
         finally:
+            if not completed and (channel.stop_failure or channel.stop_signal):
+                # Stopped before it finished (one that finished in the
+                # meantime wrote its report: it is not stopped).
+                channel.failure = channel.stop_failure
+                channel.stopped_by = channel.stop_signal
             channel.done = True
             self._running -= 1
             if self._running <= 0 and self._all_done is not None:
@@ -136,14 +146,15 @@ class Fanout:
         """Stop a reporter still running: cancel its task, close its stream."""
         if channel.reporter is None or channel.done:
             return
-        if channel.failure is None and channel.stopped_by is None:
-            channel.failure = failure
-            channel.stopped_by = signal
+        if channel.stop_failure is None and channel.stop_signal is None:
+            channel.stop_failure = failure
+            channel.stop_signal = signal
         if channel.scope is not None:
             channel.scope.cancel()
+        # Its stream is not closed: a reporter must not take a cut-short
+        # stream for the end of the run and write a report of it.
         if channel in self._live:
             self._live = [c for c in self._live if c is not channel]
-        channel.send.close()
 
     def stop(self, signal: str) -> None:
         """Stop every reporter still running now (a second signal)."""
