@@ -187,7 +187,9 @@ class OutputFile:
         return out
 
     def _fail(self, exc: OSError) -> OSError:
-        return OSError(exc.errno, f"cannot write {self._path}: {exc.strerror or exc}")
+        error = OSError(f"cannot write {self._path}: {exc.strerror or exc}")
+        error.errno = exc.errno  # kept for callers; the message stays one clean line
+        return error
 
     async def _prepare(self) -> None:
         path = self._path

@@ -151,7 +151,7 @@ def test_a_second_signal_never_lets_an_unfinished_report_replace_a_file(
         time.sleep(random.uniform(0.02, 0.05))
         os.kill(proc.pid, second)
     finally:
-        stdout, stderr = finish(proc)
+        _stdout, stderr = finish(proc)
 
     assert "Traceback" not in stderr, stderr
     assert proc.returncode == EXIT[first], stderr
@@ -196,13 +196,15 @@ def test_a_signal_while_100000_targets_are_validated_ends_cleanly(
     targets.write_text("".join(f"tcp://127.0.0.1:{blackhole_port}/{i}\n" for i in range(100_000)))
     reports = tmp_path / "reports"
     reports.mkdir()
-    proc = start(["check", "--backend", backend, "-t", "60", "--no-progress", "-i", str(targets),
-                  "-r", f"jsonl={reports / 'r.jsonl'}", "-r", f"junit={reports / 'r.xml'}"])  # fmt: skip
+    proc = start([
+        "check", "--backend", backend, "-t", "60", "--no-progress", "-i", str(targets),
+        "-r", f"jsonl={reports / 'r.jsonl'}", "-r", f"junit={reports / 'r.xml'}",
+    ])  # fmt: skip
     try:
         time.sleep(delay)
         os.kill(proc.pid, signum)
     finally:
-        stdout, stderr = finish(proc)
+        _stdout, stderr = finish(proc)
     assert "Traceback" not in stderr, stderr
     assert proc.returncode == EXIT[signum], stderr
     lines = stderr.strip().splitlines()
@@ -238,9 +240,11 @@ def test_a_reporter_that_never_finishes_is_stopped_and_failed(
 ) -> None:
     out, xml = tmp_path / "r.jsonl", tmp_path / "r.xml"
     urls = [f"tcp://127.0.0.1:{listening_port}/{i}" for i in range(targets)]
-    proc = start(["check", "--backend", backend, "--no-progress", "--reporter-timeout", "1",
-                  "-r", reporter, "-r", f"jsonl={out}", "-r", f"junit={xml}", *urls], site)  # fmt: skip
-    stdout, stderr = finish(proc, timeout=120)
+    proc = start([
+        "check", "--backend", backend, "--no-progress", "--reporter-timeout", "1",
+        "-r", reporter, "-r", f"jsonl={out}", "-r", f"junit={xml}", *urls,
+    ], site)  # fmt: skip
+    _stdout, stderr = finish(proc, timeout=120)
     assert "Traceback" not in stderr, stderr
     assert proc.returncode == 3, stderr
     assert stderr.strip().splitlines() == [
@@ -265,7 +269,7 @@ def test_one_signal_ends_the_wait_for_a_reporter_that_never_finishes(
         wait_for_lines(out, len(urls), proc)
         os.kill(proc.pid, signum)
     finally:
-        stdout, stderr = finish(proc, timeout=60)
+        _stdout, stderr = finish(proc, timeout=60)
     assert "Traceback" not in stderr, stderr
     assert proc.returncode == EXIT[signum], stderr
     assert stderr.strip().splitlines() == [
