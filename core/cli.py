@@ -567,11 +567,30 @@ def _execute(
         return await _run_with_signals(state, targets, reporters, run_args)
 
     summary = _run_backend(main, run_args["backend"])
-    to_terminal = any(None in reporter.outputs() for _, reporter in reporters)
-    if not to_terminal and state.verbosity >= 0 and not summary.interrupted:
+    outputs = [path for _, reporter in reporters for path in reporter.outputs()]
+    if state.verbosity >= 0 and not summary.interrupted and not _any_stdout(outputs):
         # Only files (or URLs) get the results: the terminal still gets one line.
         _echo_err(summary.describe())
     return _report_end(state, summary)
+
+
+def _any_stdout(outputs: Sequence[str | None]) -> bool:
+    """Whether a reporter writes to standard output (``None``, ``/dev/stdout``)."""
+    import os
+
+    try:
+        stdout = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):
+        stdout = None
+    for path in outputs:
+        if path is None:
+            return True
+        try:
+            if stdout is not None and os.path.samestat(os.stat(path), stdout):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def require_backend(backend: str) -> None:
