@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
+from .cli_signals import Interrupted, Signals
 from .errors import AnyprobeError, OptionsError, UsageError
 
 if TYPE_CHECKING:
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 from .defaults import DEFAULT_TIMEOUT
 
 # Only click and the small modules above are imported at start-up, so that
-# `anyprobe --help` stays fast; the rest (logging, json and signal included) is
-# imported where it is first needed.
+# `anyprobe --help` stays fast (signal too: its handlers go in at once); the
+# rest (logging and json included) is imported where it is first needed.
 
 EXIT_USAGE = 3
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
@@ -479,12 +480,13 @@ def _reporters(
 ) -> list[tuple[str, Reporter[Any]]]:
     """The run's reporters: the config's, then ``-r``'s (table by default).
     Every output path is checked here, before the first check runs."""
+    from .cli_reporters import check_outputs, parse_report
     from .config import make_reporter
 
     reporters = list(configured)
     shown_as = {id(reporter): f"reporter {name}" for name, reporter in configured}
     for spec in specs:
-        name, options, shown = _parse_report(manager, spec)
+        name, options, shown = parse_report(manager, spec)
         try:
             reporters.append(make_reporter(manager, name, options))
         except OptionsError as exc:
@@ -492,69 +494,8 @@ def _reporters(
         shown_as[id(reporters[-1][1])] = f"--report {shown}"
     if not reporters:
         reporters.append(make_reporter(manager, "table", {}))
-    _check_outputs(reporters, shown_as)
+    check_outputs(reporters, shown_as)
     return reporters
-
-
-REPORT_SYNTAX = "expected NAME, NAME=DEST or NAME:KEY=VALUE[,KEY=VALUE...]"
-
-
-def _parse_report(manager: PluginManager, spec: str) -> tuple[str, dict[str, Any], str]:
-    """``-r NAME``, ``-r NAME=DEST`` (DEST as typed, ':' and ',' included) or
-    ``-r NAME:KEY=VALUE,KEY=VALUE`` (each VALUE read like ``--set``'s; a ','
-    belongs to the VALUE unless a ``KEY=`` follows it; DEST is ``path=``).
-    Returns the name, the raw options and the spec as an error line shows it."""
-    import re
-
-    from .targets import SetValue, _plain, parse_value
-
-    cut = min((i for i in (spec.find(":"), spec.find("=")) if i >= 0), default=len(spec))
-    name, separator, rest = spec[:cut].strip(), spec[cut : cut + 1], spec[cut + 1 :]
-    if not name:
-        raise UsageError(f"--report {spec!r}: {REPORT_SYNTAX}")
-    if separator == "=":
-        if not rest:
-            raise UsageError(
-                f"--report {name}=: DEST is empty (give a file, '-' for standard output, "
-                f"or leave out '=')"
-            )
-        return name, {"path": rest}, f"{name}={_shown_dest(rest)}"
-    if separator != ":":
-        return name, {}, name
-    reporter_type = manager.reporters.get(name)
-    fields = reporter_type.Options.model_fields if reporter_type else {}
-    options: dict[str, Any] = {}
-    for pair in re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*\s*=)", rest):
-        key, eq, raw = pair.partition("=")
-        key = key.strip()
-        if not eq or not key.isidentifier():
-            raise UsageError(f"--report {name}:...: {pair!r} is not KEY=VALUE ({REPORT_SYNTAX})")
-        field = fields.get(key)
-        value = SetValue(raw, parse_value(raw))
-        options[key] = _plain(value, field.annotation if field else None)
-    return name, options, f"{name}:{','.join(options)}"
-
-
-def _check_outputs(reporters: list[tuple[str, Reporter[Any]]], shown_as: dict[int, str]) -> None:
-    """Every file a reporter will write can be written (nothing is created):
-    a bad path is found before an hour-long run, not after it."""
-    from .reporter import output_problem
-
-    for name, reporter in reporters:
-        for path in reporter.outputs():
-            problem = None if path is None else output_problem(path)
-            if problem:
-                raise UsageError(problem, source=shown_as.get(id(reporter), f"reporter {name}"))
-
-
-def _shown_dest(dest: str) -> str:
-    """A report DEST as an error line shows it: a URL without its path and query,
-    which for a chat webhook are its key, and without a password."""
-    if "://" not in dest:
-        return dest
-    scheme, _, rest = dest.partition("://")
-    host = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
-    return f"{scheme}://{host}/..."
 
 
 def _execute(
@@ -566,31 +507,14 @@ def _execute(
     async def main() -> RunSummary:
         return await _run_with_signals(state, targets, reporters, run_args)
 
+    from .cli_reporters import any_stdout
+
     summary = _run_backend(main, run_args["backend"])
     outputs = [path for _, reporter in reporters for path in reporter.outputs()]
-    if state.verbosity >= 0 and not summary.interrupted and not _any_stdout(outputs):
+    if state.verbosity >= 0 and not summary.interrupted and not any_stdout(outputs):
         # Only files (or URLs) get the results: the terminal still gets one line.
         _echo_err(summary.describe())
     return _report_end(state, summary)
-
-
-def _any_stdout(outputs: Sequence[str | None]) -> bool:
-    """Whether a reporter writes to standard output (``None``, ``/dev/stdout``)."""
-    import os
-
-    try:
-        stdout = os.fstat(sys.stdout.fileno())
-    except (OSError, ValueError):
-        stdout = None
-    for path in outputs:
-        if path is None:
-            return True
-        try:
-            if stdout is not None and os.path.samestat(os.stat(path), stdout):
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def require_backend(backend: str) -> None:
@@ -616,52 +540,7 @@ def _run_backend(main: Callable[[], Any], backend: str) -> RunSummary:
     return result
 
 
-class _Interrupted(BaseException):
-    """SIGINT or SIGTERM before any check ran (imports, plugins, targets)."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-
-class _Signals:
-    """SIGINT and SIGTERM from the moment the CLI starts.
-
-    Before the run starts a signal stops the CLI at once (nothing has been
-    checked, nothing is written); once it starts, signals are recorded and
-    handed to the run, which reports what finished. The first signal decides
-    the exit status.
-    """
-
-    def __init__(self) -> None:
-        self.received: list[str] = []
-        self.raising = True
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> None:
-        import signal
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous = signal.signal(signum, self._handle)
-            self._previous.setdefault(signum, previous)
-
-    def uninstall(self) -> None:
-        """The handlers from before :meth:`install` (``serve`` handles its own)."""
-        import signal
-
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        import signal
-
-        self.received.append(signal.Signals(signum).name)
-        if self.raising:
-            self.raising = False  # a second signal must not interrupt the exit
-            raise _Interrupted(self.received[0])
-
-
-_signals: _Signals | None = None
+_signals: Signals | None = None
 
 
 async def _run_with_signals(
@@ -757,14 +636,14 @@ def main(argv: Sequence[str] | None = None, *, pending_signals: Sequence[str] = 
     """The console script: run the CLI and exit with its status.
     ``pending_signals`` came before it was called (``python -m anyprobe``)."""
     global _signals
-    _signals = _Signals()
+    _signals = Signals()
     _signals.install()
     try:
         try:
             if pending_signals:
                 _signals.received.extend(pending_signals)
                 _signals.raising = False
-                raise _Interrupted(pending_signals[0])
+                raise Interrupted(pending_signals[0])
             code = cli.main(args=argv, prog_name="anyprobe", standalone_mode=False)
         except click.exceptions.UsageError as exc:
             _echo_err(exc.format_message())
@@ -780,7 +659,7 @@ def main(argv: Sequence[str] | None = None, *, pending_signals: Sequence[str] = 
         except KeyboardInterrupt:
             _echo_err("interrupted")
             code = 130
-    except _Interrupted as stop:
+    except Interrupted as stop:
         _signals.raising = False
         _echo_err(f"interrupted by {stop.name} before any check ran: nothing reported")
         code = EXIT_SIGNAL.get(stop.name, 130)
