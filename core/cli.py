@@ -663,4 +663,7 @@ def main(argv: Sequence[str] | None = None, *, pending_signals: Sequence[str] = 
         _signals.raising = False
         _echo_err(f"interrupted by {stop.name} before any check ran: nothing reported")
         code = EXIT_SIGNAL.get(stop.name, 130)
+    # Everything is reported: from here a signal ends the process as usual,
+    # even one stuck at exit behind a thread a plugin left blocked.
+    _signals.uninstall()
     sys.exit(code if isinstance(code, int) else 0)

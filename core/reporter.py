@@ -169,7 +169,11 @@ class OutputFile:
         self._stream: TextIO | None = sys.stdout if path is None else None
         self._temp_path: str | None = None
         self._target: str | None = None  # where the temporary file is renamed to
-        self._special = False  # a device or a FIFO: written through, may block forever
+        # A FIFO is written without a thread (non-blocking, waiting for the
+        # reader in the event loop): a reader that never comes, or never
+        # reads, must not leave a thread blocked that the process waits for.
+        self._fifo = False
+        self._fifo_fd: int | None = None
         self._closed = False
 
     @property
@@ -200,8 +204,10 @@ class OutputFile:
                 mode = os.stat(path).st_mode
             except FileNotFoundError:
                 mode = None
-            if mode is not None and not stat.S_ISREG(mode):
-                self._special = True
+            if mode is not None and stat.S_ISFIFO(mode):
+                self._fifo = True
+            elif mode is not None and not stat.S_ISREG(mode):
+                self._atomic = False  # a device: written through
             elif self._atomic:
                 # Follow a symlink: the temporary file goes beside its target.
                 self._target = os.path.realpath(path)
@@ -212,47 +218,69 @@ class OutputFile:
         except OSError as exc:
             raise self._fail(exc) from None
 
-    async def _ensure_open(self) -> TextIO:
-        if self._stream is not None:
-            return self._stream
+    async def _ensure_open(self) -> None:
+        if self._stream is not None or self._fifo_fd is not None:
+            return
         path = self._path
         assert path is not None
-
-        def open_file() -> TextIO:
-            # Opening a FIFO waits for a reader: abandoned on cancellation below.
-            return open(path, "w", encoding="utf-8", newline="")
-
         try:
+            if self._fifo:
+                while self._fifo_fd is None:
+                    try:
+                        self._fifo_fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                    except OSError as exc:
+                        if exc.errno != errno.ENXIO:
+                            raise
+                        # No reader yet, and a FIFO tells no one when one
+                        # comes: look again (until the run stops waiting).
+                        await anyio.sleep(0.05)
+                return
             self._stream = await anyio.to_thread.run_sync(
-                open_file, abandon_on_cancel=self._special
+                lambda: open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
             )
         except OSError as exc:
             raise self._fail(exc) from None
-        return self._stream
 
     async def write(self, text: str, *, flush: bool = True) -> None:
         """Write ``text``; with ``flush`` it reaches the OS before this returns."""
-        stream = await self._ensure_open()
-
-        def write() -> None:
-            stream.write(text)
-            if flush:
-                stream.flush()
-
+        await self._ensure_open()
         try:
-            await anyio.to_thread.run_sync(write, abandon_on_cancel=self._special)
+            if self._fifo_fd is not None:
+                await self._write_fifo(self._fifo_fd, text.encode("utf-8"))
+                return
+            stream = self._stream
+            assert stream is not None
+
+            def write() -> None:
+                stream.write(text)
+                if flush:
+                    stream.flush()
+
+            await anyio.to_thread.run_sync(write)
         except OSError as exc:
             raise self._fail(exc) from None
+
+    @staticmethod
+    async def _write_fifo(fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                await anyio.wait_writable(fd)
 
     async def close(self, *, keep: bool = True) -> None:
         """Flush and close; an atomic file is renamed into place (or, with
         ``keep=False``, removed and the existing file left as it was)."""
         if self._closed:
             return
-        self._closed = True
-        if keep and self._path is not None and self._stream is None and not self._special:
+        if keep and self._path is not None:
             # Nothing was written: the complete report is an empty file.
             await self._ensure_open()
+        self._closed = True
+        if self._fifo_fd is not None:
+            os.close(self._fifo_fd)
+            return
         stream, temp, target = self._stream, self._temp_path, self._target
 
         def close() -> None:
@@ -277,20 +305,14 @@ class OutputFile:
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
 
-        try:
-            if self._special:
-                # A FIFO nobody reads may never take the last bytes: abandoned
-                # when the run stops waiting for this reporter.
-                await anyio.to_thread.run_sync(close, abandon_on_cancel=True)
-            else:
-                # Shielded: a file must end up closed (and valid, or as it was)
-                # even when the run is being cancelled around the reporter.
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(close)
-        except OSError as exc:
-            with anyio.CancelScope(shield=True):
+        # Shielded: a file must end up closed (and valid, or as it was) even
+        # when the run is being cancelled around the reporter.
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(close)
+            except OSError as exc:
                 await anyio.to_thread.run_sync(discard)
-            raise self._fail(exc) from None
+                raise self._fail(exc) from None
 
     async def __aenter__(self) -> OutputFile:
         return self

@@ -284,3 +284,26 @@ def test_bad_reporter_options_are_one_clear_line(spec: str, fragments: list[str]
     assert len(lines) == 1, proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fifo_nobody_reads_fails_the_reporter_after_its_timeout(
+    tmp_path: Path, backend: str, listening_port: int
+) -> None:
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    # No reader ever opens the FIFO: the reporter waits, then is stopped, and
+    # the process ends (no thread is left blocked in open() or write()).
+    proc = run_cli(
+        "check", "--backend", backend, "--no-progress", "--reporter-timeout", "1",
+        "-r", f"junit={fifo}", f"tcp://127.0.0.1:{listening_port}", timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2, proc.stderr
+    assert lines[0].startswith("anyprobe: 1 check: 1 ok in ")  # the summary line
+    assert lines[1] == (
+        "anyprobe: reporter junit did not finish within 1 s after the last result "
+        "(reporter_timeout)"
+    )
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
