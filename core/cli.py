@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
+from .cli_signals import Interrupted, Signals
 from .errors import AnyprobeError, OptionsError, UsageError
 
 if TYPE_CHECKING:
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 from .defaults import DEFAULT_TIMEOUT
 
 # Only click and the small modules above are imported at start-up, so that
-# `anyprobe --help` stays fast; the rest (logging, json and signal included) is
-# imported where it is first needed.
+# `anyprobe --help` stays fast (signal too: its handlers go in at once); the
+# rest (logging and json included) is imported where it is first needed.
 
 EXIT_USAGE = 3
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
@@ -147,7 +148,15 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "reports",
             multiple=True,
             metavar="NAME[=DEST]",
-            help="A reporter, optionally with its file (repeatable) [default: table].",
+            help="A reporter (repeatable) [default: table]: NAME, NAME=DEST (a file, '-' "
+            "for stdout, a URL) or NAME:KEY=VALUE[,KEY=VALUE...] for its options "
+            "(-r table:sort=status, -r junit:path=out.xml,suite_name=api).",
+        ),
+        click.option(
+            "--reporter-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Seconds reporters may take to finish after the last result; "
+            "one still running then has failed [default: 120].",
         ),
         click.option(
             "--progress/--no-progress",
@@ -268,6 +277,7 @@ def run(state: _State, /, config: str, **run_args: Any) -> int:
     reporters = _reporters(state.manager, run_args["reports"], loaded.reporters)
     run_args["concurrency"] = run_args["concurrency"] or loaded.defaults.concurrency
     run_args["per_host"] = run_args["per_host"] or loaded.defaults.per_host
+    run_args["reporter_timeout"] = run_args["reporter_timeout"] or loaded.defaults.reporter_timeout
     return _execute(state, _shard(loaded.targets, run_args["shard"]), reporters, run_args)
 
 
@@ -392,6 +402,8 @@ def serve(state: _State, /, config: str | None, **serve_args: Any) -> int:
     """
     from .serve import main as serve_main
 
+    if _signals is not None:
+        _signals.uninstall()
     for info in state.manager.broken:
         _echo_err(f"warning: plugin {info.name} is broken: {info.error}")
     return serve_main(state.manager, config, announce=_echo_err, **serve_args)
@@ -483,30 +495,24 @@ def _reporters(
     specs: Sequence[str],
     configured: list[tuple[str, Reporter[Any]]],
 ) -> list[tuple[str, Reporter[Any]]]:
+    """The run's reporters: the config's, then ``-r``'s (table by default).
+    Every output path is checked here, before the first check runs."""
+    from .cli_reporters import check_outputs, parse_report
     from .config import make_reporter
 
     reporters = list(configured)
+    shown_as = {id(reporter): f"reporter {name}" for name, reporter in configured}
     for spec in specs:
-        name, eq, dest = spec.partition("=")
-        options = {"path": dest} if eq else {}
+        name, options, shown = parse_report(manager, spec)
         try:
-            reporters.append(make_reporter(manager, name.strip(), options))
+            reporters.append(make_reporter(manager, name, options))
         except OptionsError as exc:
-            shown = f"{name}={_shown_dest(dest)}" if eq else spec
             raise OptionsError(exc.message, source=f"--report {shown}", field=exc.field) from None
+        shown_as[id(reporters[-1][1])] = f"--report {shown}"
     if not reporters:
         reporters.append(make_reporter(manager, "table", {}))
+    check_outputs(reporters, shown_as)
     return reporters
-
-
-def _shown_dest(dest: str) -> str:
-    """A report DEST as an error line shows it: a URL without its path and query,
-    which for a chat webhook are its key, and without a password."""
-    if "://" not in dest:
-        return dest
-    scheme, _, rest = dest.partition("://")
-    host = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
-    return f"{scheme}://{host}/..."
 
 
 def _execute(
@@ -518,7 +524,13 @@ def _execute(
     async def main() -> RunSummary:
         return await _run_with_signals(state, targets, reporters, run_args)
 
+    from .cli_reporters import any_stdout
+
     summary = _run_backend(main, run_args["backend"])
+    outputs = [path for _, reporter in reporters for path in reporter.outputs()]
+    if state.verbosity >= 0 and not summary.interrupted and not any_stdout(outputs):
+        # Only files (or URLs) get the results: the terminal still gets one line.
+        _echo_err(summary.describe())
     return _report_end(state, summary)
 
 
@@ -537,8 +549,15 @@ def _run_backend(main: Callable[[], Any], backend: str) -> RunSummary:
     import anyio
 
     require_backend(backend)
+    if _signals is not None:
+        # From here the run's own receiver handles signals; one that comes
+        # before it opens is kept and replayed (see _run_with_signals).
+        _signals.raising = False
     result: RunSummary = anyio.run(main, backend=backend)
     return result
+
+
+_signals: Signals | None = None
 
 
 async def _run_with_signals(
@@ -550,6 +569,7 @@ async def _run_with_signals(
     import signal
 
     import anyio
+    from anyio.abc import TaskStatus
 
     from .run import Run
 
@@ -565,6 +585,11 @@ async def _run_with_signals(
         from .cli_reporters import Progress
 
         reporters.append(("_progress", Progress()))
+    if state.verbosity > 0:
+        from .cli_reporters import Diagnostics
+
+        reporters.append(("_diagnostics", Diagnostics(state.verbosity)))
+    timeout = run_args.get("reporter_timeout")
     run = Run(
         targets,
         state.manager,
@@ -573,21 +598,32 @@ async def _run_with_signals(
         per_host=run_args["per_host"],
         explain=run_args["explain"],
         verbosity=state.verbosity,
+        **({"reporter_timeout": timeout} if timeout is not None else {}),
     )
 
-    async def watch_signals(scope: anyio.CancelScope) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if run.interrupted is None:
+    async def watch_signals(*, task_status: TaskStatus[None]) -> None:
+        try:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+                # Signals that came while the run was being set up.
+                for name in _signals.received if _signals is not None else ():
                     run.interrupt(name)
-                else:
-                    # A second signal: stop waiting for reporters, too.
-                    scope.cancel()
+                task_status.started()
+                # The first interrupts the run (what finished is still reported);
+                # the next stop the reporters still writing (Run.interrupt).
+                async for signum in received:
+                    name = signal.Signals(signum).name
+                    if _signals is not None:
+                        _signals.received.append(name)
+                    run.interrupt(name)
+        finally:
+            # asyncio puts the default handlers back: keep handling signals
+            # until the process exits.
+            if _signals is not None:
+                _signals.install()
 
     await run.load_dependencies()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_signals, tg.cancel_scope)
+        await tg.start(watch_signals)
         summary = await run.execute()
         tg.cancel_scope.cancel()
     return summary
@@ -597,10 +633,16 @@ def _report_end(state: _State, summary: RunSummary) -> int:
     for failure in summary.reporter_failures:
         _echo_err(failure)
     if summary.interrupted:
-        _echo_err(
+        line = (
             f"interrupted by {summary.interrupted}: {summary.finished} results reported, "
             f"{summary.not_finished} not finished"
         )
+        if summary.reporters_stopped:
+            line += (
+                f"; not written (stopped before they finished, files left as they were): "
+                f"{', '.join(summary.reporters_stopped)}"
+            )
+        _echo_err(line)
         return EXIT_SIGNAL.get(summary.interrupted, 130)
     code = summary.worst.severity
     if summary.reporter_failures:
@@ -608,22 +650,38 @@ def _report_end(state: _State, summary: RunSummary) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """The console script: run the CLI and exit with its status."""
+def main(argv: Sequence[str] | None = None, *, pending_signals: Sequence[str] = ()) -> None:
+    """The console script: run the CLI and exit with its status.
+    ``pending_signals`` came before it was called (``python -m anyprobe``)."""
+    global _signals
+    _signals = Signals()
+    _signals.install()
     try:
-        code = cli.main(args=argv, prog_name="anyprobe", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        _echo_err(exc.format_message())
-        code = EXIT_USAGE
-    except click.exceptions.Abort:
-        code = 130
-    except click.ClickException as exc:
-        _echo_err(exc.format_message())
-        code = EXIT_USAGE
-    except AnyprobeError as exc:
-        _echo_err(f"error: {exc}")
-        code = EXIT_USAGE
-    except KeyboardInterrupt:
-        _echo_err("interrupted")
-        code = 130
+        try:
+            if pending_signals:
+                _signals.received.extend(pending_signals)
+                _signals.raising = False
+                raise Interrupted(pending_signals[0])
+            code = cli.main(args=argv, prog_name="anyprobe", standalone_mode=False)
+        except click.exceptions.UsageError as exc:
+            _echo_err(exc.format_message())
+            code = EXIT_USAGE
+        except click.exceptions.Abort:
+            code = 130
+        except click.ClickException as exc:
+            _echo_err(exc.format_message())
+            code = EXIT_USAGE
+        except AnyprobeError as exc:
+            _echo_err(f"error: {exc}")
+            code = EXIT_USAGE
+        except KeyboardInterrupt:
+            _echo_err("interrupted")
+            code = 130
+    except Interrupted as stop:
+        _signals.raising = False
+        _echo_err(f"interrupted by {stop.name} before any check ran: nothing reported")
+        code = EXIT_SIGNAL.get(stop.name, 130)
+    # Everything is reported: from here a signal ends the process as usual,
+    # even one stuck at exit behind a thread a plugin left blocked.
+    _signals.uninstall()
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,9 +1,99 @@
-"""Reporters the CLI adds for itself: they read the same result stream as any other."""
+"""The command line's side of reporters: ``-r`` parsed, report paths checked
+before the run, and the reporters the CLI adds for itself (they read the same
+result stream as any other)."""
 
 from __future__ import annotations
 
-from .model import Result
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .errors import UsageError
+from .model import Result, Status
 from .reporter import ReportContext, Reporter, ReporterOptions, ResultStream
+
+if TYPE_CHECKING:
+    from .manager import PluginManager
+
+
+REPORT_SYNTAX = "expected NAME, NAME=DEST or NAME:KEY=VALUE[,KEY=VALUE...]"
+
+
+def parse_report(manager: PluginManager, spec: str) -> tuple[str, dict[str, Any], str]:
+    """``-r NAME``, ``-r NAME=DEST`` (DEST as typed, ':' and ',' included) or
+    ``-r NAME:KEY=VALUE,KEY=VALUE`` (each VALUE read like ``--set``'s; a ','
+    belongs to the VALUE unless a ``KEY=`` follows it; DEST is ``path=``).
+    Returns the name, the raw options and the spec as an error line shows it."""
+    import re
+
+    from .targets import SetValue, _plain, parse_value
+
+    cut = min((i for i in (spec.find(":"), spec.find("=")) if i >= 0), default=len(spec))
+    name, separator, rest = spec[:cut].strip(), spec[cut : cut + 1], spec[cut + 1 :]
+    if not name:
+        raise UsageError(f"--report {spec!r}: {REPORT_SYNTAX}")
+    if separator == "=":
+        if not rest:
+            raise UsageError(
+                f"--report {name}=: DEST is empty (give a file, '-' for standard output, "
+                f"or leave out '=')"
+            )
+        return name, {"path": rest}, f"{name}={shown_dest(rest)}"
+    if separator != ":":
+        return name, {}, name
+    reporter_type = manager.reporters.get(name)
+    fields = reporter_type.Options.model_fields if reporter_type else {}
+    options: dict[str, Any] = {}
+    for pair in re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*\s*=)", rest):
+        key, eq, raw = pair.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier():
+            raise UsageError(f"--report {name}:...: {pair!r} is not KEY=VALUE ({REPORT_SYNTAX})")
+        field = fields.get(key)
+        value = SetValue(raw, parse_value(raw))
+        options[key] = _plain(value, field.annotation if field else None)
+    return name, options, f"{name}:{','.join(options)}"
+
+
+def check_outputs(reporters: list[tuple[str, Reporter[Any]]], shown_as: dict[int, str]) -> None:
+    """Every file a reporter will write can be written (nothing is created):
+    a bad path is found before an hour-long run, not after it."""
+    from .reporter import output_problem
+
+    for name, reporter in reporters:
+        for path in reporter.outputs():
+            problem = None if path is None else output_problem(path)
+            if problem:
+                raise UsageError(problem, source=shown_as.get(id(reporter), f"reporter {name}"))
+
+
+def shown_dest(dest: str) -> str:
+    """A report DEST as an error line shows it: a URL without its path and query,
+    which for a chat webhook are its key, and without a password."""
+    if "://" not in dest:
+        return dest
+    scheme, _, rest = dest.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    return f"{scheme}://{host}/..."
+
+
+def any_stdout(outputs: Sequence[str | None]) -> bool:
+    """Whether a reporter writes to standard output (``None``, ``/dev/stdout``)."""
+    import os
+
+    try:
+        stdout = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):
+        stdout = None
+    for path in outputs:
+        if path is None:
+            return True
+        try:
+            if stdout is not None and os.path.samestat(os.stat(path), stdout):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 class Collect(Reporter[ReporterOptions]):
@@ -38,3 +128,44 @@ class Progress(Reporter[ReporterOptions]):
             task = bar.add_task("checking", total=ctx.total)
             async for batch in results.batches():
                 bar.advance(task, len(batch))
+
+
+class Diagnostics(Reporter[ReporterOptions]):
+    """``-v``: a line on stderr for each check that is not ok; ``-vv``: for
+    every check, with its attempts, phases and error."""
+
+    name = "_diagnostics"
+
+    def __init__(self, verbosity: int) -> None:
+        super().__init__(ReporterOptions())
+        self.verbosity = verbosity
+
+    def outputs(self) -> list[str | None]:
+        return []  # stderr: the run's summary line still goes there
+
+    async def report(self, results: ResultStream, ctx: ReportContext) -> None:
+        import sys
+
+        import anyio
+
+        async for batch in results.batches():
+            lines = [self.describe(r) for r in batch]
+            text = "".join(f"anyprobe: {line}\n" for line in lines if line)
+            if text:
+                await anyio.to_thread.run_sync(sys.stderr.write, text)
+
+    def describe(self, result: Result) -> str | None:
+        """The line for ``result``, or None when this verbosity shows none."""
+        if self.verbosity < 2 and result.status is Status.OK:
+            return None
+        attempts = f", {result.attempts} attempts" if result.attempts != 1 else ""
+        line = (
+            f"check {result.name}: {result.status.value} in {result.duration:.3f} s{attempts}: "
+            f"{result.summary}"
+        )
+        if result.error is not None:
+            phase = f" during {result.error.phase}" if result.error.phase else ""
+            line += f" [{result.error.type}{phase}: {result.error.message}]"
+        if self.verbosity >= 2 and result.phases:
+            line += " (" + ", ".join(f"{k} {v:.3f} s" for k, v in result.phases.items()) + ")"
+        return " ".join(line.split())  # one line, whatever a server sent

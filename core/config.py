@@ -34,7 +34,7 @@ from .targets import (
 
 TOP_LEVEL = ("defaults", "check", "reporter", "module", "serve")
 _TABLE_SHAPES = {"defaults": "[defaults]", "module": "[module.NAME]", "serve": "[serve]"}
-RUN_SETTINGS = ("timeout", "retries", "concurrency", "per_host", "labels")
+RUN_SETTINGS = ("timeout", "retries", "concurrency", "per_host", "labels", "reporter_timeout")
 #: The largest config file read.
 MAX_CONFIG_BYTES = 64 * 2**20
 
@@ -49,6 +49,9 @@ class RunDefaults(BaseModel):
     concurrency: int | None = Field(None, gt=0, description="Checks running at once.")
     per_host: int | None = Field(None, gt=0, description="Checks running at once per host.")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels of every check.")
+    reporter_timeout: float | None = Field(
+        None, gt=0, description="Seconds reporters may take to finish after the last result."
+    )
 
 
 class CheckSettings(BaseModel):

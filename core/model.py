@@ -263,6 +263,8 @@ class RunSummary:
     interrupted: str | None = None
     reporter_failures: tuple[str, ...] = ()
     broken_plugins: tuple[str, ...] = ()
+    #: Reporters a signal stopped before they finished (their files were left as they were).
+    reporters_stopped: tuple[str, ...] = ()
 
     @property
     def worst(self) -> Status:

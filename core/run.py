@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .fanout import REPORTER_BUFFER, Fanout
+from .fanout import REPORTER_BUFFER, REPORTER_TIMEOUT, Fanout
 from .manager import PluginManager
 from .model import Result, RunSummary, Status, Target
 from .probe import load_dependencies
@@ -42,9 +42,13 @@ class Run:
     """Check ``targets`` and deliver every result to ``reporters``.
 
     ``reporter_buffer`` is how many results a reporter may fall behind
-    before the checks wait for it. Call :meth:`interrupt` (from a signal
+    before the checks wait for it; ``reporter_timeout`` is how long, in
+    seconds, the reporters may take to finish after the last result (and
+    may leave a result unread) before they are stopped and reported as
+    failed (``None``: no limit). Call :meth:`interrupt` (from a signal
     handler task, say) to stop starting and running checks; what finished by
-    then still reaches every reporter. ``watchdog`` names, in a logged
+    then still reaches every reporter, which then get a few seconds to
+    finish; a second call stops them at once. ``watchdog`` names, in a logged
     warning, a check that blocks the event loop (see :mod:`anyprobe.watchdog`).
     ``raise_file_limit`` lets it raise the process's open-file limit to fit
     the concurrency (the CLI does; a library call lowers the concurrency instead).
@@ -63,6 +67,7 @@ class Run:
         verbosity: int = 0,
         color: bool | None = None,
         reporter_buffer: int = REPORTER_BUFFER,
+        reporter_timeout: float | None = REPORTER_TIMEOUT,
         watchdog: bool = True,
         raise_file_limit: bool = True,
     ) -> None:
@@ -87,7 +92,9 @@ class Run:
         self.interrupted: str | None = None
         self.watchdog = LoopWatchdog() if watchdog else None
         self.scheduler.watchdog = self.watchdog
-        self._fanout = Fanout(self.reporters, self.report_context, buffer=reporter_buffer)
+        self._fanout = Fanout(
+            self.reporters, self.report_context, buffer=reporter_buffer, timeout=reporter_timeout
+        )
         self._checks_scope: anyio.CancelScope | None = None
         self._dependencies_loaded = False
 
@@ -102,9 +109,14 @@ class Run:
         )
 
     def interrupt(self, reason: str) -> None:
-        """Cancel the checks still running; results already finished are kept."""
+        """Cancel the checks still running; results already finished are kept
+        and the reporters get a few seconds to write them. A second call stops
+        the reporters still running: their files are left as they were."""
         if self.interrupted is None:
             self.interrupted = reason
+            self._fanout.hurry(reason)
+        else:
+            self._fanout.stop(self.interrupted)
         if self._checks_scope is not None:
             self._checks_scope.cancel()
 
@@ -157,7 +169,13 @@ class Run:
                 interrupted=self.interrupted,
             )
             fanout.close(summary)
-        summary = dataclasses.replace(summary, reporter_failures=tuple(fanout.failures))
+            await fanout.finish()
+        summary = dataclasses.replace(
+            summary,
+            interrupted=self.interrupted,
+            reporter_failures=tuple(fanout.failures),
+            reporters_stopped=tuple(fanout.stopped),
+        )
         self.manager.call_lifecycle("anyprobe_run_finished", run=info, summary=summary)
         return summary
 

@@ -105,6 +105,9 @@ class PushgatewayReporter(anyprobe.Reporter[PushgatewayOptions]):
     Options = PushgatewayOptions
     description = "Pushes the run's metrics to a Prometheus Pushgateway (one group per shard)."
 
+    def outputs(self) -> list[str | None]:
+        return []
+
     async def report(self, results: anyprobe.ResultStream, ctx: anyprobe.ReportContext) -> None:
         from anyprobe.plugins.prometheus import exposition
 

@@ -261,6 +261,9 @@ class WebhookReporter(anyprobe.Reporter[WebhookOptions]):
     Options = WebhookOptions
     description = "POST results as JSON to a URL: batch, per result or on status change."
 
+    def outputs(self) -> list[str | None]:
+        return [self.options.state_file] if self.options.state_file else []
+
     async def report(self, results: anyprobe.ResultStream, ctx: anyprobe.ReportContext) -> None:
         options = self.options
         url = self._url()
