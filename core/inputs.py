@@ -51,11 +51,19 @@ def escape_controls(text: str) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: Refused in targets: C0 and C1 controls, DEL, and the invisible format
+#: characters that reorder or hide text (zero-width space, bidirectional
+#: marks, overrides and isolates, line and paragraph separators, the BOM).
+#: The zero-width joiners (U+200C, U+200D) are letters' business: IDNA
+#: allows them where a script needs them, and checks them in host names.
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
+)
 
 
 def find_control(text: str) -> str | None:
-    r"""The first control character of ``text`` as an escape (``\x00``), or None."""
+    r"""The first control or invisible format character of ``text`` as an
+    escape (``\x00``, ``\u202e``), or None."""
     match = _CONTROL.search(text)
     return None if match is None else _escape(match)
 

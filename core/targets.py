@@ -46,7 +46,9 @@ _SPACE = re.compile(r"\s")
 #: What Python makes of bytes that are not UTF-8 in a command line argument.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: Anything split_url refuses wherever it is: one scan for the common case.
-_REFUSED = re.compile("[\\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_REFUSED = re.compile(
+    "[\\s\x00-\x1f\x7f-\x9f\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
+)
 
 
 def split_url(text: str) -> SplitResult:

@@ -206,7 +206,9 @@ async def test_the_embedding_api_returns_every_result_whatever_the_reporters_do(
 def test_cli_reports_each_failed_reporter_in_one_line_and_exits_3(
     backend: str, tmp_path: Path, listening_port: int, closed_port: int
 ) -> None:
-    """Through the real command: a webhook that is down and a file that cannot be opened."""
+    """Through the real command: a webhook that is down and a file that cannot be
+    written (a path that cannot be opened is refused before the run, see
+    tests/reliability/test_report_files.py; /dev/full takes no byte)."""
     config = tmp_path / "checks.toml"
     checks = "".join(
         f'[[check]]\nname = "check {i}"\nurl = "{url}"\n\n'
@@ -217,7 +219,7 @@ def test_cli_reports_each_failed_reporter_in_one_line_and_exits_3(
         f'[[reporter]]\ntype = "jsonl"\npath = "{tmp_path / "r.jsonl"}"\n\n'
         f'[[reporter]]\ntype = "junit"\npath = "{tmp_path / "r.xml"}"\n\n'
         f'[[reporter]]\ntype = "prometheus"\npath = "{tmp_path / "r.prom"}"\n\n'
-        f'[[reporter]]\ntype = "csv"\npath = "{tmp_path / "missing" / "r.csv"}"\n\n'
+        f'[[reporter]]\ntype = "csv"\npath = "/dev/full"\n\n'
         f'[[reporter]]\ntype = "webhook"\nurl = "http://127.0.0.1:{closed_port}/x"\n'
         f"retries = 1\nbackoff = 0.01\n"
     )
@@ -227,7 +229,9 @@ def test_cli_reports_each_failed_reporter_in_one_line_and_exits_3(
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 2, proc.stderr
-    assert lines[0].startswith("anyprobe: reporter csv failed: FileNotFoundError: ")
+    assert lines[0] == (
+        "anyprobe: reporter csv failed: OSError: cannot write /dev/full: No space left on device"
+    )
     assert lines[1].startswith(
         f"anyprobe: reporter webhook failed: WebhookError: 1 of 1 POST to "
         f"http://127.0.0.1:{closed_port} failed; last error: ConnectError"

@@ -70,7 +70,9 @@ async def run(manager: PluginManager, stallers: list[str]) -> dict[str, anyprobe
     # timeout is long enough for their 1.5 s block.
     _, healthy = anyprobe.prepare(["waits://8"], manager=manager, timeout=1)
     _, blockers = anyprobe.prepare(stallers, manager=manager, timeout=10)
-    results = await anyprobe.check([*healthy, *blockers], manager=manager, concurrency=4)
+    results = await anyprobe.check(
+        [*healthy, *blockers], manager=manager, concurrency=4, watchdog=True
+    )
     return {r.target: r for r in results}
 
 
