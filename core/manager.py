@@ -66,9 +66,8 @@ class PluginManager:
 
     def __init__(self) -> None:
         self.hook_manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
-        self.hook_manager.add_hookspecs(hookspecs)
-        self._dispatcher = _dispatcher_for(hookspecs, self._dispatch)
-        self.hook_manager.register(self._dispatcher, name=_DISPATCHER_NAME)
+        self._dispatcher = _Dispatcher()
+        self._add_hookspecs(hookspecs)
         self._calling: str | None = None  # the plugin whose implementation runs now
         self._dispatched = False
         self._infos: dict[str, PluginInfo] = {}
@@ -131,6 +130,14 @@ class PluginManager:
         return plugin_name
 
     # -- calling hooks ---------------------------------------------------
+
+    def _add_hookspecs(self, specs: ModuleType) -> None:
+        """Add the hooks that ``specs`` declares, each to be called through :meth:`_call`."""
+        self.hook_manager.add_hookspecs(specs)
+        if self.hook_manager.is_registered(self._dispatcher):
+            self.hook_manager.unregister(self._dispatcher)
+        _add_dispatch(self._dispatcher, specs, self._dispatch)
+        self.hook_manager.register(self._dispatcher, name=_DISPATCHER_NAME)
 
     def _call(self, hook_name: str, **kwargs: Any) -> Any:
         """Call a hook through pluggy, keeping each plugin's failure its own.
@@ -324,15 +331,14 @@ _DISPATCHER_NAME = "anyprobe:dispatch"
 
 
 class _Dispatcher:
-    """anyprobe's own implementation of every hook (see :func:`_dispatcher_for`)."""
+    """anyprobe's own implementation of every hook (see :func:`_add_dispatch`)."""
 
 
-def _dispatcher_for(
-    specs: ModuleType, dispatch: Callable[[str, Mapping[str, Any]], Any]
-) -> _Dispatcher:
-    """An object with one implementation per hook in ``specs``, each handing its
-    arguments to ``dispatch(hook_name, kwargs)``."""
-    namespace = _Dispatcher()
+def _add_dispatch(
+    dispatcher: _Dispatcher, specs: ModuleType, dispatch: Callable[[str, Mapping[str, Any]], Any]
+) -> None:
+    """Give ``dispatcher`` one implementation per hook in ``specs``, each handing
+    its arguments to ``dispatch(hook_name, kwargs)``."""
     for name, spec in inspect.getmembers(specs, inspect.isfunction):
         if not hasattr(spec, f"{ENTRY_POINT_GROUP}_spec"):
             continue
@@ -345,8 +351,7 @@ def _dispatcher_for(
 
         # pluggy passes the arguments this signature names, by position.
         implementation.__signature__ = inspect.signature(spec)  # type: ignore[attr-defined]
-        setattr(namespace, name, hookspecs.hookimpl(implementation))
-    return namespace
+        setattr(dispatcher, name, hookspecs.hookimpl(implementation))
 
 
 def _is_wrapper(impl: pluggy.HookImpl) -> bool:
