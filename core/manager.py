@@ -108,7 +108,10 @@ class PluginManager:
             info = dataclasses.replace(plugin.info, probes=[], reporters=[])
             self._infos[info.name] = info
             if plugin.plugin is not None:
-                self.hook_manager.register(plugin.plugin, name=info.name)
+                try:
+                    self.hook_manager.register(plugin.plugin, name=info.name)
+                except pluggy.PluginValidationError as exc:
+                    self._mark_broken(info.name, _one_line(exc))
             self._collected = False
 
     def register(self, plugin: object, name: str | None = None) -> str:
@@ -125,7 +128,11 @@ class PluginManager:
         self._infos[plugin_name] = PluginInfo(
             name=plugin_name, module=getattr(plugin, "__name__", None)
         )
-        self.hook_manager.register(plugin, name=plugin_name)
+        try:
+            self.hook_manager.register(plugin, name=plugin_name)
+        except pluggy.PluginValidationError as exc:
+            del self._infos[plugin_name]
+            raise PluginError(_one_line(exc)) from None
         self._collected = False
         return plugin_name
 
@@ -160,6 +167,8 @@ class PluginManager:
             self._dispatched = False
             try:
                 return self.hook_manager.subset_hook_caller(hook_name, left_out)(**kwargs)
+            except pluggy.HookCallError:
+                raise  # called with the wrong arguments: a bug in anyprobe
             except Exception as exc:
                 culprits = _wrappers_in_traceback(hook, exc, left_out)
                 if not culprits:
@@ -204,13 +213,8 @@ class PluginManager:
         return None
 
     def _broken_plugins(self) -> set[object]:
-        plugins = (self.hook_manager.get_plugin(info.name) for info in self._infos.values())
-        broken = {info.name for info in self._infos.values() if info.broken}
-        return {
-            plugin
-            for plugin in plugins
-            if plugin is not None and self.hook_manager.get_name(plugin) in broken
-        }
+        broken = (self.hook_manager.get_plugin(i.name) for i in self._infos.values() if i.broken)
+        return {plugin for plugin in broken if plugin is not None}
 
     def _mark_broken(self, plugin_name: str, message: str) -> None:
         info = self._infos.setdefault(plugin_name, PluginInfo(name=plugin_name))
@@ -354,6 +358,13 @@ def _add_dispatch(
         setattr(dispatcher, name, hookspecs.hookimpl(implementation))
 
 
+def _one_line(exc: pluggy.PluginValidationError) -> str:
+    """pluggy's reason for refusing a plugin (an implementation that does not fit its
+    hook, a wrapper that is not a generator) as one line: its first and last."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    return lines[0] if len(lines) == 1 else f"{lines[0]}: {lines[-1]}"
+
+
 def _is_wrapper(impl: pluggy.HookImpl) -> bool:
     return bool(impl.wrapper or impl.hookwrapper)
 
@@ -371,6 +382,8 @@ def _wrappers_in_traceback(
         codes.update(frame.f_code for frame, _ in traceback.walk_tb(seen.__traceback__))
         seen = seen.__cause__ or seen.__context__
     found = [i for i in wrappers if getattr(i.function, "__code__", None) in codes]
+    # A generator that breaks pluggy's protocol (returns before its yield, yields
+    # twice) leaves no frame of its own: then every wrapper left is suspect.
     return found or wrappers
 
 

@@ -10,8 +10,10 @@ real check on both backends.
 
 from __future__ import annotations
 
+import json
 import types
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,8 @@ import pytest
 import anyprobe
 from anyprobe import PluginError, PluginManager
 from tests import probes
+from tests.cli import anyprobe as run_anyprobe
+from tests.test_plugins import make_distribution
 
 
 def recorder(calls: list[str], label: str, **marker: bool) -> object:
@@ -248,3 +252,61 @@ def test_a_firstresult_hook_returns_the_first_answer_and_skips_the_rest(
     assert manager._call("anyprobe_pick", target="x") == "from plain"
     assert calls == ["raising", "no-answer", "plain"]
     assert [info.name for info in manager.broken] == ["raising"]
+
+
+class NotAGenerator:
+    @anyprobe.hookimpl(wrapper=True)
+    def anyprobe_run_started(self, run: anyprobe.RunInfo) -> None:
+        pass
+
+
+def test_a_wrapper_that_is_not_a_generator_is_refused_in_one_line(
+    manager: PluginManager,
+) -> None:
+    with pytest.raises(PluginError) as caught:
+        manager.register(NotAGenerator(), name="not-a-generator")
+    assert str(caught.value) == (
+        "Plugin 'not-a-generator' for hook 'anyprobe_run_started': Declared as"
+        " wrapper=True or hookwrapper=True but function is not a generator function"
+    )
+    assert "not-a-generator" not in [info.name for info in manager.plugins]
+
+
+class NeverYields:
+    @anyprobe.hookimpl(wrapper=True)
+    def anyprobe_run_started(self, run: anyprobe.RunInfo) -> Generator[None, Any, Any]:
+        if run.total:
+            return None
+        yield  # pragma: no cover
+
+
+@pytest.mark.anyio
+async def test_a_wrapper_that_never_yields_breaks_only_its_plugin(manager: PluginManager) -> None:
+    calls: list[str] = []
+    manager.register(NeverYields(), name="never-yields")
+    register_in_order(manager, calls)
+    await run_one_check(manager)
+    started = [c for c in calls if c.endswith(" started")]
+    assert started == [f"{label} started" for label in PLUGGY_ORDER]
+    (broken,) = manager.broken
+    assert broken.name == "never-yields" and "did not yield" in str(broken.error)
+
+
+def test_an_installed_plugin_with_a_wrong_wrapper_is_broken_and_the_others_load(
+    tmp_path: Path,
+) -> None:
+    source = """
+        import anyprobe
+
+        @anyprobe.hookimpl(hookwrapper=True)
+        def anyprobe_run_finished(run, summary):
+            pass
+    """
+    make_distribution(
+        tmp_path, "anyprobe_wrong", {"wrong": "anyprobe_wrong"}, {"anyprobe_wrong": source}
+    )
+    proc = run_anyprobe("plugins", "--json", env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    plugins = {p["name"]: p for p in json.loads(proc.stdout)}
+    assert plugins["wrong"]["status"] == "broken"
+    assert plugins["tcp"]["status"] == "ok"
