@@ -70,6 +70,7 @@ class PluginManager:
         self._add_hookspecs(hookspecs)
         self._calling: str | None = None  # the plugin whose implementation runs now
         self._dispatched = False
+        self._calls_under_way = 0  # calls made by _call, nested ones included
         self._infos: dict[str, PluginInfo] = {}
         self._probes: dict[str, Probe[Any]] = {}
         self._schemes: dict[str, str] = {}
@@ -165,6 +166,7 @@ class PluginManager:
         left_out |= self._broken_plugins()
         for _ in range(len(hook.get_hookimpls()) + 1):  # one more try per wrapper, at most
             self._dispatched = False
+            self._calls_under_way += 1
             try:
                 return self.hook_manager.subset_hook_caller(hook_name, left_out)(**kwargs)
             except pluggy.HookCallError:
@@ -179,10 +181,16 @@ class PluginManager:
                     left_out.add(impl.plugin)
                 if self._dispatched:
                     return None
+            finally:
+                self._calls_under_way -= 1
         return None
 
     def _dispatch(self, hook_name: str, kwargs: Mapping[str, Any]) -> Any:
         """Call each plugin's implementation of ``hook_name`` on its own, in pluggy's order."""
+        if not self._calls_under_way:
+            # A call straight through ``hook_manager.hook``: pluggy calls every
+            # implementation itself, as plain pluggy does.
+            return None
         self._dispatched = True
         hook: pluggy.HookCaller = getattr(self.hook_manager.hook, hook_name)
         firstresult = bool(hook.spec and hook.spec.opts.get("firstresult"))

@@ -310,3 +310,12 @@ def test_an_installed_plugin_with_a_wrong_wrapper_is_broken_and_the_others_load(
     plugins = {p["name"]: p for p in json.loads(proc.stdout)}
     assert plugins["wrong"]["status"] == "broken"
     assert plugins["tcp"]["status"] == "ok"
+
+
+def test_a_call_straight_through_pluggy_calls_each_implementation_once(
+    manager: PluginManager,
+) -> None:
+    calls: list[str] = []
+    register_in_order(manager, calls)
+    manager.hook_manager.hook.anyprobe_register_reporters(register=lambda item: None)
+    assert calls == PLUGGY_ORDER
