@@ -8,11 +8,18 @@ group ``anyprobe`` in its package's ``pyproject.toml``::
     redis = "anyprobe_redis"
 
 or registered directly with :meth:`anyprobe.PluginManager.register` (embedding,
-tests). anyprobe's own probes and reporters are plugins registered exactly so.
+tests). anyprobe's own probes and reporters are plugins registered so, from
+the list ``anyprobe.manager.BUILTIN_PLUGINS``.
 
-Hooks are called with keyword arguments; an implementation may accept only
-the arguments it needs. A hook implementation that raises marks its plugin as
-broken (``anyprobe plugins`` shows it) and never stops the other plugins.
+Hooks are called through pluggy, with keyword arguments; an implementation
+may accept only the arguments it needs. pluggy's markers apply:
+``tryfirst``/``trylast`` order the calls (otherwise the plugin registered last
+is called first), a ``wrapper=True`` (or ``hookwrapper=True``) implementation
+runs once around the others, and a spec marked ``firstresult=True`` stops at
+the first answer that is not ``None`` (no hook here is, yet: none returns
+anything). Each plugin's implementation is called on its own: one that raises
+marks its plugin as broken (``anyprobe plugins`` shows it) and never stops
+the other plugins.
 """
 
 from __future__ import annotations
@@ -36,8 +43,8 @@ def anyprobe_register_probes(register: Callable[[type[Any]], None]) -> None:
 
     Called once, when the plugin manager first needs its probes. A probe class
     subclasses :class:`anyprobe.Probe` and sets ``name``, ``schemes`` and
-    ``Options``. A scheme already taken by another plugin is refused and the
-    later plugin is marked broken.
+    ``Options``. A scheme already taken by a plugin loaded earlier is refused
+    and this plugin is marked broken, whatever the order of the calls.
 
     Example::
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+import traceback
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -53,11 +56,21 @@ class PluginManager:
     >>> manager.load_entrypoints()      # built-in and installed plugins
     >>> manager.register(my_plugin)     # or any module with hook implementations
     >>> manager.probe_for_scheme("tcp")
+
+    Every hook is called through pluggy, so ``tryfirst``, ``trylast``,
+    ``wrapper=True``/``hookwrapper=True`` and ``firstresult`` behave as pluggy
+    documents them, with one addition: each plugin's implementation is called
+    on its own, so one that raises marks its plugin broken and the others are
+    still called (see :meth:`_call`).
     """
 
     def __init__(self) -> None:
         self.hook_manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
-        self.hook_manager.add_hookspecs(hookspecs)
+        self._dispatcher = _Dispatcher()
+        self._add_hookspecs(hookspecs)
+        self._calling: str | None = None  # the plugin whose implementation runs now
+        self._dispatched = False
+        self._calls_under_way = 0  # calls made by _call, nested ones included
         self._infos: dict[str, PluginInfo] = {}
         self._probes: dict[str, Probe[Any]] = {}
         self._schemes: dict[str, str] = {}
@@ -74,14 +87,17 @@ class PluginManager:
         only: Iterable[str] | None = None,
         cached: bool = False,
     ) -> None:
-        """Load plugins from the ``anyprobe`` entry-point group.
+        """Load anyprobe's own plugins, then third-party ones from the ``anyprobe``
+        entry-point group.
 
-        anyprobe's own plugins always load. Third-party ones load unless
-        ``autoload`` is false; ``only`` (or the ``ANYPROBE_LOAD_PLUGINS``
-        environment variable, comma-separated entry-point names, empty for
-        none) restricts them to the names given. ``cached`` reuses what an
-        earlier call in this process found (see :func:`forget_discovered_plugins`)
-        instead of scanning the installed packages again.
+        anyprobe's own plugins (:data:`BUILTIN_PLUGINS`) always load, from their
+        modules, so a copy of anyprobe without package metadata (vendored, a
+        zipapp) has them too. Third-party ones load unless ``autoload`` is false;
+        ``only`` (or the ``ANYPROBE_LOAD_PLUGINS`` environment variable,
+        comma-separated entry-point names, empty for none) restricts them to the
+        names given. ``cached`` reuses what an earlier call in this process found
+        (see :func:`forget_discovered_plugins`) instead of scanning the installed
+        packages again.
         """
         if only is None and LOAD_PLUGINS_ENV in os.environ:
             only = [n.strip() for n in os.environ[LOAD_PLUGINS_ENV].split(",") if n.strip()]
@@ -93,40 +109,127 @@ class PluginManager:
             info = dataclasses.replace(plugin.info, probes=[], reporters=[])
             self._infos[info.name] = info
             if plugin.plugin is not None:
-                self.hook_manager.register(plugin.plugin, name=info.name)
+                try:
+                    self.hook_manager.register(plugin.plugin, name=info.name)
+                except pluggy.PluginValidationError as exc:
+                    self._mark_broken(info.name, _one_line(exc))
             self._collected = False
 
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register ``plugin`` (a module or object with hook implementations)."""
         plugin_name = name or getattr(plugin, "__name__", None) or f"plugin-{id(plugin)}"
-        if plugin_name in self._infos:
+        if plugin_name in self._infos or plugin_name == _DISPATCHER_NAME:
             raise PluginError(f"a plugin named {plugin_name!r} is already registered")
+        if not isinstance(plugin, Hashable):
+            # pluggy keeps plugins in sets: a dataclass instance needs eq=False.
+            raise PluginError(
+                f"plugin {plugin_name!r} cannot be hashed, as pluggy needs: register a module,"
+                " a class or an instance of a class without __eq__"
+            )
         self._infos[plugin_name] = PluginInfo(
             name=plugin_name, module=getattr(plugin, "__name__", None)
         )
-        self.hook_manager.register(plugin, name=plugin_name)
+        try:
+            self.hook_manager.register(plugin, name=plugin_name)
+        except pluggy.PluginValidationError as exc:
+            del self._infos[plugin_name]
+            raise PluginError(_one_line(exc)) from None
         self._collected = False
         return plugin_name
 
-    # -- what plugins registered ----------------------------------------
+    # -- calling hooks ---------------------------------------------------
 
-    def _call_each(self, hook_name: str, **kwargs: Any) -> None:
-        """Call every implementation of a hook on its own, so one failure stays local."""
-        hook = getattr(self.hook_manager.hook, hook_name)
-        for impl in hook.get_hookimpls():  # in registration order
-            info = self._infos.get(impl.plugin_name)
-            if info is not None and info.broken:
-                continue
+    def _add_hookspecs(self, specs: ModuleType) -> None:
+        """Add the hooks that ``specs`` declares, each to be called through :meth:`_call`."""
+        self.hook_manager.add_hookspecs(specs)
+        if self.hook_manager.is_registered(self._dispatcher):
+            self.hook_manager.unregister(self._dispatcher)
+        _add_dispatch(self._dispatcher, specs, self._dispatch)
+        self.hook_manager.register(self._dispatcher, name=_DISPATCHER_NAME)
+
+    def _call(self, hook_name: str, **kwargs: Any) -> Any:
+        """Call a hook through pluggy, keeping each plugin's failure its own.
+
+        pluggy stops a call at the first implementation that raises. So the
+        call pluggy makes here holds the wrappers and one implementation of
+        anyprobe's, :meth:`_dispatch`, which calls every other plugin's
+        implementation on its own, in pluggy's order. A wrapper thus runs once,
+        around all of them. A wrapper that raises is marked broken; if it
+        raised before the implementations ran, they are called without it.
+        """
+        hook: pluggy.HookCaller = getattr(self.hook_manager.hook, hook_name)
+        left_out = {
+            impl.plugin
+            for impl in hook.get_hookimpls()
+            if impl.plugin is not self._dispatcher and not _is_wrapper(impl)
+        }
+        left_out |= self._broken_plugins()
+        for _ in range(len(hook.get_hookimpls()) + 1):  # one more try per wrapper, at most
+            self._dispatched = False
+            self._calls_under_way += 1
             try:
-                impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+                return self.hook_manager.subset_hook_caller(hook_name, left_out)(**kwargs)
+            except pluggy.HookCallError:
+                raise  # called with the wrong arguments: a bug in anyprobe
             except Exception as exc:
-                message = f"{hook_name} raised {type(exc).__name__}: {exc}"
-                self._mark_broken(impl.plugin_name, message)
+                culprits = _wrappers_in_traceback(hook, exc, left_out)
+                if not culprits:
+                    raise  # no plugin's code raised: a bug in anyprobe
+                for impl in culprits:
+                    message = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                    self._mark_broken(impl.plugin_name, message)
+                    left_out.add(impl.plugin)
+                if self._dispatched:
+                    return None
+            finally:
+                self._calls_under_way -= 1
+        return None
+
+    def _dispatch(self, hook_name: str, kwargs: Mapping[str, Any]) -> Any:
+        """Call each plugin's implementation of ``hook_name`` on its own, in pluggy's order."""
+        if not self._calls_under_way:
+            # A call straight through ``hook_manager.hook``: pluggy calls every
+            # implementation itself, as plain pluggy does.
+            return None
+        self._dispatched = True
+        hook: pluggy.HookCaller = getattr(self.hook_manager.hook, hook_name)
+        firstresult = bool(hook.spec and hook.spec.opts.get("firstresult"))
+        everyone = self.hook_manager.get_plugins()
+        called: set[str] = set()
+        # pluggy calls the implementations from the end of this list: tryfirst
+        # ones first, trylast ones last, otherwise the last registered first.
+        for impl in reversed(hook.get_hookimpls()):
+            name = impl.plugin_name
+            if impl.plugin is self._dispatcher or _is_wrapper(impl) or name in called:
+                continue
+            called.add(name)
+            if self._infos.setdefault(name, PluginInfo(name=name)).broken:
+                continue
+            alone = self.hook_manager.subset_hook_caller(
+                hook_name, [plugin for plugin in everyone if plugin is not impl.plugin]
+            )
+            self._calling = name
+            try:
+                result = alone(**kwargs)
+            except Exception as exc:
+                self._mark_broken(name, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                continue
+            finally:
+                self._calling = None
+            if firstresult and result is not None:
+                return result
+        return None
+
+    def _broken_plugins(self) -> set[object]:
+        broken = (self.hook_manager.get_plugin(i.name) for i in self._infos.values() if i.broken)
+        return {plugin for plugin in broken if plugin is not None}
 
     def _mark_broken(self, plugin_name: str, message: str) -> None:
         info = self._infos.setdefault(plugin_name, PluginInfo(name=plugin_name))
         info.error = info.error or message
         log.debug("plugin %s: %s", plugin_name, message)
+
+    # -- what plugins registered ----------------------------------------
 
     def _collect(self) -> None:
         if self._collected:
@@ -140,55 +243,58 @@ class PluginManager:
             info.probes.clear()
             info.reporters.clear()
 
-        current: list[str] = [""]
+        # What each plugin registers is kept apart, then taken in load order, so
+        # that the order hooks are called in never decides who owns a scheme:
+        # anyprobe's own plugins first, then entry points, then register().
+        staged: dict[str, list[tuple[str, Any]]] = {}
 
-        def register_probe(probe_type: type[Any]) -> None:
-            plugin = current[0]
-            if not (isinstance(probe_type, type) and issubclass(probe_type, Probe)):
-                raise PluginError(f"{probe_type!r} is not a subclass of anyprobe.Probe")
-            for attr in ("name", "schemes"):
-                if not getattr(probe_type, attr, None):
-                    raise PluginError(f"probe {probe_type.__name__} has no {attr}")
-            if probe_type.name in self._probes:
-                raise PluginError(f"probe name {probe_type.name!r} is already registered")
-            taken = [s for s in probe_type.schemes if s in self._schemes]
-            if taken:
-                owner = self._schemes[taken[0]]
-                raise PluginError(f"scheme {taken[0]!r} is already handled by probe {owner!r}")
-            self._probes[probe_type.name] = probe_type()
-            for scheme in probe_type.schemes:
-                self._schemes[scheme.lower()] = probe_type.name
-            self._infos[plugin].probes.append(probe_type.name)
+        def registrar(hook_name: str, check: Callable[[Any], None]) -> Callable[[Any], None]:
+            def register(item: Any) -> None:
+                check(item)
+                staged.setdefault(self._calling or "", []).append((hook_name, item))
 
-        def register_reporter(reporter_type: type[Any]) -> None:
-            plugin = current[0]
-            if not (isinstance(reporter_type, type) and issubclass(reporter_type, Reporter)):
-                raise PluginError(f"{reporter_type!r} is not a subclass of anyprobe.Reporter")
-            if not getattr(reporter_type, "name", None):
-                raise PluginError(f"reporter {reporter_type.__name__} has no name")
-            if reporter_type.name in self._reporters:
-                raise PluginError(f"reporter name {reporter_type.name!r} is already registered")
-            self._reporters[reporter_type.name] = reporter_type
-            self._infos[plugin].reporters.append(reporter_type.name)
+            return register
 
-        hooks: list[tuple[str, Callable[[type[Any]], None]]] = [
-            ("anyprobe_register_probes", register_probe),
-            ("anyprobe_register_reporters", register_reporter),
-            ("anyprobe_demo_services", self._demo_services.append),
-        ]
-        for hook_name, register in hooks:
-            hook = getattr(self.hook_manager.hook, hook_name)
-            for impl in hook.get_hookimpls():  # in registration order
-                info = self._infos.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
-                if info.broken:
-                    continue
-                current[0] = impl.plugin_name
+        self._call("anyprobe_register_probes", register=registrar("probe", _check_probe))
+        self._call("anyprobe_register_reporters", register=registrar("reporter", _check_reporter))
+        self._call("anyprobe_demo_services", register=registrar("demo", lambda item: None))
+        for name, info in list(self._infos.items()):
+            if name in staged and not info.broken:
                 try:
-                    impl.function(register=register)
-                except Exception as exc:
-                    self._mark_broken(
-                        impl.plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}"
-                    )
+                    self._take(info, staged[name])
+                except PluginError as exc:
+                    self._mark_broken(name, str(exc))
+
+    def _take(self, info: PluginInfo, items: list[tuple[str, Any]]) -> None:
+        """Add what one plugin registered, all of it or (on a conflict) none of it."""
+        probes: dict[str, Probe[Any]] = {}
+        schemes: dict[str, str] = {}
+        reporters: dict[str, type[Reporter[Any]]] = {}
+        demos: list[Callable[..., Any]] = []
+        for kind, item in items:
+            if kind == "probe":
+                if item.name in self._probes or item.name in probes:
+                    raise PluginError(f"probe name {item.name!r} is already registered")
+                for scheme in (s.lower() for s in item.schemes):
+                    owner = self._schemes.get(scheme) or schemes.get(scheme)
+                    if owner:
+                        raise PluginError(
+                            f"scheme {scheme!r} is already handled by probe {owner!r}"
+                        )
+                    schemes[scheme] = item.name
+                probes[item.name] = item()
+            elif kind == "reporter":
+                if item.name in self._reporters or item.name in reporters:
+                    raise PluginError(f"reporter name {item.name!r} is already registered")
+                reporters[item.name] = item
+            else:
+                demos.append(item)
+        self._probes.update(probes)
+        self._schemes.update(schemes)
+        self._reporters.update(reporters)
+        self._demo_services.extend(demos)
+        info.probes.extend(probes)
+        info.reporters.extend(reporters)
 
     @property
     def plugins(self) -> list[PluginInfo]:
@@ -230,45 +336,153 @@ class PluginManager:
     def call_lifecycle(self, hook_name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook (``anyprobe_run_started`` ...), isolating failures."""
         self._collect()
-        self._call_each(hook_name, **kwargs)
+        self._call(hook_name, **kwargs)
+
+
+_DISPATCHER_NAME = "anyprobe:dispatch"
+
+
+class _Dispatcher:
+    """anyprobe's own implementation of every hook (see :func:`_add_dispatch`)."""
+
+
+def _add_dispatch(
+    dispatcher: _Dispatcher, specs: ModuleType, dispatch: Callable[[str, Mapping[str, Any]], Any]
+) -> None:
+    """Give ``dispatcher`` one implementation per hook in ``specs``, each handing
+    its arguments to ``dispatch(hook_name, kwargs)``."""
+    for name, spec in inspect.getmembers(specs, inspect.isfunction):
+        if not hasattr(spec, f"{ENTRY_POINT_GROUP}_spec"):
+            continue
+        argnames = tuple(inspect.signature(spec).parameters)
+
+        def implementation(
+            *args: Any, _name: str = name, _argnames: tuple[str, ...] = argnames
+        ) -> Any:
+            return dispatch(_name, dict(zip(_argnames, args, strict=True)))
+
+        # pluggy passes the arguments this signature names, by position.
+        implementation.__signature__ = inspect.signature(spec)  # type: ignore[attr-defined]
+        setattr(dispatcher, name, hookspecs.hookimpl(implementation))
+
+
+def _one_line(exc: pluggy.PluginValidationError) -> str:
+    """pluggy's reason for refusing a plugin (an implementation that does not fit its
+    hook, a wrapper that is not a generator) as one line: its first and last."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    return lines[0] if len(lines) == 1 else f"{lines[0]}: {lines[-1]}"
+
+
+def _is_wrapper(impl: pluggy.HookImpl) -> bool:
+    return bool(impl.wrapper or impl.hookwrapper)
+
+
+def _wrappers_in_traceback(
+    hook: pluggy.HookCaller, exc: BaseException, left_out: set[object]
+) -> list[pluggy.HookImpl]:
+    """The wrappers of ``hook`` whose code is in ``exc``'s traceback (or its context's)."""
+    wrappers = [i for i in hook.get_hookimpls() if _is_wrapper(i) and i.plugin not in left_out]
+    codes: set[object] = set()
+    seen: BaseException | None = exc
+    for _ in range(10):  # the exception and what it was raised from, bounded
+        if seen is None:
+            break
+        codes.update(frame.f_code for frame, _ in traceback.walk_tb(seen.__traceback__))
+        seen = seen.__cause__ or seen.__context__
+    found = [i for i in wrappers if getattr(i.function, "__code__", None) in codes]
+    # A generator that breaks pluggy's protocol (returns before its yield, yields
+    # twice) leaves no frame of its own: then every wrapper left is suspect.
+    return found or wrappers
+
+
+def _check_probe(probe_type: Any) -> None:
+    if not (isinstance(probe_type, type) and issubclass(probe_type, Probe)):
+        raise PluginError(f"{probe_type!r} is not a subclass of anyprobe.Probe")
+    for attr in ("name", "schemes"):
+        if not getattr(probe_type, attr, None):
+            raise PluginError(f"probe {probe_type.__name__} has no {attr}")
+
+
+def _check_reporter(reporter_type: Any) -> None:
+    if not (isinstance(reporter_type, type) and issubclass(reporter_type, Reporter)):
+        raise PluginError(f"{reporter_type!r} is not a subclass of anyprobe.Reporter")
+    if not getattr(reporter_type, "name", None):
+        raise PluginError(f"reporter {reporter_type.__name__} has no name")
 
 
 @dataclass(frozen=True)
 class _Found:
-    """One entry point, loaded: its plugin object, or ``info.error`` if it failed."""
+    """One plugin, imported: its plugin object, or ``info.error`` if it failed."""
 
     info: PluginInfo
     plugin: object | None
 
 
+# anyprobe's own plugins, registered from these modules (as pytest registers its
+# default plugins) so they load without package metadata; the entry points in
+# pyproject.toml that name them are skipped.
+BUILTIN_PLUGINS: tuple[str, ...] = tuple(
+    f"anyprobe.plugins.{name}"
+    for name in (
+        "tcp",
+        "http",
+        "dns",
+        "ssh",
+        "table",
+        "jsonl",
+        "junit",
+        "prometheus",
+        "nagios",
+        "webhook",
+        "csv",
+        "markdown",
+        "pushgateway",
+    )
+)
+
+
+def _import_plugin(info: PluginInfo, load: Callable[[], object]) -> _Found:
+    try:
+        return _Found(info, load())
+    except Exception as exc:
+        info.error = f"failed to load {info.module}: {type(exc).__name__}: {exc}"
+        log.debug("plugin %s: %s", info.name, info.error)
+        return _Found(info, None)
+
+
 def _discover(autoload: bool, wanted: frozenset[str] | None) -> list[_Found]:
-    """Scan the installed packages for plugins and import them (slow: blocking I/O)."""
-    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    """anyprobe's own plugins, then the installed ones (slow: blocking I/O)."""
+    from . import __version__
+
     # anyprobe's own plugins first: a third-party one cannot take their schemes.
-    ordered = sorted(found, key=lambda ep: ep.dist is None or ep.dist.name != "anyprobe")
-    loaded: list[_Found] = []
-    names: set[str] = set()
-    for ep in ordered:
-        package = ep.dist.name if ep.dist else None
-        builtin = package == "anyprobe"
-        if not builtin and (not autoload or (wanted is not None and ep.name not in wanted)):
+    loaded = [
+        _import_plugin(
+            PluginInfo(
+                name=module.rpartition(".")[2],
+                package="anyprobe",
+                version=__version__,
+                module=module,
+            ),
+            lambda module=module: importlib.import_module(module),  # type: ignore[misc]
+        )
+        for module in BUILTIN_PLUGINS
+    ]
+    if not autoload:
+        return loaded
+    names = {found.info.name for found in loaded}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.module in BUILTIN_PLUGINS or ep.name in names:
             continue
-        if ep.name in names:
+        if wanted is not None and ep.name not in wanted:
             continue
         names.add(ep.name)
         info = PluginInfo(
             name=ep.name,
-            package=package,
+            package=ep.dist.name if ep.dist else None,
             version=ep.dist.version if ep.dist else None,
             module=ep.value,
         )
-        plugin = None
-        try:
-            plugin = ep.load()
-        except Exception as exc:
-            info.error = f"failed to load {ep.value}: {type(exc).__name__}: {exc}"
-            log.debug("plugin %s: %s", ep.name, info.error)
-        loaded.append(_Found(info, plugin))
+        loaded.append(_import_plugin(info, ep.load))
     return loaded
 
 

@@ -14,7 +14,6 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -90,13 +89,14 @@ class Nameless(anyprobe.Reporter[anyprobe.ReporterOptions]):
     pass
 
 
-def reporter_plugin(*reporter_types: type[Any]) -> SimpleNamespace:
+def reporter_plugin(*reporter_types: type[Any]) -> type:
     @anyprobe.hookimpl
     def anyprobe_register_reporters(register: Callable[[type[Any]], None]) -> None:
         for reporter_type in reporter_types:
             register(reporter_type)
 
-    return SimpleNamespace(anyprobe_register_reporters=anyprobe_register_reporters)
+    # A class: pluggy keeps plugins in sets, and a SimpleNamespace cannot be hashed.
+    return type("ReporterPlugin", (), {"anyprobe_register_reporters": anyprobe_register_reporters})
 
 
 @pytest.mark.anyio
@@ -158,7 +158,9 @@ def anyprobe_demo_services(register: Callable[[Callable[..., Any]], None]) -> No
 async def test_demo_services_are_started_checked_and_stopped(
     anyprobe_manager: anyprobe.PluginManager,
 ) -> None:
-    anyprobe_manager.register(SimpleNamespace(anyprobe_demo_services=anyprobe_demo_services))
+    anyprobe_manager.register(
+        type("DemoPlugin", (), {"anyprobe_demo_services": anyprobe_demo_services})
+    )
     assert greeting_service in anyprobe_manager.demo_services
     async with AsyncExitStack() as stack:
         targets, expected = await start_demo_services(anyprobe_manager, stack)
