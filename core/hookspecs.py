@@ -89,5 +89,9 @@ def anyprobe_run_finished(run: RunInfo, summary: RunSummary) -> None:
     """Called once at the end of a run, after every reporter has finished.
 
     ``summary`` counts the results by status and says whether the run was
-    interrupted. Also called after Ctrl-C, with what was finished by then.
+    interrupted. Also called after Ctrl-C, with what was finished by then:
+    ``summary.reporter_failures`` names the reporters that failed (or ran
+    past ``reporter_timeout``), ``summary.reporters_stopped`` those a second
+    signal stopped before they finished (their files left as they were), and
+    ``summary.broken_plugins`` the plugins that could not be loaded.
     """
