@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 MASK = "***"
 
@@ -58,6 +59,20 @@ MIN_SECRET_LENGTH = 3
 
 # scheme://user:password@ anywhere in a text.
 _URL_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):(?P<pw>[^\s/@]*)@")
+
+
+_PERCENT = re.compile(r"%([0-9A-F])([0-9A-F])")
+
+
+def _form_pattern(form: str) -> str:
+    """A regular expression for one form of a secret: literal, except that
+    percent-escapes match in either case (``%2F`` and ``%2f``)."""
+    escaped = re.escape(form)
+    return _PERCENT.sub(lambda m: "%" + _either_case(m[1]) + _either_case(m[2]), escaped)
+
+
+def _either_case(char: str) -> str:
+    return f"[{char}{char.lower()}]" if char.isalpha() else char
 
 
 @functools.lru_cache(maxsize=1024)
@@ -103,7 +118,18 @@ class Masker:
         """Hide ``secret``, and its percent-encoded and base64 forms, from now on."""
         if len(secret) < MIN_SECRET_LENGTH:
             return
-        forms = {secret, quote(secret, safe=""), unquote(secret)}
+        forms = {secret, unquote(secret)}
+        # Percent-encoded as a path (``/`` kept), a query value (``+`` for a
+        # space) or a component: the hex digits match in either case.
+        forms |= {quote(secret, safe=""), quote(secret), quote_plus(secret)}
+        # Inside a JSON string: ``\"``, ``\\``, ``\uXXXX`` and the ``\/`` some
+        # encoders write.
+        escaped = json.dumps(secret)[1:-1]
+        forms |= {
+            escaped,
+            escaped.replace("/", "\\/"),
+            json.dumps(secret, ensure_ascii=False)[1:-1],
+        }
         encoded = base64.b64encode(secret.encode()).decode("ascii")
         forms |= {encoded, encoded.rstrip("=")}
         forms |= {base64.urlsafe_b64encode(secret.encode()).decode("ascii").rstrip("=")}
@@ -151,14 +177,38 @@ class Masker:
         if password:
             self.add(password)
 
+    def _compiled(self) -> re.Pattern[str]:
+        if self._pattern is None:
+            ordered = sorted(self._secrets, key=len, reverse=True)
+            self._pattern = re.compile("|".join(_form_pattern(s) for s in ordered))
+        return self._pattern
+
     def text(self, value: str) -> str:
         """``value`` with every secret and every URL password masked."""
         if self._secrets:
-            if self._pattern is None:
-                ordered = sorted(self._secrets, key=len, reverse=True)
-                self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
-            value = self._pattern.sub(MASK, value)
+            value = self._compiled().sub(MASK, value)
         return mask_url_password(value)
+
+    def excerpt(self, value: str, start: int, end: int) -> str:
+        """``value[start:end]`` as it may be shown: a secret that overlaps the
+        excerpt is masked whole, also when the excerpt holds only part of it
+        (a pattern that matched the first characters of a token)."""
+        if not self._secrets:
+            return mask_url_password(value[start:end])
+        pieces: list[str] = []
+        cursor = start
+        for found in self._compiled().finditer(value):
+            if found.end() <= start:
+                continue
+            if found.start() >= end:
+                break
+            if found.start() > cursor:
+                pieces.append(value[cursor : found.start()])
+            pieces.append(MASK)
+            cursor = max(cursor, found.end())
+        if cursor < end:
+            pieces.append(value[cursor:end])
+        return mask_url_password("".join(pieces))
 
     def header(self, name: str, value: str) -> str:
         """A header's value as shown: a credential header's is masked whole."""

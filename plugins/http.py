@@ -1155,7 +1155,10 @@ def body_failure(body: bytes, options: HttpOptions, masker: Masker) -> str | Non
     for pattern in options._body_antipatterns:
         found = pattern.search(text)
         if found is not None:
-            return f"body matches {pattern.pattern!r} ({_clip(masker.text(found.text))})"
+            # A secret the match overlaps is masked whole, even when the
+            # pattern matched only its first characters.
+            shown = masker.excerpt(text, found.start, found.end)
+            return f"body matches {pattern.pattern!r} ({_clip(shown)})"
     if options._json_expressions:
         return json_failure(masker.text(text), options._json_expressions)
     return None
