@@ -21,8 +21,12 @@ import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from .model import Outcome
+    from .probe import CheckContext
 
 MASK = "***"
 
@@ -69,6 +73,22 @@ def _form_pattern(form: str) -> str:
     percent-escapes match in either case (``%2F`` and ``%2f``)."""
     escaped = re.escape(form)
     return _PERCENT.sub(lambda m: "%" + _either_case(m[1]) + _either_case(m[2]), escaped)
+
+
+#: How many first characters of a secret, right before a clip's ``...``, are
+#: taken for the secret cut short; at most _CUT_LONGEST are matched.
+_CUT_PREFIX = 4
+_CUT_LONGEST = 96
+
+
+def _prefix_pattern(form: str) -> str:
+    """A regular expression for the first characters of ``form`` (at least
+    :data:`_CUT_PREFIX`) followed by the ``...`` of a clipped quote."""
+    head = re.escape(form[:_CUT_PREFIX])
+    rest = ""
+    for char in reversed(form[_CUT_PREFIX:_CUT_LONGEST]):
+        rest = f"(?:{re.escape(char)}{rest})?"
+    return f"{head}{rest}(?=['\"]?\\.\\.\\.)"
 
 
 def _either_case(char: str) -> str:
@@ -177,10 +197,28 @@ class Masker:
         if password:
             self.add(password)
 
+    def add_bytes(self, data: bytes) -> None:
+        """Hide bytes a check sends (the TCP probe's ``send``): as text, as
+        they are quoted in a summary (``'AUTH x\\r\\n'``), and in base64."""
+        if len(data) < MIN_SECRET_LENGTH:
+            return
+        self.add(data.decode("utf-8", errors="replace"))
+        self.add(data.decode("latin-1"))
+        self.add(repr(data)[2:-1])
+        encoded = base64.b64encode(data).decode("ascii")
+        for form in (encoded, encoded.rstrip("=")):
+            if form not in self._secrets:
+                self._secrets.add(form)
+                self._pattern = None
+
     def _compiled(self) -> re.Pattern[str]:
         if self._pattern is None:
             ordered = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(_form_pattern(s) for s in ordered))
+            whole = [_form_pattern(s) for s in ordered]
+            # A form cut short where a summary clips a quote (``'AUTH x...``):
+            # its first characters, right before the ellipsis.
+            cut = [_prefix_pattern(s) for s in ordered if len(s) > _CUT_PREFIX]
+            self._pattern = re.compile("|".join([*whole, *cut]))
         return self._pattern
 
     def text(self, value: str) -> str:
@@ -282,3 +320,30 @@ def _field_kinds(model: type) -> tuple[tuple[str, ...], tuple[str, ...], tuple[s
         elif "str" in str(field.annotation):
             texts.append(name)
     return tuple(secret), tuple(headers), tuple(texts)
+
+
+def mask_outcome(outcome: Outcome, masker: Masker) -> Outcome:
+    """``outcome`` with every secret masked in its summary, metrics, details and error."""
+    import dataclasses
+
+    outcome.summary = masker.text(outcome.summary)
+    outcome.metrics = masker.value(outcome.metrics)
+    outcome.details = masker.value(outcome.details)
+    if outcome.error is not None:
+        outcome.error = dataclasses.replace(
+            outcome.error, message=masker.text(outcome.error.message)
+        )
+    return outcome
+
+
+def mask_context(ctx: CheckContext, masker: Masker) -> None:
+    """Mask what a check left in its context: the trace and the metrics so far."""
+    import dataclasses
+
+    for index, event in enumerate(ctx.trace_events):
+        masked = masker.text(event.message)
+        if masked != event.message:
+            ctx.trace_events[index] = dataclasses.replace(event, message=masked)
+    for key, value in list(ctx.metrics.items()):
+        if isinstance(value, str):
+            ctx.metrics[key] = masker.text(value)

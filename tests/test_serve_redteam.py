@@ -4,8 +4,10 @@ sockets, both backends."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ import pytest
 from anyprobe import PluginManager
 from anyprobe.masking import Masker
 from tests.cli import anyprobe as run_anyprobe
+from tests.servers.threaded import accept_in_thread
 from tests.test_serve import get, running
 
 #: A header_env value with characters that every encoding changes: ``/`` (JSON
@@ -220,3 +223,85 @@ async def test_the_dns_probes_system_resolvers_are_checked_against_the_allow_lis
     assert response.status_code == 200
     assert "critical: 127.0.0.9 is not in allow_targets" in response.text, response.text
     assert "probe_success 0" in response.text
+
+
+# -- masking: the TCP probe's ``send`` echoed back ------------------------------------
+
+#: Sent by the TCP probe (a secret field); the echo server sends it back raw and
+#: in base64, longer than a summary quotes, so the quote is cut inside it.
+TCP_SECRET = "AUTH Tcp-Send-Secret-77"
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    """A loopback TCP server that answers ``ECHO <what came>`` and ``B64 <base64>``."""
+
+    def echo(client: socket.socket) -> None:
+        data = client.recv(4096)
+        client.sendall(b"ECHO " + data + b"\nB64 " + base64.b64encode(data) + b"\n")
+
+    with accept_in_thread(echo) as port:
+        yield port
+
+
+def _tcp_leaks(text: str) -> list[str]:
+    sent = (TCP_SECRET + "\r\n").encode()
+    encoded = base64.b64encode(sent).decode()
+    return [form for form in ("Send-Secret", encoded[:12]) if form in text]
+
+
+@pytest.mark.anyio
+async def test_serve_masks_the_tcp_send_text_a_server_echoes(
+    manager: PluginManager, echo_port: int, tmp_path: Path
+) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        f'[module.t]\nprobe = "tcp"\nsend = "{TCP_SECRET}\\r\\n"\nexpect = "NOT-THERE"\n'
+    )
+    async with running(manager, config) as url:
+        debug = await get(
+            f"{url}/probe",
+            params={"target": f"127.0.0.1:{echo_port}", "module": "t", "debug": "true"},
+        )
+    assert "critical: expected 'NOT-THERE'" in debug.text, debug.text
+    assert "got 'ECHO ***" in debug.text
+    assert _tcp_leaks(debug.text) == [], debug.text
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_every_report_masks_the_tcp_send_text_a_server_echoes(
+    echo_port: int, tmp_path: Path, backend: str
+) -> None:
+    files = {name: tmp_path / f"out.{name}" for name in ("jsonl", "junit", "csv", "markdown")}
+    proc = run_anyprobe(
+        "check",
+        f"tcp://127.0.0.1:{echo_port}",
+        "--set",
+        f"send={TCP_SECRET}\\r\\n",
+        "--set",
+        "expect=NOT-THERE",
+        "--backend",
+        backend,
+        "--explain",
+        "-vv",
+        "-r",
+        "table",
+        "-r",
+        "nagios",
+        *[arg for name, path in files.items() for arg in ("-r", f"{name}={path}")],
+    )
+    output = proc.stdout + proc.stderr + "".join(p.read_text() for p in files.values())
+    assert proc.returncode == 2, output
+    assert "ECHO ***" in output
+    assert _tcp_leaks(output) == [], output
+
+
+def test_a_secret_cut_short_by_a_clipped_quote_is_masked() -> None:
+    masker = Masker()
+    masker.add_bytes(b"AUTH Tcp-Send-Secret-77\r\n")
+    encoded = base64.b64encode(b"AUTH Tcp-Send-Secret-77\r\n").decode()
+    assert masker.text("got 'ECHO AUTH Tcp-Se'... (72 bytes)") == "got 'ECHO ***'... (72 bytes)"
+    assert masker.text(f"got '{encoded[:20]}...'") == "got '***...'"
+    assert masker.text("got 'AUTH Tcp-Send-Secret-77\\r\\n'") == "got '***'"
+    # Only right before a clip: the same first characters elsewhere are left alone.
+    assert masker.text("AUTH is fine") == "AUTH is fine"
