@@ -21,6 +21,7 @@ import pytest
 from anyprobe import PluginManager
 from anyprobe.masking import Masker
 from tests.cli import anyprobe as run_anyprobe
+from tests.servers.ssh import SshServer
 from tests.servers.threaded import accept_in_thread
 from tests.test_serve import get, running
 
@@ -305,3 +306,43 @@ def test_a_secret_cut_short_by_a_clipped_quote_is_masked() -> None:
     assert masker.text("got 'AUTH Tcp-Send-Secret-77\\r\\n'") == "got '***'"
     # Only right before a clip: the same first characters elsewhere are left alone.
     assert masker.text("AUTH is fine") == "AUTH is fine"
+
+
+# -- masking: an SSH password the remote prints -------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_every_report_masks_an_ssh_password_the_remote_prints(
+    ssh_server: SshServer, tmp_path: Path, backend: str
+) -> None:
+    # The remote prints the password_env value in base64 (a command or a login
+    # script that shows the environment); expect_output fails and quotes it.
+    encoded = base64.b64encode(ssh_server.password.encode()).decode()
+    files = {name: tmp_path / f"out.{name}" for name in ("jsonl", "junit", "csv", "markdown")}
+    proc = run_anyprobe(
+        "check",
+        ssh_server.url,
+        "--set",
+        f"known_hosts={ssh_server.known_hosts}",
+        "--set",
+        "password_env=REDTEAM_SSH_PASSWORD",
+        "--set",
+        f"command=echo {encoded}",
+        "--set",
+        "expect_output=nothing-like-it",
+        "--backend",
+        backend,
+        "--explain",
+        "-vv",
+        "-r",
+        "table",
+        "-r",
+        "nagios",
+        *[arg for name, path in files.items() for arg in ("-r", f"{name}={path}")],
+        env={"REDTEAM_SSH_PASSWORD": ssh_server.password},
+    )
+    output = proc.stdout + proc.stderr + "".join(p.read_text() for p in files.values())
+    assert proc.returncode == 2, output
+    assert "does not match 'nothing-like-it' (got '***')" in output, output
+    assert encoded not in output
+    assert ssh_server.password not in output
