@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
+import anyio
 import pytest
 
 from anyprobe import PluginManager
@@ -346,3 +347,37 @@ def test_every_report_masks_an_ssh_password_the_remote_prints(
     assert "does not match 'nothing-like-it' (got '***')" in output, output
     assert encoded not in output
     assert ssh_server.password not in output
+
+
+# -- denial of service: requests that never end, requests too large -------------------
+
+
+@pytest.mark.anyio
+async def test_unfinished_and_oversized_requests_do_not_stop_probes(
+    manager: PluginManager, reflector: EncodingReflector
+) -> None:
+    async with running(manager) as url:
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+        assert host is not None and port is not None
+
+        def attack() -> tuple[list[socket.socket], bytes]:
+            # 200 clients that send half a request and stop (slowloris)...
+            stalled = []
+            for _ in range(200):
+                client = socket.create_connection((host, port))
+                client.sendall(b"GET /probe?target=x HTTP/1.1\r\nHost: x\r\nX-Slow")
+                stalled.append(client)
+            # ... and one whose request line is 100 kB long (hypercorn takes 16 kB).
+            with socket.create_connection((host, port), timeout=30) as big:
+                big.sendall(b"GET /probe?target=" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n")
+                return stalled, big.recv(100)
+
+        stalled, answer = await anyio.to_thread.run_sync(attack)
+        try:
+            assert answer.startswith(b"HTTP/1.1 431 "), answer
+            response = await get(f"{url}/probe", params={"target": f"{reflector.url}/"})
+        finally:
+            for client in stalled:
+                client.close()
+    assert response.status_code == 200
+    assert "probe_success 1" in response.text
