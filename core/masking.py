@@ -18,10 +18,15 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from .model import Outcome
+    from .probe import CheckContext
 
 MASK = "***"
 
@@ -58,6 +63,36 @@ MIN_SECRET_LENGTH = 3
 
 # scheme://user:password@ anywhere in a text.
 _URL_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):(?P<pw>[^\s/@]*)@")
+
+
+_PERCENT = re.compile(r"%([0-9A-F])([0-9A-F])")
+
+
+def _form_pattern(form: str) -> str:
+    """A regular expression for one form of a secret: literal, except that
+    percent-escapes match in either case (``%2F`` and ``%2f``)."""
+    escaped = re.escape(form)
+    return _PERCENT.sub(lambda m: "%" + _either_case(m[1]) + _either_case(m[2]), escaped)
+
+
+#: How many first characters of a secret, right before a clip's ``...``, are
+#: taken for the secret cut short; at most _CUT_LONGEST are matched.
+_CUT_PREFIX = 4
+_CUT_LONGEST = 96
+
+
+def _prefix_pattern(form: str) -> str:
+    """A regular expression for the first characters of ``form`` (at least
+    :data:`_CUT_PREFIX`) followed by the ``...`` of a clipped quote."""
+    head = re.escape(form[:_CUT_PREFIX])
+    rest = ""
+    for char in reversed(form[_CUT_PREFIX:_CUT_LONGEST]):
+        rest = f"(?:{re.escape(char)}{rest})?"
+    return f"{head}{rest}(?=['\"]?\\.\\.\\.)"
+
+
+def _either_case(char: str) -> str:
+    return f"[{char}{char.lower()}]" if char.isalpha() else char
 
 
 @functools.lru_cache(maxsize=1024)
@@ -103,7 +138,18 @@ class Masker:
         """Hide ``secret``, and its percent-encoded and base64 forms, from now on."""
         if len(secret) < MIN_SECRET_LENGTH:
             return
-        forms = {secret, quote(secret, safe=""), unquote(secret)}
+        forms = {secret, unquote(secret)}
+        # Percent-encoded as a path (``/`` kept), a query value (``+`` for a
+        # space) or a component: the hex digits match in either case.
+        forms |= {quote(secret, safe=""), quote(secret), quote_plus(secret)}
+        # Inside a JSON string: ``\"``, ``\\``, ``\uXXXX`` and the ``\/`` some
+        # encoders write.
+        escaped = json.dumps(secret)[1:-1]
+        forms |= {
+            escaped,
+            escaped.replace("/", "\\/"),
+            json.dumps(secret, ensure_ascii=False)[1:-1],
+        }
         encoded = base64.b64encode(secret.encode()).decode("ascii")
         forms |= {encoded, encoded.rstrip("=")}
         forms |= {base64.urlsafe_b64encode(secret.encode()).decode("ascii").rstrip("=")}
@@ -151,14 +197,56 @@ class Masker:
         if password:
             self.add(password)
 
+    def add_bytes(self, data: bytes) -> None:
+        """Hide bytes a check sends (the TCP probe's ``send``): as text, as
+        they are quoted in a summary (``'AUTH x\\r\\n'``), and in base64."""
+        if len(data) < MIN_SECRET_LENGTH:
+            return
+        self.add(data.decode("utf-8", errors="replace"))
+        self.add(data.decode("latin-1"))
+        self.add(repr(data)[2:-1])
+        encoded = base64.b64encode(data).decode("ascii")
+        for form in (encoded, encoded.rstrip("=")):
+            if form not in self._secrets:
+                self._secrets.add(form)
+                self._pattern = None
+
+    def _compiled(self) -> re.Pattern[str]:
+        if self._pattern is None:
+            ordered = sorted(self._secrets, key=len, reverse=True)
+            whole = [_form_pattern(s) for s in ordered]
+            # A form cut short where a summary clips a quote (``'AUTH x...``):
+            # its first characters, right before the ellipsis.
+            cut = [_prefix_pattern(s) for s in ordered if len(s) > _CUT_PREFIX]
+            self._pattern = re.compile("|".join([*whole, *cut]))
+        return self._pattern
+
     def text(self, value: str) -> str:
         """``value`` with every secret and every URL password masked."""
         if self._secrets:
-            if self._pattern is None:
-                ordered = sorted(self._secrets, key=len, reverse=True)
-                self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
-            value = self._pattern.sub(MASK, value)
+            value = self._compiled().sub(MASK, value)
         return mask_url_password(value)
+
+    def excerpt(self, value: str, start: int, end: int) -> str:
+        """``value[start:end]`` as it may be shown: a secret that overlaps the
+        excerpt is masked whole, also when the excerpt holds only part of it
+        (a pattern that matched the first characters of a token)."""
+        if not self._secrets:
+            return mask_url_password(value[start:end])
+        pieces: list[str] = []
+        cursor = start
+        for found in self._compiled().finditer(value):
+            if found.end() <= start:
+                continue
+            if found.start() >= end:
+                break
+            if found.start() > cursor:
+                pieces.append(value[cursor : found.start()])
+            pieces.append(MASK)
+            cursor = max(cursor, found.end())
+        if cursor < end:
+            pieces.append(value[cursor:end])
+        return mask_url_password("".join(pieces))
 
     def header(self, name: str, value: str) -> str:
         """A header's value as shown: a credential header's is masked whole."""
@@ -232,3 +320,30 @@ def _field_kinds(model: type) -> tuple[tuple[str, ...], tuple[str, ...], tuple[s
         elif "str" in str(field.annotation):
             texts.append(name)
     return tuple(secret), tuple(headers), tuple(texts)
+
+
+def mask_outcome(outcome: Outcome, masker: Masker) -> Outcome:
+    """``outcome`` with every secret masked in its summary, metrics, details and error."""
+    import dataclasses
+
+    outcome.summary = masker.text(outcome.summary)
+    outcome.metrics = masker.value(outcome.metrics)
+    outcome.details = masker.value(outcome.details)
+    if outcome.error is not None:
+        outcome.error = dataclasses.replace(
+            outcome.error, message=masker.text(outcome.error.message)
+        )
+    return outcome
+
+
+def mask_context(ctx: CheckContext, masker: Masker) -> None:
+    """Mask what a check left in its context: the trace and the metrics so far."""
+    import dataclasses
+
+    for index, event in enumerate(ctx.trace_events):
+        masked = masker.text(event.message)
+        if masked != event.message:
+            ctx.trace_events[index] = dataclasses.replace(event, message=masked)
+    for key, value in list(ctx.metrics.items()):
+        if isinstance(value, str):
+            ctx.metrics[key] = masker.text(value)

@@ -35,6 +35,7 @@ import anyprobe
 from anyprobe.inputs import find_control
 from anyprobe.net import (
     IpFamily,
+    check_destination,
     connect_tcp,
     fail_from_os_error,
     resolve,
@@ -402,6 +403,8 @@ class DnsProbe(anyprobe.Probe[DnsOptions]):
                     status=anyprobe.Status.UNKNOWN,
                 )
             servers = await _system_nameservers(options.resolv_conf, ctx)
+            for server in servers:  # the address policy (serve's allow_targets) holds here too
+                check_destination(server, [server])
             port = DEFAULT_PORT
         else:
             port = question.port or DEFAULT_PORTS[options.transport]

@@ -41,7 +41,14 @@ from anyio.abc import ByteStream
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 import anyprobe
-from anyprobe.masking import Masker, is_credential_header, mask_url_password, options_masker
+from anyprobe.masking import (
+    Masker,
+    is_credential_header,
+    mask_context,
+    mask_outcome,
+    mask_url_password,
+    options_masker,
+)
 from anyprobe.net import (
     IpFamily,
     check_destination,
@@ -572,33 +579,6 @@ def _check_masker(
     return masker
 
 
-def _masked_outcome(outcome: anyprobe.Outcome, masker: Masker) -> anyprobe.Outcome:
-    """``outcome`` with every secret masked in its summary, metrics, details and error."""
-    import dataclasses
-
-    outcome.summary = masker.text(outcome.summary)
-    outcome.metrics = masker.value(outcome.metrics)
-    outcome.details = masker.value(outcome.details)
-    if outcome.error is not None:
-        outcome.error = dataclasses.replace(
-            outcome.error, message=masker.text(outcome.error.message)
-        )
-    return outcome
-
-
-def _mask_context(ctx: anyprobe.CheckContext, masker: Masker) -> None:
-    """Mask what the check left in its context: the trace and the metrics so far."""
-    import dataclasses
-
-    for index, event in enumerate(ctx.trace_events):
-        masked = masker.text(event.message)
-        if masked != event.message:
-            ctx.trace_events[index] = dataclasses.replace(event, message=masked)
-    for key, value in list(ctx.metrics.items()):
-        if isinstance(value, str):
-            ctx.metrics[key] = masker.text(value)
-
-
 def _cross_origin_headers(
     headers: Sequence[tuple[str, str]], options: HttpOptions
 ) -> list[tuple[str, str]]:
@@ -727,8 +707,8 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         except anyprobe.CheckFailed as failed:
             outcome = failed.to_outcome(ctx.current_phase)
         finally:
-            _mask_context(ctx, masker)
-        return _masked_outcome(outcome, masker)
+            mask_context(ctx, masker)
+        return mask_outcome(outcome, masker)
 
     async def _check(
         self,
@@ -1155,7 +1135,10 @@ def body_failure(body: bytes, options: HttpOptions, masker: Masker) -> str | Non
     for pattern in options._body_antipatterns:
         found = pattern.search(text)
         if found is not None:
-            return f"body matches {pattern.pattern!r} ({_clip(masker.text(found.text))})"
+            # A secret the match overlaps is masked whole, even when the
+            # pattern matched only its first characters.
+            shown = masker.excerpt(text, found.start, found.end)
+            return f"body matches {pattern.pattern!r} ({_clip(shown)})"
     if options._json_expressions:
         return json_failure(masker.text(text), options._json_expressions)
     return None

@@ -34,6 +34,7 @@ from pydantic import Field, field_validator, model_validator
 import anyprobe
 from anyprobe.bridge import AsyncioBridge, asyncio_bridge
 from anyprobe.errors import did_you_mean
+from anyprobe.masking import mask_context, mask_outcome, options_masker
 from anyprobe.net import IpFamily, describe_os_error, fail_from_os_error, resolve
 
 if TYPE_CHECKING:
@@ -287,6 +288,26 @@ class SshProbe(anyprobe.Probe[SshOptions]):
         return super().validate_url(url, text)
 
     async def check(
+        self, target: anyprobe.Target, options: SshOptions, ctx: anyprobe.CheckContext
+    ) -> anyprobe.Outcome:
+        # The command's output is quoted in summaries: a remote that prints the
+        # password or passphrase must not reveal it (anyprobe.masking's rule).
+        masker = options_masker(options)
+        for variable in (options.password_env, options.key_passphrase_env):
+            value = os.environ.get(variable) if variable else None
+            if value:
+                masker.add(value)
+        if not masker:
+            return await self._check(target, options, ctx)
+        try:
+            outcome = await self._check(target, options, ctx)
+        except anyprobe.CheckFailed as failed:
+            outcome = failed.to_outcome(ctx.current_phase)
+        finally:
+            mask_context(ctx, masker)
+        return mask_outcome(outcome, masker)
+
+    async def _check(
         self, target: anyprobe.Target, options: SshOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         assert target.port is not None

@@ -33,6 +33,7 @@ from pydantic import Field, field_validator, model_validator
 
 import anyprobe
 from anyprobe.inputs import host_problem
+from anyprobe.masking import mask_context, mask_outcome, options_masker
 from anyprobe.net import IpFamily, connect_tcp, describe_os_error, resolve, root_os_error
 from anyprobe.tls import (
     TlsInfo,
@@ -236,6 +237,25 @@ class TcpProbe(anyprobe.Probe[TcpOptions]):
                 importlib.import_module(module)
 
     async def check(
+        self, target: anyprobe.Target, options: TcpOptions, ctx: anyprobe.CheckContext
+    ) -> anyprobe.Outcome:
+        # What the server sends back is quoted in summaries: a server that
+        # echoes ``send`` must not reveal it (anyprobe.masking's one rule).
+        masker = options_masker(options)
+        for value in (options.send, options.quit):
+            if value is not None:
+                masker.add_bytes(unescape(value))
+        if not masker:
+            return await self._check(target, options, ctx)
+        try:
+            outcome = await self._check(target, options, ctx)
+        except anyprobe.CheckFailed as failed:
+            outcome = failed.to_outcome(ctx.current_phase)
+        finally:
+            mask_context(ctx, masker)
+        return mask_outcome(outcome, masker)
+
+    async def _check(
         self, target: anyprobe.Target, options: TcpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         assert target.port is not None
