@@ -37,13 +37,15 @@ NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --quiet --site-dir build/
 # works whether python3 is a system interpreter or itself a virtual environment's.
 example_venv=build/example-venv
 python3 -m venv --clear "$example_venv"
-"$example_venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e examples/anyprobe-example
+"$example_venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
+    -e . -e examples/anyprobe-example
 # Only now: the example's build must not see this environment's setuptools.
 outer_site_dirs=$(python3 -c 'import site, sys; print(repr([p for p in sys.path if p.endswith("-packages")]))')
 example_site=$("$example_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 printf 'import site; list(map(site.addsitedir, %s))\n' "$outer_site_dirs" >"$example_site/outer-environment.pth"
 "$example_venv/bin/python" -m pytest -q -p no:randomly examples/anyprobe-example/tests
-"$example_venv/bin/python" -m pytest -q -p no:randomly tests/test_docs.py \
+# The docs pages run `anyprobe` at a shell: the example venv's, which knows the plugin.
+PATH="$PWD/$example_venv/bin:$PATH" "$example_venv/bin/python" -m pytest -q -p no:randomly tests/test_docs.py \
     -k "writing-a-probe.md or writing-a-reporter.md"
 
 # pytest exits 5 when it collected no test: that is a failure here too.
