@@ -101,10 +101,18 @@ class PluginManager:
         plugin_name = name or getattr(plugin, "__name__", None) or f"plugin-{id(plugin)}"
         if plugin_name in self._infos:
             raise PluginError(f"a plugin named {plugin_name!r} is already registered")
+        try:
+            self.hook_manager.register(plugin, name=plugin_name)
+        except pluggy.PluginValidationError as exc:
+            # pluggy's message spans lines: keep its first, which names the hook.
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise PluginError(f"plugin {plugin_name!r} is invalid: {first}") from exc
+        except ValueError as exc:  # the same object under another name
+            other = self.hook_manager.get_name(plugin)
+            raise PluginError(f"plugin {plugin_name!r} is already registered as {other!r}") from exc
         self._infos[plugin_name] = PluginInfo(
             name=plugin_name, module=getattr(plugin, "__name__", None)
         )
-        self.hook_manager.register(plugin, name=plugin_name)
         self._collected = False
         return plugin_name
 
