@@ -29,7 +29,7 @@ import math
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
@@ -393,10 +393,21 @@ class _TargetBuilder:
                 f"targets[{index}]: expected a URL string, an anyprobe.Check or an "
                 f"anyprobe.Target, got {type(item).__name__}{hint}"
             )
-        if self.compact is not None:
-            self.plain = list(self.compact)
-            self.compact = None
+        for _ in self.to_plain():
+            pass
         self.plain.append(target)
+
+    def to_plain(self) -> Iterator[None]:
+        """Turn the compact list into a plain one, pausing every 64 targets: past
+        :data:`~anyprobe.targets.KEEP_TARGETS` each is rebuilt from its URL, which
+        takes long enough for the caller to yield to the loop in between."""
+        compact = self.compact
+        if compact is None:
+            return
+        for start in range(0, len(compact), 64):
+            self.plain.extend(compact[start : start + 64])
+            yield
+        self.compact = None
 
     def _from_url(self, text: str) -> Target:
         probe = self.manager.probe_for_scheme(text.partition(":")[0])
@@ -562,6 +573,11 @@ async def _prepare(targets: Targets, settings: _Settings) -> Prepared:
     builder = _TargetBuilder(manager, settings)
     slice_end = time.perf_counter() + VALIDATION_SLICE
     for index, item in enumerate(_target_source(targets)):
+        if builder.compact is not None and not isinstance(item, str):
+            for _ in builder.to_plain():
+                if time.perf_counter() > slice_end:
+                    await anyio.lowlevel.checkpoint()
+                    slice_end = time.perf_counter() + VALIDATION_SLICE
         builder.add(index, item)
         if index % 64 == 63 and time.perf_counter() > slice_end:
             await anyio.lowlevel.checkpoint()

@@ -7,9 +7,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from types import ModuleType
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 import anyprobe
@@ -214,3 +217,40 @@ def test_the_first_call_imports_nothing_heavy_on_the_event_loop(
     imported = set(proc.stdout.split())
     heavy = {"pydantic", "anyprobe.manager", "anyprobe.run", "anyprobe.targets", "anyprobe.config"}
     assert not heavy & imported, sorted(heavy & imported)
+
+
+async def test_a_long_list_ending_in_a_check_is_converted_between_loop_turns(
+    scripted: PluginManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past KEEP_TARGETS plain URLs are kept compact; one Check after them turns
+    # the list into Target objects, each rebuilt from its URL: that must not
+    # be one stretch without a turn of the event loop.
+    from anyprobe.targets import KEEP_TARGETS, TargetList
+
+    turns = 0
+    built_at_turn: Counter[int] = Counter()
+    make = TargetList._make
+
+    def counting_make(self: TargetList, index: int) -> anyprobe.Target:
+        built_at_turn[turns] += 1
+        return make(self, index)
+
+    monkeypatch.setattr(TargetList, "_make", counting_make)
+
+    async def count_turns(done: anyio.Event) -> None:
+        nonlocal turns
+        while not done.is_set():
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    targets: list[Any] = [f"test://ok-{n}" for n in range(KEEP_TARGETS + 5_000)]
+    targets.append(anyprobe.Check("test://ok", name="last"))
+    done = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(count_turns, done)
+        async with anyprobe.stream(targets, manager=scripted, concurrency=500) as results:
+            pass
+        done.set()
+    assert results.summary is not None and results.summary.total == len(targets)
+    assert sum(built_at_turn.values()) >= KEEP_TARGETS
+    assert max(built_at_turn.values()) < KEEP_TARGETS // 2, built_at_turn.most_common(3)
