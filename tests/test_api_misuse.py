@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from collections import Counter
 from types import ModuleType
 from typing import Any
@@ -254,3 +255,42 @@ async def test_a_long_list_ending_in_a_check_is_converted_between_loop_turns(
     assert results.summary is not None and results.summary.total == len(targets)
     assert sum(built_at_turn.values()) >= KEEP_TARGETS
     assert max(built_at_turn.values()) < KEEP_TARGETS // 2, built_at_turn.most_common(3)
+
+
+def test_threads_sharing_a_new_manager_all_see_its_probes() -> None:
+    # The first run to read a manager collects its probes; a run in another
+    # thread meanwhile must wait for them, not find none ("unknown scheme").
+    entered, release = threading.Event(), threading.Event()
+    slow = plugin_module("slow_plugin", SLOW_PLUGIN)
+    slow.entered, slow.release = entered, release
+    shared = PluginManager()
+    shared.register(slow)  # first: its hook runs before the built-in plugins'
+    shared.load_entrypoints(autoload=False)
+    errors: list[BaseException] = []
+
+    def prepare() -> None:
+        try:
+            anyprobe.prepare(["tcp://127.0.0.1:1"], manager=shared)
+        except BaseException as exc:
+            errors.append(exc)
+
+    first = threading.Thread(target=prepare)
+    first.start()
+    assert entered.wait(timeout=60)
+    second = threading.Thread(target=prepare)
+    second.start()
+    second.join(timeout=0.5)  # without the wait, it has failed by now
+    release.set()
+    first.join()
+    second.join()
+    assert errors == []
+
+
+SLOW_PLUGIN = """
+import anyprobe
+
+@anyprobe.hookimpl
+def anyprobe_register_probes(register):
+    entered.set()
+    release.wait(timeout=60)
+"""
