@@ -122,7 +122,8 @@ def _import_run_modules() -> None:
 
 async def _run_modules_imported() -> None:
     if not all(name in sys.modules for name in _RUN_MODULES):
-        await anyio.to_thread.run_sync(_import_run_modules)
+        # Abandoned if the caller gives up: the imports finish for the next call.
+        await anyio.to_thread.run_sync(_import_run_modules, abandon_on_cancel=True)
 
 
 class Results(list[Result]):
@@ -569,7 +570,11 @@ async def _prepare(targets: Targets, settings: _Settings) -> Prepared:
         return targets
     manager = settings.manager
     if manager is None:
-        manager = await anyio.to_thread.run_sync(_manager_for, settings.plugins)
+        # Abandoned if the caller gives up (a short deadline on the first call):
+        # discovery goes on in its thread and is kept for the next call.
+        manager = await anyio.to_thread.run_sync(
+            _manager_for, settings.plugins, abandon_on_cancel=True
+        )
     builder = _TargetBuilder(manager, settings)
     slice_end = time.perf_counter() + VALIDATION_SLICE
     for index, item in enumerate(_target_source(targets)):

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 
 import anyprobe
@@ -294,3 +295,28 @@ def anyprobe_register_probes(register):
     entered.set()
     release.wait(timeout=60)
 """
+
+
+async def test_a_caller_gives_up_on_a_call_still_finding_its_plugins() -> None:
+    # Plugins are found (and anyprobe's modules imported) in a worker thread:
+    # a caller's deadline must not wait for that thread to finish.
+    entered, release = threading.Event(), threading.Event()
+    slow = plugin_module("slow_plugin", SLOW_PLUGIN)
+    slow.entered, slow.release = entered, release
+    gave_up = anyio.Event()
+
+    async def call(scope: anyio.CancelScope) -> None:
+        with scope:
+            await anyprobe.check(["tcp://127.0.0.1:1"], plugins=[slow])
+        gave_up.set()
+
+    scope = anyio.CancelScope()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call, scope)
+        try:
+            assert await anyio.to_thread.run_sync(entered.wait, 60)
+            scope.cancel()
+            with anyio.fail_after(10):  # a bound for a loaded machine, not a measure
+                await gave_up.wait()
+        finally:
+            release.set()  # lets the thread end, whatever happened
