@@ -26,35 +26,29 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from types import TracebackType
-from typing import Any, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
-from anyio.streams.memory import MemoryObjectReceiveStream
-from pydantic import ValidationError
 
 from .defaults import DEFAULT_TIMEOUT
 from .errors import OptionsError, PluginError, ReporterError, TargetError, did_you_mean
-from .manager import PluginManager, default_manager
 from .model import Result, RunSummary, Target
-from .reporter import Reporter
-from .run import Run
-from .targets import (
-    KEEP_TARGETS,
-    TargetFactory,
-    TargetList,
-    check_shared_options,
-    options_error,
-    options_for_probe,
-    redact_url,
-    split_url,
-)
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream
+
+    from .manager import PluginManager
+    from .reporter import Reporter
+    from .run import Run
+    from .targets import TargetList
 
 __all__ = [
     "Check",
@@ -110,8 +104,26 @@ class Prepared(NamedTuple):
 TargetItem: TypeAlias = str | Check | Target
 Targets: TypeAlias = TargetItem | Prepared | Iterable[TargetItem]
 ReporterSpec: TypeAlias = (
-    Reporter[Any] | str | tuple[str, Mapping[str, Any]] | tuple[str, Reporter[Any]]
+    "Reporter[Any] | str | tuple[str, Mapping[str, Any]] | tuple[str, Reporter[Any]]"
 )
+
+#: The modules a run needs beyond this one. Importing them takes a few hundred
+#: milliseconds (pydantic's models are built at import), so the first call
+#: imports them in a worker thread instead of on the caller's event loop.
+_RUN_MODULES = ("anyprobe.config", "anyprobe.run", "anyprobe.targets")
+
+
+def _import_run_modules() -> None:
+    import importlib
+
+    for name in _RUN_MODULES:
+        importlib.import_module(name)
+
+
+async def _run_modules_imported() -> None:
+    if not all(name in sys.modules for name in _RUN_MODULES):
+        # Abandoned if the caller gives up: the imports finish for the next call.
+        await anyio.to_thread.run_sync(_import_run_modules, abandon_on_cancel=True)
 
 
 class Results(list[Result]):
@@ -149,16 +161,51 @@ def _count(name: str, value: object, *, low: int, high: int | None = None) -> in
     return value
 
 
+def _is_reporter(value: object) -> bool:
+    if "anyprobe.reporter" not in sys.modules:
+        return False  # no Reporter class exists yet, so no instance of one either
+    from .reporter import Reporter
+
+    return isinstance(value, Reporter)
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}: {value!r:.40}")
+    return value
+
+
+def _check_mapping(name: str, value: object, *, str_values: bool) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping, got {type(value).__name__}")
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{name}: keys must be strings, got {type(key).__name__}: {key!r:.40}")
+        if str_values and not isinstance(item, str):
+            raise TypeError(f"{name}[{key!r}] must be a str, got {type(item).__name__}")
+
+
 def _check_reporter_specs(reporters: Iterable[ReporterSpec]) -> list[ReporterSpec]:
-    if isinstance(reporters, str | Reporter):
-        reporters = [reporters]
+    if isinstance(reporters, str) or _is_reporter(reporters):
+        reporters = [cast("ReporterSpec", reporters)]
+    if not isinstance(reporters, Iterable):
+        raise TypeError(
+            "reporters must be a list of reporters (instances, names or (name, options) "
+            f"pairs), got {type(reporters).__name__}"
+        )
     specs = list(reporters)
     for index, spec in enumerate(specs):
-        ok = isinstance(spec, str | Reporter) or (
-            isinstance(spec, tuple)
-            and len(spec) == 2
-            and isinstance(spec[0], str)
-            and isinstance(spec[1], Mapping | Reporter)
+        ok = (
+            isinstance(spec, str)
+            or _is_reporter(spec)
+            or (
+                isinstance(spec, tuple)
+                and len(spec) == 2
+                and isinstance(spec[0], str)
+                and (isinstance(spec[1], Mapping) or _is_reporter(spec[1]))
+            )
         )
         if not ok:
             raise TypeError(
@@ -179,6 +226,7 @@ def resolve_reporters(
     raises :class:`~anyprobe.OptionsError`; anything else ``TypeError``.
     """
     from .config import make_reporter
+    from .reporter import Reporter
 
     made: list[tuple[str, Reporter[Any]]] = []
     for spec in _check_reporter_specs(reporters):
@@ -218,15 +266,15 @@ class _Settings:
         _count("concurrency", self.concurrency, low=1)
         _count("per_host", self.per_host, low=1)
         _seconds("run_timeout", self.run_timeout, optional=True)
-        for name in ("options", "labels"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, Mapping):
-                raise TypeError(f"{name} must be a mapping, got {type(value).__name__}")
+        _check_mapping("options", self.options, str_values=False)
+        _check_mapping("labels", self.labels, str_values=True)
+        for name in ("explain", "watchdog", "raise_on_reporter_failure"):
+            _flag(name, getattr(self, name))
         if self.limiter is not None and not isinstance(self.limiter, anyio.CapacityLimiter):
             raise TypeError(
                 f"limiter must be an anyio.CapacityLimiter, got {type(self.limiter).__name__}"
             )
-        if self.manager is not None and not isinstance(self.manager, PluginManager):
+        if self.manager is not None and not _is_plugin_manager(self.manager):
             raise TypeError(
                 f"manager must be an anyprobe.PluginManager, got {type(self.manager).__name__}"
             )
@@ -235,6 +283,14 @@ class _Settings:
                 "plugins= is ignored when manager= is given: register them on the manager "
                 "(manager.register(module)) instead"
             )
+
+
+def _is_plugin_manager(value: object) -> bool:
+    if "anyprobe.manager" not in sys.modules:
+        return False
+    from .manager import PluginManager
+
+    return isinstance(value, PluginManager)
 
 
 def _settings(
@@ -249,11 +305,28 @@ def _settings(
     settings = _Settings(
         plugins=tuple(plugins), reporters=tuple(_check_reporter_specs(reporters)), **kwargs
     )
-    if isinstance(targets, Prepared) and (settings.manager is not None or settings.plugins):
-        raise TypeError(
-            "targets from prepare() carry their plugin manager: pass plugins= or manager= "
-            "to prepare() instead"
-        )
+    if isinstance(targets, Prepared):
+        if settings.manager is not None or settings.plugins:
+            raise TypeError(
+                "targets from prepare() carry their plugin manager: pass plugins= or manager= "
+                "to prepare() instead"
+            )
+        # Prepared targets were validated with their settings: others here would be ignored.
+        given = [
+            name
+            for name, value in (
+                ("options", settings.options),
+                ("labels", settings.labels),
+                ("timeout", settings.timeout != DEFAULT_TIMEOUT),
+                ("retries", settings.retries != 0),
+            )
+            if value
+        ]
+        if given:
+            raise TypeError(
+                f"targets from prepare() carry their settings: pass {', '.join(given)} "
+                "to prepare() instead"
+            )
     _target_source(targets)  # refuses a wrong type at once
     return settings
 
@@ -281,6 +354,9 @@ class _TargetBuilder:
     def __init__(self, manager: PluginManager, settings: _Settings) -> None:
         self.manager = manager
         self.settings = settings
+        from .targets import KEEP_TARGETS, TargetFactory, TargetList
+
+        self.keep = KEEP_TARGETS
         self.factory = TargetFactory(manager)
         self.shared = dict(settings.options or {})
         self.labels = dict(settings.labels or {})
@@ -295,6 +371,8 @@ class _TargetBuilder:
     def _shared_for(self, probe_name: str) -> Mapping[str, Any]:
         raw = self.per_probe.get(probe_name)
         if raw is None:
+            from .targets import options_for_probe
+
             raw = self.per_probe[probe_name] = options_for_probe(
                 self.manager, probe_name, self.shared
             )
@@ -304,7 +382,7 @@ class _TargetBuilder:
         if isinstance(item, str):
             target = self._from_url(item)
             if self.compact is not None:
-                self.compact._add(target, KEEP_TARGETS)
+                self.compact._add(target, self.keep)
                 return
         elif isinstance(item, Check):
             target = self._from_check(item)
@@ -316,10 +394,21 @@ class _TargetBuilder:
                 f"targets[{index}]: expected a URL string, an anyprobe.Check or an "
                 f"anyprobe.Target, got {type(item).__name__}{hint}"
             )
-        if self.compact is not None:
-            self.plain = list(self.compact)
-            self.compact = None
+        for _ in self.to_plain():
+            pass
         self.plain.append(target)
+
+    def to_plain(self) -> Iterator[None]:
+        """Turn the compact list into a plain one, pausing every 64 targets: past
+        :data:`~anyprobe.targets.KEEP_TARGETS` each is rebuilt from its URL, which
+        takes long enough for the caller to yield to the loop in between."""
+        compact = self.compact
+        if compact is None:
+            return
+        for start in range(0, len(compact), 64):
+            self.plain.extend(compact[start : start + 64])
+            yield
+        self.compact = None
 
     def _from_url(self, text: str) -> Target:
         probe = self.manager.probe_for_scheme(text.partition(":")[0])
@@ -335,11 +424,18 @@ class _TargetBuilder:
                 retries=self.settings.retries,
             )
         except OptionsError as exc:
+            from .targets import redact_url
+
             raise exc.located(source="options", check=redact_url(text)) from None
         self.probes_used.add(target.probe)
         return target
 
     def _from_check(self, check: Check) -> Target:
+        from pydantic import ValidationError
+
+        from .config import CheckSettings
+        from .targets import options_error, redact_url, split_url
+
         url = check.url
         label = (
             repr(check.name) if isinstance(check.name, str) and check.name else redact_url(str(url))
@@ -351,8 +447,6 @@ class _TargetBuilder:
         for key in ("name", "timeout", "retries"):
             if getattr(check, key) is not None:
                 core[key] = getattr(check, key)
-        from .config import CheckSettings
-
         try:
             checked = CheckSettings.model_validate(core)
         except ValidationError as exc:
@@ -406,16 +500,23 @@ class _TargetBuilder:
 
     def finish(self) -> Sequence[Target]:
         if self.shared:
+            from .targets import check_shared_options
+
             check_shared_options(self.manager, self.shared, self.probes_used, what="options")
         return self.compact if self.compact is not None else self.plain
 
 
 def _manager_for(plugins: Sequence[object]) -> PluginManager:
     """A manager with the installed plugins and ``plugins``: blocking, for a worker thread."""
+    from .manager import default_manager
+
     manager = default_manager()
     names = []
     for plugin in plugins:
-        names.append(manager.register(plugin))
+        try:
+            names.append(manager.register(plugin))
+        except PluginError as exc:
+            raise PluginError(f"plugins: {exc}") from exc
         if not manager.hook_manager.get_hookcallers(plugin):
             raise PluginError(f"plugins: {names[-1]!r} has no anyprobe hook implementation")
     infos = {info.name: info for info in manager.plugins}  # calls the hooks
@@ -464,14 +565,24 @@ def prepare(
 async def _prepare(targets: Targets, settings: _Settings) -> Prepared:
     """:func:`prepare` without blocking the loop: plugin discovery in a worker
     thread, validation in slices of at most :data:`VALIDATION_SLICE` seconds."""
+    await _run_modules_imported()
     if isinstance(targets, Prepared):
         return targets
     manager = settings.manager
     if manager is None:
-        manager = await anyio.to_thread.run_sync(_manager_for, settings.plugins)
+        # Abandoned if the caller gives up (a short deadline on the first call):
+        # discovery goes on in its thread and is kept for the next call.
+        manager = await anyio.to_thread.run_sync(
+            _manager_for, settings.plugins, abandon_on_cancel=True
+        )
     builder = _TargetBuilder(manager, settings)
     slice_end = time.perf_counter() + VALIDATION_SLICE
     for index, item in enumerate(_target_source(targets)):
+        if builder.compact is not None and not isinstance(item, str):
+            for _ in builder.to_plain():
+                if time.perf_counter() > slice_end:
+                    await anyio.lowlevel.checkpoint()
+                    slice_end = time.perf_counter() + VALIDATION_SLICE
         builder.add(index, item)
         if index % 64 == 63 and time.perf_counter() > slice_end:
             await anyio.lowlevel.checkpoint()
@@ -535,11 +646,20 @@ class RunStream:
         assert self._targets is not None
         manager, targets = await _prepare(self._targets, settings)
         self._targets = None
+        from .run import Run
+
+        concurrency = settings.concurrency
+        if concurrency is None:
+            from .scheduler import DEFAULT_CONCURRENCY, max_safe_concurrency
+
+            # Lowered quietly: the caller asked for no number, so a warning
+            # would only be noise on every call (a 256-file limit is common).
+            concurrency = min(DEFAULT_CONCURRENCY, max_safe_concurrency())
         run = Run(
             targets,
             manager,
             resolve_reporters(manager, settings.reporters),
-            concurrency=settings.concurrency,
+            concurrency=concurrency,
             per_host=settings.per_host,
             limiter=settings.limiter,
             explain=settings.explain,
@@ -685,6 +805,8 @@ async def check(
     Results come in completion order, or in the order of ``targets`` with
     ``ordered=True``. Takes the same keyword arguments as :func:`stream`.
     """
+    _flag("ordered", ordered)
+    _flag("raise_on_reporter_failure", raise_on_reporter_failure)
     async with stream(targets, **kwargs) as results:
         collected = [result async for result in results]
     if ordered:
@@ -727,6 +849,7 @@ def check_sync(targets: Targets, *, backend: str = "asyncio", **kwargs: Any) -> 
             f"check_sync() cannot run inside a running {library} event loop: use "
             "`await anyprobe.check(...)` there (or run check_sync in a worker thread)"
         )
+    _flag("ordered", kwargs.get("ordered", False))
     _settings(targets, **{k: v for k, v in kwargs.items() if k != "ordered"})
 
     async def main() -> Results:

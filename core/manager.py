@@ -77,6 +77,10 @@ class PluginManager:
         self._reporters: dict[str, type[Reporter[Any]]] = {}
         self._demo_services: list[Callable[..., Any]] = []
         self._collected = False
+        # Runs in several threads may share a manager: the first to read it
+        # collects what the plugins registered while the others wait.
+        self._collect_lock = threading.RLock()
+        self._collecting = False
 
     # -- loading ---------------------------------------------------------
 
@@ -134,6 +138,12 @@ class PluginManager:
         except pluggy.PluginValidationError as exc:
             del self._infos[plugin_name]
             raise PluginError(_one_line(exc)) from None
+        except ValueError:  # the same object under another name
+            del self._infos[plugin_name]
+            other = self.hook_manager.get_name(plugin)
+            raise PluginError(
+                f"plugin {plugin_name!r} is already registered as {other!r}"
+            ) from None
         self._collected = False
         return plugin_name
 
@@ -234,7 +244,17 @@ class PluginManager:
     def _collect(self) -> None:
         if self._collected:
             return
-        self._collected = True
+        with self._collect_lock:
+            if self._collected or self._collecting:
+                return  # done meanwhile, or a hook of this thread reads the manager
+            self._collecting = True
+            try:
+                self._collect_now()
+            finally:
+                self._collecting = False
+                self._collected = True
+
+    def _collect_now(self) -> None:
         self._probes.clear()
         self._schemes.clear()
         self._reporters.clear()
