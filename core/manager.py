@@ -375,14 +375,18 @@ def _add_dispatch(
         if not hasattr(spec, f"{ENTRY_POINT_GROUP}_spec"):
             continue
         argnames = tuple(inspect.signature(spec).parameters)
-
-        def implementation(
-            *args: Any, _name: str = name, _argnames: tuple[str, ...] = argnames
-        ) -> Any:
-            return dispatch(_name, dict(zip(_argnames, args, strict=True)))
-
-        # pluggy passes the arguments this signature names, by position.
-        implementation.__signature__ = inspect.signature(spec)  # type: ignore[attr-defined]
+        # pluggy reads an implementation's argument names from its code (1.7)
+        # or its signature (1.6) and passes them by position: a function with
+        # the spec's own parameters satisfies both.
+        params = ", ".join(argnames)
+        mapping = ", ".join(f"{arg!r}: {arg}" for arg in argnames)
+        namespace: dict[str, Any] = {"dispatch": dispatch}
+        # The names come from anyprobe's own hookspecs, never from input.
+        exec(
+            f"def {name}({params}):\n    return dispatch({name!r}, {{{mapping}}})\n",
+            namespace,
+        )
+        implementation = namespace[name]
         setattr(dispatcher, name, hookspecs.hookimpl(implementation))
 
 
