@@ -154,7 +154,7 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--reporter-timeout",
-            type=click.FloatRange(min=0, min_open=True),
+            type=FiniteFloat(min=0, min_open=True),
             help="Seconds reporters may take to finish after the last result; "
             "one still running then has failed [default: 120].",
         ),
