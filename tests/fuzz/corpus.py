@@ -168,6 +168,13 @@ CASES: list[Case] = [
       files={"c.toml": GOOD_CONFIG + '\n[[reporter]]\ntype = "webhook"\n'
              'url = "http://127.0.0.1:{port}/"\ntemplate = "{name:>99999999999}"\n'},
       says=("template",)),
+    # a template reaching attributes would read the interpreter's internals (os.environ...)
+    c("config-webhook-template-attribute", "run", "{tmp}/c.toml",
+      files={"c.toml": GOOD_CONFIG + '\n[[reporter]]\ntype = "webhook"\n'
+             'url = "http://127.0.0.1:{port}/"\n'
+             'template = "{labels.__missing__.__globals__}"\n'}, says=("template",)),
+    c("report-webhook-template-index-then-attribute", "check", TCP, "-r",
+      "webhook:url=http://127.0.0.1:{port}/,template={labels[x].__class__}", says=("template",)),
     c("config-ssh-host-key-algorithms-bogus", "run", "{tmp}/c.toml", "-t", "2",
       files={"c.toml": '[[check]]\nurl = "ssh://deploy@127.0.0.1:{port}"\n'
              'host_key_algorithms = ["bogus"]\n'}, says=("host_key_algorithms",)),
