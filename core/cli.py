@@ -7,6 +7,9 @@ status 3; a run's exit status is the worst result's (0 ok, 1 warning,
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
@@ -650,10 +653,37 @@ def _report_end(state: _State, summary: RunSummary) -> int:
     return code
 
 
+class _ClosedOutput(io.TextIOBase):
+    """Standard output when the process started with it closed (``>&-``):
+    writing fails as on a closed descriptor, so a reporter fails in one line."""
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
+def _replace_closed_streams() -> None:
+    """Python sets a standard stream it found closed to None; stdin then reads
+    as empty and stdout fails on write."""
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (for the process)
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput()
+
+
 def main(argv: Sequence[str] | None = None, *, pending_signals: Sequence[str] = ()) -> None:
     """The console script: run the CLI and exit with its status.
     ``pending_signals`` came before it was called (``python -m anyprobe``)."""
     global _signals
+    _replace_closed_streams()
     _signals = Signals()
     _signals.install()
     try:
@@ -677,6 +707,9 @@ def main(argv: Sequence[str] | None = None, *, pending_signals: Sequence[str] = 
         except KeyboardInterrupt:
             _echo_err("interrupted")
             code = 130
+        except OSError as exc:  # standard output full or closed (schema, plugins, --help)
+            _echo_err(f"error: cannot write standard output: {exc.strerror or exc}")
+            code = EXIT_USAGE
     except Interrupted as stop:
         _signals.raising = False
         _echo_err(f"interrupted by {stop.name} before any check ran: nothing reported")
