@@ -250,7 +250,7 @@ def check(
         retries=run_args["retries"] or 0,
         source=source,
     )
-    reporters = _reporters(state.manager, run_args["reports"], [])
+    reporters = _reporters(state.manager, run_args["reports"], [], reads=input_file)
     return _execute(state, _shard(built, run_args["shard"]), reporters, run_args)
 
 
@@ -277,7 +277,7 @@ def run(state: _State, /, config: str, **run_args: Any) -> int:
 
     overrides = {"timeout": run_args["timeout"], "retries": run_args["retries"]}
     loaded = load_config(config, state.manager, overrides=overrides, allow_stdin=True)
-    reporters = _reporters(state.manager, run_args["reports"], loaded.reporters)
+    reporters = _reporters(state.manager, run_args["reports"], loaded.reporters, reads=config)
     run_args["concurrency"] = run_args["concurrency"] or loaded.defaults.concurrency
     run_args["per_host"] = run_args["per_host"] or loaded.defaults.per_host
     run_args["reporter_timeout"] = run_args["reporter_timeout"] or loaded.defaults.reporter_timeout
@@ -497,9 +497,11 @@ def _reporters(
     manager: PluginManager,
     specs: Sequence[str],
     configured: list[tuple[str, Reporter[Any]]],
+    reads: str | None = None,
 ) -> list[tuple[str, Reporter[Any]]]:
     """The run's reporters: the config's, then ``-r``'s (table by default).
-    Every output path is checked here, before the first check runs."""
+    Every output path is checked here, before the first check runs; none may
+    be ``reads``, the config or targets file the run reads."""
     from .cli_reporters import check_outputs, parse_report
     from .config import make_reporter
 
@@ -515,7 +517,28 @@ def _reporters(
     if not reporters:
         reporters.append(make_reporter(manager, "table", {}))
     check_outputs(reporters, shown_as)
+    if reads not in (None, "-"):
+        _refuse_writing_input(reporters, shown_as, reads)
     return reporters
+
+
+def _refuse_writing_input(
+    reporters: list[tuple[str, Reporter[Any]]], shown_as: dict[int, str], reads: str
+) -> None:
+    """A report written over the file the checks came from would destroy it."""
+    try:
+        read = os.stat(reads)
+    except OSError:
+        return
+    for _, reporter in reporters:
+        for path in reporter.outputs():
+            try:
+                same = path is not None and os.path.samestat(os.stat(path), read)
+            except OSError:
+                continue
+            if same:
+                where = shown_as.get(id(reporter), "a reporter")
+                raise UsageError(f"{where}: {path} is the file the checks are read from")
 
 
 def _execute(

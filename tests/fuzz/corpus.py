@@ -270,6 +270,17 @@ CASES: list[Case] = [
     c("report-config-path-directory-missing", "run", "{tmp}/c.toml",
       files={"c.toml": GOOD_CONFIG + '\n[[reporter]]\ntype = "junit"\n'
              'path = "{tmp}/missing/out.xml"\n'}, says=("{tmp}/missing/out.xml",)),
+    # a report written over the file the checks are read from would destroy it
+    c("report-over-the-config-file", "run", "{tmp}/c.toml", "-r", "jsonl={tmp}/c.toml",
+      files={"c.toml": GOOD_CONFIG}, says=("c.toml",)),
+    c("report-over-the-config-file-through-a-symlink", "run", "{tmp}/link.toml",
+      "-r", "junit={tmp}/c.toml",
+      files={"c.toml": GOOD_CONFIG, "link.toml": {"symlink": "c.toml"}}, says=("c.toml",)),
+    c("report-config-reporter-over-its-own-config", "run", "{tmp}/c.toml",
+      files={"c.toml": GOOD_CONFIG + '\n[[reporter]]\ntype = "markdown"\n'
+             'path = "{tmp}/c.toml"\nappend = true\n'}, says=("c.toml",)),
+    c("report-over-the-targets-file", "check", "-i", "{tmp}/t.txt", "-r", "csv={tmp}/t.txt",
+      files={"t.txt": "tcp://127.0.0.1:{port}\n"}, says=("t.txt",)),
     c("report-symlink-is-written-through", "check", TCP, "-r", "prometheus={tmp}/link.prom",
       files={"real.prom": "old\n", "link.prom": {"symlink": "real.prom"}}, expect="ok",
       then=("symlink:link.prom", "changed:real.prom")),
