@@ -534,6 +534,8 @@ async def _query_one(
     except OSError as exc:
         failed = fail_from_os_error(exc, f"query to {where} over {options.transport}")
         return _Failure(failed.summary, failed.error)
+    except EOFError as exc:  # dnspython's TCP read of a connection closed mid-answer
+        return _Failure(f"{where} closed the connection before a complete answer over tcp", exc)
     except dns.message.Truncated:
         return _Failure(f"truncated answer from {where}")
     except (dns.exception.FormError, dns.query.BadResponse) as exc:

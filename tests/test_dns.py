@@ -248,6 +248,14 @@ async def test_tcp_transport(
     assert dns_server.queries == {"tcp": 1}
 
 
+async def test_tcp_connection_closed_without_an_answer_is_critical(
+    anyio_backend: str, manager: PluginManager, dns_server: DnsServer
+) -> None:
+    result = await check_one(manager, url(dns_server, "closes.example.test"), transport="tcp")
+    assert result.status is Status.CRITICAL, result.summary
+    assert "closed the connection before a complete answer" in result.summary
+
+
 async def test_recursion_desired_flag_is_sent_or_not(
     anyio_backend: str, manager: PluginManager, dns_server: DnsServer
 ) -> None:
