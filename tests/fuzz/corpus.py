@@ -132,6 +132,11 @@ CASES: list[Case] = [
       "--set", "ca_file={tmp}/missing.pem", says=("ca_file",)),
     c("set-dns-resolv-conf-missing", "check", "dns://example.com?type=A",
       "--set", "resolv_conf={tmp}/missing.conf", says=("resolv_conf",)),
+    # h11 refuses such a header value only after connecting
+    c("set-http-bearer-token-empty", "check", HTTP, "--set", "bearer_token=",
+      says=("bearer_token",)),
+    c("set-http-bearer-token-trailing-space", "check", HTTP, "--set", "bearer_token=abc ",
+      says=("bearer_token",)),
     c("set-header-env-empty-variable-name", "check", HTTP, "--set", 'header_env={X = ""}',
       says=("header_env",)),
     c("set-without-equals", "check", TCP, "--set", "expect", says=("--set",)),
