@@ -921,8 +921,15 @@ def _normalise(text: str) -> str:
         return text
 
 
+#: Characters of one answer a summary shows (a TXT record can hold 64 KB).
+SUMMARY_ANSWER_CHARS = 200
+
+
 def _show(texts: Sequence[str], limit: int = SUMMARY_ANSWERS) -> str:
-    shown = ", ".join(texts[:limit])
+    shown = ", ".join(
+        text if len(text) <= SUMMARY_ANSWER_CHARS else text[:SUMMARY_ANSWER_CHARS] + "..."
+        for text in texts[:limit]
+    )
     if len(texts) > limit:
         shown += f" (+{len(texts) - limit} more)"
     return shown
