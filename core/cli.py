@@ -7,6 +7,9 @@ status 3; a run's exit status is the worst result's (0 ok, 1 warning,
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
@@ -154,7 +157,7 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--reporter-timeout",
-            type=click.FloatRange(min=0, min_open=True),
+            type=FiniteFloat(min=0, min_open=True),
             help="Seconds reporters may take to finish after the last result; "
             "one still running then has failed [default: 120].",
         ),
@@ -247,7 +250,7 @@ def check(
         retries=run_args["retries"] or 0,
         source=source,
     )
-    reporters = _reporters(state.manager, run_args["reports"], [])
+    reporters = _reporters(state.manager, run_args["reports"], [], reads=input_file)
     return _execute(state, _shard(built, run_args["shard"]), reporters, run_args)
 
 
@@ -274,7 +277,7 @@ def run(state: _State, /, config: str, **run_args: Any) -> int:
 
     overrides = {"timeout": run_args["timeout"], "retries": run_args["retries"]}
     loaded = load_config(config, state.manager, overrides=overrides, allow_stdin=True)
-    reporters = _reporters(state.manager, run_args["reports"], loaded.reporters)
+    reporters = _reporters(state.manager, run_args["reports"], loaded.reporters, reads=config)
     run_args["concurrency"] = run_args["concurrency"] or loaded.defaults.concurrency
     run_args["per_host"] = run_args["per_host"] or loaded.defaults.per_host
     run_args["reporter_timeout"] = run_args["reporter_timeout"] or loaded.defaults.reporter_timeout
@@ -494,9 +497,11 @@ def _reporters(
     manager: PluginManager,
     specs: Sequence[str],
     configured: list[tuple[str, Reporter[Any]]],
+    reads: str | None = None,
 ) -> list[tuple[str, Reporter[Any]]]:
     """The run's reporters: the config's, then ``-r``'s (table by default).
-    Every output path is checked here, before the first check runs."""
+    Every output path is checked here, before the first check runs; none may
+    be ``reads``, the config or targets file the run reads."""
     from .cli_reporters import check_outputs, parse_report
     from .config import make_reporter
 
@@ -512,7 +517,28 @@ def _reporters(
     if not reporters:
         reporters.append(make_reporter(manager, "table", {}))
     check_outputs(reporters, shown_as)
+    if reads not in (None, "-"):
+        _refuse_writing_input(reporters, shown_as, reads)
     return reporters
+
+
+def _refuse_writing_input(
+    reporters: list[tuple[str, Reporter[Any]]], shown_as: dict[int, str], reads: str
+) -> None:
+    """A report written over the file the checks came from would destroy it."""
+    try:
+        read = os.stat(reads)
+    except OSError:
+        return
+    for _, reporter in reporters:
+        for path in reporter.outputs():
+            try:
+                same = path is not None and os.path.samestat(os.stat(path), read)
+            except OSError:
+                continue
+            if same:
+                where = shown_as.get(id(reporter), "a reporter")
+                raise UsageError(f"{where}: {path} is the file the checks are read from")
 
 
 def _execute(
@@ -650,10 +676,37 @@ def _report_end(state: _State, summary: RunSummary) -> int:
     return code
 
 
+class _ClosedOutput(io.TextIOBase):
+    """Standard output when the process started with it closed (``>&-``):
+    writing fails as on a closed descriptor, so a reporter fails in one line."""
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
+def _replace_closed_streams() -> None:
+    """Python sets a standard stream it found closed to None; stdin then reads
+    as empty and stdout fails on write."""
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (for the process)
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput()
+
+
 def main(argv: Sequence[str] | None = None, *, pending_signals: Sequence[str] = ()) -> None:
     """The console script: run the CLI and exit with its status.
     ``pending_signals`` came before it was called (``python -m anyprobe``)."""
     global _signals
+    _replace_closed_streams()
     _signals = Signals()
     _signals.install()
     try:
@@ -677,6 +730,9 @@ def main(argv: Sequence[str] | None = None, *, pending_signals: Sequence[str] = 
         except KeyboardInterrupt:
             _echo_err("interrupted")
             code = 130
+        except OSError as exc:  # standard output full or closed (schema, plugins, --help)
+            _echo_err(f"error: cannot write standard output: {exc.strerror or exc}")
+            code = EXIT_USAGE
     except Interrupted as stop:
         _signals.raising = False
         _echo_err(f"interrupted by {stop.name} before any check ran: nothing reported")

@@ -198,7 +198,8 @@ class OutputFile:
         return out
 
     def _fail(self, exc: OSError) -> OSError:
-        error = OSError(f"cannot write {self._path}: {exc.strerror or exc}")
+        where = "standard output" if self._path is None else self._path
+        error = OSError(f"cannot write {where}: {exc.strerror or exc}")
         error.errno = exc.errno  # kept for callers; the message stays one clean line
         return error
 

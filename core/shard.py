@@ -83,7 +83,7 @@ def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> Shard:
     if not slash:
         raise UsageError(f"--shard {text!r}: expected I/N or auto/N, like 0/4")
     try:
-        count = int(count_text)
+        count = _whole(count_text)
     except ValueError:
         raise UsageError(f"--shard {text!r}: N must be a whole number") from None
     if count < 1:
@@ -97,7 +97,7 @@ def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> Shard:
         else:
             raise UsageError(f"--shard {text!r}: none of {', '.join(INDEX_VARIABLES)} is set")
     try:
-        index = int(index_text)
+        index = _whole(index_text)
     except ValueError:
         message = f"{source} {index_text!r}: the shard index must be a whole number"
         raise UsageError(message) from None
@@ -105,6 +105,16 @@ def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> Shard:
         raise UsageError(f"{source} {index}: the shard index must be from 0 to {count - 1}")
     run_id = environ.get(RUN_ID_VARIABLE, "").strip() or new_run_id()
     return Shard(index, count, run_id)
+
+
+def _whole(text: str) -> int:
+    """ASCII digits (after an optional ``-``) as an int; ``int()`` would also take
+    ``+1``, ``1_0`` and other scripts' digits."""
+    text = text.strip()
+    digits = text.removeprefix("-")
+    if not digits.isascii() or not digits.isdigit():
+        raise ValueError(text)
+    return int(text)
 
 
 def new_run_id() -> str:

@@ -537,6 +537,8 @@ async def _query_one(
     except OSError as exc:
         failed = fail_from_os_error(exc, f"query to {where} over {options.transport}")
         return _Failure(failed.summary, failed.error)
+    except EOFError as exc:  # dnspython's TCP read of a connection closed mid-answer
+        return _Failure(f"{where} closed the connection before a complete answer over tcp", exc)
     except dns.message.Truncated:
         return _Failure(f"truncated answer from {where}")
     except (dns.exception.FormError, dns.query.BadResponse) as exc:
@@ -922,8 +924,15 @@ def _normalise(text: str) -> str:
         return text
 
 
+#: Characters of one answer a summary shows (a TXT record can hold 64 KB).
+SUMMARY_ANSWER_CHARS = 200
+
+
 def _show(texts: Sequence[str], limit: int = SUMMARY_ANSWERS) -> str:
-    shown = ", ".join(texts[:limit])
+    shown = ", ".join(
+        text if len(text) <= SUMMARY_ANSWER_CHARS else text[:SUMMARY_ANSWER_CHARS] + "..."
+        for text in texts[:limit]
+    )
     if len(texts) > limit:
         shown += f" (+{len(texts) - limit} more)"
     return shown

@@ -251,6 +251,9 @@ class HttpOptions(TlsOptions):
     def _token_is_a_header_value(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not _header_value_ok(value.get_secret_value()):
             raise ValueError("control characters are not allowed in bearer_token")
+        token = None if value is None else value.get_secret_value()
+        if token is not None and (not token or token.strip() != token):
+            raise ValueError("bearer_token is empty or starts or ends with a space")
         return value
 
     @field_validator("expect_status")
@@ -607,6 +610,11 @@ def _secret_from_env(name: str, what: str) -> str:
     if not _header_value_ok(value):
         raise anyprobe.CheckFailed(
             f"environment variable {name} ({what}) holds control characters",
+            status=anyprobe.Status.UNKNOWN,
+        )
+    if what == "bearer_token_env" and (not value or value.strip() != value):
+        raise anyprobe.CheckFailed(
+            f"environment variable {name} ({what}) is empty or starts or ends with a space",
             status=anyprobe.Status.UNKNOWN,
         )
     return value

@@ -189,6 +189,9 @@ class WebhookOptions(anyprobe.ReporterOptions):
 #: The widest field (and the largest precision) a text template may ask for.
 MAX_TEMPLATE_WIDTH = 1000
 _SPEC_NUMBER = re.compile(r"\d+")
+#: A template field: a name, or ``labels[KEY]`` / ``metrics[KEY]``; never an
+#: attribute (``{labels.__class__}`` would reach the interpreter's internals).
+_FIELD_NAME = re.compile(r"\w+(?:\[[^\]]*\])?")
 
 
 def _check_template_specs(template: str) -> None:
@@ -199,6 +202,11 @@ def _check_template_specs(template: str) -> None:
     except ValueError as exc:
         raise ValueError(f"template {template!r} cannot be rendered ({exc})") from None
     for _text, field_name, spec, _conversion in parts:
+        if field_name is not None and not _FIELD_NAME.fullmatch(field_name):
+            raise ValueError(
+                f"template field {{{field_name}}}: only a field name or labels[KEY], "
+                "metrics[KEY] (no attribute, no nested index)"
+            )
         if field_name is None or not spec:
             continue
         if "{" in spec or "}" in spec:

@@ -239,6 +239,16 @@ async def test_truncated_udp_answer_is_retried_over_tcp(
     assert dns_server.queries == {"udp": 1, "tcp": 1}
 
 
+async def test_a_long_answer_is_cut_short_in_the_summary(
+    anyio_backend: str, manager: PluginManager, dns_server: DnsServer
+) -> None:
+    result = await check_one(manager, url(dns_server, "big.example.test", "TXT"), edns=False)
+    assert result.status is Status.OK, result.summary
+    assert "x" * 150 in result.summary
+    assert "x" * 201 not in result.summary
+    assert "..." in result.summary
+
+
 async def test_tcp_transport(
     anyio_backend: str, manager: PluginManager, dns_server: DnsServer
 ) -> None:
@@ -246,6 +256,14 @@ async def test_tcp_transport(
     assert result.status is Status.OK, result.summary
     assert result.metrics["transport"] == "tcp"
     assert dns_server.queries == {"tcp": 1}
+
+
+async def test_tcp_connection_closed_without_an_answer_is_critical(
+    anyio_backend: str, manager: PluginManager, dns_server: DnsServer
+) -> None:
+    result = await check_one(manager, url(dns_server, "closes.example.test"), transport="tcp")
+    assert result.status is Status.CRITICAL, result.summary
+    assert "closed the connection before a complete answer" in result.summary
 
 
 async def test_recursion_desired_flag_is_sent_or_not(

@@ -132,6 +132,11 @@ CASES: list[Case] = [
       "--set", "ca_file={tmp}/missing.pem", says=("ca_file",)),
     c("set-dns-resolv-conf-missing", "check", "dns://example.com?type=A",
       "--set", "resolv_conf={tmp}/missing.conf", says=("resolv_conf",)),
+    # h11 refuses such a header value only after connecting
+    c("set-http-bearer-token-empty", "check", HTTP, "--set", "bearer_token=",
+      says=("bearer_token",)),
+    c("set-http-bearer-token-trailing-space", "check", HTTP, "--set", "bearer_token=abc ",
+      says=("bearer_token",)),
     c("set-header-env-empty-variable-name", "check", HTTP, "--set", 'header_env={X = ""}',
       says=("header_env",)),
     c("set-without-equals", "check", TCP, "--set", "expect", says=("--set",)),
@@ -168,6 +173,13 @@ CASES: list[Case] = [
       files={"c.toml": GOOD_CONFIG + '\n[[reporter]]\ntype = "webhook"\n'
              'url = "http://127.0.0.1:{port}/"\ntemplate = "{name:>99999999999}"\n'},
       says=("template",)),
+    # a template reaching attributes would read the interpreter's internals (os.environ...)
+    c("config-webhook-template-attribute", "run", "{tmp}/c.toml",
+      files={"c.toml": GOOD_CONFIG + '\n[[reporter]]\ntype = "webhook"\n'
+             'url = "http://127.0.0.1:{port}/"\n'
+             'template = "{labels.__missing__.__globals__}"\n'}, says=("template",)),
+    c("report-webhook-template-index-then-attribute", "check", TCP, "-r",
+      "webhook:url=http://127.0.0.1:{port}/,template={labels[x].__class__}", says=("template",)),
     c("config-ssh-host-key-algorithms-bogus", "run", "{tmp}/c.toml", "-t", "2",
       files={"c.toml": '[[check]]\nurl = "ssh://deploy@127.0.0.1:{port}"\n'
              'host_key_algorithms = ["bogus"]\n'}, says=("host_key_algorithms",)),
@@ -205,11 +217,19 @@ CASES: list[Case] = [
     c("flag-timeout-negative", "check", TCP, "-t", "-1", says=("-t|--timeout",)),
     c("flag-timeout-nan-run", "run", "{tmp}/c.toml", "-t", "NaN", files={"c.toml": GOOD_CONFIG},
       says=("-t|--timeout",)),
+    c("flag-reporter-timeout-nan", "check", TCP, "--reporter-timeout", "nan",
+      says=("--reporter-timeout",)),
+    c("flag-reporter-timeout-inf", "check", TCP, "--reporter-timeout", "inf",
+      says=("--reporter-timeout",)),
     c("flag-concurrency-zero", "check", TCP, "-c", "0", says=("-c|--concurrency",)),
     c("flag-per-host-zero", "check", TCP, "--per-host", "0", says=("--per-host",)),
     c("flag-retries-over-limit", "check", TCP, "--retries", "11", says=("--retries",)),
     c("flag-shard-out-of-range", "check", TCP, "--shard", "4/4", says=("--shard",)),
     c("flag-shard-not-a-fraction", "check", TCP, "--shard", "x", says=("--shard",)),
+    c("flag-shard-arabic-indic-digits", "check", TCP, "--shard", "\u0660/\u0662",
+      says=("--shard",)),
+    c("flag-shard-underscore-digits", "check", TCP, "--shard", "0_0/2", says=("--shard",)),
+    c("flag-shard-plus-sign", "check", TCP, "--shard", "+0/2", says=("--shard",)),
     c("flag-backend-unknown", "check", TCP, "--backend", "tokio", says=("--backend",)),
     c("flag-unknown", "check", TCP, "--nope", says=("--nope",)),
     c("flag-no-target", "check"),
@@ -255,6 +275,17 @@ CASES: list[Case] = [
     c("report-config-path-directory-missing", "run", "{tmp}/c.toml",
       files={"c.toml": GOOD_CONFIG + '\n[[reporter]]\ntype = "junit"\n'
              'path = "{tmp}/missing/out.xml"\n'}, says=("{tmp}/missing/out.xml",)),
+    # a report written over the file the checks are read from would destroy it
+    c("report-over-the-config-file", "run", "{tmp}/c.toml", "-r", "jsonl={tmp}/c.toml",
+      files={"c.toml": GOOD_CONFIG}, says=("c.toml",)),
+    c("report-over-the-config-file-through-a-symlink", "run", "{tmp}/link.toml",
+      "-r", "junit={tmp}/c.toml",
+      files={"c.toml": GOOD_CONFIG, "link.toml": {"symlink": "c.toml"}}, says=("c.toml",)),
+    c("report-config-reporter-over-its-own-config", "run", "{tmp}/c.toml",
+      files={"c.toml": GOOD_CONFIG + '\n[[reporter]]\ntype = "markdown"\n'
+             'path = "{tmp}/c.toml"\nappend = true\n'}, says=("c.toml",)),
+    c("report-over-the-targets-file", "check", "-i", "{tmp}/t.txt", "-r", "csv={tmp}/t.txt",
+      files={"t.txt": "tcp://127.0.0.1:{port}\n"}, says=("t.txt",)),
     c("report-symlink-is-written-through", "check", TCP, "-r", "prometheus={tmp}/link.prom",
       files={"real.prom": "old\n", "link.prom": {"symlink": "real.prom"}}, expect="ok",
       then=("symlink:link.prom", "changed:real.prom")),

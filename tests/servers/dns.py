@@ -106,6 +106,8 @@ def _answer(wire: bytes, *, transport: str, server: DnsServer) -> bytes | None:
     name = question.name.to_text().lower()
     rdtype = dns.rdatatype.to_text(question.rdtype)
     server.queries[transport] += 1
+    if name == "closes.example.test." and transport == "tcp":
+        return None  # the connection is closed without an answer
     if not any(name == o or name.endswith("." + o) for o in ORIGINS):
         response.set_rcode(dns.rcode.REFUSED)
         return response.to_wire()
