@@ -20,7 +20,7 @@ import base64
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
@@ -347,3 +347,27 @@ def mask_context(ctx: CheckContext, masker: Masker) -> None:
     for key, value in list(ctx.metrics.items()):
         if isinstance(value, str):
             ctx.metrics[key] = masker.text(value)
+
+
+async def masked_check(
+    check: Callable[[], Awaitable[Outcome]], ctx: CheckContext, masker: Masker
+) -> Outcome:
+    """``await check()`` with its outcome, trace and metrics masked by ``masker``.
+
+    A :class:`~anyprobe.CheckFailed` becomes its outcome first (with the
+    phase it was raised in), so that its summary is masked too. A probe's
+    ``check`` ends with it::
+
+        return await masked_check(lambda: self._check(target, options, ctx), ctx, masker)
+    """
+    from .errors import CheckFailed
+
+    if not masker:
+        return await check()
+    try:
+        outcome = await check()
+    except CheckFailed as failed:
+        outcome = failed.to_outcome(ctx.current_phase)
+    finally:
+        mask_context(ctx, masker)
+    return mask_outcome(outcome, masker)

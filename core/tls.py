@@ -65,6 +65,18 @@ _HOSTNAME = re.compile(
 )
 
 
+#: What parsing a peer's certificate imports (anyprobe.tls imports them lazily):
+#: a probe's ``load_dependencies`` imports them before the run.
+CERTIFICATE_MODULES = (
+    "cryptography.x509",
+    "cryptography.hazmat.primitives.asymmetric.dsa",
+    "cryptography.hazmat.primitives.asymmetric.ec",
+    "cryptography.hazmat.primitives.asymmetric.ed448",
+    "cryptography.hazmat.primitives.asymmetric.ed25519",
+    "cryptography.hazmat.primitives.asymmetric.rsa",
+)
+
+
 #: The largest PEM file read to check it (a CA bundle is a few hundred KiB).
 MAX_PEM_BYTES = 16 * 2**20
 

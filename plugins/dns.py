@@ -41,6 +41,7 @@ from anyprobe.net import (
     resolve,
 )
 from anyprobe.tls import (
+    CERTIFICATE_MODULES,
     TlsInfo,
     TlsOptions,
     client_certificate_expiry_days,
@@ -291,15 +292,6 @@ def _to_dns_name(name: str, record_type: str | None) -> dns.name.Name:
         raise ValueError(f"{name!r} is not a domain name: {exc}") from None
 
 
-#: What parsing a peer's certificate imports (anyprobe.tls imports them lazily).
-_TLS_MODULES = (
-    "cryptography.x509",
-    "cryptography.hazmat.primitives.asymmetric.dsa",
-    "cryptography.hazmat.primitives.asymmetric.ec",
-    "cryptography.hazmat.primitives.asymmetric.ed448",
-    "cryptography.hazmat.primitives.asymmetric.ed25519",
-    "cryptography.hazmat.primitives.asymmetric.rsa",
-)
 #: What a query imports on its way (dnspython imports much of itself lazily).
 _DNS_MODULES = (
     "dns.asyncbackend",
@@ -355,7 +347,7 @@ class DnsProbe(anyprobe.Probe[DnsOptions]):
             rdtype = dns.rdatatype.from_text(record_type)
             dns.rdata.get_rdata_class(dns.rdataclass.IN, rdtype)  # type: ignore[no-untyped-call]
         if any(t.options.transport in ("tls", "https") for t in targets):
-            for module in ("h11", "anyio.streams.tls", *_TLS_MODULES):
+            for module in ("h11", "anyio.streams.tls", *CERTIFICATE_MODULES):
                 importlib.import_module(module)
 
     def validate_url(self, url: SplitResult, text: str) -> tuple[str, int | None]:

@@ -44,9 +44,8 @@ import anyprobe
 from anyprobe.masking import (
     Masker,
     is_credential_header,
-    mask_context,
-    mask_outcome,
     mask_url_password,
+    masked_check,
     options_masker,
 )
 from anyprobe.net import (
@@ -58,6 +57,7 @@ from anyprobe.net import (
     resolve,
 )
 from anyprobe.tls import (
+    CERTIFICATE_MODULES,
     TlsInfo,
     TlsOptions,
     client_certificate_expiry_days,
@@ -667,17 +667,6 @@ def _split(url: str) -> tuple[SplitResult, str, str, int]:
     return parts, scheme, host, port
 
 
-#: What parsing a peer's certificate imports (anyprobe.tls imports them lazily).
-_TLS_MODULES = (
-    "cryptography.x509",
-    "cryptography.hazmat.primitives.asymmetric.dsa",
-    "cryptography.hazmat.primitives.asymmetric.ec",
-    "cryptography.hazmat.primitives.asymmetric.ed448",
-    "cryptography.hazmat.primitives.asymmetric.ed25519",
-    "cryptography.hazmat.primitives.asymmetric.rsa",
-)
-
-
 class HttpProbe(anyprobe.Probe[HttpOptions]):
     """Send one HTTP request (following redirects) over a fresh connection."""
 
@@ -694,7 +683,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         modules = ["h11", "json", "anyio.streams.tls"]
         https = [t for t in targets if t.url[:6].lower() == "https:" or t.options.proxy]
         if https:
-            modules.extend(_TLS_MODULES)
+            modules.extend(CERTIFICATE_MODULES)
         if any(t.options.http2 for t in https):
             anyprobe.require("h2", needed_for="http2 = true", install="anyprobe[http2]")
             modules.append("httpcore")
@@ -710,13 +699,11 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         base_headers = self._base_headers(options)
         auth = _auth_header(options, urlsplit(target.url))
         masker = _check_masker(target, options, base_headers, auth)
-        try:
-            outcome = await self._check(target, options, ctx, masker, base_headers, auth, started)
-        except anyprobe.CheckFailed as failed:
-            outcome = failed.to_outcome(ctx.current_phase)
-        finally:
-            mask_context(ctx, masker)
-        return mask_outcome(outcome, masker)
+        return await masked_check(
+            lambda: self._check(target, options, ctx, masker, base_headers, auth, started),
+            ctx,
+            masker,
+        )
 
     async def _check(
         self,

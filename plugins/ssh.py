@@ -34,7 +34,7 @@ from pydantic import Field, field_validator, model_validator
 import anyprobe
 from anyprobe.bridge import AsyncioBridge, asyncio_bridge
 from anyprobe.errors import did_you_mean
-from anyprobe.masking import mask_context, mask_outcome, options_masker
+from anyprobe.masking import masked_check, options_masker
 from anyprobe.net import IpFamily, describe_os_error, fail_from_os_error, resolve
 
 if TYPE_CHECKING:
@@ -297,15 +297,7 @@ class SshProbe(anyprobe.Probe[SshOptions]):
             value = os.environ.get(variable) if variable else None
             if value:
                 masker.add(value)
-        if not masker:
-            return await self._check(target, options, ctx)
-        try:
-            outcome = await self._check(target, options, ctx)
-        except anyprobe.CheckFailed as failed:
-            outcome = failed.to_outcome(ctx.current_phase)
-        finally:
-            mask_context(ctx, masker)
-        return mask_outcome(outcome, masker)
+        return await masked_check(lambda: self._check(target, options, ctx), ctx, masker)
 
     async def _check(
         self, target: anyprobe.Target, options: SshOptions, ctx: anyprobe.CheckContext

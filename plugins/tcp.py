@@ -33,9 +33,10 @@ from pydantic import Field, field_validator, model_validator
 
 import anyprobe
 from anyprobe.inputs import host_problem
-from anyprobe.masking import mask_context, mask_outcome, options_masker
+from anyprobe.masking import masked_check, options_masker
 from anyprobe.net import IpFamily, connect_tcp, describe_os_error, resolve, root_os_error
 from anyprobe.tls import (
+    CERTIFICATE_MODULES,
     TlsInfo,
     TlsOptions,
     describe_tls_error,
@@ -209,17 +210,6 @@ def show_bytes(data: bytes | bytearray, limit: int = SHOWN_BYTES) -> str:
     return text + ("..." if len(data) > limit else "")
 
 
-#: What parsing a peer's certificate imports (anyprobe.tls imports them lazily).
-_TLS_MODULES = (
-    "cryptography.x509",
-    "cryptography.hazmat.primitives.asymmetric.dsa",
-    "cryptography.hazmat.primitives.asymmetric.ec",
-    "cryptography.hazmat.primitives.asymmetric.ed448",
-    "cryptography.hazmat.primitives.asymmetric.ed25519",
-    "cryptography.hazmat.primitives.asymmetric.rsa",
-)
-
-
 class TcpProbe(anyprobe.Probe[TcpOptions]):
     """Open a TCP connection, optionally with TLS and a send/expect exchange."""
 
@@ -233,7 +223,7 @@ class TcpProbe(anyprobe.Probe[TcpOptions]):
         import importlib
 
         if any(t.url[:4].lower() == "tls:" or t.options.starttls for t in targets):
-            for module in ("anyio.streams.tls", *_TLS_MODULES):
+            for module in ("anyio.streams.tls", *CERTIFICATE_MODULES):
                 importlib.import_module(module)
 
     async def check(
@@ -245,15 +235,7 @@ class TcpProbe(anyprobe.Probe[TcpOptions]):
         for value in (options.send, options.quit):
             if value is not None:
                 masker.add_bytes(unescape(value))
-        if not masker:
-            return await self._check(target, options, ctx)
-        try:
-            outcome = await self._check(target, options, ctx)
-        except anyprobe.CheckFailed as failed:
-            outcome = failed.to_outcome(ctx.current_phase)
-        finally:
-            mask_context(ctx, masker)
-        return mask_outcome(outcome, masker)
+        return await masked_check(lambda: self._check(target, options, ctx), ctx, masker)
 
     async def _check(
         self, target: anyprobe.Target, options: TcpOptions, ctx: anyprobe.CheckContext
