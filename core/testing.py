@@ -329,6 +329,10 @@ class _Portal:
         self._stack.close()
 
 
+#: Seconds :meth:`_TcpServer.idle` waits for connections to end.
+IDLE_TIMEOUT = 5.0
+
+
 class _TcpServer:
     """A loopback listener serving ``_handle`` from a portal until the test ends."""
 
@@ -337,6 +341,8 @@ class _TcpServer:
     def __init__(self) -> None:
         self.port = 0
         self.connections = 0
+        #: Connections that have ended (the client hung up or the server closed).
+        self.closed = 0
         self.errors: list[BaseException] = []
         self._future: Any = None
 
@@ -352,11 +358,25 @@ class _TcpServer:
 
     async def _connection(self, stream: anyio.abc.SocketStream) -> None:
         self.connections += 1
-        async with stream:
-            # A client that hangs up or sends garbage ends its own connection,
-            # nothing else (a handler's own errors are kept by _call).
-            with contextlib.suppress(Exception):
-                await self._handle(stream, BufferedByteReceiveStream(stream))
+        try:
+            async with stream:
+                # A client that hangs up or sends garbage ends its own connection,
+                # nothing else (a handler's own errors are kept by _call).
+                with contextlib.suppress(Exception):
+                    await self._handle(stream, BufferedByteReceiveStream(stream))
+        finally:
+            self.closed += 1
+
+    async def idle(self) -> None:
+        """Wait, in the test's own event loop, until every connection the server
+        accepted has ended: a check returns as soon as it has its verdict, and
+        the server may still be reading what the client sent last (``QUIT``).
+        Fails after :data:`IDLE_TIMEOUT` seconds."""
+        with anyio.fail_after(IDLE_TIMEOUT):
+            # The server runs in another thread's event loop: an Event of the
+            # test's loop cannot be set from there, so poll.
+            while self.closed < self.connections:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
 
     async def _handle(
         self, stream: anyio.abc.SocketStream, reader: BufferedByteReceiveStream

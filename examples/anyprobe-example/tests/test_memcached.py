@@ -40,6 +40,7 @@ async def test_healthy_server_is_ok_with_its_stats_as_metrics(
     assert result.summary == "memcached 1.6.21: 12 connections, 90% hits"
     assert result.metrics["hit_ratio"] == 0.9 and result.metrics["uptime"] == 3600
     assert {"resolve", "connect", "version", "stats"} <= set(result.phases)
+    await server.idle()
     assert server.received == ["version", "stats", "quit"]
 
 
@@ -49,6 +50,7 @@ async def test_stats_can_be_skipped(
     server = anyprobe_line_server(memcached())
     result = await anyprobe_check(server.url("memcached"), options={"stats": False})
     assert (result.status, result.summary) == (Status.OK, "memcached 1.6.21")
+    await server.idle()
     assert server.received == ["version", "quit"]
 
 
