@@ -50,7 +50,7 @@ while True:
 MEASURE = f"""
 import gc, json, sys, time
 import anyio
-import anyprobe, anyprobe.api  # the host imports its libraries at start-up
+import anyprobe, anyprobe._api  # the host imports its libraries at start-up
 
 backend, listening, refused, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 INTERVAL = {INTERVAL}

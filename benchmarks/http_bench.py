@@ -117,7 +117,7 @@ def run_anyprobe_api(
     import anyio
 
     import anyprobe
-    import anyprobe.api
+    import anyprobe._api
 
     # Imports happen outside the timed part, as httpx's and aiohttp's do for
     # the other checkers; loading the plugins (a manager per run) stays inside.

@@ -50,7 +50,7 @@ def bare(n: int) -> float:
 def scheduled(n: int) -> float:
     """The same no-op as an anyprobe probe plugin, through the public API."""
     import anyprobe
-    import anyprobe.api  # imported up front, as anyio is for the bare loop
+    import anyprobe._api  # imported up front, as anyio is for the bare loop
 
     class NullProbe(anyprobe.Probe[anyprobe.ProbeOptions]):
         name = "null"

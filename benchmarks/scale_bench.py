@@ -35,7 +35,7 @@ CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {here!r})
 import null_bench
-import anyprobe, anyprobe.api
+import anyprobe, anyprobe._api
 null_bench.BACKEND = {backend!r}
 null_bench.CONCURRENCY = {concurrency}
 n = {n}

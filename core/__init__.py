@@ -11,10 +11,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import Check, Prepared, Results, RunStream, check, check_sync, prepare, stream
-    from .bridge import AsyncioBridge, asyncio_bridge
-    from .demo import DemoCheck
-    from .errors import (
+    from ._api import Check, Prepared, Results, RunStream, check, check_sync, prepare, stream
+    from ._demo import DemoCheck
+    from ._errors import (
         AnyprobeError,
         CheckFailed,
         ConfigError,
@@ -24,10 +23,9 @@ if TYPE_CHECKING:
         TargetError,
         UsageError,
     )
-    from .hookspecs import hookimpl, hookspec
-    from .inputs import escape_controls
-    from .manager import PluginInfo, PluginManager, forget_discovered_plugins
-    from .model import (
+    from ._inputs import escape_controls
+    from ._manager import PluginInfo, PluginManager, forget_discovered_plugins
+    from ._model import (
         Attempt,
         ErrorInfo,
         Outcome,
@@ -37,7 +35,7 @@ if TYPE_CHECKING:
         Target,
         TraceEvent,
     )
-    from .patterns import (
+    from ._patterns import (
         OFF_LOOP_BYTES,
         Pattern,
         PatternError,
@@ -45,64 +43,66 @@ if TYPE_CHECKING:
         compile_pattern,
         off_loop,
     )
-    from .probe import CheckContext, MissingDependency, Probe, ProbeOptions, check_regex, require
-    from .reporter import OutputFile, ReportContext, Reporter, ReporterOptions, ResultStream
-    from .run import Run, RunInfo
+    from ._probe import CheckContext, MissingDependency, Probe, ProbeOptions, check_regex, require
+    from ._reporter import OutputFile, ReportContext, Reporter, ReporterOptions, ResultStream
+    from ._run import Run, RunInfo
+    from .bridge import AsyncioBridge, asyncio_bridge
+    from .hookspecs import hookimpl, hookspec
 
 # Imported on first use, so that `anyprobe --help` stays fast.
 _EXPORTS = {
-    "Check": "api",
-    "Prepared": "api",
-    "Results": "api",
-    "RunStream": "api",
-    "check": "api",
-    "check_sync": "api",
-    "prepare": "api",
-    "stream": "api",
+    "Check": "_api",
+    "Prepared": "_api",
+    "Results": "_api",
+    "RunStream": "_api",
+    "check": "_api",
+    "check_sync": "_api",
+    "prepare": "_api",
+    "stream": "_api",
     "AsyncioBridge": "bridge",
     "asyncio_bridge": "bridge",
-    "DemoCheck": "demo",
-    "AnyprobeError": "errors",
-    "CheckFailed": "errors",
-    "ConfigError": "errors",
-    "OptionsError": "errors",
-    "PluginError": "errors",
-    "ReporterError": "errors",
-    "TargetError": "errors",
-    "UsageError": "errors",
+    "DemoCheck": "_demo",
+    "AnyprobeError": "_errors",
+    "CheckFailed": "_errors",
+    "ConfigError": "_errors",
+    "OptionsError": "_errors",
+    "PluginError": "_errors",
+    "ReporterError": "_errors",
+    "TargetError": "_errors",
+    "UsageError": "_errors",
     "hookimpl": "hookspecs",
     "hookspec": "hookspecs",
-    "Attempt": "model",
-    "escape_controls": "inputs",
-    "ErrorInfo": "model",
-    "Outcome": "model",
-    "Result": "model",
-    "RunSummary": "model",
-    "Status": "model",
-    "Target": "model",
-    "TraceEvent": "model",
-    "PluginInfo": "manager",
-    "PluginManager": "manager",
-    "forget_discovered_plugins": "manager",
-    "CheckContext": "probe",
-    "Probe": "probe",
-    "ProbeOptions": "probe",
-    "check_regex": "probe",
-    "MissingDependency": "probe",
-    "require": "probe",
-    "OFF_LOOP_BYTES": "patterns",
-    "Pattern": "patterns",
-    "PatternError": "patterns",
-    "PatternMatch": "patterns",
-    "compile_pattern": "patterns",
-    "off_loop": "patterns",
-    "OutputFile": "reporter",
-    "ReportContext": "reporter",
-    "Reporter": "reporter",
-    "ReporterOptions": "reporter",
-    "ResultStream": "reporter",
-    "Run": "run",
-    "RunInfo": "run",
+    "Attempt": "_model",
+    "escape_controls": "_inputs",
+    "ErrorInfo": "_model",
+    "Outcome": "_model",
+    "Result": "_model",
+    "RunSummary": "_model",
+    "Status": "_model",
+    "Target": "_model",
+    "TraceEvent": "_model",
+    "PluginInfo": "_manager",
+    "PluginManager": "_manager",
+    "forget_discovered_plugins": "_manager",
+    "CheckContext": "_probe",
+    "Probe": "_probe",
+    "ProbeOptions": "_probe",
+    "check_regex": "_probe",
+    "MissingDependency": "_probe",
+    "require": "_probe",
+    "OFF_LOOP_BYTES": "_patterns",
+    "Pattern": "_patterns",
+    "PatternError": "_patterns",
+    "PatternMatch": "_patterns",
+    "compile_pattern": "_patterns",
+    "off_loop": "_patterns",
+    "OutputFile": "_reporter",
+    "ReportContext": "_reporter",
+    "Reporter": "_reporter",
+    "ReporterOptions": "_reporter",
+    "ResultStream": "_reporter",
+    "Run": "_run",
+    "RunInfo": "_run",
 }
 
 

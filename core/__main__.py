@@ -14,6 +14,6 @@ def _keep(signum: int, frame: object) -> None:
 signal.signal(signal.SIGINT, _keep)
 signal.signal(signal.SIGTERM, _keep)
 
-from .cli import main  # noqa: E402
+from ._cli import main  # noqa: E402
 
 main(pending_signals=_received)

@@ -42,10 +42,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, Unpack, c
 import anyio
 import anyio.lowlevel
 
-from .errors import AnyprobeError
+from ._errors import AnyprobeError
 
 if TYPE_CHECKING:
-    from .probe import CheckContext
+    from ._probe import CheckContext
 
 __all__ = ["AsyncioBridge", "BridgeClosedError", "asyncio_bridge"]
 

@@ -9,7 +9,7 @@ group ``anyprobe`` in its package's ``pyproject.toml``::
 
 or registered directly with :meth:`anyprobe.PluginManager.register` (embedding,
 tests). anyprobe's own probes and reporters are plugins registered so, from
-the list ``anyprobe.manager.BUILTIN_PLUGINS``.
+the list ``anyprobe._manager.BUILTIN_PLUGINS``.
 
 Hooks are called through pluggy, with keyword arguments; an implementation
 may accept only the arguments it needs. pluggy's markers apply:
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from .model import RunSummary
-    from .run import RunInfo
+    from ._model import RunSummary
+    from ._run import RunInfo
 
 hookspec = pluggy.HookspecMarker("anyprobe")
 hookimpl = pluggy.HookimplMarker("anyprobe")

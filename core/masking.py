@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 if TYPE_CHECKING:
-    from .model import Outcome
-    from .probe import CheckContext
+    from ._model import Outcome
+    from ._probe import CheckContext
 
 MASK = "***"
 
@@ -360,7 +360,7 @@ async def masked_check(
 
         return await masked_check(lambda: self._check(target, options, ctx), ctx, masker)
     """
-    from .errors import CheckFailed
+    from ._errors import CheckFailed
 
     if not masker:
         return await check()

@@ -19,7 +19,7 @@ from typing import Literal
 
 import anyio
 
-from .errors import CheckFailed
+from ._errors import CheckFailed
 
 IpFamily = Literal["any", "ipv4", "ipv6"]
 

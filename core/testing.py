@@ -44,12 +44,12 @@ import anyio.from_thread
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from .manager import PluginManager
-from .model import ErrorInfo, Result, RunSummary, Status, Target
-from .reporter import ReportContext, Reporter, ReporterOptions, ResultStream
+from ._manager import PluginManager
+from ._model import ErrorInfo, Result, RunSummary, Status, Target
+from ._reporter import ReportContext, Reporter, ReporterOptions, ResultStream
 
 if TYPE_CHECKING:
-    from .api import ReporterSpec
+    from ._api import ReporterSpec
 
 __all__ = [
     "BACKENDS",
@@ -158,8 +158,8 @@ async def run_checks(
     raise ``AssertionError`` unless ``allow_reporter_failures``; the record's
     ``summary.reporter_failures`` then says what happened.
     """
-    from .api import prepare, resolve_reporters
-    from .run import Run
+    from ._api import prepare, resolve_reporters
+    from ._run import Run
 
     _, built = prepare(
         targets, manager=manager, options=options, labels=labels, timeout=timeout, retries=retries
@@ -234,7 +234,7 @@ async def feed_reporter(
     ``interrupted="SIGINT"`` describe a run stopped half-way. A reporter that
     raises makes this raise ``AssertionError`` (unless ``allow_failure``).
     """
-    from .fanout import Fanout
+    from ._fanout import Fanout
 
     items = list(results)
     total = len(items) if total is None else total

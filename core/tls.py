@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .errors import CheckFailed
-from .model import Status
-from .probe import CheckContext, ProbeOptions
+from ._errors import CheckFailed
+from ._model import Status
+from ._probe import CheckContext, ProbeOptions
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream

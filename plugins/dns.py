@@ -32,7 +32,7 @@ import anyio
 from pydantic import Field, field_validator, model_validator
 
 import anyprobe
-from anyprobe.inputs import find_control
+from anyprobe._inputs import find_control
 from anyprobe.net import (
     IpFamily,
     check_destination,

@@ -68,7 +68,7 @@ class PushgatewayOptions(anyprobe.ReporterOptions):
 
 
 def anyprobe_redact(url: str) -> str:
-    from anyprobe.targets import redact_url
+    from anyprobe._targets import redact_url
 
     return redact_url(url)
 

@@ -32,8 +32,8 @@ import anyio
 from pydantic import Field, field_validator, model_validator
 
 import anyprobe
+from anyprobe._errors import did_you_mean
 from anyprobe.bridge import AsyncioBridge, asyncio_bridge
-from anyprobe.errors import did_you_mean
 from anyprobe.masking import masked_check, options_masker
 from anyprobe.net import IpFamily, describe_os_error, fail_from_os_error, resolve
 

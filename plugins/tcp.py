@@ -32,7 +32,7 @@ from anyio.streams.tls import TLSStream
 from pydantic import Field, field_validator, model_validator
 
 import anyprobe
-from anyprobe.inputs import host_problem
+from anyprobe._inputs import host_problem
 from anyprobe.masking import masked_check, options_masker
 from anyprobe.net import IpFamily, connect_tcp, describe_os_error, resolve, root_os_error
 from anyprobe.tls import (

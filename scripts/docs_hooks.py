@@ -76,7 +76,7 @@ def cli_reference() -> str:
     """Every command's help as ``anyprobe COMMAND --help`` prints it."""
     import click
 
-    from anyprobe.cli import cli
+    from anyprobe._cli import cli
 
     parts = []
     with click.Context(cli, info_name="anyprobe", terminal_width=100) as ctx:
@@ -109,7 +109,7 @@ def readable_type(text: str) -> str:
 
 
 def options_table(fields: list[dict[str, Any]]) -> str:
-    """A Markdown table of options as :func:`anyprobe.manager.describe_options` gives them."""
+    """A Markdown table of options as :func:`anyprobe._manager.describe_options` gives them."""
     rows = ["| option | type | default | description |", "|---|---|---|---|"]
     for f in fields:
         default = "required" if f["required"] else _code_cell(repr(f["default"]))
@@ -123,8 +123,8 @@ def options_table(fields: list[dict[str, Any]]) -> str:
 def config_reference(docs: Path | None = None) -> str:
     """The config file's tables and every built-in plugin's options, from the models."""
     from anyprobe import PluginManager
-    from anyprobe.config import CheckSettings, RunDefaults
-    from anyprobe.manager import describe_options
+    from anyprobe._config import CheckSettings, RunDefaults
+    from anyprobe._manager import describe_options
 
     manager = PluginManager()
     manager.load_entrypoints(autoload=False)  # anyprobe's own plugins only

@@ -460,7 +460,7 @@ def test_a_library_call_changes_nothing_process_wide(
 
 
 def test_plugin_discovery_is_shared_and_thread_safe() -> None:
-    from anyprobe import manager as manager_module
+    from anyprobe import _manager as manager_module
 
     anyprobe.forget_discovered_plugins()
     managers: list[PluginManager] = []

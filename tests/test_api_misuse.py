@@ -218,7 +218,13 @@ def test_the_first_call_imports_nothing_heavy_on_the_event_loop(
     )
     assert proc.returncode == 0, proc.stderr
     imported = set(proc.stdout.split())
-    heavy = {"pydantic", "anyprobe.manager", "anyprobe.run", "anyprobe.targets", "anyprobe.config"}
+    heavy = {
+        "pydantic",
+        "anyprobe._manager",
+        "anyprobe._run",
+        "anyprobe._targets",
+        "anyprobe._config",
+    }
     assert not heavy & imported, sorted(heavy & imported)
 
 
@@ -228,7 +234,7 @@ async def test_a_long_list_ending_in_a_check_is_converted_between_loop_turns(
     # Past KEEP_TARGETS plain URLs are kept compact; one Check after them turns
     # the list into Target objects, each rebuilt from its URL: that must not
     # be one stretch without a turn of the event loop.
-    from anyprobe.targets import KEEP_TARGETS, TargetList
+    from anyprobe._targets import KEEP_TARGETS, TargetList
 
     turns = 0
     built_at_turn: Counter[int] = Counter()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from anyprobe import PluginManager
-from anyprobe.targets import build_targets
+from anyprobe._targets import build_targets
 from tests.cli import anyprobe, assert_one_clear_line
 from tests.test_serve import get, running
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from anyprobe import ConfigError, PluginManager, Status
-from anyprobe.config import load_config
+from anyprobe._config import load_config
 
 
 def write(tmp_path: Path, text: str) -> str:

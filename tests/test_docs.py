@@ -54,11 +54,11 @@ from anyprobe import (
     Result,
     RunSummary,
     Status,
-    config,
+    _config,
     hookspecs,
 )
-from anyprobe.cli import cli
-from anyprobe.manager import describe_options
+from anyprobe._cli import cli
+from anyprobe._manager import describe_options
 from anyprobe.testing import CLOSE, HttpReply, HttpServer, LineServer, make_result
 
 from .reporter_samples import run_reporter
@@ -394,7 +394,7 @@ def as_config(block: Block, workdir: Path) -> tuple[str, bool]:
     whether it needs ``[[check]]`` tables (a server's config file does not)."""
     text = block.code
     document = tomllib.loads(text)
-    if set(document) - set(config.TOP_LEVEL):  # bare options of one check
+    if set(document) - set(_config.TOP_LEVEL):  # bare options of one check
         check = FRAGMENT_CHECK.get(block.page, DEFAULT_FRAGMENT_CHECK)
         text = f"[[check]]\n{check}\n{text}"
     elif "check" not in document and not {"module", "serve"} & set(document):
@@ -426,7 +426,7 @@ def config_error(block: Block, workdir: Path, manager: PluginManager) -> str:
     """The loader's error for ``block`` as a config file, or "" when it loads."""
     path, require_checks = as_config(block, workdir)
     try:
-        loaded = config.load_config(path, manager, require_checks=require_checks)
+        loaded = _config.load_config(path, manager, require_checks=require_checks)
     except AnyprobeError as exc:
         return str(exc)
     assert loaded.targets or loaded.serve is not None
@@ -512,8 +512,8 @@ def validate_command(
     """Run ``anyprobe ARGS`` in this process up to the point where checks would
     start: arguments, targets, ``--set`` options, reporters and config files go
     through the real CLI. Returns the exit status, stderr and what was validated."""
-    import anyprobe.cli
-    import anyprobe.serve
+    import anyprobe._cli
+    import anyprobe._serve
 
     for name, text in COMMAND_FILES.items():
         (workdir / name).write_text(text, encoding="utf-8")
@@ -531,16 +531,16 @@ def validate_command(
         return 0
 
     def serve(manager: PluginManager, config_path: str | None, **serve_args: Any) -> int:
-        anyprobe.serve.parse_listen(serve_args["listen"])
-        anyprobe.serve.AllowList(serve_args["allow_targets"])
+        anyprobe._serve.parse_listen(serve_args["listen"])
+        anyprobe._serve.AllowList(serve_args["allow_targets"])
         validated.append(f"serve {config_path}")
         return 0
 
     with monkeypatch.context() as patch:
-        patch.setattr(anyprobe.cli, "_execute", execute)
-        patch.setattr(anyprobe.serve, "main", serve)
+        patch.setattr(anyprobe._cli, "_execute", execute)
+        patch.setattr(anyprobe._serve, "main", serve)
         with pytest.raises(SystemExit) as exit_info:
-            anyprobe.cli.main(["--no-plugin-autoload", *args[1:]])
+            anyprobe._cli.main(["--no-plugin-autoload", *args[1:]])
     code = exit_info.value.code
     return code if isinstance(code, int) else 0, capsys.readouterr().err, validated
 
@@ -850,7 +850,7 @@ async def render(
     path: Path,
     **options: Any,
 ) -> str:
-    _, reporter = config.make_reporter(manager, name, {"path": str(path), **options})
+    _, reporter = _config.make_reporter(manager, name, {"path": str(path), **options})
     await run_reporter(reporter, results, summary)
     return await anyio.Path(path).read_text(encoding="utf-8")
 
@@ -1004,7 +1004,7 @@ async def test_webhook_examples_are_what_the_reporter_posts(
     counts = {Status.OK: 1, Status.CRITICAL: 1}
     summary = RunSummary(total=2, counts=counts, not_finished=0, duration=0.0185)
     for options in ({}, {"template": "slack"}, {"template": "slack", "mode": "per_result"}):
-        _, reporter = config.make_reporter(
+        _, reporter = _config.make_reporter(
             builtin_manager, "webhook", {"url": webhook_receiver.url, **options}
         )
         await run_reporter(reporter, [postgres, ssh], summary)

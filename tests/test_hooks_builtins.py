@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from anyprobe import PluginManager
-from anyprobe.manager import BUILTIN_PLUGINS
+from anyprobe._manager import BUILTIN_PLUGINS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,7 @@ else:
     sys.exit("anyprobe's package metadata is visible: the test proves nothing")
 import anyprobe
 assert anyprobe.__file__.startswith(sys.argv[1]), anyprobe.__file__
-from anyprobe.cli import main
+from anyprobe._cli import main
 main(sys.argv[3:])
 """
 
@@ -66,7 +66,7 @@ def zipped_anyprobe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(ROOT / "core", tree / "anyprobe", ignore=ignore)
     shutil.copytree(ROOT / "plugins", tree / "anyprobe" / "plugins", ignore=ignore)
     target = tree.parent / "anyprobe.pyz"
-    zipapp.create_archive(tree, target, main="anyprobe.cli:main")
+    zipapp.create_archive(tree, target, main="anyprobe._cli:main")
     return target
 
 

@@ -21,7 +21,7 @@ import pytest
 
 import anyprobe
 from anyprobe import hookspecs
-from anyprobe.demo import compare, start_demo_services
+from anyprobe._demo import compare, start_demo_services
 from anyprobe.testing import RunRecord, run_checks
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -574,7 +574,7 @@ async def test_secrets_never_reach_results_traces_or_reports(
 
 
 async def test_demo_rows_get_their_verdicts(manager: PluginManager) -> None:
-    from anyprobe.demo import compare, start_demo_services
+    from anyprobe._demo import compare, start_demo_services
     from anyprobe.plugins import http
 
     only_http = PluginManager()

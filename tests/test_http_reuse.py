@@ -22,9 +22,9 @@ from anyio.abc import ByteStream, SocketAttribute
 
 import anyprobe
 from anyprobe import PluginManager, Result, Status
-from anyprobe.api import prepare
+from anyprobe._api import prepare
+from anyprobe._run import Run
 from anyprobe.plugins._demo_http import Request, read_request
-from anyprobe.run import Run
 from tests.servers.http import cert_files, serve_h2, serve_proxy, server_context
 
 pytestmark = pytest.mark.anyio

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anyprobe import PluginManager, UsageError
-from anyprobe.config import load_config, parse_config
-from anyprobe.inputs import (
+from anyprobe._config import load_config, parse_config
+from anyprobe._inputs import (
     MAX_TOML_DEPTH,
     TomlLimitError,
     escape_controls,
@@ -24,7 +24,7 @@ from anyprobe.inputs import (
     host_problem,
     loads_toml,
 )
-from anyprobe.targets import build_targets, parse_set, read_target_file
+from anyprobe._targets import build_targets, parse_set, read_target_file
 
 PROPERTY = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

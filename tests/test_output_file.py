@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 import anyprobe
-from anyprobe.reporter import output_problem
+from anyprobe._reporter import output_problem
 
 pytestmark = pytest.mark.anyio
 

@@ -293,7 +293,7 @@ class Blocker(MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, Blocker())
-from anyprobe.cli import main
+from anyprobe._cli import main
 sys.argv[0] = "anyprobe"
 main()
 """

@@ -14,7 +14,7 @@ import pytest
 
 import anyprobe
 from anyprobe import PluginManager, Status
-from anyprobe.serve import ProbeServer, load_serve_config
+from anyprobe._serve import ProbeServer, load_serve_config
 from tests import probes
 from tests.servers.banner import serve_tcp
 

@@ -12,13 +12,13 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from anyprobe import Status
+from anyprobe._reporter import ReporterOptions
 from anyprobe.plugins.prometheus import (
     PrometheusReporter,
     build_registry,
     exposition,
     label_name,
 )
-from anyprobe.reporter import ReporterOptions
 
 from .reporter_samples import (
     START,

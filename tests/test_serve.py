@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from anyprobe import PluginManager, UsageError
-from anyprobe.serve import (
+from anyprobe._serve import (
     FALLBACK_TIMEOUT,
     AllowList,
     ProbeServer,

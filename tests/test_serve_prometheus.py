@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from anyprobe.shard import Shard
+from anyprobe._shard import Shard
 from tests.servers.serve import WebTarget
 
 pytestmark = [

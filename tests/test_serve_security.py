@@ -26,8 +26,8 @@ import pytest
 
 import anyprobe
 from anyprobe import PluginManager
-from anyprobe.serve import probe_timeout
-from anyprobe.serve_security import AllowList
+from anyprobe._serve import probe_timeout
+from anyprobe._serve_security import AllowList
 from tests.cli import anyprobe as run_anyprobe
 from tests.cli import assert_one_clear_line
 from tests.servers.reflect import SESSION_COOKIE, ReflectServer, start_reflect_server

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from anyprobe import UsageError
-from anyprobe.model import Target
-from anyprobe.shard import INDEX_VARIABLES, Shard, hashmod, parse_shard
+from anyprobe._model import Target
+from anyprobe._shard import INDEX_VARIABLES, Shard, hashmod, parse_shard
 
 #: Longest one anyprobe process of these tests may run.
 PROCESS_LIMIT = 120
 
 
 def reference_hashmod(key: str, modulus: int) -> int:
-    """Prometheus' relabel hashmod, written out independently of anyprobe.shard."""
+    """Prometheus' relabel hashmod, written out independently of anyprobe._shard."""
     return int.from_bytes(hashlib.md5(key.encode()).digest()[8:], "big") % modulus
 
 

@@ -8,11 +8,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from anyprobe import PluginManager
-from anyprobe.config import make_reporter
-from anyprobe.model import RunSummary
+from anyprobe._config import make_reporter
+from anyprobe._model import RunSummary
+from anyprobe._run import Run
+from anyprobe._targets import build_targets
 from anyprobe.plugins.pushgateway import group_path
-from anyprobe.run import Run
-from anyprobe.targets import build_targets
 from tests.servers.serve import PushReceiver
 
 pytestmark = pytest.mark.anyio

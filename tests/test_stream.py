@@ -8,7 +8,7 @@ import pytest
 
 import anyprobe
 from anyprobe import PluginManager, Reporter, ReporterOptions, Result, Run
-from anyprobe.targets import build_targets
+from anyprobe._targets import build_targets
 from tests import probes
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anyprobe import OptionsError, PluginManager, TargetError, UsageError
-from anyprobe.targets import build_targets, parse_set, read_target_lines, redact_url
+from anyprobe._targets import build_targets, parse_set, read_target_lines, redact_url
 
 
 def test_tcp_target_is_parsed_with_host_and_port(manager: PluginManager) -> None:

@@ -2,7 +2,7 @@
 
 Whatever hypothesis draws (see :mod:`tests.fuzz.strategies`), target parsing,
 ``--set`` parsing and config loading give a result or one
-:class:`~anyprobe.errors.UsageError` whose text is one line: any other
+:class:`~anyprobe._errors.UsageError` whose text is one line: any other
 exception is a crash the CLI would show as a traceback. Nothing here touches
 the network: targets are only validated, never checked.
 """
@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from anyprobe import PluginManager
-from anyprobe.config import load_config
-from anyprobe.errors import UsageError
-from anyprobe.targets import build_targets, parse_set
+from anyprobe._config import load_config
+from anyprobe._errors import UsageError
+from anyprobe._targets import build_targets, parse_set
 from tests.fuzz.strategies import VALUES, config_files, targets
 
 # The joiners U+200C and U+200D are left to IDNA, which allows them where a script needs them.

@@ -15,7 +15,7 @@ import sys
 import anyio
 
 import anyprobe
-from anyprobe.run import Run
+from anyprobe._run import Run
 
 
 async def main(spec: list[tuple[str, dict[str, object]]]) -> None:

@@ -2,7 +2,7 @@
 
 Every generated command line (600) and config file (400) must give results
 or one clear error line with exit status 3, never a traceback. The CLI runs
-in-process (``anyprobe.cli.main`` with its ``SystemExit`` caught and stdout and
+in-process (``anyprobe._cli.main`` with its ``SystemExit`` caught and stdout and
 stderr captured), so each input costs milliseconds, on asyncio or trio as the
 generated ``--backend`` says.
 
@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anyprobe.cli import main
+from anyprobe._cli import main
 from tests.servers.dns import DnsServer
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from anyprobe import PluginManager
-from anyprobe.serve import ProbeServer, bind, listening_url, load_serve_config, serve
+from anyprobe._serve import ProbeServer, bind, listening_url, load_serve_config, serve
 from tests.reliability.conftest import anyprobe_command, clean_env
 from tests.servers.bodies import SLOW_PATTERN, BodyServer
 

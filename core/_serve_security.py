@@ -37,7 +37,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import UsageError
+from ._errors import UsageError
 
 log = logging.getLogger("anyprobe.serve")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import CheckSettings, RunDefaults
-from .manager import PluginManager
+from ._config import CheckSettings, RunDefaults
+from ._manager import PluginManager
 
 
 def config_schema(manager: PluginManager) -> dict[str, Any]:

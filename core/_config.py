@@ -18,13 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .defaults import DEFAULT_TIMEOUT
-from .errors import ConfigError, OptionsError, TargetError, UsageError, did_you_mean
-from .inputs import TomlLimitError, loads_toml
-from .manager import PluginManager
-from .model import Target
-from .reporter import Reporter
-from .targets import (
+from ._defaults import DEFAULT_TIMEOUT
+from ._errors import ConfigError, OptionsError, TargetError, UsageError, did_you_mean
+from ._inputs import TomlLimitError, loads_toml
+from ._manager import PluginManager
+from ._model import Target
+from ._reporter import Reporter
+from ._targets import (
     CHECK_FIELDS,
     TargetFactory,
     options_error,
@@ -84,7 +84,7 @@ class Config:
     probe_defaults: dict[str, Any] = field(default_factory=dict)
     #: Check name -> its ``interval``, for the checks that set one.
     intervals: dict[str, float] = field(default_factory=dict)
-    #: The ``[module.NAME]`` and ``[serve]`` tables (see anyprobe.serve), or None.
+    #: The ``[module.NAME]`` and ``[serve]`` tables (see anyprobe._serve), or None.
     serve: Any = None
 
 
@@ -329,7 +329,7 @@ def parse_config(
             raise fail(exc.message, table="reporter", index=index, key=field_name) from None
     serve = None
     if "module" in document or "serve" in document:
-        from .serve import parse_serve_tables
+        from ._serve import parse_serve_tables
 
         serve = parse_serve_tables(document, manager, fail)
     return Config(path, targets, reporters, defaults, probe_defaults, intervals, serve)

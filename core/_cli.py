@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from .cli_signals import Interrupted, Signals
-from .errors import AnyprobeError, OptionsError, UsageError
+from ._cli_signals import Interrupted, Signals
+from ._errors import AnyprobeError, OptionsError, UsageError
 
 if TYPE_CHECKING:
-    from .manager import PluginManager
-    from .model import Result, RunSummary, Status, Target
-    from .reporter import Reporter
+    from ._manager import PluginManager
+    from ._model import Result, RunSummary, Status, Target
+    from ._reporter import Reporter
 
-from .defaults import DEFAULT_TIMEOUT
+from ._defaults import DEFAULT_TIMEOUT
 
 # Only click and the small modules above are imported at start-up, so that
 # `anyprobe --help` stays fast (signal too: its handlers go in at once); the
@@ -48,7 +48,7 @@ class _State:
 
     @property
     def manager(self) -> PluginManager:
-        from .manager import PluginManager
+        from ._manager import PluginManager
 
         if self._manager is None:
             self._manager = PluginManager()
@@ -232,7 +232,7 @@ def check(
     **run_args: Any,
 ) -> int:
     """Check TARGET URLs: tcp://HOST:PORT, https://HOST/PATH, ..."""
-    from .targets import build_targets, parse_set
+    from ._targets import build_targets, parse_set
 
     urls: list[tuple[str, int | None]] = [(t, None) for t in targets]
     source = None
@@ -255,7 +255,7 @@ def check(
 
 
 def _read_targets_file(path: str) -> list[tuple[str, int | None]]:
-    from .targets import read_target_file
+    from ._targets import read_target_file
 
     if path == "-":
         return read_target_file(sys.stdin.buffer, "<stdin>")
@@ -273,7 +273,7 @@ def _read_targets_file(path: str) -> list[tuple[str, int | None]]:
 @click.pass_obj
 def run(state: _State, /, config: str, **run_args: Any) -> int:
     """Run the checks of a TOML CONFIG file ('-' reads it from stdin)."""
-    from .config import load_config
+    from ._config import load_config
 
     overrides = {"timeout": run_args["timeout"], "retries": run_args["retries"]}
     loaded = load_config(config, state.manager, overrides=overrides, allow_stdin=True)
@@ -291,7 +291,7 @@ def _shard(targets: Sequence[Target], spec: str | None) -> Sequence[Target]:
     import logging
     import os
 
-    from .shard import INDEX_VARIABLES, RUN_ID_VARIABLE, parse_shard
+    from ._shard import INDEX_VARIABLES, RUN_ID_VARIABLE, parse_shard
 
     shard = parse_shard(spec)
     # Reporters (pushgateway) and hooks read the shard from the environment,
@@ -313,8 +313,8 @@ def demo(state: _State, /, **run_args: Any) -> int:
 
     Exits 0 when every row got the verdict the demo expects.
     """
-    from .cli_reporters import Collect
-    from .demo import compare, start_demo_services
+    from ._cli_reporters import Collect
+    from ._demo import compare, start_demo_services
 
     manager = state.manager
     reporters = _reporters(manager, run_args["reports"], [])
@@ -403,7 +403,7 @@ def serve(state: _State, /, config: str | None, **serve_args: Any) -> int:
     \b
     curl 'http://127.0.0.1:9115/probe?target=https://example.com&module=http_2xx'
     """
-    from .serve import main as serve_main
+    from ._serve import main as serve_main
 
     if _signals is not None:
         _signals.uninstall()
@@ -417,7 +417,7 @@ def serve(state: _State, /, config: str | None, **serve_args: Any) -> int:
 @click.pass_obj
 def plugins(state: _State, as_json: bool) -> int:
     """List the installed plugins, their probes, reporters and options."""
-    from .manager import describe_options
+    from ._manager import describe_options
 
     manager = state.manager
     entries = []
@@ -484,7 +484,7 @@ def schema(state: _State) -> int:
     """Print the JSON schema of the config file, every installed plugin included."""
     import json
 
-    from .schema import config_schema
+    from ._schema import config_schema
 
     click.echo(json.dumps(config_schema(state.manager), indent=2))
     return 0
@@ -502,8 +502,8 @@ def _reporters(
     """The run's reporters: the config's, then ``-r``'s (table by default).
     Every output path is checked here, before the first check runs; none may
     be ``reads``, the config or targets file the run reads."""
-    from .cli_reporters import check_outputs, parse_report
-    from .config import make_reporter
+    from ._cli_reporters import check_outputs, parse_report
+    from ._config import make_reporter
 
     reporters = list(configured)
     shown_as = {id(reporter): f"reporter {name}" for name, reporter in configured}
@@ -550,7 +550,7 @@ def _execute(
     async def main() -> RunSummary:
         return await _run_with_signals(state, targets, reporters, run_args)
 
-    from .cli_reporters import any_stdout
+    from ._cli_reporters import any_stdout
 
     summary = _run_backend(main, run_args["backend"])
     outputs = [path for _, reporter in reporters for path in reporter.outputs()]
@@ -597,7 +597,7 @@ async def _run_with_signals(
     import anyio
     from anyio.abc import TaskStatus
 
-    from .run import Run
+    from ._run import Run
 
     for info in state.manager.broken:
         _echo_err(f"warning: plugin {info.name} is broken: {info.error}")
@@ -608,11 +608,11 @@ async def _run_with_signals(
             state.verbosity >= 0 and len(targets) > PROGRESS_THRESHOLD and sys.stderr.isatty()
         )
     if progress:
-        from .cli_reporters import Progress
+        from ._cli_reporters import Progress
 
         reporters.append(("_progress", Progress()))
     if state.verbosity > 0:
-        from .cli_reporters import Diagnostics
+        from ._cli_reporters import Diagnostics
 
         reporters.append(("_diagnostics", Diagnostics(state.verbosity)))
     timeout = run_args.get("reporter_timeout")

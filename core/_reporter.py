@@ -33,8 +33,8 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ._model import Result, RunSummary
 from ._options import one_value_as_list
-from .model import Result, RunSummary
 
 
 class ReporterOptions(BaseModel):

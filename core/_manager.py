@@ -22,9 +22,9 @@ import pluggy
 from pydantic import BaseModel
 
 from . import hookspecs
-from .errors import PluginError
-from .probe import Probe
-from .reporter import Reporter
+from ._errors import PluginError
+from ._probe import Probe
+from ._reporter import Reporter
 
 log = logging.getLogger("anyprobe.plugins")
 

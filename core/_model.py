@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .defaults import DEFAULT_TIMEOUT
+from ._defaults import DEFAULT_TIMEOUT
 
 
 class Status(enum.Enum):

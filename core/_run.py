@@ -18,13 +18,13 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .fanout import REPORTER_BUFFER, REPORTER_TIMEOUT, Fanout
-from .manager import PluginManager
-from .model import Result, RunSummary, Status, Target
-from .probe import load_dependencies
-from .reporter import ReportContext, Reporter
-from .scheduler import Scheduler, resolve_concurrency
-from .watchdog import LoopWatchdog
+from ._fanout import REPORTER_BUFFER, REPORTER_TIMEOUT, Fanout
+from ._manager import PluginManager
+from ._model import Result, RunSummary, Status, Target
+from ._probe import load_dependencies
+from ._reporter import ReportContext, Reporter
+from ._scheduler import Scheduler, resolve_concurrency
+from ._watchdog import LoopWatchdog
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ class Run:
     handler task, say) to stop starting and running checks; what finished by
     then still reaches every reporter, which then get a few seconds to
     finish; a second call stops them at once. ``watchdog`` names, in a logged
-    warning, a check that blocks the event loop (see :mod:`anyprobe.watchdog`).
+    warning, a check that blocks the event loop (see :mod:`anyprobe._watchdog`).
     ``raise_file_limit`` lets it raise the process's open-file limit to fit
     the concurrency (the CLI does; a library call lowers the concurrency instead).
     """

@@ -8,12 +8,12 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError
-from .model import Result, Status
-from .reporter import ReportContext, Reporter, ReporterOptions, ResultStream
+from ._errors import UsageError
+from ._model import Result, Status
+from ._reporter import ReportContext, Reporter, ReporterOptions, ResultStream
 
 if TYPE_CHECKING:
-    from .manager import PluginManager
+    from ._manager import PluginManager
 
 
 REPORT_SYNTAX = "expected NAME, NAME=DEST or NAME:KEY=VALUE[,KEY=VALUE...]"
@@ -26,7 +26,7 @@ def parse_report(manager: PluginManager, spec: str) -> tuple[str, dict[str, Any]
     Returns the name, the raw options and the spec as an error line shows it."""
     import re
 
-    from .targets import SetValue, _plain, parse_value
+    from ._targets import SetValue, _plain, parse_value
 
     cut = min((i for i in (spec.find(":"), spec.find("=")) if i >= 0), default=len(spec))
     name, separator, rest = spec[:cut].strip(), spec[cut : cut + 1], spec[cut + 1 :]
@@ -58,7 +58,7 @@ def parse_report(manager: PluginManager, spec: str) -> tuple[str, dict[str, Any]
 def check_outputs(reporters: list[tuple[str, Reporter[Any]]], shown_as: dict[int, str]) -> None:
     """Every file a reporter will write can be written (nothing is created):
     a bad path is found before an hour-long run, not after it."""
-    from .reporter import output_problem
+    from ._reporter import output_problem
 
     for name, reporter in reporters:
         for path in reporter.outputs():

@@ -10,9 +10,9 @@ the config file and keeps the running one when the new one is invalid.
 
 The app is an ASGI app (Starlette) served by hypercorn, on asyncio or trio,
 whichever event loop runs :func:`serve`. The config tables it reads are in
-:mod:`anyprobe.serve_config`; the allow-list, TLS and basic authentication of
-the listener in :mod:`anyprobe.serve_security`; the ASGI app in
-:mod:`anyprobe.serve_app`.
+:mod:`anyprobe._serve_config`; the allow-list, TLS and basic authentication of
+the listener in :mod:`anyprobe._serve_security`; the ASGI app in
+:mod:`anyprobe._serve_app`.
 """
 
 from __future__ import annotations
@@ -31,16 +31,15 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from pydantic import ValidationError
 
-from .errors import ConfigError, OptionsError, TargetError, UsageError, did_you_mean
-from .fanout import Fanout
-from .inputs import escape_controls
-from .manager import PluginManager
-from .model import Result, RunSummary, Status, Target
-from .net import address_policy
-from .probe import import_dependencies, load_dependencies
-from .reporter import ReportContext, Reporter
-from .scheduler import HostLimits, Scheduler
-from .serve_config import (
+from ._errors import ConfigError, OptionsError, TargetError, UsageError, did_you_mean
+from ._fanout import Fanout
+from ._inputs import escape_controls
+from ._manager import PluginManager
+from ._model import Result, RunSummary, Status, Target
+from ._probe import import_dependencies, load_dependencies
+from ._reporter import ReportContext, Reporter
+from ._scheduler import HostLimits, Scheduler
+from ._serve_config import (
     BUILTIN_MODULES,
     DEFAULT_INTERVAL,
     MODULE_FIELDS,
@@ -54,7 +53,7 @@ from .serve_config import (
     load_serve_config,
     parse_serve_tables,
 )
-from .serve_security import (
+from ._serve_security import (
     AllowList,
     ListenerSecurity,
     WebConfig,
@@ -62,7 +61,8 @@ from .serve_security import (
     load_web_config,
     valid_host_name,
 )
-from .targets import TargetFactory, options_error
+from ._targets import TargetFactory, options_error
+from .net import address_policy
 
 __all__ = [
     "BUILTIN_MODULES",
@@ -86,7 +86,7 @@ __all__ = [
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from .config import Config
+    from ._config import Config
 
 log = logging.getLogger("anyprobe.serve")
 
@@ -539,7 +539,7 @@ class ProbeServer:
 
     async def aclose(self) -> None:
         """Close the shared resources of the probes (the asyncio bridge, clients)."""
-        from .run import close_resources
+        from ._run import close_resources
 
         await close_resources(self.resources)
 
@@ -588,7 +588,7 @@ async def serve(
     config.errorlog = logging.getLogger("anyprobe.serve.http")
     config.include_server_header = False
     config.keep_alive_timeout = 75.0  # longer than Prometheus keeps idle connections
-    from .serve_app import create_app
+    from ._serve_app import create_app
 
     app = create_app(server, security if security.users or web_config else None)
     if _running_on_trio():
@@ -719,8 +719,8 @@ def main(
     ``announce`` receives one line per listening address once it accepts
     connections, and warnings about an exposed server.
     """
-    from .cli import require_backend
-    from .scheduler import resolve_concurrency
+    from ._cli import require_backend
+    from ._scheduler import resolve_concurrency
 
     require_backend(backend)
     for option, value in (("--grace", grace), ("--timeout-offset", timeout_offset)):

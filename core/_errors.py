@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI imports this module at start-up: keep it light
-    from .model import Outcome, Status
+    from ._model import Outcome, Status
 
 
 class AnyprobeError(Exception):
@@ -23,7 +23,7 @@ class UsageError(AnyprobeError):
 
     ``str(error)`` is the one line shown to the user, prefixed by where:
     ``checks.toml:12: check 'api': field 'expect_status': ...``, with control
-    characters escaped (:func:`~anyprobe.inputs.escape_controls`).
+    characters escaped (:func:`~anyprobe._inputs.escape_controls`).
     """
 
     def __init__(
@@ -50,7 +50,7 @@ class UsageError(AnyprobeError):
             where.append(f"check {self.check}")
         if self.field:
             where.append(f"field '{self.field}'")
-        from .inputs import escape_controls
+        from ._inputs import escape_controls
 
         # Targets, names and values come from the user (or a server): a
         # terminal must show them, never act on them.
@@ -119,7 +119,7 @@ class CheckFailed(AnyprobeError):
         error: BaseException | None = None,
         metrics: dict[str, object] | None = None,
     ) -> None:
-        from .model import Status
+        from ._model import Status
 
         super().__init__(summary)
         self.summary = summary
@@ -128,7 +128,7 @@ class CheckFailed(AnyprobeError):
         self.metrics = dict(metrics or {})
 
     def to_outcome(self, phase: str | None) -> Outcome:
-        from .model import ErrorInfo, Outcome
+        from ._model import ErrorInfo, Outcome
 
         error = self.error or self
         info = ErrorInfo(type(error).__name__, str(error) or self.summary, phase)

@@ -30,9 +30,9 @@ from urllib.parse import SplitResult
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ._errors import TargetError, UsageError
+from ._model import Outcome, Target, TraceEvent
 from ._options import one_value_as_list
-from .errors import TargetError, UsageError
-from .model import Outcome, Target, TraceEvent
 
 T = TypeVar("T")
 
@@ -95,7 +95,7 @@ def check_regex(
             return anyprobe.check_regex(value)
     """
     if pattern is not None:
-        from .patterns import compile_pattern
+        from ._patterns import compile_pattern
 
         compile_pattern(pattern, binary=binary, multiline=multiline)
     return pattern
@@ -152,7 +152,7 @@ async def load_dependencies(targets: Sequence[Target], probes: Mapping[str, Prob
     """:func:`import_dependencies` in a worker thread. Run once before the
     first check, so that no check's clock runs while a module is imported on
     the event loop."""
-    from .patterns import OFF_LOOP_BYTES, off_loop
+    from ._patterns import OFF_LOOP_BYTES, off_loop
 
     if any(
         type(probes[target.probe]).load_dependencies is not Probe.load_dependencies

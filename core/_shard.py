@@ -23,8 +23,8 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .errors import UsageError
-from .model import Target
+from ._errors import UsageError
+from ._model import Target
 
 #: Environment variables ``--shard auto/N`` reads, first found wins.
 INDEX_VARIABLES = ("JOB_COMPLETION_INDEX", "NOMAD_ALLOC_INDEX", "ANYPROBE_SHARD_INDEX")

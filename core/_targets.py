@@ -16,11 +16,11 @@ from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from .defaults import DEFAULT_TIMEOUT
-from .errors import OptionsError, TargetError, UsageError, did_you_mean
-from .inputs import MAX_TOML_DEPTH, TomlLimitError, find_control, host_problem, loads_toml
-from .manager import PluginManager
-from .model import Target
+from ._defaults import DEFAULT_TIMEOUT
+from ._errors import OptionsError, TargetError, UsageError, did_you_mean
+from ._inputs import MAX_TOML_DEPTH, TomlLimitError, find_control, host_problem, loads_toml
+from ._manager import PluginManager
+from ._model import Target
 
 #: Per-check settings that core handles itself, next to the probe's options.
 CHECK_FIELDS = ("name", "url", "timeout", "retries", "labels")
@@ -56,7 +56,7 @@ def split_url(text: str) -> SplitResult:
 
     Control characters are refused in every part of the URL (and, decoded, in
     its user and password), and so is a host that can never resolve: see
-    :func:`~anyprobe.inputs.host_problem`.
+    :func:`~anyprobe._inputs.host_problem`.
     """
     if not text or _REFUSED.search(text):
         control = find_control(text)
@@ -100,7 +100,7 @@ def parse_value(text: str) -> Any:
 
     ``5`` is an int, ``1.5`` a float, ``true`` a bool, ``[200, 301]`` a list,
     ``"a b"`` a string; anything else (``UP``, ``/health``) is taken as written.
-    Raises :class:`~anyprobe.inputs.TomlLimitError` for a value nested too
+    Raises :class:`~anyprobe._inputs.TomlLimitError` for a value nested too
     deep or a number too long.
     """
     try:

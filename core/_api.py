@@ -38,17 +38,17 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from .defaults import DEFAULT_TIMEOUT
-from .errors import OptionsError, PluginError, ReporterError, TargetError, did_you_mean
-from .model import Result, RunSummary, Target
+from ._defaults import DEFAULT_TIMEOUT
+from ._errors import OptionsError, PluginError, ReporterError, TargetError, did_you_mean
+from ._model import Result, RunSummary, Target
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
 
-    from .manager import PluginManager
-    from .reporter import Reporter
-    from .run import Run
-    from .targets import TargetList
+    from ._manager import PluginManager
+    from ._reporter import Reporter
+    from ._run import Run
+    from ._targets import TargetList
 
 __all__ = [
     "Check",
@@ -110,7 +110,7 @@ ReporterSpec: TypeAlias = (
 #: The modules a run needs beyond this one. Importing them takes a few hundred
 #: milliseconds (pydantic's models are built at import), so the first call
 #: imports them in a worker thread instead of on the caller's event loop.
-_RUN_MODULES = ("anyprobe.config", "anyprobe.run", "anyprobe.targets")
+_RUN_MODULES = ("anyprobe._config", "anyprobe._run", "anyprobe._targets")
 
 
 def _import_run_modules() -> None:
@@ -162,9 +162,9 @@ def _count(name: str, value: object, *, low: int, high: int | None = None) -> in
 
 
 def _is_reporter(value: object) -> bool:
-    if "anyprobe.reporter" not in sys.modules:
+    if "anyprobe._reporter" not in sys.modules:
         return False  # no Reporter class exists yet, so no instance of one either
-    from .reporter import Reporter
+    from ._reporter import Reporter
 
     return isinstance(value, Reporter)
 
@@ -225,8 +225,8 @@ def resolve_reporters(
     (``("jsonl", {"path": "out.jsonl"})``). An unknown name or a bad option
     raises :class:`~anyprobe.OptionsError`; anything else ``TypeError``.
     """
-    from .config import make_reporter
-    from .reporter import Reporter
+    from ._config import make_reporter
+    from ._reporter import Reporter
 
     made: list[tuple[str, Reporter[Any]]] = []
     for spec in _check_reporter_specs(reporters):
@@ -286,9 +286,9 @@ class _Settings:
 
 
 def _is_plugin_manager(value: object) -> bool:
-    if "anyprobe.manager" not in sys.modules:
+    if "anyprobe._manager" not in sys.modules:
         return False
-    from .manager import PluginManager
+    from ._manager import PluginManager
 
     return isinstance(value, PluginManager)
 
@@ -348,13 +348,13 @@ def _target_source(targets: object) -> Iterable[object]:
 
 
 class _TargetBuilder:
-    """Validates targets one at a time, as :func:`~anyprobe.targets.build_targets`
+    """Validates targets one at a time, as :func:`~anyprobe._targets.build_targets`
     and the config loader do, so that the caller can yield between them."""
 
     def __init__(self, manager: PluginManager, settings: _Settings) -> None:
         self.manager = manager
         self.settings = settings
-        from .targets import KEEP_TARGETS, TargetFactory, TargetList
+        from ._targets import KEEP_TARGETS, TargetFactory, TargetList
 
         self.keep = KEEP_TARGETS
         self.factory = TargetFactory(manager)
@@ -371,7 +371,7 @@ class _TargetBuilder:
     def _shared_for(self, probe_name: str) -> Mapping[str, Any]:
         raw = self.per_probe.get(probe_name)
         if raw is None:
-            from .targets import options_for_probe
+            from ._targets import options_for_probe
 
             raw = self.per_probe[probe_name] = options_for_probe(
                 self.manager, probe_name, self.shared
@@ -400,7 +400,7 @@ class _TargetBuilder:
 
     def to_plain(self) -> Iterator[None]:
         """Turn the compact list into a plain one, pausing every 64 targets: past
-        :data:`~anyprobe.targets.KEEP_TARGETS` each is rebuilt from its URL, which
+        :data:`~anyprobe._targets.KEEP_TARGETS` each is rebuilt from its URL, which
         takes long enough for the caller to yield to the loop in between."""
         compact = self.compact
         if compact is None:
@@ -424,7 +424,7 @@ class _TargetBuilder:
                 retries=self.settings.retries,
             )
         except OptionsError as exc:
-            from .targets import redact_url
+            from ._targets import redact_url
 
             raise exc.located(source="options", check=redact_url(text)) from None
         self.probes_used.add(target.probe)
@@ -433,8 +433,8 @@ class _TargetBuilder:
     def _from_check(self, check: Check) -> Target:
         from pydantic import ValidationError
 
-        from .config import CheckSettings
-        from .targets import options_error, redact_url, split_url
+        from ._config import CheckSettings
+        from ._targets import options_error, redact_url, split_url
 
         url = check.url
         label = (
@@ -500,7 +500,7 @@ class _TargetBuilder:
 
     def finish(self) -> Sequence[Target]:
         if self.shared:
-            from .targets import check_shared_options
+            from ._targets import check_shared_options
 
             check_shared_options(self.manager, self.shared, self.probes_used, what="options")
         return self.compact if self.compact is not None else self.plain
@@ -508,7 +508,7 @@ class _TargetBuilder:
 
 def _manager_for(plugins: Sequence[object]) -> PluginManager:
     """A manager with the installed plugins and ``plugins``: blocking, for a worker thread."""
-    from .manager import default_manager
+    from ._manager import default_manager
 
     manager = default_manager()
     names = []
@@ -646,11 +646,11 @@ class RunStream:
         assert self._targets is not None
         manager, targets = await _prepare(self._targets, settings)
         self._targets = None
-        from .run import Run
+        from ._run import Run
 
         concurrency = settings.concurrency
         if concurrency is None:
-            from .scheduler import DEFAULT_CONCURRENCY, max_safe_concurrency
+            from ._scheduler import DEFAULT_CONCURRENCY, max_safe_concurrency
 
             # Lowered quietly: the caller asked for no number, so a warning
             # would only be noise on every call (a 256-file limit is common).

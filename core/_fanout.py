@@ -23,8 +23,8 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .model import Result, RunSummary
-from .reporter import ReportContext, Reporter, ResultStream
+from ._model import Result, RunSummary
+from ._reporter import ReportContext, Reporter, ResultStream
 
 log = logging.getLogger("anyprobe.fanout")
 

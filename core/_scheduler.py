@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .errors import CheckFailed
-from .model import Attempt, ErrorInfo, Outcome, Result, Status, Target
-from .probe import CheckContext, Probe
+from ._errors import CheckFailed
+from ._model import Attempt, ErrorInfo, Outcome, Result, Status, Target
+from ._probe import CheckContext, Probe
 
 if TYPE_CHECKING:
-    from .watchdog import LoopWatchdog
+    from ._watchdog import LoopWatchdog
 
 log = logging.getLogger("anyprobe.scheduler")
 

@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ConfigError, OptionsError, did_you_mean
-from .manager import PluginManager
+from ._errors import ConfigError, OptionsError, did_you_mean
+from ._manager import PluginManager
+from ._model import Target
+from ._serve_security import AllowList
+from ._targets import options_error
 from .masking import options_masker
-from .model import Target
-from .serve_security import AllowList
-from .targets import options_error
 
 if TYPE_CHECKING:
-    from .config import Config
+    from ._config import Config
 
 DEFAULT_INTERVAL = 60.0
 
@@ -203,7 +203,7 @@ def parse_serve_tables(
 
 def load_serve_config(path: str | None, manager: PluginManager) -> Config:
     """The server's config: ``path``'s (checks optional), or just the built-ins."""
-    from .config import Config, RunDefaults, load_config
+    from ._config import Config, RunDefaults, load_config
 
     if path is None:
         config = Config("<none>", [], [], RunDefaults.model_validate({}))
@@ -215,7 +215,7 @@ def load_serve_config(path: str | None, manager: PluginManager) -> Config:
 
 
 def dependency_targets(config: Config) -> list[Target]:
-    """What a server will check, for :func:`anyprobe.probe.load_dependencies`:
+    """What a server will check, for :func:`anyprobe._probe.load_dependencies`:
     the config's scheduled checks and a stand-in target per module, which
     carries the module's scheme and options (``http2 = true`` needs h2)."""
     targets = list(config.targets)

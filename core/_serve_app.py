@@ -13,11 +13,11 @@ from urllib.parse import parse_qsl
 
 import anyio
 
-from .errors import ConfigError, UsageError
-from .model import Result
-from .serve import EXPOSITION_TYPE, SCRAPE_TIMEOUT_HEADER, ProbeServer, _Rejected
-from .serve_config import Module
-from .serve_security import ListenerSecurity
+from ._errors import ConfigError, UsageError
+from ._model import Result
+from ._serve import EXPOSITION_TYPE, SCRAPE_TIMEOUT_HEADER, ProbeServer, _Rejected
+from ._serve_config import Module
+from ._serve_security import ListenerSecurity
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -12,9 +12,9 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from .manager import PluginManager
-from .model import Result, Status, Target
-from .targets import TargetFactory
+from ._manager import PluginManager
+from ._model import Result, Status, Target
+from ._targets import TargetFactory
 
 
 @dataclass(frozen=True)
