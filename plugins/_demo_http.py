@@ -1,4 +1,5 @@
-"""A small HTTP/1.1 server on anyio, for ``anyprobe demo`` (and the tests).
+"""The HTTP probe's rows of ``anyprobe demo``, and the small HTTP/1.1 server
+on anyio that answers them (the tests use it too).
 
 It answers one request per connection, which is all a probe sends. A handler
 is an async callable given the parsed :class:`Request` and the stream to
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute
+
+import anyprobe
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 1024 * 1024
@@ -149,3 +152,25 @@ class DemoRoutes:
             await respond(stream, 503, b"down for maintenance\n")
         else:
             await respond(stream, 404, b"not found\n")
+
+
+@asynccontextmanager
+async def demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
+    """An endpoint that answers, a slow one, a failing one (plain HTTP on loopback)."""
+    async with serve_http(DemoRoutes()) as port:
+        base = f"http://127.0.0.1:{port}"
+        yield [
+            anyprobe.DemoCheck(
+                "http: healthy endpoint",
+                f"{base}/health",
+                anyprobe.Status.OK,
+                options={"json_assertions": ["status == 'UP'"]},
+            ),
+            anyprobe.DemoCheck(
+                "http: slow endpoint",
+                f"{base}/slow",
+                anyprobe.Status.WARNING,
+                options={"warning_after": 0.2},
+            ),
+            anyprobe.DemoCheck("http: failing endpoint", f"{base}/fail", anyprobe.Status.CRITICAL),
+        ]
