@@ -371,7 +371,7 @@ async def test_dnsmasq_interop(
 
 
 async def test_demo_rows_get_their_verdicts(anyio_backend: str, manager: PluginManager) -> None:
-    from anyprobe.plugins.dns import demo_services
+    from anyprobe.plugins._demo_dns import demo_services
 
     async with demo_services() as checks:
         for demo in checks:

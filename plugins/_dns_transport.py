@@ -1,0 +1,357 @@
+"""How the DNS probe asks: over UDP and TCP through dnspython's async API, over
+TLS (RFC 7858) and HTTPS (RFC 8484, HTTP/1.1 POST) on anyio's TLS streams.
+
+dnspython only builds and reads the messages of DNS over TLS and HTTPS: the
+certificate checks of :mod:`anyprobe.tls` apply, and DNS over HTTPS goes
+through the HTTP probe's HTTP/1.1 client.
+"""
+
+from __future__ import annotations
+
+import ssl
+import struct
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+import anyprobe
+from anyprobe.net import connect_tcp, fail_from_os_error
+from anyprobe.tls import (
+    TlsInfo,
+    client_certificate_expiry_days,
+    describe_tls_error,
+    find_ssl_error,
+    start_tls,
+)
+
+from ._dns_options import DEFAULT_PORTS, DnsOptions
+from ._http_client import HttpRequest, Response, exchange_h11
+
+if TYPE_CHECKING:
+    import dns.message
+    from anyio.abc import ByteStream
+
+#: The largest DNS message over TLS or HTTPS (DNS over TLS frames it with two bytes).
+MAX_MESSAGE = 65535
+DNS_MESSAGE_TYPE = "application/dns-message"
+#: The longest HTTP response head a DNS over HTTPS server may send.
+DOH_HEAD_BYTES = 16 * 1024
+
+
+def join_host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def system_nameservers(path: str, ctx: anyprobe.CheckContext) -> list[str]:
+    """The nameservers in ``path``, read once per run off the event loop."""
+    cache: dict[str, list[str] | str] = ctx.shared(("dns", "resolv.conf"), dict)
+    found = cache.get(path)
+    if found is None:
+
+        def read() -> list[str] | str:
+            import dns.resolver
+
+            try:
+                with open(path, encoding="utf-8", errors="replace") as file:
+                    resolver = dns.resolver.Resolver(filename=file)
+            except dns.resolver.NoResolverConfiguration:
+                return f"no nameserver in {path}"
+            except OSError as exc:
+                return f"cannot read {path}: {(exc.strerror or str(exc)).lower()}"
+            return [str(n) for n in resolver.nameservers]
+
+        found = cache[path] = await anyio.to_thread.run_sync(read)
+    if isinstance(found, str):
+        raise anyprobe.CheckFailed(found, status=anyprobe.Status.UNKNOWN)
+    if ctx.explain:
+        ctx.trace(f"nameservers from {path}: {', '.join(found)}")
+    return found
+
+
+async def ask(
+    query: dns.message.Message,
+    servers: Sequence[str],
+    port: int,
+    options: DnsOptions,
+    ctx: anyprobe.CheckContext,
+    backend: Any,
+) -> tuple[dns.message.Message, str, str]:
+    """Send ``query`` to each server in turn until one answers; the response,
+    the server that gave it and the transport used.
+
+    Each server but the last gets an equal share of the time left. The last
+    one runs until the check's deadline, the hard limit that core enforces
+    ("timed out after 5 s during query").
+    """
+    failures: list[str] = []
+    for index, server in enumerate(servers):
+        where = join_host_port(server, port)
+        left = len(servers) - index
+        ctx.metrics["server"] = where
+        if ctx.explain:
+            ctx.trace(f"asking {where} over {options.transport}: {query.question[0].to_text()}")
+        with ctx.phase("query"):
+            if left == 1:
+                answered = await _query_one(query, server, port, where, options, ctx, backend)
+            else:
+                share = ctx.remaining() / left
+                with anyio.move_on_after(share) as scope:
+                    answered = await _query_one(query, server, port, where, options, ctx, backend)
+                if scope.cancelled_caught:
+                    answered = _Failure(
+                        f"no response from {where} over {options.transport} in {share:.1f} s"
+                    )
+        if not isinstance(answered, _Failure):
+            return answered[0], server, answered[1]
+        ctx.trace(answered.summary)
+        failures.append(answered.summary)
+        if left == 1:
+            summary = failures[0] if len(failures) == 1 else "; ".join(failures)
+            raise anyprobe.CheckFailed(summary, error=answered.error)
+    raise anyprobe.CheckFailed("no nameserver to ask", status=anyprobe.Status.UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    summary: str
+    error: BaseException | None = None
+
+
+async def _query_one(
+    query: dns.message.Message,
+    server: str,
+    port: int,
+    where: str,
+    options: DnsOptions,
+    ctx: anyprobe.CheckContext,
+    backend: Any,
+) -> tuple[dns.message.Message, str] | _Failure:
+    """Ask one server; the response and transport, or why there is none."""
+    import dns.asyncquery
+    import dns.exception
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    try:
+        if options.transport == "tcp":
+            response = await dns.asyncquery.tcp(query, server, port=port, backend=backend)
+            transport = "tcp"
+        else:
+            response, used_tcp = await dns.asyncquery.udp_with_fallback(
+                query, server, port=port, backend=backend
+            )
+            transport = "tcp" if used_tcp else "udp"
+            if used_tcp:
+                ctx.trace("UDP answer truncated: asked again over TCP")
+    except OSError as exc:
+        failed = fail_from_os_error(exc, f"query to {where} over {options.transport}")
+        return _Failure(failed.summary, failed.error)
+    except EOFError as exc:  # dnspython's TCP read of a connection closed mid-answer
+        return _Failure(f"{where} closed the connection before a complete answer over tcp", exc)
+    except dns.message.Truncated:
+        return _Failure(f"truncated answer from {where}")
+    except (dns.exception.FormError, dns.query.BadResponse) as exc:
+        return _Failure(f"malformed response from {where}: {exc}", exc)
+    except dns.exception.DNSException as exc:
+        return _Failure(f"query to {where} failed: {exc}", exc)
+    if ctx.explain:
+        ctx.trace(
+            f"{dns.rcode.to_text(response.rcode())} from {where} over {transport},"
+            f" {len(response.answer)} answer RRsets"
+        )
+    return response, transport
+
+
+# -- DNS over TLS and over HTTPS ------------------------------------------------
+
+
+async def ask_encrypted(
+    query: dns.message.Message,
+    host: str,
+    addresses: list[str],
+    port: int,
+    options: DnsOptions,
+    ctx: anyprobe.CheckContext,
+) -> tuple[dns.message.Message, str, TlsInfo]:
+    """Ask over TLS or HTTPS: connect (trying each address in turn), handshake,
+    send the query and read the answer; the response, the address that gave it
+    and what the handshake showed. Phases ``connect``, ``tls`` and ``query``."""
+    transport = options.transport
+    server_name = options.server_name or host
+    try:
+        with ctx.phase("connect"):
+            tcp, address = await connect_tcp(addresses, port)
+    except anyprobe.CheckFailed as exc:
+        where = join_host_port(host, port)
+        raise anyprobe.CheckFailed(
+            f"query to {where} over {transport}: {exc.summary}", error=exc.error
+        ) from None
+    where = join_host_port(address, port)
+    ctx.metrics["server"] = where
+    ctx.trace(f"connected to {where}")
+    stream: ByteStream = tcp
+    try:
+        with ctx.phase("tls"):
+            alpn = ("http/1.1",) if options.transport == "https" else ()
+            stream, tls = await start_tls(
+                tcp, server_name, options, ctx, alpn=alpn, peek_at=(address, port)
+            )
+        ctx.metrics.update(tls.metrics())
+        client_days = client_certificate_expiry_days(options, ctx)
+        if client_days is not None:
+            ctx.metrics["client_cert_expiry_days"] = client_days
+        wire = query.to_wire()
+        with ctx.phase("query"):
+            if transport == "tls":
+                if ctx.explain:
+                    ctx.trace(f"asking {where} over tls: {query.question[0].to_text()}")
+                answer = await _exchange_dot(stream, wire, where)
+            else:
+                answer = await _exchange_doh(stream, wire, host, port, where, options, ctx)
+    finally:
+        # No close_notify exchange: a check has no use for it, and a server
+        # that never answers it must not hold the check up.
+        with suppress(OSError, anyio.BrokenResourceError, ssl.SSLError):
+            await anyio.aclose_forcefully(stream)
+    with ctx.phase("query"):
+        response = _read_response(query, answer, where)
+    if ctx.explain:
+        import dns.rcode
+
+        ctx.trace(
+            f"{dns.rcode.to_text(response.rcode())} from {where} over {transport},"
+            f" {len(response.answer)} answer RRsets"
+        )
+    return response, address, tls
+
+
+def _io_failure(exc: BaseException, where: str, transport: str) -> anyprobe.CheckFailed:
+    """A failure to send or receive over TLS: a TLS alert (a refused client
+    certificate shows here with TLS 1.3) or a socket error."""
+    error = find_ssl_error(exc)
+    if error is not None:
+        return anyprobe.CheckFailed(
+            f"query to {where} over {transport}: {describe_tls_error(exc)}", error=error
+        )
+    return fail_from_os_error(exc, f"query to {where} over {transport}")
+
+
+async def _exchange_dot(stream: ByteStream, wire: bytes, where: str) -> bytes:
+    """One query over DNS over TLS: both messages framed by their two-byte length."""
+    from anyio.streams.buffered import BufferedByteReceiveStream
+
+    reader = BufferedByteReceiveStream(stream)
+    try:
+        await stream.send(struct.pack("!H", len(wire)) + wire)
+        (length,) = struct.unpack("!H", await reader.receive_exactly(2))
+        return await reader.receive_exactly(length)
+    except (anyio.IncompleteRead, anyio.EndOfStream):
+        raise anyprobe.CheckFailed(
+            f"query to {where} over tls: the server closed the connection without an answer"
+        ) from None
+    except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+        raise _io_failure(exc, where, "tls") from None
+
+
+async def _exchange_doh(
+    stream: ByteStream,
+    wire: bytes,
+    host: str,
+    port: int,
+    where: str,
+    options: DnsOptions,
+    ctx: anyprobe.CheckContext,
+) -> bytes:
+    """One query over DNS over HTTPS: ``POST doh_path`` with the message as its
+    body, over HTTP/1.1; the body of a 200 answer of type application/dns-message.
+    The caller times it all as the ``query`` phase."""
+    authority = host if ":" not in host else f"[{host}]"
+    if options.server_name:
+        authority = options.server_name
+    if port != DEFAULT_PORTS["https"]:
+        authority += f":{port}"
+    headers = [
+        ("Host", authority),
+        ("User-Agent", f"anyprobe/{anyprobe.__version__}"),
+        ("Accept", DNS_MESSAGE_TYPE),
+        ("Content-Type", DNS_MESSAGE_TYPE),
+        ("Content-Length", str(len(wire))),
+    ]
+    request = HttpRequest("POST", options.doh_path, headers, wire)
+    if ctx.explain:
+        ctx.trace(f"> POST https://{authority}{options.doh_path} ({len(wire)} bytes)")
+    try:
+        response = await exchange_h11(
+            stream,
+            request,
+            ctx,
+            max_body_bytes=MAX_MESSAGE,
+            max_head_bytes=DOH_HEAD_BYTES,
+            phases=None,
+        )
+    except anyprobe.CheckFailed as failed:  # not HTTP, or closed before the answer
+        raise anyprobe.CheckFailed(
+            f"query to {where} over https: {failed.summary}",
+            status=failed.status,
+            error=failed.error,
+            metrics=failed.metrics,
+        ) from None
+    except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+        raise _io_failure(exc, where, "https") from None
+    return _doh_answer(response, where, options.doh_path, ctx)
+
+
+def _doh_answer(response: Response, where: str, path: str, ctx: anyprobe.CheckContext) -> bytes:
+    """The DNS message in a DNS over HTTPS ``response``; anything but a 200 of
+    type application/dns-message that fits in a DNS message fails the check."""
+    status = response.status
+    reason = response.reason or _reason_phrase(status)
+    content_type = response.header("content-type") or ""
+    ctx.metrics["http_status"] = status
+    if ctx.explain:
+        ctx.trace(f"< HTTP/{response.http_version} {status} {reason}, {content_type}")
+    if status != 200:
+        raise anyprobe.CheckFailed(
+            f"DNS over HTTPS: {where} answered POST {path} with HTTP {status} {reason}".rstrip()
+        )
+    if content_type.split(";")[0].strip().lower() != DNS_MESSAGE_TYPE:
+        raise anyprobe.CheckFailed(
+            f"DNS over HTTPS: {where} answered POST {path} with "
+            f"{content_type or 'no Content-Type'}, not {DNS_MESSAGE_TYPE}"
+        )
+    if response.truncated:
+        raise anyprobe.CheckFailed(
+            f"DNS over HTTPS: the answer from {where} is longer than {MAX_MESSAGE} bytes"
+        )
+    return bytes(response.body)
+
+
+def _reason_phrase(status: int) -> str:
+    """The standard reason phrase, for a server that sends none."""
+    import http
+
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _read_response(query: dns.message.Message, wire: bytes, where: str) -> dns.message.Message:
+    """The response in ``wire``, checked to answer ``query``."""
+    import dns.exception
+    import dns.message
+
+    try:
+        response = dns.message.from_wire(wire)
+    except dns.exception.DNSException as exc:
+        raise anyprobe.CheckFailed(f"malformed response from {where}: {exc}", error=exc) from None
+    if not query.is_response(response):
+        raise anyprobe.CheckFailed(
+            f"malformed response from {where}: not an answer to the question asked"
+        )
+    return response
