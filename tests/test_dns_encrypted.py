@@ -283,6 +283,36 @@ async def test_doh_answer_that_is_a_web_page_is_critical(
     )
 
 
+async def test_doh_answer_that_is_not_http_is_critical_in_the_query_phase(
+    anyio_backend: str, manager: PluginManager, tls_ca: TlsCa, encrypted_dns_server: Start
+) -> None:
+    server = encrypted_dns_server("https")
+    result = await check_one(
+        manager, url(server), transport="https", ca_file=str(tls_ca.ca_file), doh_path="/not-http"
+    )
+    assert result.status is Status.CRITICAL
+    assert result.summary.startswith(
+        f"query to {server.address} over https: invalid HTTP response: "
+    ), result.summary
+    assert result.error is not None and result.error.phase == "query"
+    assert result.error.type == "RemoteProtocolError"
+
+
+async def test_doh_answer_longer_than_a_dns_message_is_critical(
+    anyio_backend: str, manager: PluginManager, tls_ca: TlsCa, encrypted_dns_server: Start
+) -> None:
+    server = encrypted_dns_server("https")
+    result = await check_one(
+        manager, url(server), transport="https", ca_file=str(tls_ca.ca_file), doh_path="/too-long"
+    )
+    assert result.status is Status.CRITICAL
+    assert result.summary == (
+        f"DNS over HTTPS: the answer from {server.address} is longer than 65535 bytes"
+    )
+    assert result.metrics["http_status"] == 200
+    assert set(result.phases) == {"resolve", "connect", "tls", "query"}
+
+
 @pytest.mark.parametrize("transport", ["tls", "https"])
 async def test_encrypted_transport_needs_a_server_in_the_url(
     anyio_backend: str, manager: PluginManager, transport: str

@@ -220,7 +220,9 @@ DNS_MESSAGE = "application/dns-message"
 
 def _serve_doh_connection(conn: ssl.SSLSocket, server: DnsServer) -> None:
     """One HTTP/1.1 request: ``POST /dns-query`` with a DNS message answers it;
-    ``/portal`` answers 200 with a web page (a captive portal); else 404."""
+    ``/portal`` answers 200 with a web page (a captive portal); ``/not-http``
+    answers bytes that are not HTTP; ``/too-long`` a DNS-typed body one byte
+    longer than any DNS message; else 404."""
     import h11
 
     protocol = h11.Connection(h11.SERVER)
@@ -242,6 +244,9 @@ def _serve_doh_connection(conn: ssl.SSLSocket, server: DnsServer) -> None:
     method, path = request.method.decode(), request.target.decode()
     server.requests.append((method, path, headers.get("host", ""), headers.get("content-type", "")))
     status, content_type, payload = 404, "text/plain", b"not found\n"
+    if path == "/not-http":
+        conn.sendall(b"\x00\x01 this is not HTTP\r\n\r\n")
+        return
     if path == "/dns-query":
         reply = _answer(bytes(body), transport="https", server=server)
         if method != "POST":
@@ -252,6 +257,8 @@ def _serve_doh_connection(conn: ssl.SSLSocket, server: DnsServer) -> None:
             status, content_type, payload = 200, DNS_MESSAGE, reply
     elif path == "/portal":
         status, content_type, payload = 200, "text/html", b"<html>Please log in</html>"
+    elif path == "/too-long":
+        status, content_type, payload = 200, DNS_MESSAGE, bytes(65536)
     response = h11.Response(
         status_code=status,
         headers=[
