@@ -1,16 +1,18 @@
 """The HTTP probe's rows of ``anyprobe demo``, and the small HTTP/1.1 server
 on anyio that answers them (the tests use it too).
 
-It answers one request per connection, which is all a probe sends. A handler
-is an async callable given the parsed :class:`Request` and the stream to
-answer on; :func:`respond` writes a whole response.
+A handler is an async callable given the parsed :class:`Request` and the
+stream to answer on; :func:`respond` writes a whole response. The server
+answers one request per connection, which is all a probe sends, unless the
+handler returns True: it then reads the next request on the connection
+(keep-alive, for ``reuse_connections``).
 """
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 import anyio
@@ -20,6 +22,8 @@ import anyprobe
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 1024 * 1024
+#: Most requests one kept-alive connection is served.
+MAX_REQUESTS_PER_CONNECTION = 10_000
 
 REASONS = {
     200: "OK",
@@ -42,6 +46,8 @@ class Request:
     target: str
     headers: dict[str, str]
     body: bytes
+    #: How many requests the connection carried before this one.
+    sequence: int = 0
 
     @property
     def path(self) -> str:
@@ -52,11 +58,13 @@ class Request:
         return target.split("?", 1)[0]
 
 
-Handler = Callable[[Request, ByteStream], Awaitable[None]]
+#: Answers a request; True keeps the connection open for the next one.
+Handler = Callable[[Request, ByteStream], Awaitable[bool | None]]
 
 
-async def read_request(stream: ByteStream) -> Request | None:
-    """The next request on ``stream``; None when the client sent nothing usable."""
+async def read_request(stream: ByteStream, sequence: int = 0) -> Request | None:
+    """The next request on ``stream`` (after ``sequence`` others on it); None
+    when the client sent nothing usable."""
     buffer = bytearray()
     while b"\r\n\r\n" not in buffer:
         if len(buffer) > MAX_HEAD:
@@ -81,7 +89,7 @@ async def read_request(stream: ByteStream) -> Request | None:
             body += await stream.receive()
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
             break
-    return Request(parts[0], parts[1], headers, bytes(body[:length]))
+    return Request(parts[0], parts[1], headers, bytes(body[:length]), sequence)
 
 
 async def respond(
@@ -104,30 +112,29 @@ async def respond(
 
 @asynccontextmanager
 async def serve_http(
-    handler: Handler, *, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+    handler: Handler,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    host: str = "127.0.0.1",
+    on_connection: Callable[[bool], None] | None = None,
 ) -> AsyncIterator[int]:
-    """Serve ``handler`` on an ephemeral port of ``host``; yields the port."""
-    from anyio.streams.tls import TLSStream
+    """Serve ``handler`` on an ephemeral port of ``host``; yields the port.
+
+    ``on_connection(True)`` is called as a connection is accepted,
+    ``on_connection(False)`` once it has ended.
+    """
 
     async def connection(client: ByteStream) -> None:
-        async with client:
-            stream = client
-            if ssl_context is not None:
-                try:
-                    stream = await TLSStream.wrap(
-                        client,
-                        server_side=True,
-                        ssl_context=ssl_context,
-                        standard_compatible=False,
-                    )
-                except (ssl.SSLError, OSError, anyio.BrokenResourceError, anyio.EndOfStream):
-                    return
-            try:
-                request = await read_request(stream)
-                if request is not None:
-                    await handler(request, stream)
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError):
-                pass
+        if on_connection is not None:
+            on_connection(True)
+        try:
+            async with client:
+                stream = await _server_side(client, ssl_context)
+                if stream is not None:
+                    await _serve_requests(stream, handler)
+        finally:
+            if on_connection is not None:
+                on_connection(False)
 
     listener = await anyio.create_tcp_listener(local_host=host, local_port=0, backlog=1024)
     port: int = listener.extra(SocketAttribute.local_port)
@@ -137,6 +144,35 @@ async def serve_http(
             yield port
         finally:
             tg.cancel_scope.cancel()
+
+
+async def _server_side(client: ByteStream, ssl_context: ssl.SSLContext | None) -> ByteStream | None:
+    """``client``, or its TLS stream with ``ssl_context``; None when the handshake fails."""
+    from anyio.streams.tls import TLSStream
+
+    if ssl_context is None:
+        return client
+    try:
+        return await TLSStream.wrap(
+            client, server_side=True, ssl_context=ssl_context, standard_compatible=False
+        )
+    except (ssl.SSLError, OSError, anyio.BrokenResourceError, anyio.EndOfStream):
+        return None
+
+
+async def _serve_requests(stream: ByteStream, handler: Handler) -> None:
+    """Answer requests on ``stream`` while the handler keeps the connection."""
+    with suppress(
+        OSError,
+        anyio.BrokenResourceError,
+        anyio.ClosedResourceError,
+        anyio.EndOfStream,
+        ssl.SSLError,
+    ):
+        for sequence in range(MAX_REQUESTS_PER_CONNECTION):
+            request = await read_request(stream, sequence)
+            if request is None or not await handler(request, stream):
+                return
 
 
 class DemoRoutes:

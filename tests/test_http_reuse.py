@@ -18,13 +18,13 @@ from typing import Any
 import anyio
 import pytest
 import trustme
-from anyio.abc import ByteStream, SocketAttribute
+from anyio.abc import ByteStream
 
 import anyprobe
 from anyprobe import PluginManager, Result, Status
 from anyprobe._api import prepare
 from anyprobe._run import Run
-from anyprobe.plugins._demo_http import Request, read_request
+from anyprobe.plugins._demo_http import Request, serve_http
 from tests.servers.http import cert_files, serve_h2, serve_proxy, server_context
 
 pytestmark = pytest.mark.anyio
@@ -47,6 +47,16 @@ class Wire:
     def notify(self) -> None:
         self.changed.set()
         self.changed = anyio.Event()
+
+    def connection(self, opened: bool) -> None:
+        """A connection was accepted (``opened``) or has ended."""
+        if opened:
+            self.accepted += 1
+            self.open += 1
+            self.most_open = max(self.most_open, self.open)
+        else:
+            self.open -= 1
+        self.notify()
 
     async def wait_for(self, condition: Callable[[], bool]) -> None:
         """Wait (at most 5 s) until ``condition()`` holds."""
@@ -103,46 +113,16 @@ async def serve_keep_alive(
     routes: Callable[[Request, ByteStream], Awaitable[bool]] = keep_alive_routes,
 ) -> AsyncIterator[int]:
     """An HTTP/1.1 server answering any number of requests per connection."""
-    from anyio.streams.tls import TLSStream
 
-    async def connection(client: ByteStream) -> None:
-        wire.accepted += 1
-        wire.open += 1
-        wire.most_open = max(wire.most_open, wire.open)
-        try:
-            async with client:
-                stream = client
-                if ssl_context is not None:
-                    stream = await TLSStream.wrap(
-                        client, server_side=True, ssl_context=ssl_context, standard_compatible=False
-                    )
-                served = 0
-                while True:
-                    request = await read_request(stream)
-                    if request is None:
-                        return
-                    wire.requests.append(request)
-                    wire.reused_by_client += served > 0
-                    wire.notify()
-                    served += 1
-                    if not await routes(request, stream):
-                        return
-                    if request.headers.get("connection", "").lower() == "close":
-                        return
-        except (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ssl.SSLError):
-            pass
-        finally:
-            wire.open -= 1
-            wire.notify()
+    async def handler(request: Request, stream: ByteStream) -> bool:
+        wire.requests.append(request)
+        wire.reused_by_client += request.sequence > 0
+        wire.notify()
+        keep = await routes(request, stream)
+        return keep and request.headers.get("connection", "").lower() != "close"
 
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port: int = listener.extra(SocketAttribute.local_port)
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, connection)
-        try:
-            yield port
-        finally:
-            tg.cancel_scope.cancel()
+    async with serve_http(handler, ssl_context=ssl_context, on_connection=wire.connection) as port:
+        yield port
 
 
 async def run(
