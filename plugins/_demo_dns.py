@@ -14,7 +14,7 @@ import anyprobe
 
 @asynccontextmanager
 async def demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
-    """A tiny authoritative server for ``demo.test`` on loopback UDP and TCP."""
+    """A tiny authoritative server for ``demo.test`` on loopback UDP, and three rows."""
     async with _serve_demo_zone() as port:
         server = f"127.0.0.1:{port}"
         yield [
