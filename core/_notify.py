@@ -31,9 +31,11 @@ What the base does:
   and is left alone for :data:`DOWN_PAUSE` seconds;
 - **failure**: anything not delivered makes the reporter fail when the run
   ends, with one line; the checks and the other reporters never wait for it;
-- **secrets**: the URL's path, query and password, and every header, token or
-  value added to :attr:`Notifier.masker`, are masked in every message, log
-  line and error (one rule: :class:`anyprobe.masking.Masker`).
+- **secrets**: the URL, its query, password and path (when it is long enough
+  to be a key, :data:`MIN_KEY_PATH`), credential headers and every value
+  added to ``Notifier.masker`` are masked in every message, log line (httpx's
+  own included) and error (one rule: :class:`anyprobe.masking.Masker`);
+  errors show the URL as scheme, host and port only.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ MAX_BACKOFF = 30.0
 RETRY_STATUSES = frozenset({408, 425, 429})
 #: Most changes in one message; a larger burst is sent in several.
 MAX_CHANGES = 100
+#: A URL path this long or longer is taken for a key and masked wherever it shows.
+MIN_KEY_PATH = 8
 
 #: The masker of the notifier sending right now, for httpx's own log records.
 _SENDING: contextvars.ContextVar[Masker | None] = contextvars.ContextVar(
@@ -106,6 +110,9 @@ class NotifierOptions(ReporterOptions):
 
     url: str | None = Field(
         default=None, description="The http:// or https:// URL to POST to (-r NAME=URL)."
+    )
+    path: str | None = Field(
+        default=None, description="Not used: a notifier writes no file (its URL is url)."
     )
     window: float = Field(
         default=0.0,
@@ -303,13 +310,15 @@ class Notifier(Reporter[NotifierOptionsT]):
         self._finish(delivery)
 
     def _hide_url(self, url: str) -> None:
-        # The path and query of a chat webhook's URL are its key.
+        # The path and query of a chat webhook's URL are its key. A short path
+        # ("/hook") is no key, and masking it would garble messages that name it.
         parts = urlsplit(url)
         self.masker.add(url)
         self.masker.add_url(url)
-        for part in (parts.path, parts.query):
-            if len(part) > 1:
-                self.masker.add(part)
+        if len(parts.path) >= MIN_KEY_PATH:
+            self.masker.add(parts.path)
+        if len(parts.query) > 1:
+            self.masker.add(parts.query)
 
     async def _changes(
         self, results: ResultStream, previous: Mapping[str, str]
@@ -376,7 +385,11 @@ class Notifier(Reporter[NotifierOptionsT]):
             return
         if message is None:
             return
-        if await self._attempts(self.masker.value(message), delivery):
+        if len(changes) > MAX_CHANGES:  # a whole run's batch: masked off the event loop
+            message = await anyio.to_thread.run_sync(self.masker.value, message)
+        else:
+            message = self.masker.value(message)
+        if await self._attempts(message, delivery):
             delivery.sent += 1
             delivery.failing_in_a_row = 0
             for change in changes:

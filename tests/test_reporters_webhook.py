@@ -107,6 +107,22 @@ async def test_an_undelivered_change_is_sent_again_next_run(
 
 
 @pytest.mark.anyio
+async def test_a_window_gathers_results_in_one_post(webhook_receiver: WebhookReceiver) -> None:
+    results = [make_result(name, status=Status.CRITICAL) for name in ("a", "b")]
+    # An hour's window: the end of the run sends it.
+    await run_reporter(reporter(webhook_receiver, mode="on_change", window=3600), results)
+    await run_reporter(
+        reporter(webhook_receiver, mode="per_result", window=3600, template="slack"), results
+    )
+    records, text = webhook_receiver.bodies()
+    assert [(r["name"], r["previous_status"]) for r in records["results"]] == [
+        ("a", "ok"),
+        ("b", "ok"),
+    ]
+    assert text == {"text": "CRITICAL a: HTTP 200 in 41 ms\nCRITICAL b: HTTP 200 in 41 ms"}
+
+
+@pytest.mark.anyio
 async def test_slack_template(webhook_receiver: WebhookReceiver) -> None:
     results = sample_results()[:3]
     await run_reporter(reporter(webhook_receiver, mode="per_result", template="slack"), results)
@@ -155,6 +171,8 @@ def test_a_bad_template_is_refused_before_the_run() -> None:
         ({"url": "http://127.0.0.1/", "password_env": "X"}, "needs a username"),
         ({"url": "http://127.0.0.1/", "state_file": "s.json"}, "only applies to mode"),
         ({"url": "http://127.0.0.1/", "mode": "sometimes"}, "batch"),
+        ({"url": "http://127.0.0.1/", "window": 2}, "window does not apply to mode = 'batch'"),
+        ({"url": "http://127.0.0.1/", "window": -1}, "greater than or equal to 0"),
     ],
 )
 def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
@@ -293,8 +311,9 @@ async def test_a_slow_webhook_never_holds_the_results_back(
     delivered = len(webhook_receiver.requests)
     assert delivered in (5, 6)  # the queue, plus the one being posted when it filled
     (record,) = [r for r in caplog.records if "dropped" in r.getMessage()]
+    shown = redact_url(webhook_receiver.url, path=False)
     assert record.getMessage() == (
-        f"webhook {redact_url(webhook_receiver.url, path=False)}: {50 - delivered} results dropped: "
+        f"webhook {shown}: {50 - delivered} results dropped: "
         "more than queue_size=5 were waiting to be posted"
     )
 
