@@ -206,10 +206,6 @@ class _Delivery:
     notified: dict[str, str] = field(default_factory=dict)
 
 
-class _Refused(Exception):
-    """A final answer: the message is not sent again."""
-
-
 class Notifier(Reporter[NotifierOptionsT]):
     """Base of reporters that send a message per change (or per batch of changes).
 

@@ -300,6 +300,18 @@ async def test_the_secret_url_and_token_are_in_no_message_log_or_error(
     assert webhook_receiver.requests[0].headers["authorization"] == "Bearer s3cr3t-token"
 
 
+def test_one_url_redactor() -> None:
+    from anyprobe import _targets
+    from anyprobe.masking import redact_url
+
+    assert _targets.redact_url is redact_url
+    assert redact_url("https://u:pw@h/x?y=@") == "https://u:***@h/x?y=@"
+    assert redact_url("ssh://deploy@host:22") == "ssh://deploy@host:22"
+    assert redact_url("https://u:pw@h:8443/T0/KEY?token=1", path=False) == "https://h:8443"
+    assert redact_url("http://h:1?key=1#x", path=False) == "http://h:1"
+    assert redact_url("not a url", path=False) == "not a url"
+
+
 # -- -r NAME=DEST -------------------------------------------------------------------------
 
 
