@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         Target,
         TraceEvent,
     )
+    from ._notify import Notifier, NotifierError, NotifierOptions, StatusChange
     from ._patterns import (
         OFF_LOOP_BYTES,
         Pattern,
@@ -98,6 +99,10 @@ _EXPORTS = {
     "off_loop": "_patterns",
     "OutputFile": "_reporter",
     "ReportContext": "_reporter",
+    "Notifier": "_notify",
+    "NotifierError": "_notify",
+    "NotifierOptions": "_notify",
+    "StatusChange": "_notify",
     "Reporter": "_reporter",
     "ReporterOptions": "_reporter",
     "ResultStream": "_reporter",
@@ -133,6 +138,9 @@ __all__ = [
     "DemoCheck",
     "ErrorInfo",
     "MissingDependency",
+    "Notifier",
+    "NotifierError",
+    "NotifierOptions",
     "OptionsError",
     "Outcome",
     "OutputFile",
@@ -157,6 +165,7 @@ __all__ = [
     "RunStream",
     "RunSummary",
     "Status",
+    "StatusChange",
     "Target",
     "TargetError",
     "TraceEvent",

@@ -22,7 +22,8 @@ REPORT_SYNTAX = "expected NAME, NAME=DEST or NAME:KEY=VALUE[,KEY=VALUE...]"
 def parse_report(manager: PluginManager, spec: str) -> tuple[str, dict[str, Any], str]:
     """``-r NAME``, ``-r NAME=DEST`` (DEST as typed, ':' and ',' included) or
     ``-r NAME:KEY=VALUE,KEY=VALUE`` (each VALUE read like ``--set``'s; a ','
-    belongs to the VALUE unless a ``KEY=`` follows it; DEST is ``path=``).
+    belongs to the VALUE unless a ``KEY=`` follows it). DEST fills the option
+    the reporter names in its ``destination`` (``path`` unless it says otherwise).
     Returns the name, the raw options and the spec as an error line shows it."""
     import re
 
@@ -32,16 +33,18 @@ def parse_report(manager: PluginManager, spec: str) -> tuple[str, dict[str, Any]
     name, separator, rest = spec[:cut].strip(), spec[cut : cut + 1], spec[cut + 1 :]
     if not name:
         raise UsageError(f"--report {spec!r}: {REPORT_SYNTAX}")
+    reporter_type = manager.reporters.get(name)
     if separator == "=":
+        # The reporter says which option DEST fills: a file's path, a notifier's URL.
+        destination = reporter_type.destination if reporter_type else "path"
         if not rest:
-            raise UsageError(
-                f"--report {name}=: DEST is empty (give a file, '-' for standard output, "
-                f"or leave out '=')"
+            what = (
+                "a file, '-' for standard output" if destination == "path" else f"its {destination}"
             )
-        return name, {"path": rest}, f"{name}={shown_dest(rest)}"
+            raise UsageError(f"--report {name}=: DEST is empty (give {what}, or leave out '=')")
+        return name, {destination: rest}, f"{name}={shown_dest(rest)}"
     if separator != ":":
         return name, {}, name
-    reporter_type = manager.reporters.get(name)
     fields = reporter_type.Options.model_fields if reporter_type else {}
     options: dict[str, Any] = {}
     for pair in re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*\s*=)", rest):
@@ -70,11 +73,11 @@ def check_outputs(reporters: list[tuple[str, Reporter[Any]]], shown_as: dict[int
 def shown_dest(dest: str) -> str:
     """A report DEST as an error line shows it: a URL without its path and query,
     which for a chat webhook are its key, and without a password."""
+    from .masking import redact_url
+
     if "://" not in dest:
         return dest
-    scheme, _, rest = dest.partition("://")
-    host = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
-    return f"{scheme}://{host}/..."
+    return f"{redact_url(dest, path=False)}/..."
 
 
 def any_stdout(outputs: Sequence[str | None]) -> bool:

@@ -125,6 +125,9 @@ class Reporter(Generic[ReporterOptionsT]):
     name: ClassVar[str]
     Options: ClassVar[type[ReporterOptions]] = ReporterOptions
     description: ClassVar[str] = ""
+    #: The option that ``-r NAME=DEST`` sets: ``path`` for a file reporter,
+    #: ``url`` for a notifier (see :class:`anyprobe.Notifier`).
+    destination: ClassVar[str] = "path"
 
     def __init__(self, options: ReporterOptionsT) -> None:
         self.options = options

@@ -22,24 +22,11 @@ from ._inputs import MAX_TOML_DEPTH, TomlLimitError, find_control, host_problem,
 from ._manager import PluginManager
 from ._model import Target
 
+# The one URL redactor lives in anyprobe.masking; the name stays importable here.
+from .masking import redact_url as redact_url
+
 #: Per-check settings that core handles itself, next to the probe's options.
 CHECK_FIELDS = ("name", "url", "timeout", "retries", "labels")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with the password of its userinfo, if any, replaced by ``***``."""
-    if "@" not in url:
-        return url
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, path = rest.partition("/")
-    userinfo, at, hostport = authority.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = userinfo.partition(":")
-    redacted = f"{user}:***" if colon else user
-    return f"{scheme}://{redacted}@{hostport}{slash}{path}"
 
 
 _SPACE = re.compile(r"\s")

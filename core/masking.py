@@ -12,6 +12,7 @@ raw, percent-encoded or in base64 (as Basic authentication sends them)::
     masker.add_header("Authorization", "Bearer s3cret-token")
     masker.text("echo: Bearer s3cret-token")     # 'echo: Bearer ***'
     mask_url_password("http://u:pw@host/")       # 'http://u:***@host/'
+    redact_url("https://h/T0/key", path=False)   # 'https://h'
 """
 
 from __future__ import annotations
@@ -107,6 +108,29 @@ def mask_url_password(text: str) -> str:
     if "@" not in text:
         return text
     return _URL_USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
+
+
+def redact_url(url: str, *, path: bool = True) -> str:
+    """``url`` as it may be shown: the password of its userinfo replaced by
+    ``***``; with ``path=False`` only its scheme, host and port (the path and
+    query of a chat webhook's URL are its key, and the user goes too)::
+
+        redact_url("https://u:pw@h/x?y=1")              # 'https://u:***@h/x?y=1'
+        redact_url("https://u:pw@h:8443/T0/key", path=False)   # 'https://h:8443'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    if not path:
+        authority = authority.split("?", 1)[0].split("#", 1)[0]
+        return f"{scheme}://{authority.rpartition('@')[2]}"
+    userinfo, at, hostport = authority.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    redacted = f"{user}:{MASK}" if colon else user
+    return f"{scheme}://{redacted}@{hostport}{slash}{tail}"
 
 
 def is_secret_field(model: Any, name: str) -> bool:

@@ -68,7 +68,7 @@ class PushgatewayOptions(anyprobe.ReporterOptions):
 
 
 def anyprobe_redact(url: str) -> str:
-    from anyprobe._targets import redact_url
+    from anyprobe.masking import redact_url
 
     return redact_url(url)
 
@@ -103,6 +103,7 @@ class PushgatewayReporter(anyprobe.Reporter[PushgatewayOptions]):
 
     name = "pushgateway"
     Options = PushgatewayOptions
+    destination = "url"
     description = "Pushes the run's metrics to a Prometheus Pushgateway (one group per shard)."
 
     def outputs(self) -> list[str | None]:

@@ -13,7 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from anyprobe import Result, Status
-from anyprobe.plugins.webhook import WebhookError, WebhookOptions, WebhookReporter, where
+from anyprobe.masking import redact_url
+from anyprobe.plugins.webhook import WebhookError, WebhookOptions, WebhookReporter
 
 from .reporter_samples import make_result, run_reporter, sample_results, summarize
 from .servers.webhook import WebhookReceiver
@@ -106,6 +107,22 @@ async def test_an_undelivered_change_is_sent_again_next_run(
 
 
 @pytest.mark.anyio
+async def test_a_window_gathers_results_in_one_post(webhook_receiver: WebhookReceiver) -> None:
+    results = [make_result(name, status=Status.CRITICAL) for name in ("a", "b")]
+    # An hour's window: the end of the run sends it.
+    await run_reporter(reporter(webhook_receiver, mode="on_change", window=3600), results)
+    await run_reporter(
+        reporter(webhook_receiver, mode="per_result", window=3600, template="slack"), results
+    )
+    records, text = webhook_receiver.bodies()
+    assert [(r["name"], r["previous_status"]) for r in records["results"]] == [
+        ("a", "ok"),
+        ("b", "ok"),
+    ]
+    assert text == {"text": "CRITICAL a: HTTP 200 in 41 ms\nCRITICAL b: HTTP 200 in 41 ms"}
+
+
+@pytest.mark.anyio
 async def test_slack_template(webhook_receiver: WebhookReceiver) -> None:
     results = sample_results()[:3]
     await run_reporter(reporter(webhook_receiver, mode="per_result", template="slack"), results)
@@ -149,21 +166,18 @@ def test_a_bad_template_is_refused_before_the_run() -> None:
     [
         ({}, "a URL is needed"),
         ({"url": "ftp://127.0.0.1/x"}, "must be http:// or https://"),
-        ({"path": "not a url"}, "must be http:// or https://"),
+        ({"path": "https://127.0.0.1/x"}, "writes no file: give its URL as url"),
         ({"url": "http://127.0.0.1/", "url_env": "X"}, "not both"),
         ({"url": "http://127.0.0.1/", "password_env": "X"}, "needs a username"),
         ({"url": "http://127.0.0.1/", "state_file": "s.json"}, "only applies to mode"),
         ({"url": "http://127.0.0.1/", "mode": "sometimes"}, "batch"),
+        ({"url": "http://127.0.0.1/", "window": 2}, "window does not apply to mode = 'batch'"),
+        ({"url": "http://127.0.0.1/", "window": -1}, "greater than or equal to 0"),
     ],
 )
 def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         WebhookOptions(**options)
-
-
-def test_the_report_destination_is_the_url() -> None:
-    options = WebhookOptions(path="https://hooks.example.test/T0/B0/key")
-    assert options.url is None and options.path == "https://hooks.example.test/T0/B0/key"
 
 
 @pytest.mark.anyio
@@ -297,14 +311,16 @@ async def test_a_slow_webhook_never_holds_the_results_back(
     delivered = len(webhook_receiver.requests)
     assert delivered in (5, 6)  # the queue, plus the one being posted when it filled
     (record,) = [r for r in caplog.records if "dropped" in r.getMessage()]
+    shown = redact_url(webhook_receiver.url, path=False)
     assert record.getMessage() == (
-        f"webhook {where(webhook_receiver.url)}: {50 - delivered} results dropped: "
+        f"webhook {shown}: {50 - delivered} results dropped: "
         "more than queue_size=5 were waiting to be posted"
     )
 
 
-def test_where_never_shows_the_path() -> None:
-    assert where("https://user:pw@hooks.example.test/T0/B0/key?x=1") == (
+def test_the_shown_url_never_has_the_path() -> None:
+    assert redact_url("https://user:pw@hooks.example.test/T0/B0/key?x=1", path=False) == (
         "https://hooks.example.test"
     )
-    assert where("http://[::1]:8080/x") == "http://[::1]:8080"
+    assert redact_url("http://[::1]:8080/x", path=False) == "http://[::1]:8080"
+    assert redact_url("http://h:1?key=1", path=False) == "http://h:1"

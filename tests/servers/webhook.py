@@ -38,14 +38,17 @@ class WebhookReceiver:
     """What the receiver got, and how it answers.
 
     ``statuses`` are the status codes of the next answers, in order; once
-    used up, every answer is ``default_status``. While ``hold`` is set, each
-    request waits (in its own thread) until :meth:`release` is called.
+    used up, every answer is ``default_status``. An answer that is not a
+    success carries ``error_headers`` (``{"Retry-After": "0"}``). While
+    ``hold`` is set, each request waits (in its own thread) until
+    :meth:`release` is called.
     """
 
     url: str
     requests: list[ReceivedRequest] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     default_status: int = 200
+    error_headers: dict[str, str] = field(default_factory=dict)
     hold: bool = False
     arrived: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
     _released: threading.Event = field(default_factory=threading.Event)
@@ -85,6 +88,8 @@ def _handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(answer)))
+            for name, value in receiver.error_headers.items() if status >= 400 else ():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(answer)
 
