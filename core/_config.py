@@ -24,6 +24,7 @@ from ._inputs import TomlLimitError, loads_toml
 from ._manager import PluginManager
 from ._model import Target
 from ._reporter import Reporter
+from ._serve_config import ServeTables, parse_serve_tables
 from ._targets import (
     CHECK_FIELDS,
     TargetFactory,
@@ -84,8 +85,8 @@ class Config:
     probe_defaults: dict[str, Any] = field(default_factory=dict)
     #: Check name -> its ``interval``, for the checks that set one.
     intervals: dict[str, float] = field(default_factory=dict)
-    #: The ``[module.NAME]`` and ``[serve]`` tables (see anyprobe._serve), or None.
-    serve: Any = None
+    #: The ``[module.NAME]`` and ``[serve]`` tables (see anyprobe._serve_config), or None.
+    serve: ServeTables | None = None
 
 
 class _Lines:
@@ -329,8 +330,6 @@ def parse_config(
             raise fail(exc.message, table="reporter", index=index, key=field_name) from None
     serve = None
     if "module" in document or "serve" in document:
-        from ._serve import parse_serve_tables
-
         serve = parse_serve_tables(document, manager, fail)
     return Config(path, targets, reporters, defaults, probe_defaults, intervals, serve)
 

@@ -15,9 +15,9 @@ import anyio
 
 from ._errors import ConfigError, UsageError
 from ._model import Result
-from ._serve import EXPOSITION_TYPE, SCRAPE_TIMEOUT_HEADER, ProbeServer, _Rejected
 from ._serve_config import Module
 from ._serve_security import ListenerSecurity
+from ._serve_server import EXPOSITION_TYPE, SCRAPE_TIMEOUT_HEADER, ProbeServer, Rejected
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -43,7 +43,11 @@ def create_app(
         return PlainTextResponse(body if body.endswith("\n") else body + "\n", status_code=status)
 
     async def metrics(request: Request) -> Response:
-        return Response(server.metrics_exposition(), media_type=EXPOSITION_TYPE)
+        try:
+            body = server.metrics_exposition()
+        except UsageError as exc:  # the metrics plugin broke since the server started
+            return text(str(exc), 500)
+        return Response(body, media_type=EXPOSITION_TYPE)
 
     async def healthy(request: Request) -> Response:
         return text("Healthy")
@@ -173,11 +177,14 @@ async def answer_probe(
     try:
         module, target = server.prepare(params, scrape_timeout)
         result = await server.probe(module, target, debug=debug)
-    except _Rejected as rejected:
+    except Rejected as rejected:
         server.metrics.rejected.labels(rejected.reason).inc()
         headers = [(b"retry-after", b"1")] if rejected.status == 503 else []
         return rejected.status, _PLAIN_TEXT, rejected.message.encode() + b"\n", headers
-    exposition = server.probe_exposition(result)
+    try:
+        exposition = server.probe_exposition(result)
+    except UsageError as exc:  # the metrics plugin broke since the server started
+        return 500, _PLAIN_TEXT, str(exc).encode() + b"\n", []
     if debug:
         body = debug_text(result, exposition.decode(), module) + "\n"
         return 200, _PLAIN_TEXT, body.encode(), []
