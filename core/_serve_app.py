@@ -35,6 +35,29 @@ def create_app(
     ``security`` holding users, every endpoint needs their Basic credentials.
     A probe ends when its client disconnects, and frees its slot.
     """
+    others = _starlette_app(server)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            security is not None
+            and scope["type"] == "http"
+            and not await security.authorized(scope["headers"])
+        ):
+            server.metrics.rejected.labels("unauthorized").inc()
+            await _refuse(send)
+        elif scope["type"] == "http" and scope["path"] == "/probe":
+            await _serve_probe(server, scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await others(scope, receive, send)
+        else:
+            with server.request_scope():
+                await others(scope, receive, send)
+
+    return app
+
+
+def _starlette_app(server: ProbeServer) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The endpoints other than /probe: /metrics, /-/healthy, /-/reload and /."""
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
@@ -76,61 +99,48 @@ def create_app(
         Route("/-/reload", reload, methods=["POST", "PUT"]),
         Route("/", index, methods=["GET"]),
     ]
-    others = Starlette(routes=routes)
+    return Starlette(routes=routes)
 
-    async def refuse(send: Send) -> None:
-        body = b"Unauthorized\n"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", _PLAIN_TEXT),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Basic realm="anyprobe", charset="UTF-8"'),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            security is not None
-            and scope["type"] == "http"
-            and not await security.authorized(scope["headers"])
-        ):
-            server.metrics.rejected.labels("unauthorized").inc()
-            await refuse(send)
-            return
-        if scope["type"] == "http" and scope["path"] == "/probe":
-            answer: _Answer | None = None
-            with server.request_scope() as handling:
-                answer = await answer_unless_disconnected(server, scope, receive)
-            if handling.cancelled_caught:
-                answer = 503, _PLAIN_TEXT, b"Shutting down: probe cancelled\n", []
-            elif answer is None:
-                return  # the client went away: nobody to answer
-            status, content_type, body, headers = answer
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", content_type),
-                        (b"content-length", str(len(body)).encode()),
-                        *headers,
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-        else:
-            if scope["type"] == "lifespan":
-                await others(scope, receive, send)
-                return
-            with server.request_scope():
-                await others(scope, receive, send)
+async def _refuse(send: Send) -> None:
+    """401, asking for Basic credentials."""
+    body = b"Unauthorized\n"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", _PLAIN_TEXT),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b'Basic realm="anyprobe", charset="UTF-8"'),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
-    return app
+
+async def _serve_probe(server: ProbeServer, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one ``/probe`` request (nothing when its client went away)."""
+    answer: _Answer | None = None
+    with server.request_scope() as handling:
+        answer = await answer_unless_disconnected(server, scope, receive)
+    if handling.cancelled_caught:
+        answer = 503, _PLAIN_TEXT, b"Shutting down: probe cancelled\n", []
+    elif answer is None:
+        return  # the client went away: nobody to answer
+    status, content_type, body, headers = answer
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 _PLAIN_TEXT = b"text/plain; charset=utf-8"
