@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 
 from pydantic import Field, field_validator, model_validator
 
 import anyprobe
-from anyprobe._errors import did_you_mean
 from anyprobe.net import IpFamily
 
 __all__ = ["SshOptions", "expand_path", "host_key_algorithms"]
@@ -113,7 +113,8 @@ class SshOptions(anyprobe.ProbeOptions):
         if known is not None:
             for name in value:
                 if name not in known:
-                    hint = did_you_mean(name, known)
+                    close = difflib.get_close_matches(name, known, n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
                     raise ValueError(f"unknown host key algorithm {name!r}{hint}")
         return value
 
