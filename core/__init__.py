@@ -121,8 +121,14 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    # The public API and the submodules imported so far, not this module's helpers.
-    modules = {n for n, v in globals().items() if getattr(v, "__package__", None) == __name__}
+    # The public API and the public submodules imported so far, not this module's
+    # helpers nor the private submodules (``_api``, ``_model``...) behind the API.
+    modules = {
+        n
+        for n, v in globals().items()
+        if not n.startswith("_")
+        and getattr(v, "__package__", None) in (__name__, f"{__name__}.{n}")
+    }
     return sorted({*__all__, *modules, *(n for n in globals() if n.startswith("__"))})
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
+from ._backend import require_backend
 from ._cli_signals import Interrupted, Signals
 from ._errors import AnyprobeError, OptionsError, UsageError
 
@@ -558,17 +559,6 @@ def _execute(
         # Only files (or URLs) get the results: the terminal still gets one line.
         _echo_err(summary.describe())
     return _report_end(state, summary)
-
-
-def require_backend(backend: str) -> None:
-    """One clear line, not a traceback, when the backend's package is missing."""
-    if backend == "trio":
-        try:
-            import trio  # noqa: F401
-        except ImportError:
-            raise UsageError(
-                "--backend trio needs the trio package (pip install 'anyprobe[trio]')"
-            ) from None
 
 
 def _run_backend(main: Callable[[], Any], backend: str) -> RunSummary:

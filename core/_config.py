@@ -24,6 +24,7 @@ from ._inputs import TomlLimitError, loads_toml
 from ._manager import PluginManager
 from ._model import Target
 from ._reporter import Reporter
+from ._serve_config import ServeTables, parse_serve_tables
 from ._targets import (
     CHECK_FIELDS,
     TargetFactory,
@@ -84,8 +85,8 @@ class Config:
     probe_defaults: dict[str, Any] = field(default_factory=dict)
     #: Check name -> its ``interval``, for the checks that set one.
     intervals: dict[str, float] = field(default_factory=dict)
-    #: The ``[module.NAME]`` and ``[serve]`` tables (see anyprobe._serve), or None.
-    serve: Any = None
+    #: The ``[module.NAME]`` and ``[serve]`` tables (see anyprobe._serve_config), or None.
+    serve: ServeTables | None = None
 
 
 class _Lines:
@@ -186,44 +187,9 @@ def parse_config(
 
     ``require_checks=False`` accepts a file without ``[[check]]`` (a server's).
     """
-    lines = lines or _Lines("")
-
-    def fail(
-        message: str,
-        *,
-        table: str,
-        index: int = 0,
-        key: str | None = None,
-        check: str | None = None,
-    ) -> ConfigError:
-        return ConfigError(
-            message, source=path, line=lines.line(table, index, key), check=check, field=key
-        )
-
-    for key in document:
-        if key not in TOP_LEVEL:
-            raise ConfigError(
-                f"unknown table [{key}]{did_you_mean(key, TOP_LEVEL)} (expected one of: "
-                + ", ".join(_TABLE_SHAPES.get(t, f"[[{t}]]") for t in TOP_LEVEL)
-                + ")",
-                source=path,
-                line=lines.line(key),
-            )
-
-    raw_defaults = _table(document, "defaults", path)
-    run_part = {k: v for k, v in raw_defaults.items() if k in RUN_SETTINGS}
-    probe_defaults = {k: v for k, v in raw_defaults.items() if k not in RUN_SETTINGS}
-    # The file's own values are validated even where a CLI flag replaces them.
-    for values in (
-        run_part,
-        {**run_part, **{k: v for k, v in (overrides or {}).items() if v is not None}},
-    ):
-        try:
-            defaults = RunDefaults.model_validate(values)
-        except ValidationError as exc:
-            error = options_error(exc, RunDefaults, what="[defaults]")
-            raise fail(error.message, table="defaults", key=error.field) from None
-
+    parser = _Parser(document, manager, path, lines or _Lines(""))
+    parser.check_top_level()
+    defaults, probe_defaults = parser.defaults(overrides)
     checks = _array(document, "check", path)
     if not checks and require_checks:
         raise ConfigError("no [[check]] tables: nothing to check", source=path)
@@ -231,16 +197,101 @@ def parse_config(
     targets: list[Target] = []
     names: dict[str, int] = {}
     intervals: dict[str, float] = {}
-    used_default_keys: set[str] = set()
     for index, raw in enumerate(checks):
-        label = f"#{index + 1}"
+        target, settings = parser.check(index, raw, factory, defaults, probe_defaults)
+        if target.name in names:
+            raise parser.fail(
+                f"duplicate check name (first used by check #{names[target.name] + 1})",
+                table="check",
+                index=index,
+                key="name" if settings.name else "url",
+                check=_check_label(index, raw),
+            )
+        names[target.name] = index
+        if settings.interval is not None:
+            intervals[target.name] = settings.interval
+        targets.append(target)
+    parser.refuse_unused_defaults(probe_defaults)
+    reporters = parser.reporters()
+    serve = None
+    if "module" in document or "serve" in document:
+        serve = parse_serve_tables(document, manager, parser.fail)
+    return Config(path, targets, reporters, defaults, probe_defaults, intervals, serve)
+
+
+def _check_label(index: int, raw: Mapping[str, Any]) -> str:
+    """How errors name a check: its name, or its position (``#3``)."""
+    name = raw.get("name")
+    return repr(name) if isinstance(name, str) else f"#{index + 1}"
+
+
+class _Parser:
+    """The parts of :func:`parse_config`, sharing the document and how to name a place in it."""
+
+    def __init__(
+        self, document: Mapping[str, Any], manager: PluginManager, path: str, lines: _Lines
+    ) -> None:
+        self.document = document
+        self.manager = manager
+        self.path = path
+        self.lines = lines
+        #: The ``[defaults]`` probe options some check's probe has.
+        self.used_defaults: set[str] = set()
+
+    def fail(
+        self,
+        message: str,
+        *,
+        table: str,
+        index: int = 0,
+        key: str | None = None,
+        check: str | None = None,
+    ) -> ConfigError:
+        """The error for ``key`` of the ``index``-th ``table``, naming file and line."""
+        line = self.lines.line(table, index, key)
+        return ConfigError(message, source=self.path, line=line, check=check, field=key)
+
+    def check_top_level(self) -> None:
+        for key in self.document:
+            if key not in TOP_LEVEL:
+                raise ConfigError(
+                    f"unknown table [{key}]{did_you_mean(key, TOP_LEVEL)} (expected one of: "
+                    + ", ".join(_TABLE_SHAPES.get(t, f"[[{t}]]") for t in TOP_LEVEL)
+                    + ")",
+                    source=self.path,
+                    line=self.lines.line(key),
+                )
+
+    def defaults(self, overrides: Mapping[str, Any] | None) -> tuple[RunDefaults, dict[str, Any]]:
+        """``[defaults]``: the run settings (with the CLI's overrides) and the probe options."""
+        raw_defaults = _table(self.document, "defaults", self.path)
+        run_part = {k: v for k, v in raw_defaults.items() if k in RUN_SETTINGS}
+        probe_defaults = {k: v for k, v in raw_defaults.items() if k not in RUN_SETTINGS}
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        # The file's own values are validated even where a CLI flag replaces them.
+        for values in (run_part, {**run_part, **given}):
+            try:
+                defaults = RunDefaults.model_validate(values)
+            except ValidationError as exc:
+                error = options_error(exc, RunDefaults, what="[defaults]")
+                raise self.fail(error.message, table="defaults", key=error.field) from None
+        return defaults, probe_defaults
+
+    def check(
+        self,
+        index: int,
+        raw: Any,
+        factory: TargetFactory,
+        defaults: RunDefaults,
+        probe_defaults: Mapping[str, Any],
+    ) -> tuple[Target, CheckSettings]:
+        """One ``[[check]]`` table as a target, with the settings core reads from it."""
         if not isinstance(raw, dict):
-            raise fail("each [[check]] must be a table", table="check", index=index)
-        if isinstance(raw.get("name"), str):
-            label = repr(raw["name"])
+            raise self.fail("each [[check]] must be a table", table="check", index=index)
+        label = _check_label(index, raw)
         url = raw.get("url")
         if not isinstance(url, str):
-            raise fail(
+            raise self.fail(
                 'a check needs url = "SCHEME://..."',
                 table="check",
                 index=index,
@@ -248,17 +299,18 @@ def parse_config(
                 check=label,
             )
         try:
-            probe = manager.probe_for_scheme(split_url(url).scheme)
+            probe = self.manager.probe_for_scheme(split_url(url).scheme)
         except TargetError as exc:
-            raise fail(exc.message, table="check", index=index, key="url", check=label) from None
+            raise self.fail(
+                exc.message, table="check", index=index, key="url", check=label
+            ) from None
         own = (*CHECK_FIELDS, *SERVE_CHECK_FIELDS)
-        core_part = {k: v for k, v in raw.items() if k in own}
         probe_part = {k: v for k, v in raw.items() if k not in own}
         try:
-            settings = CheckSettings.model_validate(core_part)
+            settings = CheckSettings.model_validate({k: v for k, v in raw.items() if k in own})
         except ValidationError as exc:
             error = options_error(exc, CheckSettings, what="a check")
-            raise fail(
+            raise self.fail(
                 error.message, table="check", index=index, key=error.field, check=label
             ) from None
         if probe is not None:
@@ -266,7 +318,7 @@ def parse_config(
             for key in probe_part:
                 if key not in known:
                     hint = did_you_mean(key, [*known, *CHECK_FIELDS])
-                    raise fail(
+                    raise self.fail(
                         f"unknown option for probe {probe.name}{hint}",
                         table="check",
                         index=index,
@@ -274,13 +326,12 @@ def parse_config(
                         check=label,
                     )
             defaults_here = {k: v for k, v in probe_defaults.items() if k in known}
-            used_default_keys.update(defaults_here)
+            self.used_defaults.update(defaults_here)
             probe_part = {**defaults_here, **probe_part}
-        name = settings.name or None
         try:
             target = factory.build(
                 url,
-                name=name,
+                name=settings.name or None,
                 options=probe_part,
                 labels={**defaults.labels, **settings.labels},
                 timeout=settings.timeout or defaults.timeout,
@@ -290,49 +341,39 @@ def parse_config(
             field_name = exc.field.split(".")[0] if exc.field else None
             if isinstance(exc, TargetError):
                 field_name = "url"
-            raise fail(
+            raise self.fail(
                 exc.message, table="check", index=index, key=field_name, check=label
             ) from None
-        if target.name in names:
-            first = names[target.name]
-            raise fail(
-                f"duplicate check name (first used by check #{first + 1})",
-                table="check",
-                index=index,
-                key="name" if name else "url",
-                check=label,
-            )
-        names[target.name] = index
-        if settings.interval is not None:
-            intervals[target.name] = settings.interval
-        targets.append(target)
+        return target, settings
 
-    for key in probe_defaults:
-        if key not in used_default_keys:
-            known_everywhere = {f for p in manager.probes.values() for f in p.Options.model_fields}
-            hint = did_you_mean(key, [*known_everywhere, *RUN_SETTINGS])
-            raise fail(
-                f"unknown default: no check's probe has this option{hint}",
-                table="defaults",
-                key=key,
-            )
+    def refuse_unused_defaults(self, probe_defaults: Mapping[str, Any]) -> None:
+        """A probe option in ``[defaults]`` that no check's probe has is a mistake."""
+        for key in probe_defaults:
+            if key not in self.used_defaults:
+                probes = self.manager.probes.values()
+                known_everywhere = {f for p in probes for f in p.Options.model_fields}
+                hint = did_you_mean(key, [*known_everywhere, *RUN_SETTINGS])
+                raise self.fail(
+                    f"unknown default: no check's probe has this option{hint}",
+                    table="defaults",
+                    key=key,
+                )
 
-    reporters = []
-    for index, raw in enumerate(_array(document, "reporter", path)):
-        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
-            raise fail('a reporter needs type = "NAME"', table="reporter", index=index)
-        options = {k: v for k, v in raw.items() if k != "type"}
-        try:
-            reporters.append(make_reporter(manager, raw["type"], options))
-        except UsageError as exc:
-            field_name = exc.field.split(".")[0] if exc.field else "type"
-            raise fail(exc.message, table="reporter", index=index, key=field_name) from None
-    serve = None
-    if "module" in document or "serve" in document:
-        from ._serve import parse_serve_tables
-
-        serve = parse_serve_tables(document, manager, fail)
-    return Config(path, targets, reporters, defaults, probe_defaults, intervals, serve)
+    def reporters(self) -> list[tuple[str, Reporter[Any]]]:
+        """The ``[[reporter]]`` tables, each an instance of its reporter."""
+        reporters = []
+        for index, raw in enumerate(_array(self.document, "reporter", self.path)):
+            if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+                raise self.fail('a reporter needs type = "NAME"', table="reporter", index=index)
+            options = {k: v for k, v in raw.items() if k != "type"}
+            try:
+                reporters.append(make_reporter(self.manager, raw["type"], options))
+            except UsageError as exc:
+                field_name = exc.field.split(".")[0] if exc.field else "type"
+                raise self.fail(
+                    exc.message, table="reporter", index=index, key=field_name
+                ) from None
+        return reporters
 
 
 def make_reporter(

@@ -353,6 +353,13 @@ class PluginManager:
         name = self.schemes.get(scheme.lower())
         return self._probes[name] if name else None
 
+    def call_firstresult(self, hook_name: str, **kwargs: Any) -> Any:
+        """Call a ``firstresult`` hook (``anyprobe_metrics_registry``): the first
+        answer that is not None, or None when no plugin answers. An
+        implementation that raises marks its plugin broken; the next one answers."""
+        self._collect()
+        return self._call(hook_name, **kwargs)
+
     def call_lifecycle(self, hook_name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook (``anyprobe_run_started`` ...), isolating failures."""
         self._collect()

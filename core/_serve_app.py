@@ -15,9 +15,9 @@ import anyio
 
 from ._errors import ConfigError, UsageError
 from ._model import Result
-from ._serve import EXPOSITION_TYPE, SCRAPE_TIMEOUT_HEADER, ProbeServer, _Rejected
 from ._serve_config import Module
 from ._serve_security import ListenerSecurity
+from ._serve_server import EXPOSITION_TYPE, SCRAPE_TIMEOUT_HEADER, ProbeServer, Rejected
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -35,6 +35,29 @@ def create_app(
     ``security`` holding users, every endpoint needs their Basic credentials.
     A probe ends when its client disconnects, and frees its slot.
     """
+    others = _starlette_app(server)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            security is not None
+            and scope["type"] == "http"
+            and not await security.authorized(scope["headers"])
+        ):
+            server.metrics.rejected.labels("unauthorized").inc()
+            await _refuse(send)
+        elif scope["type"] == "http" and scope["path"] == "/probe":
+            await _serve_probe(server, scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await others(scope, receive, send)
+        else:
+            with server.request_scope():
+                await others(scope, receive, send)
+
+    return app
+
+
+def _starlette_app(server: ProbeServer) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The endpoints other than /probe: /metrics, /-/healthy, /-/reload and /."""
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
@@ -43,7 +66,11 @@ def create_app(
         return PlainTextResponse(body if body.endswith("\n") else body + "\n", status_code=status)
 
     async def metrics(request: Request) -> Response:
-        return Response(server.metrics_exposition(), media_type=EXPOSITION_TYPE)
+        try:
+            body = server.metrics_exposition()
+        except UsageError as exc:  # the metrics plugin broke since the server started
+            return text(str(exc), 500)
+        return Response(body, media_type=EXPOSITION_TYPE)
 
     async def healthy(request: Request) -> Response:
         return text("Healthy")
@@ -72,61 +99,48 @@ def create_app(
         Route("/-/reload", reload, methods=["POST", "PUT"]),
         Route("/", index, methods=["GET"]),
     ]
-    others = Starlette(routes=routes)
+    return Starlette(routes=routes)
 
-    async def refuse(send: Send) -> None:
-        body = b"Unauthorized\n"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", _PLAIN_TEXT),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Basic realm="anyprobe", charset="UTF-8"'),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            security is not None
-            and scope["type"] == "http"
-            and not await security.authorized(scope["headers"])
-        ):
-            server.metrics.rejected.labels("unauthorized").inc()
-            await refuse(send)
-            return
-        if scope["type"] == "http" and scope["path"] == "/probe":
-            answer: _Answer | None = None
-            with server.request_scope() as handling:
-                answer = await answer_unless_disconnected(server, scope, receive)
-            if handling.cancelled_caught:
-                answer = 503, _PLAIN_TEXT, b"Shutting down: probe cancelled\n", []
-            elif answer is None:
-                return  # the client went away: nobody to answer
-            status, content_type, body, headers = answer
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", content_type),
-                        (b"content-length", str(len(body)).encode()),
-                        *headers,
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-        else:
-            if scope["type"] == "lifespan":
-                await others(scope, receive, send)
-                return
-            with server.request_scope():
-                await others(scope, receive, send)
+async def _refuse(send: Send) -> None:
+    """401, asking for Basic credentials."""
+    body = b"Unauthorized\n"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", _PLAIN_TEXT),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b'Basic realm="anyprobe", charset="UTF-8"'),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
-    return app
+
+async def _serve_probe(server: ProbeServer, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one ``/probe`` request (nothing when its client went away)."""
+    answer: _Answer | None = None
+    with server.request_scope() as handling:
+        answer = await answer_unless_disconnected(server, scope, receive)
+    if handling.cancelled_caught:
+        answer = 503, _PLAIN_TEXT, b"Shutting down: probe cancelled\n", []
+    elif answer is None:
+        return  # the client went away: nobody to answer
+    status, content_type, body, headers = answer
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 _PLAIN_TEXT = b"text/plain; charset=utf-8"
@@ -173,11 +187,14 @@ async def answer_probe(
     try:
         module, target = server.prepare(params, scrape_timeout)
         result = await server.probe(module, target, debug=debug)
-    except _Rejected as rejected:
+    except Rejected as rejected:
         server.metrics.rejected.labels(rejected.reason).inc()
         headers = [(b"retry-after", b"1")] if rejected.status == 503 else []
         return rejected.status, _PLAIN_TEXT, rejected.message.encode() + b"\n", headers
-    exposition = server.probe_exposition(result)
+    try:
+        exposition = server.probe_exposition(result)
+    except UsageError as exc:  # the metrics plugin broke since the server started
+        return 500, _PLAIN_TEXT, str(exc).encode() + b"\n", []
     if debug:
         body = debug_text(result, exposition.decode(), module) + "\n"
         return 200, _PLAIN_TEXT, body.encode(), []

@@ -18,19 +18,15 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._errors import ConfigError, OptionsError, did_you_mean
 from ._manager import PluginManager
-from ._model import Target
 from ._serve_security import AllowList
 from ._targets import options_error
 from .masking import options_masker
-
-if TYPE_CHECKING:
-    from ._config import Config
 
 DEFAULT_INTERVAL = 60.0
 
@@ -199,38 +195,3 @@ def parse_serve_tables(
     except ValueError as exc:
         raise fail(str(exc), table="serve", key="allow_targets") from None
     return ServeTables(modules, settings, allow)
-
-
-def load_serve_config(path: str | None, manager: PluginManager) -> Config:
-    """The server's config: ``path``'s (checks optional), or just the built-ins."""
-    from ._config import Config, RunDefaults, load_config
-
-    if path is None:
-        config = Config("<none>", [], [], RunDefaults.model_validate({}))
-    else:
-        config = load_config(path, manager, require_checks=False)
-    if config.serve is None:
-        config.serve = ServeTables(builtin_modules(manager))
-    return config
-
-
-def dependency_targets(config: Config) -> list[Target]:
-    """What a server will check, for :func:`anyprobe._probe.load_dependencies`:
-    the config's scheduled checks and a stand-in target per module, which
-    carries the module's scheme and options (``http2 = true`` needs h2)."""
-    targets = list(config.targets)
-    for module in config.serve.modules.values():
-        host = "module.invalid"
-        url = f"{module.scheme}://{host}/"
-        targets.append(
-            Target(
-                name=module.name,
-                url=url,
-                display_url=url,
-                probe=module.probe,
-                host=host,
-                port=None,
-                options=module.options,
-            )
-        )
-    return targets

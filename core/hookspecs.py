@@ -16,22 +16,35 @@ may accept only the arguments it needs. pluggy's markers apply:
 ``tryfirst``/``trylast`` order the calls (otherwise the plugin registered last
 is called first), a ``wrapper=True`` (or ``hookwrapper=True``) implementation
 runs once around the others, and a spec marked ``firstresult=True`` stops at
-the first answer that is not ``None`` (no hook here is, yet: none returns
-anything). Each plugin's implementation is called on its own: one that raises
-marks its plugin as broken (``anyprobe plugins`` shows it) and never stops
-the other plugins.
+the first answer that is not ``None`` (:func:`anyprobe_metrics_registry` is
+the one such hook here; the others return nothing). Each plugin's
+implementation is called on its own: one that raises marks its plugin as
+broken (``anyprobe plugins`` shows it) and never stops the other plugins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
-    from ._model import RunSummary
+    from prometheus_client import CollectorRegistry
+
+    from ._model import Result, RunSummary
     from ._run import RunInfo
+
+__all__ = [
+    "anyprobe_demo_services",
+    "anyprobe_metrics_registry",
+    "anyprobe_register_probes",
+    "anyprobe_register_reporters",
+    "anyprobe_run_finished",
+    "anyprobe_run_started",
+    "hookimpl",
+    "hookspec",
+]
 
 hookspec = pluggy.HookspecMarker("anyprobe")
 hookimpl = pluggy.HookimplMarker("anyprobe")
@@ -94,4 +107,37 @@ def anyprobe_run_finished(run: RunInfo, summary: RunSummary) -> None:
     past ``reporter_timeout``), ``summary.reporters_stopped`` those a second
     signal stopped before they finished (their files left as they were), and
     ``summary.broken_plugins`` the plugins that could not be loaded.
+    """
+
+
+@hookspec(firstresult=True)
+def anyprobe_metrics_registry(
+    results: Sequence[Result], check_labels: bool
+) -> CollectorRegistry | None:
+    """Build the Prometheus metrics of ``results``, for ``anyprobe serve``.
+
+    Return a new ``prometheus_client.CollectorRegistry`` holding the metrics
+    of ``results`` (a sequence of :class:`anyprobe.Result`), or ``None`` to
+    leave the answer to another plugin. ``firstresult``: the first registry
+    returned is the answer and no other implementation is called.
+
+    ``anyprobe serve`` calls it for each ``/probe`` answer (one result,
+    ``check_labels`` false: as blackbox_exporter does, the scraper labels the
+    series) and for each scrape of ``/metrics`` (the latest result of each
+    scheduled check, ``check_labels`` true: every sample carries the labels
+    ``name``, ``target``, ``probe`` and the check's own). It also calls it
+    once with no results when it starts, and refuses to start when no plugin
+    answers. It runs on the event loop: do not block.
+
+    The built-in ``prometheus`` plugin answers with blackbox_exporter's metric
+    names; a plugin marked ``@hookimpl(tryfirst=True)`` answers before it.
+
+    Example::
+
+        @anyprobe.hookimpl(tryfirst=True)
+        def anyprobe_metrics_registry(results, check_labels):
+            registry = CollectorRegistry()
+            up = Gauge("up_by_anyprobe", "1 when ok", registry=registry)
+            up.set(all(r.status is anyprobe.Status.OK for r in results))
+            return registry
     """

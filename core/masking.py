@@ -29,6 +29,21 @@ if TYPE_CHECKING:
     from ._model import Outcome
     from ._probe import CheckContext
 
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "MASK",
+    "MIN_SECRET_LENGTH",
+    "REQUEST_HEADER_FIELDS",
+    "Masker",
+    "is_credential_header",
+    "is_secret_field",
+    "mask_context",
+    "mask_outcome",
+    "mask_url_password",
+    "masked_check",
+    "options_masker",
+]
+
 MASK = "***"
 
 #: Request and response headers whose values are credentials.

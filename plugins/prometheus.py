@@ -11,7 +11,9 @@ how it ended. Every per-check sample carries the labels ``name``, ``target``,
 ``probe`` and the check's own labels.
 
 :func:`build_registry` turns results into a ``prometheus_client`` registry;
-anything that serves metrics (a scrape endpoint) can reuse it.
+anything that serves metrics (a scrape endpoint) can reuse it. This plugin
+also implements the ``anyprobe_metrics_registry`` hook with it, which is how
+``anyprobe serve`` builds its ``/probe`` and ``/metrics`` answers.
 """
 
 from __future__ import annotations
@@ -46,17 +48,6 @@ class PrometheusReporter(anyprobe.Reporter[anyprobe.ReporterOptions]):
     description = (
         "Prometheus text format (blackbox_exporter's metric names), written atomically at the end."
     )
-
-    @staticmethod
-    def registry(
-        results: Iterable[anyprobe.Result],
-        summary: anyprobe.RunSummary | None = None,
-        *,
-        check_labels: bool = True,
-    ) -> CollectorRegistry:
-        """:func:`build_registry`, for code that finds this reporter through the
-        plugin manager (``anyprobe serve`` builds its ``/probe`` answers with it)."""
-        return build_registry(results, summary, check_labels=check_labels)
 
     async def report(self, results: anyprobe.ResultStream, ctx: anyprobe.ReportContext) -> None:
         collected = [result async for result in results]
@@ -240,3 +231,10 @@ def _run_families(summary: anyprobe.RunSummary, now: float) -> Iterator[Metric]:
 @anyprobe.hookimpl
 def anyprobe_register_reporters(register: Any) -> None:
     register(PrometheusReporter)
+
+
+@anyprobe.hookimpl
+def anyprobe_metrics_registry(
+    results: Sequence[anyprobe.Result], check_labels: bool
+) -> CollectorRegistry:
+    return build_registry(results, check_labels=check_labels)

@@ -15,8 +15,10 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
+import anyprobe
 from anyprobe import PluginManager, UsageError
 from anyprobe._serve import (
     FALLBACK_TIMEOUT,
@@ -254,6 +256,82 @@ async def test_hostname_on_a_probe_without_tls_is_400(
         )
     assert response.status_code == 400
     assert "hostname= applies to probes with TLS (not ssh)" in response.text
+
+
+# -- the metrics come from a plugin (anyprobe_metrics_registry) ---------------------
+
+
+class OwnMetrics:
+    """Answers anyprobe_metrics_registry before the prometheus plugin does."""
+
+    calls: list[tuple[int, bool]]
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    @anyprobe.hookimpl(tryfirst=True)
+    def anyprobe_metrics_registry(
+        self, results: list[anyprobe.Result], check_labels: bool
+    ) -> CollectorRegistry:
+        self.calls.append((len(results), check_labels))
+        registry = CollectorRegistry()
+        answered = Gauge("own_results", "Results given to the plugin.", registry=registry)
+        answered.set(len(results))
+        return registry
+
+
+class BrokenMetrics:
+    @anyprobe.hookimpl(tryfirst=True)
+    def anyprobe_metrics_registry(self, results: list[anyprobe.Result]) -> None:
+        raise RuntimeError("no metrics today")
+
+
+async def test_a_plugin_implementing_anyprobe_metrics_registry_builds_the_answers(
+    manager: PluginManager, web_target: WebTarget, tmp_path: Path
+) -> None:
+    plugin = OwnMetrics()
+    manager.register(plugin, name="own-metrics")
+    config = tmp_path / "serve.toml"
+    config.write_text(f'[[check]]\nname = "web"\nurl = "{web_target.url}"\ninterval = 3600\n')
+    async with running(manager, config) as url:
+        response = await get(f"{url}/probe", params={"target": web_target.url})
+        for _ in range(400):  # bounded: until the scheduled check has run once
+            metrics = await get(f"{url}/metrics")
+            if "own_results" in metrics.text:
+                break
+            await anyio.sleep(0.05)
+    assert samples(response.text) == {"own_results": 1.0}
+    assert samples(metrics.text)["own_results"] == 1.0
+    assert "probe_success" not in metrics.text
+    # Asked once at start (no results), then per /probe without check labels,
+    # per /metrics with them.
+    assert plugin.calls[0] == (0, False)
+    assert (1, False) in plugin.calls
+    assert (1, True) in plugin.calls
+
+
+async def test_a_metrics_plugin_that_raises_is_broken_and_the_next_one_answers(
+    manager: PluginManager, web_target: WebTarget
+) -> None:
+    manager.register(BrokenMetrics(), name="broken-metrics")
+    async with running(manager) as url:
+        response = await get(f"{url}/probe", params={"target": web_target.url})
+    assert samples(response.text)["probe_success"] == 1.0
+    broken = {info.name: info.error for info in manager.broken}
+    assert broken == {
+        "broken-metrics": "anyprobe_metrics_registry raised RuntimeError: no metrics today"
+    }
+
+
+def test_serve_without_a_metrics_plugin_refuses_to_start() -> None:
+    from anyprobe.plugins import http, tcp
+
+    manager = PluginManager()
+    manager.register(http)
+    manager.register(tcp)
+    assert "prometheus" not in manager.reporters
+    with pytest.raises(UsageError, match="implements anyprobe_metrics_registry"):
+        ProbeServer(manager, load_serve_config(None, manager))
 
 
 # -- /metrics, /-/healthy, /-/reload -----------------------------------------------

@@ -446,7 +446,7 @@ async def test_many_checks_at_once_through_one_bridge(
 
 
 async def test_demo_rows_get_their_verdicts(manager: PluginManager) -> None:
-    from anyprobe.plugins.ssh import demo_services
+    from anyprobe.plugins._demo_ssh import demo_services
 
     async with demo_services() as rows:
         for row in rows:
