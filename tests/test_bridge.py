@@ -193,7 +193,7 @@ async def test_the_runs_bridge_is_shared_and_closed_when_the_run_ends(
     manager: PluginManager, anyio_backend: str
 ) -> None:
     manager.register(AsyncioOnlyPlugin(), name="asyncio-only")
-    before = threading.active_count()
+    before = set(threading.enumerate())
     urls = [f"asyncio-only://host{i}" for i in range(5)]
     results = await anyprobe.check(urls, manager=manager)
     assert [r.status for r in results] == [Status.OK] * 5
@@ -204,4 +204,7 @@ async def test_the_runs_bridge_is_shared_and_closed_when_the_run_ends(
     if anyio_backend == "trio":
         assert threads != {threading.get_ident()}
     assert bridge_threads() == []
-    assert threading.active_count() == before
+    # Nothing is left running but anyio's idle worker threads (the run loads
+    # the probes' dependencies in one; anyio keeps it a while for reuse).
+    left = [t for t in set(threading.enumerate()) - before if t.name != "AnyIO worker thread"]
+    assert left == []
