@@ -452,6 +452,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = tuple(
         "http",
         "dns",
         "ssh",
+        "udp",
+        "ntp",
         "table",
         "jsonl",
         "junit",

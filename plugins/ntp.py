@@ -8,8 +8,9 @@ check_ntp_time's ``-w``/``-c``; a server that says it is not synchronised
 (stratum 16, or leap indicator 3) or that sends a kiss-o'-death (stratum 0,
 ``RATE``, ``DENY``...) is critical.
 
-The request's transmit timestamp is random (RFC 9109's advice: it tells
-nothing about the client's clock, and an off-path attacker cannot guess it);
+The request's transmit timestamp is random (the NTP data minimization
+draft's advice: it tells nothing about the client's clock, and an off-path
+attacker cannot guess it);
 a reply whose origin timestamp is not that value is ignored, as is anything
 that is not a server reply. Offset and delay follow RFC 5905 section 8, with
 the send and receive times taken here.

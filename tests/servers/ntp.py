@@ -42,7 +42,8 @@ class ScriptedNtpServer:
     reference_id: bytes = b"\x7f\x00\x00\x01"
     #: With stratum 0: the kiss code sent as the reference id.
     kiss: str | None = None
-    #: Replies sent before the true one, whose origin is not the request's.
+    #: Replies sent before the true one, whose origin is not the request's
+    #: (each a kiss-o'-death DENY: a client that took one would say so).
     wrong_origin_replies: int = 0
     #: Answer nothing but replies with a wrong origin.
     only_wrong_origin: bool = False
@@ -52,8 +53,9 @@ class ScriptedNtpServer:
 
     def reply(self, request: bytes, received: float, origin_delta: int = 0) -> bytes:
         transmit = struct.unpack_from("!Q", request, 40)[0]
-        stratum = 0 if self.kiss is not None else self.stratum
-        refid = self.kiss.encode() if self.kiss is not None else self.reference_id
+        kiss = "DENY" if origin_delta else self.kiss
+        stratum = 0 if kiss is not None else self.stratum
+        refid = kiss.encode() if kiss is not None else self.reference_id
         return HEADER.pack(
             (self.leap << 6) | (4 << 3) | 4,
             stratum,
