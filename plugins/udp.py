@@ -97,12 +97,13 @@ class DatagramSocket:
     async def receive(self) -> bytes:
         """The next datagram; OSError (ConnectionRefusedError for an ICMP port
         unreachable) when the kernel reports an error for the destination."""
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        # A reply is rarely there already: wait first (a checkpoint too), then read.
         while True:
+            await anyio.wait_readable(self.sock)
             try:
                 return self.sock.recv(MAX_DATAGRAM)
             except BlockingIOError:
-                await anyio.wait_readable(self.sock)
+                continue
 
 
 def reply_wait(reply_timeout: float | None, ctx: anyprobe.CheckContext) -> tuple[float, bool]:
