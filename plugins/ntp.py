@@ -181,7 +181,8 @@ class NtpProbe(anyprobe.Probe[NtpOptions]):
                     await udp.send(request(transmit))
                 except OSError as exc:
                     raise datagram_error(exc, at) from None
-            ctx.trace(f"sent an NTPv4 client request to {at}")
+            if ctx.explain:
+                ctx.trace(f"sent an NTPv4 client request to {at}")
             reply = await _wait_for_reply(udp, transmit, options, ctx, at)
             received_at = sent_at + (time.perf_counter() - started)
         return _verdict(reply, sent_at, received_at, options, ctx, at)
@@ -250,6 +251,12 @@ def _verdict(
         reference_id=reply.reference(),
     )
     details = {"leap": reply.leap, "version": reply.version}
+    if ctx.explain:
+        ctx.trace(
+            f"reply from {at}: leap indicator {reply.leap}, version {reply.version}, "
+            f"stratum {reply.stratum}, reference {reply.reference()}, "
+            f"root delay {reply.root_delay:g} s, root dispersion {reply.root_dispersion:g} s"
+        )
     if reply.stratum == 0:
         code = reply.reference()
         meaning = KISS_CODES.get(code, "an unknown kiss code")

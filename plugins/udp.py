@@ -237,7 +237,8 @@ class UdpProbe(anyprobe.Probe[UdpOptions]):
                     await udp.send(payload)
                 except OSError as exc:
                     raise datagram_error(exc, at) from None
-            ctx.trace(f"sent {len(payload)} bytes to {at}")
+            if ctx.explain:
+                ctx.trace(f"sent {len(payload)} bytes to {at}")
             reply = await _wait_for_reply(udp, options, ctx, at)
         ctx.metrics["bytes_received"] = len(reply)
         expected = _Expected.of(options)
@@ -265,7 +266,8 @@ async def _wait_for_reply(
             reply = await udp.receive()
         except OSError as exc:
             raise datagram_error(exc, at) from None
-        ctx.trace(f"received {len(reply)} bytes: {show_bytes(reply)}")
+        if ctx.explain:
+            ctx.trace(f"received {len(reply)} bytes: {show_bytes(reply)}")
         return reply
     waited = wait if own_timeout else ctx.timeout
     message = no_reply_summary("reply", at, waited)

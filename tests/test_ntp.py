@@ -4,6 +4,7 @@ loopback, on both backends."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 import anyprobe
 from anyprobe import OptionsError, PluginManager, Result, Status
 from anyprobe._targets import build_targets
+from anyprobe.net import address_policy
 from anyprobe.plugins.ntp import to_unix
 from tests.servers.ntp import ScriptedNtpServer, ntp_timestamp
 
@@ -255,6 +257,23 @@ async def test_ignored_datagrams_are_in_the_trace(
         f"ignored a datagram from 127.0.0.1:{port}: "
         "its origin timestamp is not the request's transmit timestamp"
     ) in messages
+    assert (
+        f"reply from 127.0.0.1:{port}: leap indicator 0, version 4, stratum 2, "
+        "reference 127.0.0.1, root delay 0.25 s, root dispersion 0.5 s"
+    ) in messages
+
+
+async def test_address_policy_refuses_before_anything_is_sent(
+    anyio_backend: str, manager: PluginManager, ntp_server: ScriptedNtpServer
+) -> None:
+    def policy(host: str, addresses: Sequence[str]) -> str | None:
+        return f"{host} is not allowed"
+
+    with address_policy(policy):
+        result = await check_one(manager, f"ntp://127.0.0.1:{ntp_server.port}")
+    assert result.status is Status.CRITICAL
+    assert result.summary == "127.0.0.1 is not allowed"
+    assert ntp_server.requests == []
 
 
 async def test_demo_rows_get_their_verdicts(anyio_backend: str, manager: PluginManager) -> None:
