@@ -3,6 +3,7 @@ a bound port that never answers, and a closed port (ICMP port unreachable)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -136,15 +137,12 @@ async def test_silent_port_without_reply_timeout_fails_at_the_checks_timeout(
 
 
 async def test_ipv6_loopback(anyio_backend: str, manager: PluginManager) -> None:
-    try:
-        context = run_udp_echo_server(socket.AF_INET6)
-        server = context.__enter__()
-    except OSError:
-        pytest.skip("no IPv6 loopback here")
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(run_udp_echo_server(socket.AF_INET6))
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
         result = await check_one(manager, f"udp://[::1]:{server.port}", send="x", expect="x")
-    finally:
-        context.__exit__(None, None, None)
     assert result.status is Status.OK, result.summary
     assert result.summary.startswith(f"reply from [::1]:{server.port} in ")
 
