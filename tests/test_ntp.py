@@ -283,3 +283,16 @@ async def test_demo_rows_get_their_verdicts(anyio_backend: str, manager: PluginM
         for demo in checks:
             result = await check_one(manager, demo.url, **demo.options)
             assert result.status is demo.expect, (demo.name, result.summary)
+
+
+async def test_a_flood_of_other_datagrams_ends_the_wait(
+    anyio_backend: str, manager: PluginManager, ntp_server: ScriptedNtpServer
+) -> None:
+    ntp_server.wrong_origin_replies = 40  # more than the probe reads; the true one last
+    port = ntp_server.port
+    result = await check_one(manager, f"ntp://127.0.0.1:{port}")
+    assert result.status is Status.CRITICAL
+    assert result.summary == (
+        f"no reply to the request from 127.0.0.1:{port} in 32 datagrams; the last one: "
+        "its origin timestamp is not the request's transmit timestamp"
+    )

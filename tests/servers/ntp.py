@@ -42,9 +42,11 @@ class ScriptedNtpServer:
     reference_id: bytes = b"\x7f\x00\x00\x01"
     #: With stratum 0: the kiss code sent as the reference id.
     kiss: str | None = None
-    #: Replies sent before the true one, whose origin is not the request's
-    #: (each a kiss-o'-death DENY: a client that took one would say so).
+    #: Replies sent before the true one, whose origin is not the request's.
     wrong_origin_replies: int = 0
+    #: What those replies are: a kiss-o'-death with this code (a client that
+    #: took one would say so), or, with None, replies like the true one.
+    wrong_origin_kiss: str | None = "DENY"
     #: Answer nothing but replies with a wrong origin.
     only_wrong_origin: bool = False
     root_delay: float = 0.25
@@ -53,7 +55,7 @@ class ScriptedNtpServer:
 
     def reply(self, request: bytes, received: float, origin_delta: int = 0) -> bytes:
         transmit = struct.unpack_from("!Q", request, 40)[0]
-        kiss = "DENY" if origin_delta else self.kiss
+        kiss = self.wrong_origin_kiss if origin_delta else self.kiss
         stratum = 0 if kiss is not None else self.stratum
         refid = kiss.encode() if kiss is not None else self.reference_id
         return HEADER.pack(
