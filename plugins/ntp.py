@@ -19,6 +19,7 @@ the send and receive times taken here.
 from __future__ import annotations
 
 import secrets
+import socket
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -98,7 +99,8 @@ class NtpOptions(anyprobe.ProbeOptions):
 
 @dataclass(frozen=True, slots=True)
 class NtpReply:
-    """The fields of a server's reply that a check reads (times in seconds)."""
+    """The fields of a server's reply that a check reads: root delay and
+    dispersion in seconds, timestamps as sent (64-bit NTP timestamps)."""
 
     leap: int
     version: int
@@ -311,12 +313,11 @@ async def serve_ntp(server: anyio.abc.UDPSocket, stratum: int, offset: float = 0
             asked = NtpReply.parse(data)
             if asked is None or asked.mode != 3:
                 continue
-            _, _, _, _, _, _, _, _, _, _, transmit = PACKET.unpack_from(data)
             refid = b"LOCL" if stratum == 1 else b"\x7f\x7f\x01\x01"
             now = _ntp_time(time.time() + offset)
             reply = PACKET.pack(
                 (0 << 6) | (4 << 3) | 4, stratum, 6, -20, 0, 66, refid,
-                _ntp_time(received), transmit, _ntp_time(received), now,
+                _ntp_time(received), asked.transmit, _ntp_time(received), now,
             )  # fmt: skip
             await server.sendto(reply, *peer)
 
@@ -330,8 +331,6 @@ def _ntp_time(unix: float) -> int:
 @asynccontextmanager
 async def demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
     """An NTP server whose clock is right, and one two seconds off."""
-    import socket
-
     servers = [
         await anyio.create_udp_socket(family=socket.AF_INET, local_host="127.0.0.1")
         for _ in range(2)

@@ -51,8 +51,9 @@ class DatagramSocket:
     """A UDP socket connected to one address and port, on anyio.
 
     ``anyio.create_connected_udp_socket`` drops ICMP errors on asyncio (its
-    protocol stores them and never wakes the reader), so a closed port would
-    look like a silent one there. This socket reads with ``recv()`` after
+    protocol stores them and never wakes the reader; anyio pull request 1295
+    proposes to change that), so a closed port would look like a silent one
+    there. This socket reads with ``recv()`` after
     ``anyio.wait_readable()``: the error reaches the reader on both backends.
     """
 
@@ -97,13 +98,16 @@ class DatagramSocket:
     async def receive(self) -> bytes:
         """The next datagram; OSError (ConnectionRefusedError for an ICMP port
         unreachable) when the kernel reports an error for the destination."""
-        # A reply is rarely there already: wait first (a checkpoint too), then read.
-        while True:
+        # A reply is rarely there already: wait first (a checkpoint too), then
+        # read. A wake-up with nothing to read (a datagram with a bad checksum
+        # is dropped only on read) waits again.
+        for _ in range(1000):
             await anyio.wait_readable(self.sock)
             try:
                 return self.sock.recv(MAX_DATAGRAM)
             except BlockingIOError:
                 continue
+        raise OSError(errno.EAGAIN, "the socket kept waking up with nothing to read")
 
 
 def reply_wait(reply_timeout: float | None, ctx: anyprobe.CheckContext) -> tuple[float, bool]:
@@ -280,7 +284,8 @@ async def _wait_for_reply(
 
 @asynccontextmanager
 async def demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
-    """A UDP echo server, and a port nothing listens on."""
+    """A UDP echo server (its replies start with ``PONG``), and a port
+    nothing listens on."""
     server = await anyio.create_udp_socket(
         family=socket.AF_INET, local_host="127.0.0.1", local_port=0
     )
@@ -296,7 +301,7 @@ async def demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
             # A client gone before its echo makes the next read fail (ICMP).
             with suppress(OSError, anyio.BrokenResourceError):
                 data, peer = await server.receive()
-                await server.sendto(data, *peer)
+                await server.sendto(b"PONG " + data, *peer)
 
     async with server, anyio.create_task_group() as tg:
         tg.start_soon(echo)
@@ -305,7 +310,7 @@ async def demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
                 "udp: echo server",
                 f"udp://127.0.0.1:{port}",
                 anyprobe.Status.OK,
-                options={"send": "PING", "expect": "PING"},
+                options={"send": "PING", "expect": "PONG"},
             ),
             anyprobe.DemoCheck(
                 "udp: closed port", f"udp://127.0.0.1:{closed_port}", anyprobe.Status.CRITICAL
