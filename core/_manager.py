@@ -459,6 +459,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = tuple(
         "http",
         "dns",
         "ssh",
+        "udp",
+        "ntp",
         "table",
         "jsonl",
         "junit",

@@ -1,0 +1,329 @@
+"""The UDP probe: ``udp://HOST:PORT``, send a datagram and expect a reply.
+
+A check resolves the host (phase ``resolve``), sends one datagram (phase
+``send``: the ``send`` payload, or an empty datagram) and waits for the first
+datagram that comes back (phase ``reply``), which must hold ``expect`` or
+match ``expect_regex`` when one is set, like check_udp's ``-s``/``-e``. The
+escapes of ``send`` and ``expect`` are the TCP probe's.
+
+The socket is connected (``connect()`` on a datagram socket), so the kernel
+hands back what ICMP says about the destination: a port unreachable makes
+the next read fail with ``ECONNREFUSED``, reported as refused. When ICMP is
+filtered on the way, a closed port and a dropped datagram look the same: no
+reply.
+
+:class:`DatagramSocket` is that socket on anyio's ``wait_readable``, shared
+with the NTP probe.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+from pydantic import Field, field_validator, model_validator
+
+import anyprobe
+from anyprobe.masking import masked_check, options_masker
+from anyprobe.net import IpFamily, check_destination, describe_os_error, resolve
+from anyprobe.plugins.tcp import show_bytes, unescape
+
+#: Largest datagram read: the most a UDP datagram can carry over IPv4.
+MAX_DATAGRAM = 65535
+#: Part of the check's timeout kept back after the wait for a reply, so that
+#: the check can still say that nothing came instead of only "timed out".
+DEADLINE_MARGIN = 0.1
+
+
+def where(address: str, port: int) -> str:
+    """``127.0.0.1:53``, ``[::1]:53``: an address as a summary shows it."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+class DatagramSocket:
+    """A UDP socket connected to one address and port, on anyio.
+
+    ``anyio.create_connected_udp_socket`` drops ICMP errors on asyncio (its
+    protocol stores them and never wakes the reader; anyio pull request 1295
+    proposes to change that), so a closed port would look like a silent one
+    there. This socket reads with ``recv()`` after
+    ``anyio.wait_readable()``: the error reaches the reader on both backends.
+    """
+
+    __slots__ = ("address", "port", "sock")
+
+    def __init__(self, sock: socket.socket, address: str, port: int) -> None:
+        self.sock = sock
+        self.address = address
+        self.port = port
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, address: str, port: int) -> AsyncIterator[DatagramSocket]:
+        """A socket connected to ``address`` (an IP address) and ``port``,
+        once the address policy in force allows it; closed on exit."""
+        check_destination(address, [address])
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            try:
+                sock.connect((address, port))
+            except OSError as exc:
+                raise anyprobe.CheckFailed(
+                    f"cannot send to {where(address, port)}: {describe_os_error(exc)}", error=exc
+                ) from None
+            yield cls(sock, address, port)
+        finally:
+            sock.close()
+
+    async def send(self, data: bytes) -> None:
+        """Send one datagram; OSError when the kernel refuses it."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        for _ in range(1000):
+            try:
+                self.sock.send(data)
+                return
+            except BlockingIOError:
+                await anyio.wait_writable(self.sock)
+        raise OSError(errno.ENOBUFS, "the socket stayed unwritable")
+
+    async def receive(self) -> bytes:
+        """The next datagram; OSError (ConnectionRefusedError for an ICMP port
+        unreachable) when the kernel reports an error for the destination."""
+        # A reply is rarely there already: wait first (a checkpoint too), then
+        # read. A wake-up with nothing to read (a datagram with a bad checksum
+        # is dropped only on read) waits again.
+        for _ in range(1000):
+            await anyio.wait_readable(self.sock)
+            try:
+                return self.sock.recv(MAX_DATAGRAM)
+            except BlockingIOError:
+                continue
+        raise OSError(errno.EAGAIN, "the socket kept waking up with nothing to read")
+
+
+def reply_wait(reply_timeout: float | None, ctx: anyprobe.CheckContext) -> tuple[float, bool]:
+    """How long to wait for a reply, and whether that is ``reply_timeout``
+    (else it is the check's deadline, less a margin to say what happened)."""
+    wait = reply_timeout if reply_timeout is not None else math.inf
+    until_deadline = max(0.0, ctx.remaining() - min(DEADLINE_MARGIN, ctx.timeout / 10))
+    return min(wait, until_deadline), wait <= until_deadline
+
+
+def no_reply_summary(what: str, at: str, waited: float) -> str:
+    """Critical summary for a datagram that got no answer in ``waited`` seconds."""
+    return (
+        f"no {what} from {at} within {waited:g} s (over UDP a lost datagram and a "
+        "closed port behind a firewall that drops ICMP look the same)"
+    )
+
+
+def datagram_error(exc: OSError, at: str) -> anyprobe.CheckFailed:
+    """The failure for an error the kernel reported on a read or a send."""
+    if isinstance(exc, ConnectionRefusedError):
+        return anyprobe.CheckFailed(f"refused: ICMP port unreachable from {at}", error=exc)
+    return anyprobe.CheckFailed(f"{describe_os_error(exc)} ({at})", error=exc)
+
+
+class UdpOptions(anyprobe.ProbeOptions):
+    ip_family: IpFamily = Field(
+        "any", description="Address family to send over: any, ipv4 or ipv6."
+    )
+    send: str | None = Field(
+        None,
+        description=r"Payload of the datagram sent, with the TCP probe's escapes \r \n \t "
+        r"\0 \e \\ \xHH; none sends an empty datagram. Never shown in results.",
+        json_schema_extra={"secret": True},
+    )
+    expect: str | None = Field(
+        None,
+        description="Text (same escapes) that the reply datagram must hold; "
+        "without expect or expect_regex any reply passes.",
+    )
+    expect_regex: str | None = Field(
+        None,
+        description="Regular expression (RE2 syntax, on bytes, multi-line: ^ matches at "
+        "each line) that the reply datagram must match; instead of expect.",
+    )
+    reply_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds to wait for the reply after sending; default: until the "
+        "check's timeout. No reply in time is critical.",
+    )
+
+    @field_validator("send", "expect")
+    @classmethod
+    def _valid_escapes(cls, value: str | None) -> str | None:
+        if value is not None:
+            unescape(value)
+        return value
+
+    @field_validator("expect_regex")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        return anyprobe.check_regex(value, binary=True, multiline=True)
+
+    @model_validator(mode="after")
+    def _one_expectation(self) -> UdpOptions:
+        if self.expect is not None and self.expect_regex is not None:
+            raise ValueError("set expect or expect_regex, not both")
+        if self.expect == "":
+            raise ValueError("expect must not be empty")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    """What the reply must hold: a substring or a regular expression."""
+
+    text: str
+    needle: bytes | None
+    pattern: anyprobe.Pattern | None
+
+    @classmethod
+    def of(cls, options: UdpOptions) -> _Expected | None:
+        if options.expect is not None:
+            needle = unescape(options.expect)
+            return cls(show_bytes(needle, limit=len(needle)), needle, None)
+        if options.expect_regex is not None:
+            pattern = anyprobe.compile_pattern(options.expect_regex, binary=True, multiline=True)
+            return cls(f"/{options.expect_regex}/", None, pattern)
+        return None
+
+    async def found(self, data: bytes) -> bool:
+        if self.needle is not None:
+            return self.needle in data
+        assert self.pattern is not None
+        return await self.pattern.search_off_loop(data) is not None
+
+
+class UdpProbe(anyprobe.Probe[UdpOptions]):
+    """Send a UDP datagram and wait for the reply, optionally checking it."""
+
+    name = "udp"
+    schemes = ("udp",)
+    Options = UdpOptions
+    description = "UDP send/expect, ICMP port unreachable as refused; like check_udp."
+
+    async def check(
+        self, target: anyprobe.Target, options: UdpOptions, ctx: anyprobe.CheckContext
+    ) -> anyprobe.Outcome:
+        # A server that echoes the payload must not reveal it in a summary.
+        masker = options_masker(options)
+        if options.send:
+            masker.add_bytes(unescape(options.send))
+        return await masked_check(lambda: self._check(target, options, ctx), ctx, masker)
+
+    async def _check(
+        self, target: anyprobe.Target, options: UdpOptions, ctx: anyprobe.CheckContext
+    ) -> anyprobe.Outcome:
+        assert target.port is not None
+        with ctx.phase("resolve"):
+            addresses = await resolve(target.host, target.port, options.ip_family)
+        if ctx.explain:
+            ctx.trace(f"resolved {target.host} to {', '.join(addresses)}")
+        address = addresses[0]
+        at = where(address, target.port)
+        ctx.metrics.update(address=address, port=target.port)
+        payload = unescape(options.send) if options.send is not None else b""
+        async with DatagramSocket.connect(address, target.port) as udp:
+            with ctx.phase("send"):
+                try:
+                    await udp.send(payload)
+                except OSError as exc:
+                    raise datagram_error(exc, at) from None
+            if ctx.explain:
+                ctx.trace(f"sent {len(payload)} bytes to {at}")
+            reply = await _wait_for_reply(udp, options, ctx, at)
+        ctx.metrics["bytes_received"] = len(reply)
+        expected = _Expected.of(options)
+        took = ctx.phases.get("reply", 0.0) * 1000
+        if expected is None:
+            return anyprobe.Outcome.ok(f"reply from {at} in {took:.1f} ms ({len(reply)} bytes)")
+        if not await expected.found(reply):
+            raise anyprobe.CheckFailed(
+                f"expected {expected.text} in the reply from {at}; "
+                f"got {show_bytes(reply)} ({len(reply)} bytes)"
+            )
+        ctx.trace(f"{expected.text} found in the reply")
+        return anyprobe.Outcome.ok(
+            f"reply from {at} in {took:.1f} ms; got {expected.text} in {len(reply)} bytes"
+        )
+
+
+async def _wait_for_reply(
+    udp: DatagramSocket, options: UdpOptions, ctx: anyprobe.CheckContext, at: str
+) -> bytes:
+    """The first datagram back, or CheckFailed: refused, an ICMP error, no reply."""
+    wait, own_timeout = reply_wait(options.reply_timeout, ctx)
+    with anyio.move_on_after(wait), ctx.phase("reply"):
+        try:
+            reply = await udp.receive()
+        except OSError as exc:
+            raise datagram_error(exc, at) from None
+        if ctx.explain:
+            ctx.trace(f"received {len(reply)} bytes: {show_bytes(reply)}")
+        return reply
+    waited = wait if own_timeout else ctx.timeout
+    message = no_reply_summary("reply", at, waited)
+    error = None if own_timeout else TimeoutError(message)
+    raise anyprobe.CheckFailed(message, error=error)
+
+
+# -- demo -----------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
+    """A UDP echo server (its replies start with ``PONG``), and a port
+    nothing listens on."""
+    server = await anyio.create_udp_socket(
+        family=socket.AF_INET, local_host="127.0.0.1", local_port=0
+    )
+    port = server.extra(anyio.abc.SocketAttribute.local_port)
+    closed = await anyio.create_udp_socket(
+        family=socket.AF_INET, local_host="127.0.0.1", local_port=0
+    )
+    closed_port = closed.extra(anyio.abc.SocketAttribute.local_port)
+    await closed.aclose()
+
+    async def echo() -> None:
+        while True:
+            # A client gone before its echo makes the next read fail (ICMP).
+            with suppress(OSError, anyio.BrokenResourceError):
+                data, peer = await server.receive()
+                await server.sendto(b"PONG " + data, *peer)
+
+    async with server, anyio.create_task_group() as tg:
+        tg.start_soon(echo)
+        yield [
+            anyprobe.DemoCheck(
+                "udp: echo server",
+                f"udp://127.0.0.1:{port}",
+                anyprobe.Status.OK,
+                options={"send": "PING", "expect": "PONG"},
+            ),
+            anyprobe.DemoCheck(
+                "udp: closed port", f"udp://127.0.0.1:{closed_port}", anyprobe.Status.CRITICAL
+            ),
+        ]
+        tg.cancel_scope.cancel()
+
+
+@anyprobe.hookimpl
+def anyprobe_register_probes(register: Any) -> None:
+    register(UdpProbe)
+
+
+@anyprobe.hookimpl
+def anyprobe_demo_services(register: Any) -> None:
+    register(demo_services)
