@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ._probe import CheckContext, MissingDependency, Probe, ProbeOptions, check_regex, require
     from ._reporter import OutputFile, ReportContext, Reporter, ReporterOptions, ResultStream
     from ._run import Run, RunInfo
+    from ._secrets import SecretEnv
     from .bridge import AsyncioBridge, asyncio_bridge
     from .hookspecs import hookimpl, hookspec
 
@@ -103,6 +104,7 @@ _EXPORTS = {
     "ResultStream": "_reporter",
     "Run": "_run",
     "RunInfo": "_run",
+    "SecretEnv": "_secrets",
 }
 
 
@@ -156,6 +158,7 @@ __all__ = [
     "RunInfo",
     "RunStream",
     "RunSummary",
+    "SecretEnv",
     "Status",
     "Target",
     "TargetError",

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ._errors import TargetError, UsageError
 from ._model import Outcome, Target, TraceEvent
 from ._options import one_value_as_list
+from .masking import Masker
 
 T = TypeVar("T")
 
@@ -187,6 +188,7 @@ class CheckContext:
         "current_phase",
         "deadline",
         "explain",
+        "masker",
         "metrics",
         "phases",
         "timeout",
@@ -201,6 +203,7 @@ class CheckContext:
         attempt: int = 1,
         explain: bool = False,
         resources: dict[Any, Any] | None = None,
+        masker: Masker | None = None,
     ) -> None:
         self.timeout = timeout
         self.deadline = deadline
@@ -212,6 +215,19 @@ class CheckContext:
         self.trace_events: list[TraceEvent] = []
         self._resources = resources if resources is not None else {}
         self._started = time.perf_counter()
+        #: The secrets of this check (its options' secret fields, and what
+        #: :meth:`hide` adds): masked in the trace as it is written, and in
+        #: the outcome, metrics and error by core once the check returns.
+        self.masker = masker if masker is not None else Masker()
+
+    def hide(self, secret: str | bytes) -> None:
+        """Mask ``secret`` (text, or bytes the check sends) in everything this
+        check shows from now on: trace, summary, metrics, error. Secret option
+        fields (:class:`~anyprobe.SecretEnv`, ``SecretStr``) are hidden already."""
+        if isinstance(secret, str):
+            self.masker.add(secret)
+        else:
+            self.masker.add_bytes(secret)
 
     def remaining(self) -> float:
         """Seconds left before this attempt is cancelled (never negative)."""
@@ -240,6 +256,8 @@ class CheckContext:
     def trace(self, message: str) -> None:
         """Add ``message`` to the ``--explain`` trace; nothing happens when it is off."""
         if self.explain:
+            if self.masker:
+                message = self.masker.text(message)
             self.trace_events.append(TraceEvent(time.perf_counter() - self._started, message))
 
     async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
