@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._api import Check, Prepared, Results, RunStream, check, check_sync, prepare, stream
+    from ._connection import Connection, Expectation, show_bytes
     from ._demo import DemoCheck
     from ._errors import (
         AnyprobeError,
@@ -86,6 +87,9 @@ _EXPORTS = {
     "PluginManager": "_manager",
     "forget_discovered_plugins": "_manager",
     "CheckContext": "_probe",
+    "Connection": "_connection",
+    "Expectation": "_connection",
+    "show_bytes": "_connection",
     "Probe": "_probe",
     "ProbeOptions": "_probe",
     "check_regex": "_probe",
@@ -132,8 +136,10 @@ __all__ = [
     "CheckContext",
     "CheckFailed",
     "ConfigError",
+    "Connection",
     "DemoCheck",
     "ErrorInfo",
+    "Expectation",
     "MissingDependency",
     "OptionsError",
     "Outcome",
@@ -177,5 +183,6 @@ __all__ = [
     "off_loop",
     "prepare",
     "require",
+    "show_bytes",
     "stream",
 ]

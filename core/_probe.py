@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import SplitResult
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -34,6 +34,13 @@ from ._errors import TargetError, UsageError
 from ._model import Outcome, Target, TraceEvent
 from ._options import one_value_as_list
 from .masking import Masker
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from ._connection import Connection
+    from .net import IpFamily
+    from .tls import TlsOptions
 
 T = TypeVar("T")
 
@@ -248,6 +255,47 @@ class CheckContext:
         # Only a phase that ended normally hands back to the outer one, so that
         # an exception keeps pointing at the phase it happened in.
         self.current_phase = outer
+
+    def connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        ip_family: IpFamily = "any",
+        tls: TlsOptions | None = None,
+        server_name: str | None = None,
+        alpn: Sequence[str] = (),
+    ) -> AbstractAsyncContextManager[Connection]:
+        """Open a TCP connection (TLS with ``tls``) for the check; use it as
+        ``async with ctx.connect(target.host, target.port) as conn:``.
+
+        Resolves ``host`` (phase ``resolve``, ``ip_family`` honoured), connects
+        to the first address that accepts (phase ``connect``), and with
+        ``tls`` does the handshake (phase ``tls``), verified as the
+        :class:`~anyprobe.tls.TlsOptions` say, with SNI ``server_name`` (default:
+        ``tls.server_name``, else ``host``) and ``alpn``; ``conn.tls`` is then
+        the certificate and protocol it showed. Every name and address passes
+        the address policy in force (``anyprobe serve``'s ``allow_targets``).
+        A failure raises :class:`~anyprobe.CheckFailed` with the standard
+        summary (``connection refused``, ``cannot resolve ...``, ``certificate
+        has expired ...``), its ``error.phase`` the phase it happened in. The
+        connection is closed when the block ends. See
+        :class:`~anyprobe.Connection` for reading and writing.
+        """
+        from ._connection import open_connection
+
+        return open_connection(
+            self, host, port, ip_family=ip_family, tls=tls, server_name=server_name, alpn=alpn
+        )
+
+    async def resolve(self, host: str, port: int, ip_family: IpFamily = "any") -> list[str]:
+        """The addresses of ``host`` (:func:`anyprobe.net.resolve`), timed as
+        phase ``resolve`` and traced: for a probe whose library connects by
+        itself. Pass the library an address from the list, not ``host``, so
+        that what was checked against the address policy is what is connected to."""
+        from ._connection import resolve_in_phase
+
+        return await resolve_in_phase(self, host, port, ip_family)
 
     def record_phase(self, name: str, seconds: float) -> None:
         """Record a phase measured elsewhere (a library's own timing events)."""
