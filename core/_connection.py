@@ -221,6 +221,10 @@ class Connection:
             data = bytes(self._buffer[:max_bytes])
             del self._buffer[:max_bytes]
             return data
+        return await self._receive_more(max_bytes)
+
+    async def _receive_more(self, max_bytes: int = READ_SIZE) -> bytes:
+        """Bytes from the stream (not the buffer); ``b""`` at its end."""
         try:
             data = await self.stream.receive(max_bytes)
         except anyio.EndOfStream:
@@ -235,7 +239,7 @@ class Connection:
 
     async def _fill(self, what: str) -> None:
         """Read more into the buffer; CheckFailed when the connection ends."""
-        data = await self.receive()
+        data = await self._receive_more()
         if not data:
             if self._buffer:
                 raise CheckFailed(
@@ -278,7 +282,7 @@ class Connection:
         if size < 0:
             raise ValueError("read_exactly() needs a size of 0 or more")
         while len(self._buffer) < size:
-            data = await self.receive(max(READ_SIZE, size - len(self._buffer)))
+            data = await self._receive_more(max(READ_SIZE, size - len(self._buffer)))
             if not data:
                 raise CheckFailed(
                     f"the server closed the connection after {len(self._buffer)} of {size} bytes"
