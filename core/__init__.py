@@ -44,7 +44,15 @@ if TYPE_CHECKING:
         compile_pattern,
         off_loop,
     )
-    from ._probe import CheckContext, MissingDependency, Probe, ProbeOptions, check_regex, require
+    from ._probe import (
+        CheckContext,
+        MissingDependency,
+        Probe,
+        ProbeOptions,
+        check_regex,
+        check_url_shape,
+        require,
+    )
     from ._reporter import OutputFile, ReportContext, Reporter, ReporterOptions, ResultStream
     from ._run import Run, RunInfo
     from ._secrets import SecretEnv
@@ -93,6 +101,7 @@ _EXPORTS = {
     "Probe": "_probe",
     "ProbeOptions": "_probe",
     "check_regex": "_probe",
+    "check_url_shape": "_probe",
     "MissingDependency": "_probe",
     "require": "_probe",
     "OFF_LOOP_BYTES": "_patterns",
@@ -175,6 +184,7 @@ __all__ = [
     "check",
     "check_regex",
     "check_sync",
+    "check_url_shape",
     "compile_pattern",
     "escape_controls",
     "forget_discovered_plugins",

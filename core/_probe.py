@@ -109,6 +109,45 @@ def check_regex(
     return pattern
 
 
+def check_url_shape(
+    url: SplitResult,
+    text: str,
+    *,
+    path: bool = False,
+    query: bool = False,
+    fragment: bool = False,
+    user: bool = True,
+    password: bool = False,
+) -> None:
+    """For :meth:`Probe.validate_url`: raise :class:`~anyprobe.TargetError`
+    when ``url`` has a part this probe does not take.
+
+    By default a path (other than ``/``), a query, a fragment and a password
+    are refused, each with one line naming the target and the part; a user
+    name is allowed (``user=False`` refuses it). A password belongs in an
+    option (:class:`~anyprobe.SecretEnv`), not in a URL that shows up in
+    shell history and process lists::
+
+        def validate_url(self, url, text):
+            anyprobe.check_url_shape(url, text)       # redis://HOST[:PORT] only
+            return super().validate_url(url, text)    # host, port or default port
+    """
+    scheme = url.scheme
+    if not path and url.path not in ("", "/"):
+        raise TargetError(f"{text}: a path ({url.path}) is not taken by {scheme}:// URLs")
+    if not query and url.query:
+        raise TargetError(f"{text}: a query (?{url.query}) is not taken by {scheme}:// URLs")
+    if not fragment and url.fragment:
+        raise TargetError(f"{text}: a fragment (#{url.fragment}) is not taken by {scheme}:// URLs")
+    if not password and url.password is not None:
+        raise TargetError(
+            f"{text}: a password in a {scheme}:// URL is not taken (set it in an option "
+            "that names an environment variable)"
+        )
+    if not user and url.username:
+        raise TargetError(f"{text}: a user name is not taken by {scheme}:// URLs")
+
+
 class MissingDependency(UsageError):
     """A package that some checks of a run need is not installed.
 
@@ -371,10 +410,22 @@ class Probe(Generic[OptionsT]):
     description: ClassVar[str] = ""
 
     def validate_url(self, url: SplitResult, text: str) -> tuple[str, int | None]:
-        """Check ``url`` (``text`` as the user wrote it) and return its host and port.
+        """Check ``url`` and return the ``(host, port)`` the check will use.
 
-        Raise :class:`~anyprobe.TargetError` for a URL this probe cannot check.
-        The default wants a host and a port (or a default port for the scheme).
+        ``url`` is the target split by :func:`urllib.parse.urlsplit`;
+        ``text`` is the URL as it may be shown (a password masked): start
+        every error with it (core adds it when an error does not). Called for every target before
+        any check starts; raise :class:`~anyprobe.TargetError` (or
+        ``ValueError``) for a URL this probe cannot check: core makes it one
+        line naming the target (exit status 3). ``port`` may be None for a
+        probe that needs none (a file probe). The returned host is
+        lower-cased and becomes ``target.host``; the port ``target.port``.
+
+        This default wants a host, and a port or a ``default_ports`` entry for
+        the scheme; it allows anything else in the URL. An override adds its
+        own rules and usually ends with ``return super().validate_url(url,
+        text)``; :func:`~anyprobe.check_url_shape` refuses a path, a query or
+        a password in one call.
         """
         host = url.hostname or ""
         if not host:

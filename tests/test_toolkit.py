@@ -297,3 +297,52 @@ async def test_hidden_bytes_are_masked_in_trace_and_summary(
     assert "sent 18 bytes: 'TOKEN ***\\r\\n'" in trace
     assert "-ERR unknown token ***\\r\\n'" in trace
     assert "tok-123456" not in repr(result.as_dict())
+
+
+# -- URL shape --------------------------------------------------------------------
+
+
+class ShapedProbe(anyprobe.Probe[anyprobe.ProbeOptions]):
+    name = "shaped"
+    schemes = ("shaped",)
+    default_ports = {"shaped": 6379}
+
+    def validate_url(self, url: SplitResult, text: str) -> tuple[str, int | None]:
+        anyprobe.check_url_shape(url, text)
+        if url.hostname == "forbidden":
+            raise anyprobe.TargetError("this host is forbidden")
+        return super().validate_url(url, text)
+
+
+class ShapedPlugin:
+    @anyprobe.hookimpl
+    def anyprobe_register_probes(self, register: Any) -> None:
+        register(ShapedProbe)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("shaped://db/0", "shaped://db/0: a path (/0) is not taken by shaped:// URLs"),
+        ("shaped://db?x=1", "shaped://db?x=1: a query (?x=1) is not taken by shaped:// URLs"),
+        ("shaped://db#top", "shaped://db#top: a fragment (#top) is not taken by shaped:// URLs"),
+        (
+            "shaped://u:pw@db",
+            "shaped://u:***@db: a password in a shaped:// URL is not taken (set it in an option",
+        ),
+        ("shaped://forbidden", "shaped://forbidden: this host is forbidden"),
+        ("shaped://:80", "shaped://:80: no host in the URL"),
+    ],
+)
+def test_url_shape_errors_name_the_target(manager: PluginManager, url: str, message: str) -> None:
+    manager.register(ShapedPlugin(), name="shaped")
+    with pytest.raises(anyprobe.TargetError) as info:
+        anyprobe.prepare([url], manager=manager)
+    assert str(info.value).startswith(message), str(info.value)
+    assert "pw" not in str(info.value)
+
+
+def test_url_shape_allows_what_the_probe_takes(manager: PluginManager) -> None:
+    manager.register(ShapedPlugin(), name="shaped")
+    [target] = anyprobe.prepare(["shaped://user@DB/"], manager=manager).targets
+    assert (target.host, target.port) == ("db", 6379)
