@@ -7,7 +7,6 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from pydantic import Field
 
@@ -63,10 +62,9 @@ class AuthProbe(anyprobe.Probe[AuthOptions]):
         self, target: anyprobe.Target, options: AuthOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         assert target.port is not None
-        stream = await anyio.connect_tcp(target.host, target.port)
-        async with stream:
-            await stream.send(f"AUTH {options.password.get_secret_value()}\r\n".encode())
-            reply = (await stream.receive()).decode().strip()
+        async with ctx.connect(target.host, target.port) as conn:
+            await conn.send(f"AUTH {options.password.get_secret_value()}\r\n")
+            reply = await conn.read_line()
         ctx.trace(f"server said {reply}")
         ctx.metrics["reply"] = reply
         if reply.startswith("-"):
@@ -166,8 +164,11 @@ async def test_a_secret_echoed_by_the_server_is_masked_everywhere(
     assert result.status is anyprobe.Status.OK
     assert result.summary == "server said +OK welcome, ***"
     assert result.metrics["reply"] == "+OK welcome, ***"
-    assert [e.message for e in result.trace] == ["server said +OK welcome, ***"]
-    assert server.received == [f"AUTH {SECRET}"]
+    trace = [e.message for e in result.trace]
+    assert "server said +OK welcome, ***" in trace
+    assert "sent 21 bytes: 'AUTH ***\\r\\n'" in trace
+    assert all(SECRET not in line for line in trace)
+    assert server.received[0] == f"AUTH {SECRET}"
     record = await run_checks(
         auth_manager, [bad], options={"password": "PROBE_WRONG"}, explain=True
     )
@@ -197,7 +198,13 @@ def test_cli_masks_the_secret_in_every_output(tmp_path: Path, anyprobe_line_serv
     assert SECRET not in proc.stdout + proc.stderr
     record = json.loads(proc.stdout.splitlines()[0])
     assert record["summary"] == "server said +OK welcome, ***"
-    assert server.received == [f"AUTH {SECRET}"]
+    proc = run_anyprobe(
+        "check", "--explain", "--set", "password=PROBE_PASSWORD", server.url("auth"), env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "server said +OK welcome, ***" in proc.stdout
+    assert SECRET not in proc.stdout + proc.stderr
+    assert server.received[0] == f"AUTH {SECRET}"
 
 
 @pytest.mark.parametrize(
