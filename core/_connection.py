@@ -296,6 +296,10 @@ class Connection:
         """Read the next line; it must be ``expected`` (a text, whole) or match
         it (a pattern, searched). Returns the line, or fails with ``expected
         '+PONG', got '-NOAUTH Authentication required'``."""
+        if not isinstance(expected, str | Pattern):
+            raise TypeError(
+                f"expect_line() takes a str or an anyprobe.Pattern, not {type(expected).__name__}"
+            )
         line = await self.read_line(limit=limit)
         if isinstance(expected, Pattern):
             subject: str | bytes = line.encode("utf-8") if expected.binary else line

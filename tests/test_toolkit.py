@@ -270,6 +270,17 @@ async def test_misuse_is_loud(anyio_backend: str, kit: Any, listening_port: int)
             await conn.send(42)  # type: ignore[arg-type]
             return Outcome.ok("sent")
 
+    async def bad_expectation(target: Target, options: KitOptions, ctx: CheckContext) -> Outcome:
+        assert target.port is not None
+        async with ctx.connect(target.host, target.port) as conn:
+            await conn.expect_line(b"+OK")  # type: ignore[arg-type]
+            return Outcome.ok("read")
+
+    result = await kit(bad_expectation, listening_port)
+    assert result.status is Status.UNKNOWN
+    assert "TypeError: expect_line() takes a str or an anyprobe.Pattern, not bytes" in (
+        result.summary
+    )
     result = await kit(bad_port, listening_port)
     assert result.status is Status.UNKNOWN
     assert "TypeError: connect() needs a port from 1 to 65535, not '" in result.summary
