@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._api import Check, Prepared, Results, RunStream, check, check_sync, prepare, stream
+    from ._connection import Connection, Expectation, show_bytes
     from ._demo import DemoCheck
     from ._errors import (
         AnyprobeError,
@@ -44,9 +45,18 @@ if TYPE_CHECKING:
         compile_pattern,
         off_loop,
     )
-    from ._probe import CheckContext, MissingDependency, Probe, ProbeOptions, check_regex, require
+    from ._probe import (
+        CheckContext,
+        MissingDependency,
+        Probe,
+        ProbeOptions,
+        check_regex,
+        check_url_shape,
+        require,
+    )
     from ._reporter import OutputFile, ReportContext, Reporter, ReporterOptions, ResultStream
     from ._run import Run, RunInfo
+    from ._secrets import SecretEnv
     from .bridge import AsyncioBridge, asyncio_bridge
     from .hookspecs import hookimpl, hookspec
 
@@ -86,9 +96,13 @@ _EXPORTS = {
     "PluginManager": "_manager",
     "forget_discovered_plugins": "_manager",
     "CheckContext": "_probe",
+    "Connection": "_connection",
+    "Expectation": "_connection",
+    "show_bytes": "_connection",
     "Probe": "_probe",
     "ProbeOptions": "_probe",
     "check_regex": "_probe",
+    "check_url_shape": "_probe",
     "MissingDependency": "_probe",
     "require": "_probe",
     "OFF_LOOP_BYTES": "_patterns",
@@ -108,6 +122,7 @@ _EXPORTS = {
     "ResultStream": "_reporter",
     "Run": "_run",
     "RunInfo": "_run",
+    "SecretEnv": "_secrets",
 }
 
 
@@ -141,8 +156,10 @@ __all__ = [
     "CheckContext",
     "CheckFailed",
     "ConfigError",
+    "Connection",
     "DemoCheck",
     "ErrorInfo",
+    "Expectation",
     "MissingDependency",
     "Notifier",
     "NotifierError",
@@ -170,6 +187,7 @@ __all__ = [
     "RunInfo",
     "RunStream",
     "RunSummary",
+    "SecretEnv",
     "Status",
     "StatusChange",
     "Target",
@@ -181,6 +199,7 @@ __all__ = [
     "check",
     "check_regex",
     "check_sync",
+    "check_url_shape",
     "compile_pattern",
     "escape_controls",
     "forget_discovered_plugins",
@@ -189,5 +208,6 @@ __all__ = [
     "off_loop",
     "prepare",
     "require",
+    "show_bytes",
     "stream",
 ]

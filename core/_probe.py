@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import SplitResult
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -33,6 +33,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ._errors import TargetError, UsageError
 from ._model import Outcome, Target, TraceEvent
 from ._options import one_value_as_list
+from .masking import Masker
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from ._connection import Connection
+    from .net import IpFamily
+    from .tls import TlsOptions
 
 T = TypeVar("T")
 
@@ -99,6 +107,45 @@ def check_regex(
 
         compile_pattern(pattern, binary=binary, multiline=multiline)
     return pattern
+
+
+def check_url_shape(
+    url: SplitResult,
+    text: str,
+    *,
+    path: bool = False,
+    query: bool = False,
+    fragment: bool = False,
+    user: bool = True,
+    password: bool = False,
+) -> None:
+    """For :meth:`Probe.validate_url`: raise :class:`~anyprobe.TargetError`
+    when ``url`` has a part this probe does not take.
+
+    By default a path (other than ``/``), a query, a fragment and a password
+    are refused, each with one line naming the target and the part; a user
+    name is allowed (``user=False`` refuses it). A password belongs in an
+    option (:class:`~anyprobe.SecretEnv`), not in a URL that shows up in
+    shell history and process lists::
+
+        def validate_url(self, url, text):
+            anyprobe.check_url_shape(url, text)       # redis://HOST[:PORT] only
+            return super().validate_url(url, text)    # host, port or default port
+    """
+    scheme = url.scheme
+    if not path and url.path not in ("", "/"):
+        raise TargetError(f"{text}: a path ({url.path}) is not taken by {scheme}:// URLs")
+    if not query and url.query:
+        raise TargetError(f"{text}: a query (?{url.query}) is not taken by {scheme}:// URLs")
+    if not fragment and url.fragment:
+        raise TargetError(f"{text}: a fragment (#{url.fragment}) is not taken by {scheme}:// URLs")
+    if not password and url.password is not None:
+        raise TargetError(
+            f"{text}: a password in a {scheme}:// URL is not taken (set it in an option "
+            "that names an environment variable)"
+        )
+    if not user and url.username:
+        raise TargetError(f"{text}: a user name is not taken by {scheme}:// URLs")
 
 
 class MissingDependency(UsageError):
@@ -187,6 +234,7 @@ class CheckContext:
         "current_phase",
         "deadline",
         "explain",
+        "masker",
         "metrics",
         "phases",
         "timeout",
@@ -201,6 +249,7 @@ class CheckContext:
         attempt: int = 1,
         explain: bool = False,
         resources: dict[Any, Any] | None = None,
+        masker: Masker | None = None,
     ) -> None:
         self.timeout = timeout
         self.deadline = deadline
@@ -212,6 +261,19 @@ class CheckContext:
         self.trace_events: list[TraceEvent] = []
         self._resources = resources if resources is not None else {}
         self._started = time.perf_counter()
+        #: The secrets of this check (its options' secret fields, and what
+        #: :meth:`hide` adds): masked in the trace as it is written, and in
+        #: the outcome, metrics and error by core once the check returns.
+        self.masker = masker if masker is not None else Masker()
+
+    def hide(self, secret: str | bytes) -> None:
+        """Mask ``secret`` (text, or bytes the check sends) in everything this
+        check shows from now on: trace, summary, metrics, error. Secret option
+        fields (:class:`~anyprobe.SecretEnv`, ``SecretStr``) are hidden already."""
+        if isinstance(secret, str):
+            self.masker.add(secret)
+        else:
+            self.masker.add_bytes(secret)
 
     def remaining(self) -> float:
         """Seconds left before this attempt is cancelled (never negative)."""
@@ -233,6 +295,47 @@ class CheckContext:
         # an exception keeps pointing at the phase it happened in.
         self.current_phase = outer
 
+    def connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        ip_family: IpFamily = "any",
+        tls: TlsOptions | None = None,
+        server_name: str | None = None,
+        alpn: Sequence[str] = (),
+    ) -> AbstractAsyncContextManager[Connection]:
+        """Open a TCP connection (TLS with ``tls``) for the check; use it as
+        ``async with ctx.connect(target.host, target.port) as conn:``.
+
+        Resolves ``host`` (phase ``resolve``, ``ip_family`` honoured), connects
+        to the first address that accepts (phase ``connect``), and with
+        ``tls`` does the handshake (phase ``tls``), verified as the
+        :class:`~anyprobe.tls.TlsOptions` say, with SNI ``server_name`` (default:
+        ``tls.server_name``, else ``host``) and ``alpn``; ``conn.tls`` is then
+        the certificate and protocol it showed. Every name and address passes
+        the address policy in force (``anyprobe serve``'s ``allow_targets``).
+        A failure raises :class:`~anyprobe.CheckFailed` with the standard
+        summary (``connection refused``, ``cannot resolve ...``, ``certificate
+        has expired ...``), its ``error.phase`` the phase it happened in. The
+        connection is closed when the block ends. See
+        :class:`~anyprobe.Connection` for reading and writing.
+        """
+        from ._connection import open_connection
+
+        return open_connection(
+            self, host, port, ip_family=ip_family, tls=tls, server_name=server_name, alpn=alpn
+        )
+
+    async def resolve(self, host: str, port: int, ip_family: IpFamily = "any") -> list[str]:
+        """The addresses of ``host`` (:func:`anyprobe.net.resolve`), timed as
+        phase ``resolve`` and traced: for a probe whose library connects by
+        itself. Pass the library an address from the list, not ``host``, so
+        that what was checked against the address policy is what is connected to."""
+        from ._connection import resolve_in_phase
+
+        return await resolve_in_phase(self, host, port, ip_family)
+
     def record_phase(self, name: str, seconds: float) -> None:
         """Record a phase measured elsewhere (a library's own timing events)."""
         self.phases[name] = self.phases.get(name, 0.0) + seconds
@@ -240,6 +343,8 @@ class CheckContext:
     def trace(self, message: str) -> None:
         """Add ``message`` to the ``--explain`` trace; nothing happens when it is off."""
         if self.explain:
+            if self.masker:
+                message = self.masker.text(message)
             self.trace_events.append(TraceEvent(time.perf_counter() - self._started, message))
 
     async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
@@ -305,10 +410,22 @@ class Probe(Generic[OptionsT]):
     description: ClassVar[str] = ""
 
     def validate_url(self, url: SplitResult, text: str) -> tuple[str, int | None]:
-        """Check ``url`` (``text`` as the user wrote it) and return its host and port.
+        """Check ``url`` and return the ``(host, port)`` the check will use.
 
-        Raise :class:`~anyprobe.TargetError` for a URL this probe cannot check.
-        The default wants a host and a port (or a default port for the scheme).
+        ``url`` is the target split by :func:`urllib.parse.urlsplit`;
+        ``text`` is the URL as it may be shown (a password masked): start
+        every error with it (core adds it when an error does not). Called for every target before
+        any check starts; raise :class:`~anyprobe.TargetError` (or
+        ``ValueError``) for a URL this probe cannot check: core makes it one
+        line naming the target (exit status 3). ``port`` may be None for a
+        probe that needs none (a file probe). The returned host is
+        lower-cased and becomes ``target.host``; the port ``target.port``.
+
+        This default wants a host, and a port or a ``default_ports`` entry for
+        the scheme; it allows anything else in the URL. An override adds its
+        own rules and usually ends with ``return super().validate_url(url,
+        text)``; :func:`~anyprobe.check_url_shape` refuses a path, a query or
+        a password in one call.
         """
         host = url.hostname or ""
         if not host:

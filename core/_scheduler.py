@@ -30,6 +30,7 @@ import anyio
 from ._errors import CheckFailed
 from ._model import Attempt, ErrorInfo, Outcome, Result, Status, Target
 from ._probe import CheckContext, Probe
+from .masking import mask_context, mask_outcome, options_masker
 
 if TYPE_CHECKING:
     from ._watchdog import LoopWatchdog
@@ -360,6 +361,7 @@ class Scheduler:
             attempt=check.attempt,
             explain=self.explain,
             resources=self.resources,
+            masker=options_masker(target.options),
         )
         check.outcome = None
         start = check.attempt_started = time.perf_counter()
@@ -382,6 +384,11 @@ class Scheduler:
             if _is_cancellation(exc):
                 raise
             outcome = _raised(probe, exc, ctx)
+        if ctx.masker and isinstance(outcome, Outcome):
+            # One rule for every probe: a secret option, or what the check
+            # hid, never shows, also where a server echoed it back.
+            outcome = mask_outcome(outcome, ctx.masker)
+            mask_context(ctx, ctx.masker)
         scope.deadline = math.inf
         elapsed = check.elapsed = time.perf_counter() - start
         if not isinstance(outcome, Outcome):

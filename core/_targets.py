@@ -259,8 +259,10 @@ class TargetFactory:
             host, port = probe.validate_url(url, display)
         except ValueError as exc:
             raise TargetError(f"{display}: {exc}") from None
-        except TargetError:
-            raise
+        except TargetError as exc:
+            if exc.message.startswith(display):
+                raise
+            raise TargetError(f"{display}: {exc.message}") from None
         except Exception as exc:  # a plugin's bug: one line naming it, not a traceback
             raise TargetError(
                 f"{display}: probe {probe.name} validate_url raised {type(exc).__name__}: {exc}"

@@ -13,37 +13,20 @@ come from :mod:`anyprobe.tls`, shared with the HTTP probe.
 
 from __future__ import annotations
 
-import datetime
 import functools
-import math
-import shutil
-import ssl
-import tempfile
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import anyio
-from anyio.abc import ByteStream
-from anyio.streams.buffered import BufferedByteReceiveStream
-from anyio.streams.tls import TLSStream
 from pydantic import Field, field_validator, model_validator
 
 import anyprobe
+from anyprobe import CheckFailed, Connection, Expectation, show_bytes
 from anyprobe._inputs import host_problem
-from anyprobe.masking import masked_check, options_masker
-from anyprobe.net import IpFamily, connect_tcp, describe_os_error, resolve, root_os_error
-from anyprobe.tls import (
-    CERTIFICATE_MODULES,
-    TlsInfo,
-    TlsOptions,
-    describe_tls_error,
-    expiry_verdict,
-    find_ssl_error,
-    start_tls,
-)
+from anyprobe.net import IpFamily
+from anyprobe.tls import CERTIFICATE_MODULES, TlsInfo, TlsOptions, expiry_verdict
+
+__all__ = ["TcpOptions", "TcpProbe", "show_bytes", "unescape"]
 
 #: Longest line accepted in a STARTTLS exchange, and most lines in one reply.
 MAX_LINE = 8192
@@ -178,36 +161,16 @@ def _is_address(text: str) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class _Expectation:
-    """What the server must send: a substring or a regular expression."""
-
-    text: str
-    needle: bytes | None
-    pattern: anyprobe.Pattern | None
-
-    @classmethod
-    def of(cls, options: TcpOptions) -> _Expectation | None:
-        if options.expect is not None:
-            needle = unescape(options.expect)
-            return cls(show_bytes(needle, limit=len(needle)), needle, None)
-        if options.expect_regex is not None:
-            # Bytes, one character a byte, ^ at every line: as re.MULTILINE on bytes.
-            pattern = anyprobe.compile_pattern(options.expect_regex, binary=True, multiline=True)
-            return cls(f"/{options.expect_regex}/", None, pattern)
-        return None
-
-    async def found(self, data: bytes | bytearray) -> bool:
-        if self.needle is not None:
-            return self.needle in data
-        assert self.pattern is not None
-        return await self.pattern.search_off_loop(bytes(data)) is not None
-
-
-def show_bytes(data: bytes | bytearray, limit: int = SHOWN_BYTES) -> str:
-    """Received bytes, quoted and escaped for a summary, cut at ``limit`` bytes."""
-    text = repr(bytes(data[:limit]))[1:]  # b'...' -> '...'
-    return text + ("..." if len(data) > limit else "")
+def _expectation(options: TcpOptions) -> Expectation | None:
+    """What the server must send: ``expect`` (a substring) or ``expect_regex``."""
+    if options.expect is not None:
+        return Expectation.of(unescape(options.expect))
+    if options.expect_regex is not None:
+        # Bytes, one character a byte, ^ at every line: as re.MULTILINE on bytes.
+        return Expectation.of(
+            anyprobe.compile_pattern(options.expect_regex, binary=True, multiline=True)
+        )
+    return None
 
 
 class TcpProbe(anyprobe.Probe[TcpOptions]):
@@ -229,83 +192,63 @@ class TcpProbe(anyprobe.Probe[TcpOptions]):
     async def check(
         self, target: anyprobe.Target, options: TcpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
-        # What the server sends back is quoted in summaries: a server that
-        # echoes ``send`` must not reveal it (anyprobe.masking's one rule).
-        masker = options_masker(options)
-        for value in (options.send, options.quit):
-            if value is not None:
-                masker.add_bytes(unescape(value))
-        return await masked_check(lambda: self._check(target, options, ctx), ctx, masker)
-
-    async def _check(
-        self, target: anyprobe.Target, options: TcpOptions, ctx: anyprobe.CheckContext
-    ) -> anyprobe.Outcome:
         assert target.port is not None
         port = target.port
+        # A server that echoes what was sent must not reveal it (``send`` is a
+        # secret): core masks it in every output.
+        for value in (options.send, options.quit):
+            if value is not None:
+                ctx.hide(unescape(value))
         direct_tls = target.url[:4].lower() == "tls:"
         if direct_tls and options.starttls:
-            raise anyprobe.CheckFailed(
+            raise CheckFailed(
                 "starttls applies to tcp:// URLs (a tls:// connection starts with TLS)",
                 status=anyprobe.Status.UNKNOWN,
             )
-        server_name = options.server_name or target.host
-        with ctx.phase("resolve"):
-            addresses = await resolve(target.host, port, options.ip_family)
-        if ctx.explain:
-            ctx.trace(f"resolved {target.host} to {', '.join(addresses)}")
-        with ctx.phase("connect"):
-            tcp, address = await connect_tcp(addresses, port)
-        if ctx.explain:
-            ctx.trace(f"connected to {address} port {port}")
-        where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-        ctx.metrics.update(address=address, port=port)
-        stream: ByteStream = tcp
-        tls: TlsInfo | None = None
-        try:
+        async with ctx.connect(target.host, port, ip_family=options.ip_family) as conn:
+            ctx.metrics.update(address=conn.address, port=port)
             if options.starttls:
                 with ctx.phase("starttls"):
-                    await starttls(tcp, options, ctx)
+                    await starttls(conn, options, ctx)
             if direct_tls or options.starttls:
-                with ctx.phase("tls"):
-                    # After STARTTLS the certificate cannot be fetched again on a
-                    # fresh connection: say only what the handshake said.
-                    peek_at = None if options.starttls else (address, port)
-                    stream, tls = await start_tls(tcp, server_name, options, ctx, peek_at=peek_at)
+                # After STARTTLS the certificate cannot be fetched again on a
+                # fresh connection: say only what the handshake said.
+                tls = await conn.start_tls(
+                    options,
+                    server_name=options.server_name or target.host,
+                    fetch_certificate=not options.starttls,
+                )
                 ctx.metrics.update(tls.metrics())
-                if options.send is None and _Expectation.of(options) is None:
-                    await _listen_for_a_refusal(stream, ctx)
-            received = await _exchange(stream, options, ctx)
-        except BaseException:
-            with suppress(OSError, anyio.BrokenResourceError, ssl.SSLError):
-                await anyio.aclose_forcefully(stream)
-            raise
-        # No TLS close_notify exchange (the stream is not standard-compatible):
-        # a check has no use for it, and a server that does not answer it must
-        # not hold the check up.
-        with suppress(OSError, anyio.BrokenResourceError, ssl.SSLError):
-            await stream.aclose()
-
-        parts = []
-        if tls is not None:
-            parts.append(f"{tls.version or 'TLS'} to {where}")
-        else:
-            parts.append(f"connected to {where}")
-        took = sum(ctx.phases.get(p, 0.0) for p in ("connect", "starttls", "tls")) * 1000
-        parts[0] += f" in {took:.1f} ms"
-        if received is not None:
-            parts.append(f"got {received}")
-        status = anyprobe.Status.OK
-        details: dict[str, Any] = {}
-        if tls is not None:
-            details["tls"] = tls.details()
-            days = tls.cert_expiry_days()
-            if days is not None:
-                status, verdict = expiry_verdict(days, options)
-                parts.append(verdict)
-        return anyprobe.Outcome(status, "; ".join(parts), details=details)
+                if options.send is None and _expectation(options) is None:
+                    await _listen_for_a_refusal(conn, ctx)
+            received = await _exchange(conn, options, ctx)
+        return _outcome(conn, conn.tls, received, options, ctx)
 
 
-async def _listen_for_a_refusal(stream: ByteStream, ctx: anyprobe.CheckContext) -> None:
+def _outcome(
+    conn: Connection,
+    tls: TlsInfo | None,
+    received: str | None,
+    options: TcpOptions,
+    ctx: anyprobe.CheckContext,
+) -> anyprobe.Outcome:
+    took = sum(ctx.phases.get(p, 0.0) for p in ("connect", "starttls", "tls")) * 1000
+    how = f"{tls.version or 'TLS'} to" if tls is not None else "connected to"
+    parts = [f"{how} {conn.where} in {took:.1f} ms"]
+    if received is not None:
+        parts.append(f"got {received}")
+    status = anyprobe.Status.OK
+    details: dict[str, Any] = {}
+    if tls is not None:
+        details["tls"] = tls.details()
+        days = tls.cert_expiry_days()
+        if days is not None:
+            status, verdict = expiry_verdict(days, options)
+            parts.append(verdict)
+    return anyprobe.Outcome(status, "; ".join(parts), details=details)
+
+
+async def _listen_for_a_refusal(conn: Connection, ctx: anyprobe.CheckContext) -> None:
     """Read briefly after the handshake, for a check that neither sends nor expects.
 
     With TLS 1.3 the client's handshake ends before the server has seen the
@@ -319,19 +262,17 @@ async def _listen_for_a_refusal(stream: ByteStream, ctx: anyprobe.CheckContext) 
     """
     spent = ctx.phases.get("connect", 0.0) + ctx.phases.get("tls", 0.0)
     wait = min(max(REFUSAL_WAIT_MIN, 2 * spent), REFUSAL_WAIT_MAX, ctx.remaining() / 2)
-    failed: anyprobe.CheckFailed | None = None
+    failed: CheckFailed | None = None
     with anyio.move_on_after(wait):
         try:
-            data = await stream.receive()
-        except anyio.EndOfStream:
-            failed = anyprobe.CheckFailed(
-                "the server closed the connection after the TLS handshake"
-            )
-        except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
-            failed = anyprobe.CheckFailed(_describe(exc), error=_cause(exc))
+            data = await conn.receive()
+        except CheckFailed as exc:
+            failed = exc
         else:
-            ctx.trace(f"the server sent {len(data)} bytes after the handshake")
-            return
+            if data:
+                ctx.trace(f"the server sent {len(data)} bytes after the handshake")
+                return
+            failed = CheckFailed("the server closed the connection after the TLS handshake")
     if failed is not None:
         ctx.trace(f"after the handshake: {failed.summary}")
         # The refusal ends the handshake as the server sees it: a tls-phase failure.
@@ -341,384 +282,118 @@ async def _listen_for_a_refusal(stream: ByteStream, ctx: anyprobe.CheckContext) 
 
 
 async def _exchange(
-    stream: ByteStream, options: TcpOptions, ctx: anyprobe.CheckContext
+    conn: Connection, options: TcpOptions, ctx: anyprobe.CheckContext
 ) -> str | None:
     """Send, then read until the expectation holds; a description of the reply."""
-    expectation = _Expectation.of(options)
+    expectation = _expectation(options)
     if options.send is not None:
-        payload = unescape(options.send)
-        try:
-            await stream.send(payload)
-        except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
-            raise anyprobe.CheckFailed(
-                f"sending failed: {_describe(exc)}", error=_cause(exc)
-            ) from None
-        ctx.trace(f"sent {len(payload)} bytes")
+        await conn.send(unescape(options.send))
     received: str | None = None
     if expectation is not None:
-        data = await _read_until(stream, expectation, options, ctx)
-        ctx.metrics["bytes_received"] = len(data)
-        received = f"{expectation.text} in {len(data)} bytes"
+        matched = await conn.expect(
+            expectation,
+            budget=options.max_bytes,
+            within=options.expect_timeout,
+            phases=("first_byte", "transfer"),
+        )
+        size = len(matched) + len(conn.buffered)
+        ctx.metrics["bytes_received"] = size
+        received = f"{expectation.text} in {size} bytes"
     if options.quit is not None:
         try:
-            await stream.send(unescape(options.quit))
-        except (OSError, anyio.BrokenResourceError, ssl.SSLError):
+            await conn.send(unescape(options.quit))
+        except CheckFailed:
             ctx.trace("the server closed the connection before quit could be sent")
     return received
-
-
-async def _read_until(
-    stream: ByteStream,
-    expectation: _Expectation,
-    options: TcpOptions,
-    ctx: anyprobe.CheckContext,
-) -> bytearray:
-    """Read until ``expectation`` holds; CheckFailed (with what came) when it does not."""
-    data = bytearray()
-    wait = options.expect_timeout if options.expect_timeout is not None else math.inf
-    # Stop reading just before the check's deadline, so that a timeout can
-    # still say what the server sent instead of only "timed out".
-    until_deadline = max(0.0, ctx.remaining() - min(0.1, ctx.timeout / 10))
-    phase = "first_byte"
-    with anyio.move_on_after(min(wait, until_deadline)):
-        while True:
-            with ctx.phase(phase):
-                try:
-                    chunk = await stream.receive(options.max_bytes - len(data))
-                except anyio.EndOfStream:
-                    raise _not_found(
-                        expectation, data, ", but the server closed the connection"
-                    ) from None
-                except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
-                    raise _not_found(
-                        expectation, data, f", but {_describe(exc)}", _cause(exc)
-                    ) from None
-                data += chunk
-                if await expectation.found(data):
-                    ctx.trace(f"received {len(data)} bytes, {expectation.text} found")
-                    return data
-                if len(data) >= options.max_bytes:
-                    raise _not_found(expectation, data, f" in the first {options.max_bytes} bytes")
-            phase = "transfer"
-    if wait <= until_deadline:
-        raise _not_found(expectation, data, f" within {wait:g} s")
-    got = f"got {show_bytes(data)} ({len(data)} bytes)" if data else "got nothing"
-    message = (
-        f"timed out after {ctx.timeout:g} s during {phase}: expected {expectation.text}, {got}"
-    )
-    ctx.trace(f"the deadline came before {expectation.text}; {got}")
-    raise anyprobe.CheckFailed(
-        message, error=TimeoutError(message), metrics={"bytes_received": len(data)}
-    )
-
-
-def _describe(exc: BaseException) -> str:
-    """A transport failure after the handshake, in words: a TLS alert (a
-    refused client certificate shows here with TLS 1.3) or a socket error."""
-    if find_ssl_error(exc) is not None:
-        return describe_tls_error(exc)
-    return describe_os_error(exc)
-
-
-def _cause(exc: BaseException) -> BaseException:
-    return find_ssl_error(exc) or root_os_error(exc)
-
-
-def _not_found(
-    expectation: _Expectation,
-    data: bytearray,
-    how: str,
-    error: BaseException | None = None,
-) -> anyprobe.CheckFailed:
-    """``expected '220' within 2 s, got 'hello'`` (what came is quoted, and cut)."""
-    got = f"got {show_bytes(data)} ({len(data)} bytes)" if data else "got nothing"
-    return anyprobe.CheckFailed(
-        f"expected {expectation.text}{how}; {got}",
-        error=error,
-        metrics={"bytes_received": len(data)},
-    )
 
 
 # -- STARTTLS -------------------------------------------------------------------
 
 
-async def starttls(
-    tcp: anyio.abc.SocketStream, options: TcpOptions, ctx: anyprobe.CheckContext
-) -> None:
+async def starttls(conn: Connection, options: TcpOptions, ctx: anyprobe.CheckContext) -> None:
     """Run the plain-text part of SMTP, IMAP or POP3 up to the server's go-ahead."""
-    reader = BufferedByteReceiveStream(tcp)
     protocol = options.starttls
     if protocol == "smtp":
-        await _smtp_starttls(tcp, reader, options, ctx)
+        await _smtp_starttls(conn, options, ctx)
     elif protocol == "imap":
-        await _imap_starttls(tcp, reader, ctx)
+        await _imap_starttls(conn, ctx)
     else:
-        await _pop3_starttls(tcp, reader, ctx)
-    if reader.buffer:
+        await _pop3_starttls(conn, ctx)
+    if conn.buffered:
         # Bytes after the go-ahead would be read as if they came over TLS
         # (the STARTTLS command injection flaw): refuse them.
-        raise anyprobe.CheckFailed(
-            f"{protocol} server sent data after its STARTTLS reply: {show_bytes(reader.buffer)}"
+        raise CheckFailed(
+            f"{protocol} server sent data after its STARTTLS reply: {show_bytes(conn.buffered)}"
         )
     ctx.trace(f"{protocol} STARTTLS accepted")
 
 
-async def _line(
-    reader: BufferedByteReceiveStream, protocol: str, ctx: anyprobe.CheckContext
-) -> str:
+async def _line(conn: Connection, protocol: str, ctx: anyprobe.CheckContext) -> str:
     try:
-        raw = await reader.receive_until(b"\n", MAX_LINE)
-    except anyio.IncompleteRead:
-        raise anyprobe.CheckFailed(
-            f"{protocol} server closed the connection before STARTTLS"
-        ) from None
-    except anyio.DelimiterNotFound:
-        raise anyprobe.CheckFailed(
-            f"{protocol} server sent a line longer than {MAX_LINE} bytes"
-        ) from None
-    except (OSError, anyio.BrokenResourceError) as exc:
-        raise anyprobe.CheckFailed(
-            f"{protocol} STARTTLS: {describe_os_error(exc)}", error=root_os_error(exc)
-        ) from None
-    line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
+        line = await conn.read_line(limit=MAX_LINE)
+    except CheckFailed as failed:
+        raise CheckFailed(f"{protocol} STARTTLS: {failed.summary}", error=failed.error) from None
     ctx.trace(f"S: {line}")
     return line
 
 
-async def _command(tcp: anyio.abc.SocketStream, text: str, ctx: anyprobe.CheckContext) -> None:
+async def _command(conn: Connection, text: str, ctx: anyprobe.CheckContext) -> None:
     ctx.trace(f"C: {text}")
-    try:
-        await tcp.send(text.encode("ascii") + b"\r\n")
-    except (OSError, anyio.BrokenResourceError) as exc:
-        raise anyprobe.CheckFailed(
-            f"STARTTLS: {describe_os_error(exc)}", error=root_os_error(exc)
-        ) from None
+    await conn.send(text.encode("ascii") + b"\r\n")
 
 
-async def _smtp_reply(
-    reader: BufferedByteReceiveStream, ctx: anyprobe.CheckContext
-) -> tuple[str, list[str]]:
+async def _smtp_reply(conn: Connection, ctx: anyprobe.CheckContext) -> tuple[str, list[str]]:
     """An SMTP reply: its code and its lines' texts (``250-X`` continues, ``250 X`` ends)."""
     lines: list[str] = []
     for _ in range(MAX_REPLY_LINES):
-        line = await _line(reader, "smtp", ctx)
+        line = await _line(conn, "smtp", ctx)
         code, sep, text = line[:3], line[3:4], line[4:]
         if not code.isdigit() or sep not in ("-", " ", ""):
-            raise anyprobe.CheckFailed(f"not an SMTP reply: {line[:SHOWN_BYTES]!r}")
+            raise CheckFailed(f"not an SMTP reply: {line[:SHOWN_BYTES]!r}")
         lines.append(text)
         if sep != "-":
             return code, lines
-    raise anyprobe.CheckFailed(f"SMTP reply longer than {MAX_REPLY_LINES} lines")
+    raise CheckFailed(f"SMTP reply longer than {MAX_REPLY_LINES} lines")
 
 
-async def _smtp_starttls(
-    tcp: anyio.abc.SocketStream,
-    reader: BufferedByteReceiveStream,
-    options: TcpOptions,
-    ctx: anyprobe.CheckContext,
-) -> None:
-    code, lines = await _smtp_reply(reader, ctx)
+async def _smtp_starttls(conn: Connection, options: TcpOptions, ctx: anyprobe.CheckContext) -> None:
+    code, lines = await _smtp_reply(conn, ctx)
     if code != "220":
-        raise anyprobe.CheckFailed(f"SMTP greeting {code} {lines[0]}".rstrip())
-    await _command(tcp, f"EHLO {options.helo_name}", ctx)
-    code, lines = await _smtp_reply(reader, ctx)
+        raise CheckFailed(f"SMTP greeting {code} {lines[0]}".rstrip())
+    await _command(conn, f"EHLO {options.helo_name}", ctx)
+    code, lines = await _smtp_reply(conn, ctx)
     if code != "250":
-        raise anyprobe.CheckFailed(f"SMTP EHLO refused: {code} {lines[0]}".rstrip())
+        raise CheckFailed(f"SMTP EHLO refused: {code} {lines[0]}".rstrip())
     if not any(line.upper().split(" ")[0] == "STARTTLS" for line in lines[1:]):
-        raise anyprobe.CheckFailed("SMTP server does not offer STARTTLS")
-    await _command(tcp, "STARTTLS", ctx)
-    code, lines = await _smtp_reply(reader, ctx)
+        raise CheckFailed("SMTP server does not offer STARTTLS")
+    await _command(conn, "STARTTLS", ctx)
+    code, lines = await _smtp_reply(conn, ctx)
     if code != "220":
-        raise anyprobe.CheckFailed(f"SMTP STARTTLS refused: {code} {lines[0]}".rstrip())
+        raise CheckFailed(f"SMTP STARTTLS refused: {code} {lines[0]}".rstrip())
 
 
-async def _imap_starttls(
-    tcp: anyio.abc.SocketStream, reader: BufferedByteReceiveStream, ctx: anyprobe.CheckContext
-) -> None:
-    greeting = await _line(reader, "imap", ctx)
+async def _imap_starttls(conn: Connection, ctx: anyprobe.CheckContext) -> None:
+    greeting = await _line(conn, "imap", ctx)
     if not greeting.upper().startswith("* OK"):
-        raise anyprobe.CheckFailed(f"IMAP greeting is not OK: {greeting[:SHOWN_BYTES]}")
-    await _command(tcp, "a1 STARTTLS", ctx)
+        raise CheckFailed(f"IMAP greeting is not OK: {greeting[:SHOWN_BYTES]}")
+    await _command(conn, "a1 STARTTLS", ctx)
     for _ in range(MAX_REPLY_LINES):
-        line = await _line(reader, "imap", ctx)
+        line = await _line(conn, "imap", ctx)
         if line.startswith("a1 "):
             if not line[3:].upper().startswith("OK"):
-                raise anyprobe.CheckFailed(f"IMAP STARTTLS refused: {line[3:SHOWN_BYTES]}")
+                raise CheckFailed(f"IMAP STARTTLS refused: {line[3:SHOWN_BYTES]}")
             return
-    raise anyprobe.CheckFailed(f"IMAP STARTTLS: no tagged reply in {MAX_REPLY_LINES} lines")
+    raise CheckFailed(f"IMAP STARTTLS: no tagged reply in {MAX_REPLY_LINES} lines")
 
 
-async def _pop3_starttls(
-    tcp: anyio.abc.SocketStream, reader: BufferedByteReceiveStream, ctx: anyprobe.CheckContext
-) -> None:
-    greeting = await _line(reader, "pop3", ctx)
+async def _pop3_starttls(conn: Connection, ctx: anyprobe.CheckContext) -> None:
+    greeting = await _line(conn, "pop3", ctx)
     if not greeting.startswith("+OK"):
-        raise anyprobe.CheckFailed(f"POP3 greeting is not +OK: {greeting[:SHOWN_BYTES]}")
-    await _command(tcp, "STLS", ctx)
-    reply = await _line(reader, "pop3", ctx)
+        raise CheckFailed(f"POP3 greeting is not +OK: {greeting[:SHOWN_BYTES]}")
+    await _command(conn, "STLS", ctx)
+    reply = await _line(conn, "pop3", ctx)
     if not reply.startswith("+OK"):
-        raise anyprobe.CheckFailed(f"POP3 STLS refused: {reply[:SHOWN_BYTES]}")
-
-
-# -- demo -----------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
-    """A port that accepts connections and one that refuses them."""
-
-    async def accept_and_close(stream: Any) -> None:
-        await stream.aclose()
-
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    open_port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    closed_port = await _unused_port()
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, accept_and_close)
-        yield [
-            anyprobe.DemoCheck(
-                "tcp: listening port", f"tcp://127.0.0.1:{open_port}", anyprobe.Status.OK
-            ),
-            anyprobe.DemoCheck(
-                "tcp: closed port", f"tcp://127.0.0.1:{closed_port}", anyprobe.Status.CRITICAL
-            ),
-        ]
-        tg.cancel_scope.cancel()
-
-
-@asynccontextmanager
-async def tls_demo_services() -> AsyncIterator[list[anyprobe.DemoCheck]]:
-    """TLS servers with certificates made for the demo: one valid for 90 days
-    (sending a banner), one that expired two days ago."""
-    directory = Path(await anyio.to_thread.run_sync(tempfile.mkdtemp, "", "anyprobe-tls-demo-"))
-    try:
-        ca_file, contexts = await anyio.to_thread.run_sync(
-            _demo_certificates, directory, (90.0, -2.0)
-        )
-
-        async def banner(stream: Any, context: ssl.SSLContext) -> None:
-            async with stream:
-                with suppress(Exception):  # a client that gives up ends one connection
-                    tls = await TLSStream.wrap(
-                        stream, server_side=True, ssl_context=context, standard_compatible=False
-                    )
-                    await tls.send(b"220 demo.test ready\r\n")
-                    await tls.receive()
-
-        async with anyio.create_task_group() as tg:
-            ports = []
-            for context in contexts:
-                listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-                ports.append(listener.extra(anyio.abc.SocketAttribute.local_port))
-                tg.start_soon(listener.serve, functools.partial(banner, context=context))
-            options = {"ca_file": str(ca_file), "server_name": "localhost"}
-            yield [
-                anyprobe.DemoCheck(
-                    "tls: valid certificate and banner",
-                    f"tls://127.0.0.1:{ports[0]}",
-                    anyprobe.Status.OK,
-                    options={**options, "expect": "220 "},
-                ),
-                anyprobe.DemoCheck(
-                    "tls: expired certificate",
-                    f"tls://127.0.0.1:{ports[1]}",
-                    anyprobe.Status.CRITICAL,
-                    options=options,
-                ),
-            ]
-            tg.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(shutil.rmtree, directory, True)
-
-
-def _demo_certificates(
-    directory: Path, days_left: tuple[float, ...]
-) -> tuple[Path, list[ssl.SSLContext]]:
-    """A throwaway CA (its PEM file in ``directory``) and a server context per
-    entry of ``days_left``, whose certificate for localhost expires then."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "anyprobe demo CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_file = directory / "ca.pem"
-    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    contexts = []
-    for index, days in enumerate(days_left):
-        key = ec.generate_private_key(ec.SECP256R1())
-        not_after = now + datetime.timedelta(days=days)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(min(now, not_after) - datetime.timedelta(days=30))
-            .not_valid_after(not_after)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-            .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        pem = directory / f"server{index}.pem"
-        pem.write_bytes(
-            cert.public_bytes(serialization.Encoding.PEM)
-            + key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(pem)
-        contexts.append(context)
-    return ca_file, contexts
-
-
-async def _unused_port() -> int:
-    """A loopback port nothing listens on: bound, then released."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port: int = listener.extra(anyio.abc.SocketAttribute.local_port)
-    await listener.aclose()
-    return port
+        raise CheckFailed(f"POP3 STLS refused: {reply[:SHOWN_BYTES]}")
 
 
 @anyprobe.hookimpl
@@ -728,5 +403,7 @@ def anyprobe_register_probes(register: Any) -> None:
 
 @anyprobe.hookimpl
 def anyprobe_demo_services(register: Any) -> None:
+    from anyprobe.plugins._demo_tcp import demo_services, tls_demo_services
+
     register(demo_services)
     register(tls_demo_services)

@@ -63,7 +63,11 @@ def build_nav(docs: Path) -> list[Any]:
         {"Probes": pages("probes/*.md")},
         {"Reporters": pages("reporters/*.md", first="reporters/index.md")},
         {"Embedding": existing("embedding.md", "bridge.md")},
-        {"Writing plugins": existing("writing-a-probe.md", "writing-a-reporter.md", "hooks.md")},
+        {
+            "Writing plugins": existing(
+                "writing-a-probe.md", "probe-in-60-lines.md", "writing-a-reporter.md", "hooks.md"
+            )
+        },
         {"Benchmarks": pages("benchmarks*.md", first="benchmarks.md")},
         *existing("reliability.md"),
     ]

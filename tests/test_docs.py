@@ -74,6 +74,7 @@ GUIDE = [
     "config.md",
     "embedding.md",
     "writing-a-probe.md",
+    "probe-in-60-lines.md",
     "writing-a-reporter.md",
     "hooks.md",
     "migration.md",
@@ -135,6 +136,13 @@ def blocks(page: str) -> list[Block]:
         )
         index = end + 1
     return found
+
+
+def test_the_60_line_probe_is_under_60_lines() -> None:
+    [probe] = [b for b in blocks("probe-in-60-lines.md") if "file=redis_probe.py" in b.argument]
+    lines = probe.code.splitlines()
+    assert len(lines) <= 60, len(lines)
+    assert f"is {len(lines)} lines" in (DOCS / "probe-in-60-lines.md").read_text()
 
 
 def test_every_guide_page_exists_and_is_in_the_navigation() -> None:

@@ -538,7 +538,7 @@ def test_bad_options_are_usage_errors(
 
 
 async def test_demo_rows_get_their_verdicts(anyio_backend: str, manager: PluginManager) -> None:
-    from anyprobe.plugins.tcp import demo_services, tls_demo_services
+    from anyprobe.plugins._demo_tcp import demo_services, tls_demo_services
 
     for service in (demo_services, tls_demo_services):
         async with service() as checks:

@@ -98,7 +98,7 @@ async def test_truncated_stats_are_critical(
     server = anyprobe_line_server({**memcached(), "stats": [*STATS[:2], CLOSE]})
     result = await anyprobe_check(server.url("memcached"))
     assert result.status is Status.CRITICAL
-    assert result.summary == "connection closed before the reply to stats"
+    assert result.summary == "the server closed the connection"
     assert result.error is not None and result.error.phase == "stats"
 
 
@@ -131,3 +131,12 @@ async def test_bad_options_are_refused_before_anything_runs(anyprobe_check: Chec
 def test_default_port_is_memcacheds(anyprobe_manager: anyprobe.PluginManager) -> None:
     _, targets = anyprobe.prepare(["memcached://cache.example"], manager=anyprobe_manager)
     assert (targets[0].probe, targets[0].port) == ("memcached", 11211)
+
+
+def test_a_path_or_a_password_in_the_url_is_refused(
+    anyprobe_manager: anyprobe.PluginManager,
+) -> None:
+    with pytest.raises(anyprobe.TargetError, match=r"^memcached://cache/0: a path \(/0\)"):
+        anyprobe.prepare(["memcached://cache/0"], manager=anyprobe_manager)
+    with pytest.raises(anyprobe.TargetError, match=r"memcached://u:\*\*\*@cache: a password"):
+        anyprobe.prepare(["memcached://u:pw@cache"], manager=anyprobe_manager)

@@ -6,19 +6,16 @@ The check asks ``version`` (phase ``version``), then, unless ``stats = false``,
 
 from __future__ import annotations
 
-import re
 from typing import Any
+from urllib.parse import SplitResult
 
-import anyio
 import anyprobe
-from anyio.abc import SocketStream
-from anyio.streams.buffered import BufferedByteReceiveStream
-from anyprobe.net import connect_tcp, fail_from_os_error, resolve
 from pydantic import Field, field_validator
 
 #: Longest reply line read, and most ``STAT`` lines accepted.
 MAX_LINE = 2048
 MAX_STATS = 500
+ERRORS = ("ERROR", "CLIENT_ERROR", "SERVER_ERROR")
 
 
 class MemcachedOptions(anyprobe.ProbeOptions):
@@ -47,41 +44,29 @@ class MemcachedProbe(anyprobe.Probe[MemcachedOptions]):
     default_ports = {"memcached": 11211}
     description = "memcached's text protocol: version, then stats as metrics."
 
+    def validate_url(self, url: SplitResult, text: str) -> tuple[str, int | None]:
+        anyprobe.check_url_shape(url, text)  # memcached://HOST[:PORT], nothing more
+        return super().validate_url(url, text)
+
     async def check(
         self, target: anyprobe.Target, options: MemcachedOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         assert target.port is not None  # default_ports gives one
-        with ctx.phase("resolve"):
-            addresses = await resolve(target.host, target.port)
-        with ctx.phase("connect"):
-            stream, address = await connect_tcp(addresses, target.port)
-        ctx.trace(f"connected to {address} port {target.port}")
-        async with stream:
-            try:
-                return await self._converse(stream, options, ctx)
-            except (OSError, anyio.BrokenResourceError) as exc:
-                raise fail_from_os_error(exc, "connection lost") from None
-
-    async def _converse(
-        self, stream: SocketStream, options: MemcachedOptions, ctx: anyprobe.CheckContext
-    ) -> anyprobe.Outcome:
-        reader = BufferedByteReceiveStream(stream)
-        with ctx.phase("version"):
-            reply = await ask(stream, reader, "version")
-        if not reply.startswith("VERSION "):
-            raise anyprobe.CheckFailed(f"expected a VERSION reply, got {reply[:60]!r}")
-        version = reply.removeprefix("VERSION ").strip()
-        ctx.metrics["version"] = version
-        if options.expect_version and not re.search(options.expect_version, version):
-            raise anyprobe.CheckFailed(
-                f"version {version} does not match {options.expect_version!r}"
-            )
-        if not options.stats:
-            await stream.send(b"quit\r\n")
-            return anyprobe.Outcome.ok(f"memcached {version}")
-        with ctx.phase("stats"):
-            stats = await read_stats(stream, reader, ctx)
-        await stream.send(b"quit\r\n")
+        async with ctx.connect(target.host, target.port) as conn:
+            with ctx.phase("version"):
+                reply = await ask(conn, "version")
+            if not reply.startswith("VERSION "):
+                raise anyprobe.CheckFailed(f"expected a VERSION reply, got {reply[:60]!r}")
+            version = ctx.metrics["version"] = reply.removeprefix("VERSION ").strip()
+            wanted = options.expect_version
+            if wanted and anyprobe.compile_pattern(wanted).search(version) is None:
+                raise anyprobe.CheckFailed(f"version {version} does not match {wanted!r}")
+            if not options.stats:
+                await conn.send("quit\r\n")
+                return anyprobe.Outcome.ok(f"memcached {version}")
+            with ctx.phase("stats"):
+                stats = await read_stats(conn, ctx)
+            await conn.send("quit\r\n")
         metrics = stats_metrics(stats)
         ctx.metrics.update(metrics)
         connections = metrics.get("curr_connections", 0)
@@ -95,35 +80,26 @@ class MemcachedProbe(anyprobe.Probe[MemcachedOptions]):
         return anyprobe.Outcome.ok(summary)
 
 
-async def ask(stream: SocketStream, reader: BufferedByteReceiveStream, command: str) -> str:
+async def ask(conn: anyprobe.Connection, command: str) -> str:
     """Send ``command`` and return the first reply line."""
-    await stream.send(command.encode() + b"\r\n")
-    return await read_line(reader, command)
+    await conn.send(f"{command}\r\n")
+    return await reply_line(conn, command)
 
 
-async def read_line(reader: BufferedByteReceiveStream, command: str) -> str:
-    try:
-        line = await reader.receive_until(b"\n", MAX_LINE)
-    except anyio.IncompleteRead:
-        raise anyprobe.CheckFailed(f"connection closed before the reply to {command}") from None
-    except anyio.DelimiterNotFound:
-        raise anyprobe.CheckFailed(f"reply to {command} longer than {MAX_LINE} bytes") from None
-    text = line.rstrip(b"\r").decode("utf-8", "replace")
-    if text in ("ERROR", "CLIENT_ERROR", "SERVER_ERROR") or text.startswith(
-        ("CLIENT_ERROR ", "SERVER_ERROR ")
-    ):
+async def reply_line(conn: anyprobe.Connection, command: str) -> str:
+    """The next reply line; an error reply fails the check, naming ``command``."""
+    text = await conn.read_line(limit=MAX_LINE)
+    if text in ERRORS or text.startswith(tuple(f"{e} " for e in ERRORS)):
         raise anyprobe.CheckFailed(f"the server answered {text!r} to {command}")
     return text
 
 
-async def read_stats(
-    stream: SocketStream, reader: BufferedByteReceiveStream, ctx: anyprobe.CheckContext
-) -> dict[str, str]:
+async def read_stats(conn: anyprobe.Connection, ctx: anyprobe.CheckContext) -> dict[str, str]:
     """``stats``: the ``STAT name value`` lines up to ``END``."""
-    await stream.send(b"stats\r\n")
+    await conn.send("stats\r\n")
     stats: dict[str, str] = {}
     for _ in range(MAX_STATS):
-        line = await read_line(reader, "stats")
+        line = await reply_line(conn, "stats")
         if line == "END":
             ctx.trace(f"{len(stats)} stats")
             return stats
