@@ -21,7 +21,7 @@ import pytest
 import trustme
 from anyio.abc import ByteStream, SocketAttribute
 
-from anyprobe.plugins._demo_http import Request, respond
+from anyprobe._http_server import Request, respond
 
 from .threaded import blocking_tls_server
 
