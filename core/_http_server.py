@@ -67,10 +67,10 @@ class Request:
     @property
     def path(self) -> str:
         """The path of the target, also for the absolute form a proxy receives."""
-        target = self.target
-        if "://" in target:
+        target = self.target.split("?", 1)[0]
+        if not target.startswith("/") and "://" in target:
             target = "/" + target.split("://", 1)[1].partition("/")[2]
-        return target.split("?", 1)[0]
+        return target
 
     @property
     def query(self) -> str:
