@@ -14,10 +14,12 @@ offers these fixtures:
   :class:`RunRecord`: the results a reporter received, in order, and the summary.
 - ``anyprobe_check``: ``await anyprobe_check(url, options={...})``, one result.
 - ``anyprobe_line_server``: starts a TCP server of text lines on loopback.
-- ``anyprobe_http_server``: starts a small HTTP/1.1 server on loopback.
+- ``anyprobe_http_server``: starts a small HTTP/1.1 server (or HTTPS) on loopback,
+  anyprobe's own, the one ``anyprobe demo`` answers with.
 
 The servers run on anyio in a thread of their own, so they serve async tests
-on either backend and synchronous tests (a CLI in a subprocess) alike. For
+on either backend and synchronous tests (a CLI in a subprocess) alike;
+:func:`running` runs one outside the fixtures. For
 testing a reporter without any probe, :func:`make_result` builds results and
 :func:`feed_reporter` passes them to a reporter through the real result stream.
 
