@@ -156,6 +156,7 @@ async def serve_http(
     ssl_context: ssl.SSLContext | None = None,
     host: str = "127.0.0.1",
     on_connection: Callable[[bool], None] | None = None,
+    backlog: int = 1024,
 ) -> AsyncIterator[int]:
     """Serve ``handler`` on an ephemeral port of ``host``; yields the port.
 
@@ -175,7 +176,7 @@ async def serve_http(
             if on_connection is not None:
                 on_connection(False)
 
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=0, backlog=1024)
+    listener = await anyio.create_tcp_listener(local_host=host, local_port=0, backlog=backlog)
     port: int = listener.extra(SocketAttribute.local_port)
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, connection)
