@@ -63,6 +63,7 @@ class Request:
     #: How many requests the connection carried before this one.
     sequence: int = 0
     raw_headers: tuple[tuple[str, str], ...] = field(default=())
+    version: str = "HTTP/1.1"
 
     @property
     def path(self) -> str:
@@ -120,7 +121,9 @@ async def read_request(stream: ByteStream, sequence: int = 0) -> Request | None:
             body += await stream.receive()
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
             break
-    return Request(parts[0], parts[1], headers, bytes(body[:length]), sequence, tuple(raw))
+    return Request(
+        parts[0], parts[1], headers, bytes(body[:length]), sequence, tuple(raw), parts[2]
+    )
 
 
 def response_head(
