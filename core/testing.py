@@ -599,15 +599,24 @@ class HttpServer(_TcpServer):
             reply = route
         else:
             reply = await self._call(route, request)
-        payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
-        fields = {} if reply.content_type is None else {"Content-Type": reply.content_type}
-        fields.update(reply.headers)
-        fields["Content-Length"] = str(len(payload))
-        head = response_head(reply.status, fields.items(), len(payload))
+        try:
+            head, payload = _encode_reply(reply)
+        except Exception as exc:  # not an HttpReply, a header that is not latin-1...
+            self.errors.append(exc)
+            raise _HandlerFailed from exc
         await stream.send(head + (b"" if request.method == "HEAD" else payload))
         with self._sent_changed:
             self.sent.append(request)
             self._sent_changed.notify_all()
+
+
+def _encode_reply(reply: HttpReply) -> tuple[bytes, bytes]:
+    """The head and the body of ``reply``."""
+    payload = reply.body.encode() if isinstance(reply.body, str) else bytes(reply.body)
+    fields = {} if reply.content_type is None else {"Content-Type": reply.content_type}
+    fields.update(reply.headers)
+    fields["Content-Length"] = str(len(payload))
+    return response_head(reply.status, fields.items(), len(payload)), payload
 
 
 @contextlib.contextmanager

@@ -389,3 +389,14 @@ def test_running_serves_outside_the_fixtures_and_reports_handler_errors() -> Non
     failing = pytest.raises(AssertionError, match="handler raised KeyError: '/boom'")
     with failing, running(HttpServer(default=broken)) as server:
         assert anyio.run(_exchange, server.port, b"GET /boom HTTP/1.1\r\n\r\n") == b""
+
+
+def test_http_server_keeps_serving_after_a_reply_it_cannot_send() -> None:
+    def wrong(request: HttpRequest) -> HttpReply:
+        return "not a reply"  # type: ignore[return-value]
+
+    routes = {"/wrong": wrong, "/up": HttpReply(200, "UP")}
+    failing = pytest.raises(AssertionError, match="handler raised AttributeError")
+    with failing, running(HttpServer(routes)) as server:
+        assert anyio.run(_exchange, server.port, b"GET /wrong HTTP/1.1\r\n\r\n") == b""
+        assert anyio.run(_exchange, server.port, b"GET /up HTTP/1.1\r\n\r\n").endswith(b"UP")
