@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         TargetError,
         UsageError,
     )
-    from ._inputs import escape_controls
+    from ._inputs import escape_controls, find_control, host_problem
     from ._manager import PluginInfo, PluginManager, forget_discovered_plugins
     from ._model import (
         Attempt,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         TraceEvent,
     )
     from ._notify import Notifier, NotifierError, NotifierOptions, StatusChange
+    from ._options import ProbeOptions
     from ._patterns import (
         OFF_LOOP_BYTES,
         Pattern,
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
         CheckContext,
         MissingDependency,
         Probe,
-        ProbeOptions,
         check_regex,
         check_url_shape,
         require,
@@ -85,6 +85,8 @@ _EXPORTS = {
     "hookspec": "hookspecs",
     "Attempt": "_model",
     "escape_controls": "_inputs",
+    "find_control": "_inputs",
+    "host_problem": "_inputs",
     "ErrorInfo": "_model",
     "Outcome": "_model",
     "Result": "_model",
@@ -100,7 +102,7 @@ _EXPORTS = {
     "Expectation": "_connection",
     "show_bytes": "_connection",
     "Probe": "_probe",
-    "ProbeOptions": "_probe",
+    "ProbeOptions": "_options",
     "check_regex": "_probe",
     "check_url_shape": "_probe",
     "MissingDependency": "_probe",
@@ -202,9 +204,11 @@ __all__ = [
     "check_url_shape",
     "compile_pattern",
     "escape_controls",
+    "find_control",
     "forget_discovered_plugins",
     "hookimpl",
     "hookspec",
+    "host_problem",
     "off_loop",
     "prepare",
     "require",

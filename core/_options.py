@@ -15,7 +15,7 @@ import types
 import typing
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _COLLECTIONS = (
     list,
@@ -67,3 +67,40 @@ def one_value_as_list(model: type[BaseModel], data: Any) -> Any:
         else value
         for key, value in data.items()
     }
+
+
+class ProbeOptions(BaseModel):
+    """Base of every probe's options model; the fields here apply to every probe.
+
+    Subclasses add their own fields, each with a default and a ``description``
+    (shown by ``anyprobe plugins`` and in the config schema).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    warning_after: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds: a check that succeeds but takes longer is a warning.",
+    )
+    critical_after: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds: a check that succeeds but takes longer is critical.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_value_is_a_list_of_one(cls, data: Any) -> Any:
+        # One rule for every probe's list options: `--set expect_answers=10.0.0.1`.
+        return one_value_as_list(cls, data)
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> ProbeOptions:
+        if (
+            self.warning_after is not None
+            and self.critical_after is not None
+            and self.warning_after > self.critical_after
+        ):
+            raise ValueError("warning_after must not be greater than critical_after")
+        return self

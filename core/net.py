@@ -21,6 +21,19 @@ import anyio
 
 from ._errors import CheckFailed
 
+__all__ = [
+    "AddressPolicy",
+    "IpFamily",
+    "address_policy",
+    "check_destination",
+    "connect_tcp",
+    "describe_os_error",
+    "fail_from_os_error",
+    "open_connection",
+    "resolve",
+    "root_os_error",
+]
+
 IpFamily = Literal["any", "ipv4", "ipv6"]
 
 #: Decides whether a check may connect to a host: called with the host name (or

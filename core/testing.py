@@ -14,10 +14,12 @@ offers these fixtures:
   :class:`RunRecord`: the results a reporter received, in order, and the summary.
 - ``anyprobe_check``: ``await anyprobe_check(url, options={...})``, one result.
 - ``anyprobe_line_server``: starts a TCP server of text lines on loopback.
-- ``anyprobe_http_server``: starts a small HTTP/1.1 server on loopback.
+- ``anyprobe_http_server``: starts a small HTTP/1.1 server (or HTTPS) on loopback,
+  anyprobe's own, the one ``anyprobe demo`` answers with.
 
 The servers run on anyio in a thread of their own, so they serve async tests
-on either backend and synchronous tests (a CLI in a subprocess) alike. For
+on either backend and synchronous tests (a CLI in a subprocess) alike;
+:func:`running` runs one outside the fixtures. For
 testing a reporter without any probe, :func:`make_result` builds results and
 :func:`feed_reporter` passes them to a reporter through the real result stream.
 
@@ -30,7 +32,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import inspect
+import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -44,6 +48,8 @@ import anyio.from_thread
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from ._http_server import Request as RawRequest
+from ._http_server import response_head, serve_http
 from ._manager import PluginManager
 from ._model import ErrorInfo, Result, RunSummary, Status, Target
 from ._reporter import ReportContext, Reporter, ReporterOptions, ResultStream
@@ -64,9 +70,11 @@ __all__ = [
     "make_result",
     "run_checks",
     "run_cli",
+    "running",
 ]
 
 T = TypeVar("T")
+_S = TypeVar("_S", bound="_TcpServer")
 
 #: The backends every async test of a plugin should run on.
 BACKENDS = ("asyncio", "trio")
@@ -473,87 +481,161 @@ class LineServer(_TcpServer):
 
 @dataclass(frozen=True)
 class HttpRequest:
-    """One request the test HTTP server received."""
+    """One request the test HTTP server received.
+
+    ``headers`` has lower-case names; ``raw_headers`` keeps every header line,
+    in order, with its name as the client sent it.
+    """
 
     method: str
     path: str
     query: str
     headers: Mapping[str, str]
     body: bytes
+    raw_headers: tuple[tuple[str, str], ...] = ()
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
+    @property
+    def target(self) -> str:
+        """The path with its query, as in the request line."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+    def json(self) -> Any:
+        """The body, parsed as JSON."""
+        return json.loads(self.body)
+
 
 @dataclass(frozen=True)
 class HttpReply:
-    """What the test HTTP server answers; ``body`` text is sent as UTF-8."""
+    """What the test HTTP server answers; ``body`` text is sent as UTF-8.
+
+    ``content_type=None`` sends no Content-Type header.
+    """
 
     status: int = 200
     body: str | bytes = ""
     headers: Mapping[str, str] = field(default_factory=dict)
-    content_type: str = "text/plain; charset=utf-8"
+    content_type: str | None = "text/plain; charset=utf-8"
 
 
 HttpRoute = HttpReply | Callable[[HttpRequest], HttpReply | Awaitable[HttpReply]]
 
-_REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently",
-            302: "Found", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-            404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
+#: Seconds :meth:`HttpServer.wait_sent` waits by default.
+SENT_TIMEOUT = 10.0
 
 
 class HttpServer(_TcpServer):
-    """A small HTTP/1.1 server on 127.0.0.1, started by ``anyprobe_http_server``.
+    """A small HTTP/1.1 server on loopback, started by ``anyprobe_http_server``.
 
     ``routes`` maps a path (without the query) to an :class:`HttpReply` or to
     a function, possibly async, of the :class:`HttpRequest`; other paths get
-    404. One request per connection (``Connection: close``). ``requests``
-    lists every request received.
+    ``default`` (in the same forms), or 404 without it. One request per
+    connection (``Connection: close``). ``requests`` lists every request
+    received, ``sent`` every request whose whole reply has been written (see
+    :meth:`wait_sent`). ``host`` is the loopback address it listens on
+    (``"127.0.0.2"``, ``"::1"``); with ``ssl_context`` it speaks HTTPS.
+    It is anyprobe's own HTTP/1.1 server, the one ``anyprobe demo`` answers with.
     """
 
-    def __init__(self, routes: Mapping[str, HttpRoute] | None = None) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, HttpRoute] | None = None,
+        *,
+        default: HttpRoute | None = None,
+        host: str = "127.0.0.1",
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__()
         self.routes = dict(routes or {})
+        self.default = default
+        self.host = host
+        self.ssl_context = ssl_context
         self.requests: list[HttpRequest] = []
+        self.sent: list[HttpRequest] = []
+        self._sent_changed = threading.Condition()
 
     def url(self, path: str = "/") -> str:
-        """``http://127.0.0.1:PORT`` followed by ``path``."""
-        return f"http://{self.host}:{self.port}{path}"
+        """``http://127.0.0.1:PORT`` (``https``, ``[::1]`` as fits) followed by ``path``."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}{path}"
 
-    async def _handle(
-        self, stream: anyio.abc.SocketStream, reader: BufferedByteReceiveStream
-    ) -> None:
-        head = (await reader.receive_until(b"\r\n\r\n", MAX_LINE)).decode("latin-1")
-        request_line, *header_lines = head.split("\r\n")
-        parts = request_line.split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            await stream.send(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
-            return
-        method, target, _ = parts
-        headers = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length") or 0)
-        body = await reader.receive_exactly(length) if length else b""
-        path, _, query = target.partition("?")
-        request = HttpRequest(method, path, query, headers, body)
+    def wait_sent(self, path: str, timeout: float = SENT_TIMEOUT) -> bool:
+        """Block until a whole reply to a request for ``path`` has been written
+        (at once if one was already); False after ``timeout`` seconds.
+
+        It blocks its thread: from an async test, call it through
+        ``anyio.to_thread.run_sync``.
+        """
+        with self._sent_changed:
+            return self._sent_changed.wait_for(
+                lambda: any(r.path == path for r in self.sent), timeout
+            )
+
+    async def _serve(self, *, task_status: anyio.abc.TaskStatus[int]) -> None:
+        async with serve_http(
+            self._answer, ssl_context=self.ssl_context, host=self.host, on_connection=self._count
+        ) as port:
+            task_status.started(port)
+            await anyio.sleep_forever()
+
+    def _count(self, opened: bool) -> None:
+        if opened:
+            self.connections += 1
+        else:
+            self.closed += 1
+
+    async def _answer(self, raw: RawRequest, stream: anyio.abc.ByteStream) -> None:
+        request = HttpRequest(
+            raw.method, raw.path, raw.query, raw.headers, raw.body, raw.raw_headers
+        )
         self.requests.append(request)
-        route = self.routes.get(path)
+        route = self.routes.get(request.path, self.default)
         if route is None:
             reply = HttpReply(404, "not found")
         elif isinstance(route, HttpReply):
             reply = route
         else:
             reply = await self._call(route, request)
-        payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
-        lines = [f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Status')}"]
-        fields = {"Content-Type": reply.content_type, **reply.headers}
-        fields["Content-Length"] = str(len(payload))
-        fields["Connection"] = "close"
-        lines += [f"{name}: {value}" for name, value in fields.items()]
-        head_out = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        await stream.send(head_out + (b"" if method == "HEAD" else payload))
+        try:
+            head, payload = _encode_reply(reply)
+        except Exception as exc:  # not an HttpReply, a header that is not latin-1...
+            self.errors.append(exc)
+            raise _HandlerFailed from exc
+        await stream.send(head + (b"" if request.method == "HEAD" else payload))
+        with self._sent_changed:
+            self.sent.append(request)
+            self._sent_changed.notify_all()
+
+
+def _encode_reply(reply: HttpReply) -> tuple[bytes, bytes]:
+    """The head and the body of ``reply``."""
+    payload = reply.body.encode() if isinstance(reply.body, str) else bytes(reply.body)
+    fields = {} if reply.content_type is None else {"Content-Type": reply.content_type}
+    fields.update(reply.headers)
+    fields["Content-Length"] = str(len(payload))
+    return response_head(reply.status, fields.items(), len(payload)), payload
+
+
+@contextlib.contextmanager
+def running(server: _S, *, backend: str = "asyncio") -> Iterator[_S]:
+    """Run a :class:`LineServer` or :class:`HttpServer` until the block ends,
+    outside the fixtures (in a thread with an event loop of its own).
+
+    ``with running(HttpServer(host="127.0.0.2")) as other: ...``; an exception a
+    handler raised fails the block with ``AssertionError``.
+    """
+    portal = _Portal(backend)
+    try:
+        server._start(portal)
+        yield server
+    finally:
+        portal.close()
+    if server.errors:
+        first = server.errors[0]
+        raise AssertionError(f"a test server's handler raised {type(first).__name__}: {first}")
 
 
 # -- fixtures --------------------------------------------------------------------
@@ -668,12 +750,13 @@ def anyprobe_line_server(_anyprobe_portal: _Portal) -> Iterator[Callable[..., Li
 def anyprobe_http_server(_anyprobe_portal: _Portal) -> Iterator[Callable[..., HttpServer]]:
     """Start :class:`HttpServer`\\ s: ``anyprobe_http_server({"/up": HttpReply(200, "UP")})``.
 
-    Each call starts one more server; every one stops when the test ends.
+    Takes the arguments of :class:`HttpServer`; each call starts one more
+    server, and every one stops when the test ends.
     """
     servers: list[_TcpServer] = []
 
-    def start(routes: Mapping[str, HttpRoute] | None = None) -> HttpServer:
-        server = HttpServer(routes)
+    def start(routes: Mapping[str, HttpRoute] | None = None, **kwargs: Any) -> HttpServer:
+        server = HttpServer(routes, **kwargs)
         server._start(_anyprobe_portal)
         servers.append(server)
         return server

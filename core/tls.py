@@ -36,12 +36,14 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ._errors import CheckFailed
 from ._model import Status
-from ._probe import CheckContext, ProbeOptions
+from ._options import ProbeOptions
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream
     from anyio.streams.tls import TLSStream
     from cryptography.x509 import Certificate
+
+    from ._probe import CheckContext
 
 __all__ = [
     "CertificateInfo",

@@ -11,7 +11,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 from pydantic import Field, field_validator, model_validator
 
 import anyprobe
-from anyprobe._inputs import find_control
+from anyprobe import find_control
 from anyprobe.net import IpFamily
 from anyprobe.tls import TlsOptions
 

@@ -21,8 +21,7 @@ import anyio
 from pydantic import Field, field_validator, model_validator
 
 import anyprobe
-from anyprobe import CheckFailed, Connection, Expectation, show_bytes
-from anyprobe._inputs import host_problem
+from anyprobe import CheckFailed, Connection, Expectation, host_problem, show_bytes
 from anyprobe.net import IpFamily
 from anyprobe.tls import CERTIFICATE_MODULES, TlsInfo, TlsOptions, expiry_verdict
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import anyprobe
 from anyprobe import PluginManager, Result, Status
-from anyprobe.plugins._demo_http import serve_http
+from anyprobe._http_server import serve_http
 from anyprobe.plugins.http import HttpOptions
 from anyprobe.plugins.jsonl import JsonlReporter
 from anyprobe.plugins.table import TableOptions, TableReporter

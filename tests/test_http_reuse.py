@@ -23,8 +23,8 @@ from anyio.abc import ByteStream
 import anyprobe
 from anyprobe import PluginManager, Result, Status
 from anyprobe._api import prepare
+from anyprobe._http_server import Request, serve_http
 from anyprobe._run import Run
-from anyprobe.plugins._demo_http import Request, serve_http
 from tests.servers.http import cert_files, serve_h2, serve_proxy, server_context
 
 pytestmark = pytest.mark.anyio

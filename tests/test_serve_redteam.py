@@ -8,12 +8,9 @@ import base64
 import json
 import re
 import socket
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
 import anyio
@@ -21,6 +18,7 @@ import pytest
 
 from anyprobe import PluginManager
 from anyprobe.masking import Masker
+from anyprobe.testing import HttpReply, HttpRequest, HttpServer
 from tests.cli import anyprobe as run_anyprobe
 from tests.servers.ssh import SshServer
 from tests.servers.threaded import accept_in_thread
@@ -68,52 +66,36 @@ class EncodingReflector:
     :func:`reflected_forms`, one ``name: form`` line each. ``GET /redir``: a
     302 whose Location carries the key as a query value."""
 
-    host: str
-    port: int = 0
-    paths: list[str] = field(default_factory=list)
+    server: HttpServer
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def paths(self) -> list[str]:
+        return [request.target for request in list(self.server.requests)]
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
 
+def _reflect(request: HttpRequest) -> HttpReply:
+    key = request.header("X-Api-Key") or ""
+    if request.path == "/redir":
+        return HttpReply(302, headers={"Location": f"/enc?k={quote_plus(key)}"}, content_type=None)
+    lines = [f"{name}: {form}" for name, form in reflected_forms(key).items()]
+    return HttpReply(200, "\n".join(lines) + "\n", content_type=None)
+
+
 @pytest.fixture
-def reflector() -> Iterator[EncodingReflector]:
-    state = EncodingReflector("127.0.0.1")
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            state.paths.append(self.path)
-            key = self.headers.get("X-Api-Key", "")
-            path = urlsplit(self.path).path
-            if path == "/redir":
-                self.send_response(302)
-                self.send_header("Location", f"/enc?k={quote_plus(key)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            lines = [f"{name}: {form}" for name, form in reflected_forms(key).items()]
-            body = ("\n".join(lines) + "\n").encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def reflector(anyprobe_http_server: Callable[..., HttpServer]) -> EncodingReflector:
+    return EncodingReflector(anyprobe_http_server(default=_reflect))
 
 
 # -- masking: the forms a server writes a secret back in ------------------------------

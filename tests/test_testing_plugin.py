@@ -10,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -27,8 +28,10 @@ from anyprobe.testing import (
     feed_reporter,
     make_result,
     run_cli,
+    running,
 )
 from tests import probes
+from tests.servers.http import server_context
 
 pytestmark = pytest.mark.anyio
 
@@ -309,3 +312,91 @@ async def test_http_server_answers_garbage_with_400_and_keeps_serving(
     after = await anyprobe_check(server.url("/"))
     assert after.status is Status.OK, after.summary
     assert [r.path for r in server.requests] == ["/"]
+
+
+async def _exchange(port: int, request: bytes, host: str = "127.0.0.1") -> bytes:
+    """Send ``request`` on a connection of its own; everything the server answered."""
+    answer = b""
+    async with await anyio.connect_tcp(host, port) as stream:
+        await stream.send(request)
+        with anyio.fail_after(5):
+            while True:
+                try:
+                    answer += await stream.receive()
+                except anyio.EndOfStream:
+                    return answer
+
+
+async def test_http_server_default_route_sees_the_request_as_sent(
+    anyprobe_http_server: Callable[..., HttpServer],
+) -> None:
+    def echo(request: HttpRequest) -> HttpReply:
+        names = ",".join(name for name, _ in request.raw_headers)
+        return HttpReply(202, f"{request.target} {names}", content_type=None)
+
+    server = anyprobe_http_server({"/only": HttpReply(200, "only")}, default=echo)
+    answer = await _exchange(
+        server.port,
+        b"POST /hook?to=http://x/y HTTP/1.1\r\nHost: h\r\nX-Mixed-Case: 1\r\n"
+        b'Content-Length: 9\r\n\r\n{"a": 1}\n',
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 202 ")
+    assert b"content-type" not in head.lower()
+    assert body == b"/hook?to=http://x/y Host,X-Mixed-Case,Content-Length"
+    [request] = server.requests
+    assert (request.path, request.query) == ("/hook", "to=http://x/y")
+    assert request.header("x-mixed-case") == "1" and request.json() == {"a": 1}
+    assert (await _exchange(server.port, b"GET /only HTTP/1.1\r\n\r\n")).endswith(b"\r\nonly")
+
+
+async def test_http_server_on_another_loopback_address_signals_replies_sent(
+    anyprobe_http_server: Callable[..., HttpServer], anyprobe_check: CheckFn
+) -> None:
+    server = anyprobe_http_server({"/big": HttpReply(200, b"x" * 1_000_000)}, host="127.0.0.2")
+    assert server.url("/big") == f"http://127.0.0.2:{server.port}/big"
+    assert server.sent == []
+    assert not await anyio.to_thread.run_sync(server.wait_sent, "/big", 0.01)
+    result = await anyprobe_check(server.url("/big"))
+    assert result.status is Status.OK, result.summary
+    assert result.metrics["body_bytes"] == 1_000_000
+    assert await anyio.to_thread.run_sync(server.wait_sent, "/big")
+    assert [r.path for r in server.sent] == ["/big"]
+
+
+async def test_http_server_speaks_https_with_an_ssl_context(
+    anyprobe_http_server: Callable[..., HttpServer],
+    anyprobe_check: CheckFn,
+    http_ca: Any,
+    http_ca_file: str,
+) -> None:
+    server = anyprobe_http_server(
+        {"/up": HttpReply(200, "UP")}, ssl_context=server_context(http_ca, "127.0.0.1")
+    )
+    assert server.url("/up") == f"https://127.0.0.1:{server.port}/up"
+    result = await anyprobe_check(server.url("/up"), options={"ca_file": http_ca_file})
+    assert result.status is Status.OK, result.summary
+    assert "cert_expiry_days" in result.metrics
+    assert [r.path for r in server.requests] == ["/up"]
+
+
+def test_running_serves_outside_the_fixtures_and_reports_handler_errors() -> None:
+    def broken(request: HttpRequest) -> HttpReply:
+        raise KeyError(request.path)
+
+    with running(HttpServer({"/up": HttpReply(200, "UP")}), backend="trio") as server:
+        assert anyio.run(_exchange, server.port, b"GET /up HTTP/1.1\r\n\r\n").endswith(b"UP")
+    failing = pytest.raises(AssertionError, match="handler raised KeyError: '/boom'")
+    with failing, running(HttpServer(default=broken)) as server:
+        assert anyio.run(_exchange, server.port, b"GET /boom HTTP/1.1\r\n\r\n") == b""
+
+
+def test_http_server_keeps_serving_after_a_reply_it_cannot_send() -> None:
+    def wrong(request: HttpRequest) -> HttpReply:
+        return "not a reply"  # type: ignore[return-value]
+
+    routes = {"/wrong": wrong, "/up": HttpReply(200, "UP")}
+    failing = pytest.raises(AssertionError, match="handler raised AttributeError")
+    with failing, running(HttpServer(routes)) as server:
+        assert anyio.run(_exchange, server.port, b"GET /wrong HTTP/1.1\r\n\r\n") == b""
+        assert anyio.run(_exchange, server.port, b"GET /up HTTP/1.1\r\n\r\n").endswith(b"UP")

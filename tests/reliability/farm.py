@@ -2,64 +2,68 @@
 
 ``python -m tests.reliability.farm ADDRESS...`` listens on each loopback
 address twice: an HTTP port (``GET /anything`` is 200 ``ok``; ``GET
-/delay/MS`` answers after MS milliseconds) and a TCP port that accepts and
-closes. It prints ``{"http": {address: port}, "tcp": {address: port}}`` on
-one line, logs ``request`` on stderr for the first request it gets, and
-serves until its stdin closes. In a separate process its CPU never competes
-with the checks' for the GIL.
+/delay/MS`` answers after MS milliseconds; ``GET /big/N`` answers N bytes), on
+anyprobe's own HTTP/1.1 server, and a TCP port that accepts and closes. It
+prints ``{"http": {address: port}, "tcp": {address: port}}`` on one line, logs
+``request`` on stderr for the first request it gets, and serves until its
+stdin closes. In a separate process its CPU never competes with the checks'
+for the GIL.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
 
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from anyprobe._http_server import Request, respond, serve_http
+
 BACKLOG = 4096
 
 
 async def serve() -> None:
-    first_request = asyncio.Event()
+    first_request = False
 
-    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            head = await reader.readuntil(b"\r\n\r\n")
-            if not first_request.is_set():
-                first_request.set()
-                print("request", file=sys.stderr, flush=True)
-            path = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
-            if path.startswith(b"/delay/"):
-                milliseconds = int(path.split(b"/")[2] or b"0")
-                await asyncio.sleep(min(milliseconds, 60_000) / 1000)
-            if path.startswith(b"/big/"):
-                size = min(int(path.split(b"/")[2] or b"0"), 64 << 20)
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
-                writer.write(b"x" * size)
-            else:
-                writer.write(RESPONSE)
-            await writer.drain()
-        writer.close()
+    async def http(request: Request, stream: anyio.abc.ByteStream) -> None:
+        nonlocal first_request
+        if not first_request:
+            first_request = True
+            print("request", file=sys.stderr, flush=True)
+        path = request.path
+        if path.startswith("/delay/"):
+            milliseconds = int(path.split("/")[2] or "0")
+            await anyio.sleep(min(milliseconds, 60_000) / 1000)
+        if path.startswith("/big/"):
+            size = min(int(path.split("/")[2] or "0"), 64 << 20)
+            await respond(stream, 200, b"x" * size)
+        else:
+            await respond(stream, 200, b"ok\n")
 
-    async def tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.close()
+    async def tcp(stream: anyio.abc.SocketStream) -> None:
+        await stream.aclose()
 
     addresses = sys.argv[1:] or ["127.0.0.1"]
     ports: dict[str, dict[str, int]] = {"http": {}, "tcp": {}}
-    servers = []
-    for address in addresses:
-        for kind, handler in (("http", http), ("tcp", tcp)):
-            server = await asyncio.start_server(handler, address, 0, backlog=BACKLOG)
-            ports[kind][address] = server.sockets[0].getsockname()[1]
-            servers.append(server)
-    print(json.dumps(ports), flush=True)
-    loop = asyncio.get_running_loop()
-    # Serve until the parent closes our stdin (or dies).
-    await loop.run_in_executor(None, sys.stdin.read)
-    for server in servers:
-        server.close()
+    async with contextlib.AsyncExitStack() as stack, anyio.create_task_group() as tg:
+        for address in addresses:
+            ports["http"][address] = await stack.enter_async_context(
+                serve_http(http, host=address, backlog=BACKLOG)
+            )
+            listener = await anyio.create_tcp_listener(
+                local_host=address, local_port=0, backlog=BACKLOG
+            )
+            await stack.enter_async_context(listener)
+            ports["tcp"][address] = listener.extra(anyio.abc.SocketAttribute.local_port)
+            tg.start_soon(listener.serve, tcp)
+        print(json.dumps(ports), flush=True)
+        # Serve until the parent closes our stdin (or dies).
+        await anyio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
+        tg.cancel_scope.cancel()
 
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    anyio.run(serve)

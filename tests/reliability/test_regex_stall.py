@@ -105,7 +105,7 @@ def test_sigint_during_a_regex_heavy_run_reports_what_finished(
                 pytest.fail("the short check never reached the JSON Lines file")
             time.sleep(0.05)
         # The search of /noise is under way (its body was sent whole).
-        assert body_server.sent["/noise"].wait(HANG)
+        assert body_server.wait_sent("/noise", HANG)
         os.kill(proc.pid, signal.SIGINT)
         _, stderr = proc.communicate(timeout=HANG)
     finally:
@@ -153,7 +153,7 @@ async def test_serve_answers_healthy_while_a_catastrophic_probe_runs(
             probes.start_soon(slow_probe, client)
             # Once the body is sent whole, the probe is searching it (for seconds
             # past the probe's timeout: the search of this test process ends soon).
-            sent = await anyio.to_thread.run_sync(body_server.sent["/noise-small"].wait, HANG)
+            sent = await anyio.to_thread.run_sync(body_server.wait_sent, "/noise-small", HANG)
             assert sent
             healthy = await client.get(f"{url}/-/healthy")
             assert not probe_answer, "the probe ended before /-/healthy was answered"

@@ -15,13 +15,12 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from anyprobe.testing import HttpReply, HttpRequest, HttpServer
 from tests.servers.webhook import WebhookReceiver
 
 from .conftest import anyprobe_command, clean_env
@@ -54,46 +53,26 @@ ENCODED = {
 }
 
 
-class EchoHandler(BaseHTTPRequestHandler):
+def echo(request: HttpRequest) -> HttpReply:
     """/ok 200; /auth 401 unless the bearer token is right; /echo 500 with the
     request's headers as the body; /redirect to /echo with credentials in it."""
-
-    def do_GET(self) -> None:
-        if self.path.startswith("/ok"):
-            self._answer(200, b"UP\n")
-        elif self.path.startswith("/auth"):
-            self._answer(401, b"who are you?\n", {"WWW-Authenticate": 'Bearer realm="x"'})
-        elif self.path.startswith("/redirect"):
-            port = self.server.server_address[1]
-            location = f"http://alice:{URL_PASSWORD}@127.0.0.1:{port}/echo"
-            self._answer(302, b"", {"Location": location})
-        else:
-            self._answer(500, str(self.headers).encode())
-
-    def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Set-Cookie", f"session={ENV_TOKEN}")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    cookie = {"Set-Cookie": f"session={ENV_TOKEN}"}
+    if request.path.startswith("/ok"):
+        return HttpReply(200, "UP\n", headers=cookie, content_type=None)
+    if request.path.startswith("/auth"):
+        challenge = {"WWW-Authenticate": 'Bearer realm="x"', **cookie}
+        return HttpReply(401, "who are you?\n", headers=challenge, content_type=None)
+    if request.path.startswith("/redirect"):
+        host = request.header("host") or ""  # 127.0.0.1:PORT
+        location = f"http://alice:{URL_PASSWORD}@{host}/echo"
+        return HttpReply(302, headers={"Location": location, **cookie}, content_type=None)
+    lines = "".join(f"{name}: {value}\n" for name, value in request.raw_headers)
+    return HttpReply(500, lines + "\n", headers=cookie, content_type=None)
 
 
 @pytest.fixture
-def echo_port() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def echo_port(anyprobe_http_server: Callable[..., HttpServer]) -> int:
+    return anyprobe_http_server(default=echo).port
 
 
 def config(port: int, closed_port: int, hook_url: str) -> str:

@@ -1,5 +1,6 @@
-"""An HTTP server with large and odd bodies, in a thread, for tests that run
-the CLI in a subprocess (so it answers whatever loop, if any, the test runs).
+"""An HTTP server with large and odd bodies, :class:`anyprobe.testing.HttpServer`
+in a thread with its own event loop, for tests that run the CLI in a subprocess
+(so it answers whatever loop, if any, the test runs).
 
 Routes of ``body_server``:
 
@@ -18,13 +19,11 @@ from __future__ import annotations
 
 import json
 import random
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Callable
 
 import pytest
+
+from anyprobe.testing import HttpReply, HttpServer
 
 __all__ = ["body_server"]
 
@@ -48,53 +47,15 @@ BODIES = {
 }
 
 
-@dataclass
-class BodyServer:
-    """``sent[path]`` is set once a whole body of ``path`` has been sent."""
-
-    port: int
-    sent: dict[str, threading.Event]
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        body = BODIES.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-            self.wfile.flush()
-        except OSError:  # the client gave up (a timeout, an interrupted run)
-            return
-        self.server.sent[self.path].set()  # type: ignore[attr-defined]
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+#: The server: ``.url(path)``, and ``.wait_sent(path, timeout)`` once a whole body
+#: of ``path`` has been sent.
+BodyServer = HttpServer
 
 
 @pytest.fixture
-def body_server() -> Iterator[BodyServer]:
+def body_server(anyprobe_http_server: Callable[..., HttpServer]) -> BodyServer:
     """The server on 127.0.0.1 (an ephemeral port), stopped at teardown."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    sent = {path: threading.Event() for path in BODIES}
-    server.sent = sent  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield BodyServer(server.server_address[1], sent)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    routes = {
+        path: HttpReply(200, body, content_type="text/plain") for path, body in BODIES.items()
+    }
+    return anyprobe_http_server(routes)

@@ -21,7 +21,7 @@ import pytest
 import trustme
 from anyio.abc import ByteStream, SocketAttribute
 
-from anyprobe.plugins._demo_http import Request, respond
+from anyprobe._http_server import Request, respond, serve_http
 
 from .threaded import blocking_tls_server
 
@@ -218,30 +218,27 @@ async def serve_proxy() -> AsyncIterator[tuple[int, list[str]]]:
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass
 
-    async def handle(client: ByteStream) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += await client.receive()
-        request_line = head.split(b"\r\n", 1)[0].decode()
-        seen.append(request_line)
-        method, target, _version = request_line.split(" ")
-        if method == "CONNECT":
-            host, _, port = target.rpartition(":")
+    async def handle(request: Request, client: ByteStream) -> None:
+        seen.append(f"{request.method} {request.target} {request.version}")
+        if request.method == "CONNECT":
+            host, _, port = request.target.rpartition(":")
             upstream = await anyio.connect_tcp(host.strip("[]"), int(port))
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
             rest = b""
         else:
-            authority = target.split("/", 3)[2]
+            authority = request.target.split("/", 3)[2]
             host, _, port = authority.rpartition(":")
             upstream = await anyio.connect_tcp(host.strip("[]"), int(port or 80))
-            rest = head
+            lines = [f"{request.method} {request.target} {request.version}"]
+            lines += [f"{name}: {value}" for name, value in request.raw_headers]
+            rest = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body
         async with upstream, anyio.create_task_group() as tg:
             if rest:
                 await upstream.send(rest)
             tg.start_soon(pipe, upstream, client)
             await pipe(client, upstream)
 
-    async with serve_raw(handle) as port:
+    async with serve_http(handle) as port:
         yield port, seen
 
 

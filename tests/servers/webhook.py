@@ -1,36 +1,30 @@
 """A loopback HTTP receiver for webhook tests: it records every request it gets.
 
-It runs in its own threads (the standard library's ThreadingHTTPServer), so it
-answers the same way whichever event loop the test runs on. Tests script its
-answers (``statuses``) and can hold requests until they release them (``hold``).
+It is :class:`anyprobe.testing.HttpServer` (in a thread with its own event
+loop), so it answers the same way whichever event loop the test runs on, if
+any. Tests script its answers (``statuses``) and can hold requests until they
+release them (``hold``).
 """
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import anyio.to_thread
 import pytest
+
+from anyprobe.testing import HttpReply, HttpRequest, HttpServer
 
 __all__ = ["webhook_receiver"]
 
 #: Longest a held request waits for the test to release it.
 HOLD_LIMIT = 30.0
 
-
-@dataclass
-class ReceivedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
+#: A request received: ``method``, ``path``, ``headers`` (lower-case), ``body``, ``json()``.
+ReceivedRequest = HttpRequest
 
 
 @dataclass
@@ -40,12 +34,10 @@ class WebhookReceiver:
     ``statuses`` are the status codes of the next answers, in order; once
     used up, every answer is ``default_status``. An answer that is not a
     success carries ``error_headers`` (``{"Retry-After": "0"}``). While
-    ``hold`` is set, each request waits (in its own thread) until
-    :meth:`release` is called.
+    ``hold`` is set, each request waits until :meth:`release` is called.
     """
 
-    url: str
-    requests: list[ReceivedRequest] = field(default_factory=list)
+    server: HttpServer | None = None
     statuses: list[int] = field(default_factory=list)
     default_status: int = 200
     error_headers: dict[str, str] = field(default_factory=dict)
@@ -54,64 +46,46 @@ class WebhookReceiver:
     _released: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url("/hook")
+
+    @property
+    def requests(self) -> list[ReceivedRequest]:
+        assert self.server is not None
+        return self.server.requests
+
     def release(self) -> None:
         """Let held requests (and any later one) through."""
         self.hold = False
         self._released.set()
 
     def bodies(self) -> list[Any]:
-        with self._lock:
-            return [request.json() for request in self.requests]
+        return [request.json() for request in list(self.requests)]
 
-    def _answer(self, request: ReceivedRequest) -> int:
+    async def answer(self, request: HttpRequest) -> HttpReply:
         with self._lock:
-            self.requests.append(request)
             status = self.statuses.pop(0) if self.statuses else self.default_status
         self.arrived.release()
         if self.hold:
-            self._released.wait(HOLD_LIMIT)
-        return status
-
-
-def _handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length)
-            request = ReceivedRequest(
-                "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
-            )
-            status = receiver._answer(request)
-            answer = b'{"ok": true}' if status < 400 else b'{"ok": false}'
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            for name, value in receiver.error_headers.items() if status >= 400 else ():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
+            await anyio.to_thread.run_sync(self._released.wait, HOLD_LIMIT)
+        return HttpReply(
+            status,
+            b'{"ok": true}' if status < 400 else b'{"ok": false}',
+            headers=self.error_headers if status >= 400 else {},
+            content_type="application/json",
+        )
 
 
 @pytest.fixture
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    """An HTTP server on 127.0.0.1 that records POSTs; ``.url`` is ``http://.../hook``."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(WebhookReceiver("")))
-    server.daemon_threads = True
-    receiver = WebhookReceiver(f"http://127.0.0.1:{server.server_address[1]}/hook")
-    server.RequestHandlerClass = _handler(receiver)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
+def webhook_receiver(
+    anyprobe_http_server: Callable[..., HttpServer],
+) -> Iterator[WebhookReceiver]:
+    """An HTTP server on 127.0.0.1 that records requests; ``.url`` is ``http://.../hook``."""
+    receiver = WebhookReceiver()
+    receiver.server = anyprobe_http_server(default=receiver.answer)
     try:
         yield receiver
     finally:
         receiver.release()
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
