@@ -452,6 +452,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = tuple(
         "http",
         "dns",
         "ssh",
+        "icmp",
         "table",
         "jsonl",
         "junit",
