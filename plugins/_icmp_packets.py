@@ -19,6 +19,7 @@ as the socket's error on the next receive.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import struct
@@ -42,6 +43,8 @@ IPV6_UNICAST_HOPS = getattr(socket, "IPV6_UNICAST_HOPS", 16)
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
 MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@ll")
 _EXTENDED_ERROR = struct.Struct("=IBBBBII")  # struct sock_extended_err
 _ORIGIN_ICMP, _ORIGIN_ICMP6 = 2, 3
 
@@ -149,6 +152,16 @@ def parse_reply(
 _TTL_MESSAGES = ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT))
 
 
+def arrival_ns(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """When the kernel received the message (``SO_TIMESTAMPNS``, nanoseconds
+    of the real-time clock), if it said."""
+    for level, kind, value in ancillary:
+        if (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS) and len(value) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+            return int(seconds) * 1_000_000_000 + int(nanoseconds)
+    return None
+
+
 def _ancillary_ttl(ancillary: list[tuple[int, int, bytes]]) -> int | None:
     for level, kind, value in ancillary:
         if (level, kind) in (
@@ -235,6 +248,9 @@ def prepare(sock: socket.socket, family: int, address: str, ttl: int | None) -> 
         sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
         if ttl is not None:
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl)
+    # The kernel's receive time, as ping uses: not the event loop's wake-up.
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.connect((address, 0))
     local = sock.getsockname()
     return str(local[0]), int(local[1])

@@ -35,6 +35,7 @@ from ._icmp_packets import (
     MSG_ERRQUEUE,
     NoIcmpSocket,
     SocketType,
+    arrival_ns,
     describe_error,
     echo_request,
     open_socket,
@@ -43,7 +44,7 @@ from ._icmp_packets import (
 )
 
 #: Bytes of ancillary data asked of recvmsg: room for the TTL (hop limit).
-_ANCILLARY = socket.CMSG_SPACE(4) * 2
+_ANCILLARY = socket.CMSG_SPACE(4) * 2 + socket.CMSG_SPACE(16)
 #: Room for an error queue's sock_extended_err and the sender's address.
 _ERROR_ANCILLARY = socket.CMSG_SPACE(16 + 28) * 2
 #: Most messages read at one wake-up (a raw socket sees every ICMP message
@@ -150,13 +151,14 @@ class _Session:
     local: str
     identifier: int
     payload: bytes
-    sequences: dict[int, float] = field(default_factory=dict)  # sequence -> sent at
+    # sequence -> when it was sent, on the performance counter and in real-time ns
+    sequences: dict[int, tuple[float, int]] = field(default_factory=dict)
 
     def send(self, sequence: int) -> None:
         packet = echo_request(
             self.family, self.identifier, sequence, self.payload, self.local, self.address
         )
-        self.sequences[sequence] = time.perf_counter()
+        self.sequences[sequence] = (time.perf_counter(), time.time_ns())
         self.sock.send(packet)
 
     def receive(self, tally: _Tally, ctx: anyprobe.CheckContext) -> None:
@@ -182,7 +184,7 @@ class _Session:
             if echo.sequence in tally.rtts:
                 tally.duplicates += 1
                 continue
-            rtt = arrived - self.sequences[echo.sequence]
+            rtt = _round_trip(self.sequences[echo.sequence], arrived, arrival_ns(ancillary))
             tally.rtts[echo.sequence] = rtt
             if echo.ttl is not None:
                 tally.ttls.append(echo.ttl)
@@ -205,6 +207,17 @@ class _Session:
                 tally.error = text
                 tally.errors += 1
                 ctx.trace(f"ICMP error: {text}")
+
+
+def _round_trip(sent: tuple[float, int], arrived: float, kernel_ns: int | None) -> float:
+    """The round trip to the kernel's receive time when it is known and
+    plausible (the real-time clock may have been stepped), else to the read."""
+    read = arrived - sent[0]
+    if kernel_ns is not None:
+        kernel = (kernel_ns - sent[1]) / 1e9
+        if 0 < kernel <= read:
+            return kernel
+    return read
 
 
 class IcmpProbe(anyprobe.Probe[IcmpOptions]):

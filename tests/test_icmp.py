@@ -25,7 +25,7 @@ from anyprobe.plugins._icmp_packets import (
     open_socket,
     parse_reply,
 )
-from anyprobe.plugins.icmp import IcmpOptions, _verdict
+from anyprobe.plugins.icmp import IcmpOptions, _round_trip, _verdict
 
 
 def _icmp_refused(family: int) -> str | None:
@@ -277,3 +277,19 @@ def test_corrupt_or_other_messages_are_not_replies() -> None:
     header = bytes([0x45, 0, 0, 0, 0, 0, 0, 0, 57, 1, 0, 0]) + bytes(8)
     echo = parse_reply(socket.AF_INET, True, header + reply, [], "", "")
     assert echo is not None and echo.ttl == 57
+
+
+@pytest.mark.parametrize(
+    ("kernel_ns", "expected"),
+    [
+        (1_000_000_000 + 40_000, 0.000040),  # the kernel's receive time: used
+        (None, 0.000300),  # no timestamp: the time the reply was read
+        (1_000_000_000 - 5_000, 0.000300),  # before the send (clock stepped back)
+        (1_000_000_000 + 900_000, 0.000300),  # after the read (clock stepped ahead)
+    ],
+)
+def test_round_trip_prefers_the_kernels_receive_time(
+    kernel_ns: int | None, expected: float
+) -> None:
+    sent = (10.0, 1_000_000_000)  # on the performance counter, and in real-time ns
+    assert _round_trip(sent, 10.0003, kernel_ns) == pytest.approx(expected)
