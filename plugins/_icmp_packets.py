@@ -20,6 +20,7 @@ as the socket's error on the next receive.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import socket
 import struct
@@ -122,10 +123,11 @@ class Echo:
 
 def parse_reply(
     family: int, raw: bool, data: bytes, ancillary: list[tuple[int, int, bytes]], peer: str,
-    local: str,
+    local: str, expected: int,
 ) -> Echo | None:  # fmt: skip
-    """The echo reply in ``data``, or None for anything else (another ICMP
-    message, a truncated or corrupt one).
+    """The echo reply with identifier ``expected`` in ``data``, or None for
+    anything else (another ICMP message or identifier, a truncated or corrupt
+    one).
 
     With IPv4 on a raw socket ``data`` starts with the IP header, which holds
     the TTL; otherwise the TTL (hop limit) comes in ``ancillary`` data.
@@ -139,7 +141,7 @@ def parse_reply(
     if len(data) < _HEADER.size:
         return None
     kind, code, _sum, identifier, sequence = _HEADER.unpack_from(data)
-    if kind != ECHO_REPLY[family] or code != 0:
+    if kind != ECHO_REPLY[family] or code != 0 or identifier != expected:
         return None
     covered = data
     if family == socket.AF_INET6:
@@ -209,22 +211,30 @@ def _offender(sockaddr: bytes) -> str:
     return ""
 
 
-def open_socket(family: int, kind: SocketType) -> tuple[socket.socket, str]:
+def open_socket(
+    family: int, kind: SocketType, known_refused: dict[str, str] | None = None
+) -> tuple[socket.socket, str]:
     """A non-blocking ICMP socket of ``kind`` and the kind it is.
 
     ``auto`` tries a datagram socket first (nothing privileged is used when
-    it is allowed), then a raw one. Raises :class:`NoIcmpSocket`, whose
-    message says what to enable, when the kernel refuses what was asked.
+    it is allowed), then a raw one; a kind in ``known_refused`` (kind ->
+    the kernel's reason, filled in here) is not tried again by ``auto``.
+    Raises :class:`NoIcmpSocket`, whose message says what to enable, when
+    the kernel refuses what was asked.
     """
+    known = known_refused if known_refused is not None else {}
     refused: dict[str, str] = {}
     for candidate in ("datagram", "raw") if kind == "auto" else (kind,):
+        if kind == "auto" and candidate in known:
+            refused[candidate] = known[candidate]
+            continue
         sock_type = socket.SOCK_DGRAM if candidate == "datagram" else socket.SOCK_RAW
         try:
             sock = socket.socket(family, sock_type, _PROTOCOL[family])
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EPROTONOSUPPORT):
                 raise
-            refused[candidate] = (exc.strerror or str(exc)).lower()
+            refused[candidate] = known[candidate] = (exc.strerror or str(exc)).lower()
             continue
         sock.setblocking(False)
         return sock, candidate
@@ -233,14 +243,46 @@ def open_socket(family: int, kind: SocketType) -> tuple[socket.socket, str]:
     raise NoIcmpSocket(f"cannot open an ICMP socket ({reasons}): {hint}")
 
 
-def prepare(sock: socket.socket, family: int, address: str, ttl: int | None) -> tuple[str, int]:
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+# Classic BPF opcodes (linux/filter.h).
+_LDX_MSH_B, _LD_H_IND, _LD_H_ABS, _LD_B_IND, _LD_B_ABS = 0xB1, 0x48, 0x28, 0x50, 0x30
+_JEQ_K, _RET_K = 0x15, 0x06
+
+
+def only_replies_to(sock: socket.socket, family: int, identifier: int) -> None:
+    """Have the kernel pass a raw socket only echo replies that carry
+    ``identifier`` (ICMP errors come through the error queue, which no filter
+    touches). Without it, every check pinging a host would read every other
+    check's requests and replies. A kernel that refuses the filter only costs
+    time: replies are matched in full anyway."""
+    # With IPv4 the message starts after the IP header: X is its length.
+    ld_h, ld_b = (_LD_H_IND, _LD_B_IND) if family == socket.AF_INET else (_LD_H_ABS, _LD_B_ABS)
+    program = [
+        *([(_LDX_MSH_B, 0, 0, 0)] if family == socket.AF_INET else []),
+        (ld_b, 0, 0, 0),  # the ICMP type
+        (_JEQ_K, 0, 3, ECHO_REPLY[family]),  # not an echo reply: drop
+        (ld_h, 0, 0, 4),  # the echo identifier
+        (_JEQ_K, 0, 1, identifier),  # another identifier: drop
+        (_RET_K, 0, 0, 0xFFFFFFFF),
+        (_RET_K, 0, 0, 0),
+    ]
+    instructions = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in program))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(instructions))
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def prepare(
+    sock: socket.socket, family: int, raw: bool, address: str, ttl: int | None
+) -> tuple[str, int]:
     """Set the TTL, ask for the replies' TTL, connect to ``address``; the local
     address and port (a datagram socket's port is its echo identifier)."""
     # With RECVERR the kernel queues every ICMP error about our requests
     # (unreachable, TTL exceeded), not only the "hard" ones.
     if family == socket.AF_INET:
         sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
-        sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        if not raw:  # a raw socket reads the IP header, TTL included
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
         if ttl is not None:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
     else:

@@ -14,10 +14,10 @@ code runs on asyncio and trio.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import socket
-import statistics
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -38,6 +38,7 @@ from ._icmp_packets import (
     arrival_ns,
     describe_error,
     echo_request,
+    only_replies_to,
     open_socket,
     parse_reply,
     prepare,
@@ -57,7 +58,12 @@ class IcmpOptions(anyprobe.ProbeOptions):
         "any", description="Address family to ping over: any, ipv4 or ipv6."
     )
     count: int = Field(3, ge=1, le=1000, description="Echo requests to send.")
-    interval: float = Field(0.2, gt=0, le=60, description="Seconds between two echo requests.")
+    interval: float = Field(
+        0.2,
+        ge=0.002,
+        le=60,
+        description="Seconds between two echo requests (at least 0.002, as ping allows a user).",
+    )
     reply_timeout: float = Field(
         1.0,
         gt=0,
@@ -129,12 +135,11 @@ class _Tally:
             found["duplicates"] = self.duplicates
         if self.rtts:
             rtts = list(self.rtts.values())
-            found.update(
-                rtt_min=min(rtts),
-                rtt_avg=statistics.fmean(rtts),
-                rtt_max=max(rtts),
-                rtt_stddev=statistics.pstdev(rtts),
-            )
+            average = sum(rtts) / len(rtts)
+            # The population standard deviation, as ping's mdev (statistics.pstdev
+            # computes it exactly, with fractions: far slower for the same figure).
+            spread = math.sqrt(sum((rtt - average) ** 2 for rtt in rtts) / len(rtts))
+            found.update(rtt_min=min(rtts), rtt_avg=average, rtt_max=max(rtts), rtt_stddev=spread)
         if self.ttls:
             found["reply_ttl"] = min(self.ttls)
         return found
@@ -163,23 +168,21 @@ class _Session:
 
     def receive(self, tally: _Tally, ctx: anyprobe.CheckContext) -> None:
         """Read what is waiting; count each reply that answers one of our requests."""
-        self._receive_errors(tally, ctx)
-        for _ in range(_READS_PER_WAKE):
+        for index in range(_READS_PER_WAKE):
             try:
                 data, ancillary, _flags, _peer = self.sock.recvmsg(65535, _ANCILLARY)
             except (BlockingIOError, InterruptedError):
+                if index == 0:  # woken with nothing to read: an error is queued
+                    self._receive_errors(tally, ctx)
                 return
-            except OSError as exc:  # the socket's error, also in the error queue
-                tally.error = tally.error or fail_from_os_error(exc).summary
+            except OSError:  # an ICMP error came: the kernel queued it
+                self._receive_errors(tally, ctx)
                 continue
             arrived = time.perf_counter()
-            echo = parse_reply(self.family, self.raw, data, ancillary, self.address, self.local)
-            if (
-                echo is None
-                or echo.identifier != self.identifier
-                or echo.sequence not in self.sequences
-                or echo.payload != self.payload
-            ):
+            echo = parse_reply(
+                self.family, self.raw, data, ancillary, self.address, self.local, self.identifier
+            )
+            if echo is None or echo.sequence not in self.sequences or echo.payload != self.payload:
                 continue  # another program's ping, or not an echo reply
             if echo.sequence in tally.rtts:
                 tally.duplicates += 1
@@ -239,7 +242,7 @@ class IcmpProbe(anyprobe.Probe[IcmpOptions]):
             port = -1
         if port is not None or url.netloc.endswith(":"):
             raise anyprobe.TargetError(f"{text}: ICMP has no ports (write icmp://HOST)")
-        if url.path not in ("", "/") or url.query or url.fragment:
+        if url.path not in ("", "/") or url.query or url.fragment or "@" in url.netloc:
             raise anyprobe.TargetError(f"{text}: nothing may follow the host (write icmp://HOST)")
         return host, None
 
@@ -262,18 +265,24 @@ class IcmpProbe(anyprobe.Probe[IcmpOptions]):
         ctx.metrics["address"] = address
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         try:
-            sock, kind = open_socket(family, options.socket_type)
+            # Once refused, a kind of socket is not asked for again in the run.
+            refused = ctx.shared(("anyprobe.icmp refused sockets", family), dict[str, str])
+            sock, kind = open_socket(family, options.socket_type, refused)
         except NoIcmpSocket as exc:
             raise anyprobe.CheckFailed(str(exc), status=anyprobe.Status.UNKNOWN) from None
         ctx.metrics["socket_type"] = kind
         tally = _Tally()
         with sock, ctx.phase("rtt"):
             try:
-                local, port = prepare(sock, family, address, options.ttl)
+                local, port = prepare(sock, family, kind == "raw", address, options.ttl)
             except OSError as exc:  # no route: connecting looks the route up
                 raise fail_from_os_error(exc) from None
             # A datagram socket's identifier is its port, chosen by the kernel.
-            identifier = port if kind == "datagram" else random.getrandbits(16)
+            if kind == "datagram":
+                identifier = port
+            else:
+                identifier = random.getrandbits(16)
+                only_replies_to(sock, family, identifier)
             ctx.trace(f"{kind} socket from {local}, echo identifier {identifier}")
             session = _Session(
                 sock, family, kind == "raw", address, local, identifier, _payload(options)
@@ -301,7 +310,7 @@ async def _exchange(
     last_reply_at = stop_at
     while True:
         now = anyio.current_time()
-        if tally.sent < options.count and now >= next_send:
+        if tally.sent < options.count and next_send <= now < stop_at:
             sequence = tally.sent + 1
             try:
                 session.send(sequence)
@@ -310,7 +319,8 @@ async def _exchange(
             except OSError as exc:
                 raise fail_from_os_error(exc) from None
             tally.sent += 1
-            next_send += options.interval
+            # Behind time (the event loop was busy): no burst to catch up.
+            next_send = max(next_send + options.interval, now + options.interval / 2)
             if tally.sent == options.count:
                 last_reply_at = min(now + options.reply_timeout, stop_at)
             continue

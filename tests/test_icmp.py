@@ -172,7 +172,7 @@ async def test_count_and_interval_longer_than_the_timeout_is_unknown(
     ("options", "field"),
     [
         ({"count": 0}, "count"),
-        ({"interval": 0}, "interval"),
+        ({"interval": 0.001}, "interval"),
         ({"payload_size": -1}, "payload_size"),
         ({"ttl": 256}, "ttl"),
         ({"loss_warning": 101}, "loss_warning"),
@@ -196,6 +196,7 @@ def test_bad_options_are_refused_before_the_run(
         ("icmp:///", "no host in the URL"),
         ("icmp://host/path", "nothing may follow the host"),
         ("icmp://host?x=1", "nothing may follow the host"),
+        ("icmp://user@host", "nothing may follow the host"),
     ],
 )
 def test_bad_urls_are_refused(manager: PluginManager, url: str, message: str) -> None:
@@ -254,28 +255,29 @@ def test_icmpv6_checksum_covers_the_addresses() -> None:
     reply = bytes([129]) + packet[1:]  # type 129, the checksum now off by 1 << 8
     fixed = struct.pack("!H", (struct.unpack("!H", packet[2:4])[0] - 0x0100) % 0xFFFF)
     reply = reply[:2] + fixed + reply[4:]
-    echo = parse_reply(socket.AF_INET6, False, reply, [], "::1", "::1")
+    echo = parse_reply(socket.AF_INET6, False, reply, [], "::1", "::1", 7)
     assert echo is not None and (echo.identifier, echo.sequence, echo.payload) == (7, 9, b"xyz")
     # The same bytes from another address do not add up: refused.
-    assert parse_reply(socket.AF_INET6, False, reply, [], "::2", "::1") is None
+    assert parse_reply(socket.AF_INET6, False, reply, [], "::2", "::1", 7) is None
 
 
 def test_corrupt_or_other_messages_are_not_replies() -> None:
     request = echo_request(socket.AF_INET, 1, 1, b"data", "127.0.0.1", "127.0.0.1")
-    assert parse_reply(socket.AF_INET, False, request, [], "", "") is None  # a request
+    assert parse_reply(socket.AF_INET, False, request, [], "", "", 1) is None  # a request
     reply = (
         b"\0"
         + request[1:2]
         + struct.pack("!H", checksum(b"\0" + request[1:2] + b"\0\0" + request[4:]))
         + request[4:]
     )
-    assert parse_reply(socket.AF_INET, False, reply, [], "", "") is not None
+    assert parse_reply(socket.AF_INET, False, reply, [], "", "", 1) is not None
+    assert parse_reply(socket.AF_INET, False, reply, [], "", "", 2) is None  # not ours
     corrupt = reply[:-1] + b"X"
-    assert parse_reply(socket.AF_INET, False, corrupt, [], "", "") is None
-    assert parse_reply(socket.AF_INET, False, reply[:5], [], "", "") is None
+    assert parse_reply(socket.AF_INET, False, corrupt, [], "", "", 1) is None
+    assert parse_reply(socket.AF_INET, False, reply[:5], [], "", "", 1) is None
     # A raw IPv4 socket reads the IP header first: its TTL is the reply's.
     header = bytes([0x45, 0, 0, 0, 0, 0, 0, 0, 57, 1, 0, 0]) + bytes(8)
-    echo = parse_reply(socket.AF_INET, True, header + reply, [], "", "")
+    echo = parse_reply(socket.AF_INET, True, header + reply, [], "", "", 1)
     assert echo is not None and echo.ttl == 57
 
 
