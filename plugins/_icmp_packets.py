@@ -8,13 +8,16 @@ Two kinds of socket send echo requests:
   The kernel picks the echo identifier and hands the socket only the replies
   that carry it; what is read is the ICMP message alone.
 - a *raw* socket (``SOCK_RAW``), for root or a process with ``CAP_NET_RAW``.
-  It receives a copy of every ICMP message the host gets from the address it
-  is connected to (with IPv4, behind the IP header), so replies are matched
-  on type, identifier, sequence number and payload.
+  It would receive a copy of every ICMP message the host gets from the
+  address it is connected to (with IPv4, behind the IP header); a kernel
+  filter, as ping's, passes it only the echo replies with its identifier.
 
-Both are connected to the target: the kernel then passes on only what comes
-from that address, and a hard ICMP error (host or network unreachable) shows
-as the socket's error on the next receive.
+Replies are matched in full either way: type, identifier, sequence number,
+payload and checksum. Both sockets are connected to the target, so the
+kernel passes on only what comes from that address, and both ask for ICMP
+errors about their requests (``IP_RECVERR``): unreachable, TTL exceeded and
+the like come through the socket's error queue, with the router that sent
+them.
 """
 
 from __future__ import annotations
