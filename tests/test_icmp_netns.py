@@ -8,7 +8,9 @@ answers the echo requests. Faults are made there with nftables rules on
 echo requests (dropped all, every other one, at random, or unless their TTL
 is 7), and with netem on the client's link where the kernel has it.
 10.248.9.3 is on the link but absent (its ARP request goes unanswered), and
-10.248.10.1 has no route at all.
+10.248.10.1 has no route at all. Three more namespaces put a router between
+a client and a host (10.248.14.0/30 and 10.248.15.0/30, fd00:248:14::/64
+and fd00:248:15::/64), for a TTL that runs out on the way.
 
 The client namespace's ``net.ipv4.ping_group_range`` selects the socket:
 "1 0" (no group may open an ICMP datagram socket, the kernel's default) with
@@ -339,3 +341,78 @@ def test_absent_neighbour_is_host_unreachable(clean: Hosts, backend: str, socket
         f"host unreachable (from {CLIENT_V4})"
     )
     assert record["error"]["phase"] == "rtt"
+
+
+# -- a router between client and host ------------------------------------------
+
+ROUTED_CLIENT = ("10.248.14.1", "fd00:248:14::1")
+ROUTER_NEAR = ("10.248.14.2", "fd00:248:14::2")
+ROUTER_FAR = ("10.248.15.1", "fd00:248:15::1")
+FAR_HOST = ("10.248.15.2", "fd00:248:15::2")
+
+
+@pytest.fixture(scope="module")
+def routed(hosts: Hosts) -> Iterator[str]:
+    """A client, a router and a host behind it (three more namespaces); the
+    client's name. The router answers a request whose TTL runs out."""
+    suffix = str(os.getpid())
+    client, router, far = (f"anyprobe-i{n}{suffix}" for n in ("rc", "rr", "rf"))
+    created: list[str] = []
+    try:
+        for namespace in (client, router, far):
+            _run("ip", "netns", "add", namespace)
+            created.append(namespace)
+            _run("ip", "-n", namespace, "link", "set", "lo", "up")
+        for index, (left, right, left_addresses, right_addresses) in enumerate(
+            ((client, router, ROUTED_CLIENT, ROUTER_NEAR), (router, far, ROUTER_FAR, FAR_HOST))
+        ):
+            left_dev, right_dev = f"ail{index}{suffix}"[:15], f"air{index}{suffix}"[:15]
+            _run("ip", "-n", left, "link", "add", left_dev, "type", "veth", "peer", "name",
+                 right_dev, "netns", right)  # fmt: skip
+            for namespace, dev, (v4, v6) in (
+                (left, left_dev, left_addresses),
+                (right, right_dev, right_addresses),
+            ):
+                _run("ip", "-n", namespace, "addr", "add", f"{v4}/30", "dev", dev)
+                _run("ip", "-n", namespace, "addr", "add", f"{v6}/64", "dev", dev, "nodad")
+                _run("ip", "-n", namespace, "link", "set", dev, "up")
+        for namespace, (v4, v6) in ((client, ROUTER_NEAR), (far, ROUTER_FAR)):
+            _run("ip", "-n", namespace, "route", "add", "default", "via", v4)
+            _run("ip", "-n", namespace, "-6", "route", "add", "default", "via", v6)
+        for setting in (
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv4.icmp_ratelimit=0",
+            "net.ipv6.icmp.ratelimit=0",
+        ):
+            _run("ip", "netns", "exec", router, "sysctl", "-qw", setting)
+        _run("ip", "netns", "exec", client, "sysctl", "-qw",
+             "net.ipv4.ping_group_range=0 2147483647")  # fmt: skip
+        yield client
+    finally:
+        for namespace in created:
+            _run("ip", "netns", "del", namespace, check=False)
+
+
+@BACKENDS
+@pytest.mark.parametrize("socket_type", ["raw", "datagram"])
+@pytest.mark.parametrize("family", [0, 1], ids=["ipv4", "ipv6"])
+def test_ttl_running_out_at_a_router_is_critical_and_names_it(
+    hosts: Hosts, routed: str, backend: str, socket_type: str, family: int
+) -> None:
+    via = Hosts(routed, hosts.server, hosts.device)  # anyprobe runs in the routed client
+    target = url(FAR_HOST[family])
+    expired = "time to live exceeded" if family == 0 else "hop limit exceeded"
+    record, done = via.anyprobe(
+        backend, target, "count=1", "ttl=1", "reply_timeout=3", f"socket_type={socket_type}"
+    )
+    assert done.returncode == 2, record["summary"]
+    assert record["summary"] == (
+        f"no reply from {FAR_HOST[family]} to 1 echo requests (100% loss): "
+        f"{expired} in transit (from {ROUTER_NEAR[family]})"
+    )
+    record, done = via.anyprobe(backend, target, "count=2", "interval=0.01", "ttl=2",
+                                f"socket_type={socket_type}")  # fmt: skip
+    assert done.returncode == 0, record["summary"]
+    # The far host's replies leave with 64 and cross the router: one less.
+    assert record["metrics"]["reply_ttl"] == 63
