@@ -416,3 +416,18 @@ def test_ttl_running_out_at_a_router_is_critical_and_names_it(
     assert done.returncode == 0, record["summary"]
     # The far host's replies leave with 64 and cross the router: one less.
     assert record["metrics"]["reply_ttl"] == 63
+
+
+@BACKENDS
+def test_waiting_for_lost_replies_ends_before_the_checks_deadline(
+    clean: Hosts, backend: str
+) -> None:
+    # reply_timeout is longer than the check's timeout: the wait stops
+    # short of the deadline, so the verdict is the loss, not "timed out".
+    clean.nft("icmp type echo-request")
+    record, done = clean.anyprobe(
+        backend, url(SERVER_V4), "count=2", "interval=0.1", "reply_timeout=30", timeout="1"
+    )
+    assert done.returncode == 2
+    assert record["summary"] == f"no reply from {SERVER_V4} to 2 echo requests (100% loss)"
+    assert record["error"]["type"] == "CheckFailed"  # the probe's verdict, not core's timeout
