@@ -15,9 +15,11 @@ import struct
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import anyprobe
-from anyprobe import OptionsError, PluginManager, Result, Status, TargetError
+from anyprobe import AnyprobeError, OptionsError, PluginManager, Result, Status, TargetError
 from anyprobe.plugins._icmp_packets import (
     NoIcmpSocket,
     checksum,
@@ -295,3 +297,16 @@ def test_round_trip_prefers_the_kernels_receive_time(
 ) -> None:
     sent = (10.0, 1_000_000_000)  # on the performance counter, and in real-time ns
     assert _round_trip(sent, 10.0003, kernel_ns) == pytest.approx(expected)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rest=st.text(alphabet=st.sampled_from("ab1:[]@/?#%.-_ \x00é"), max_size=20))
+def test_any_icmp_url_is_a_target_or_one_clear_error(manager: PluginManager, rest: str) -> None:
+    try:
+        [target] = anyprobe.prepare([f"icmp://{rest}"], manager=manager)[1]
+    except AnyprobeError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert target.host and target.port is None
