@@ -461,6 +461,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = tuple(
         "ssh",
         "udp",
         "ntp",
+        "icmp",
         "table",
         "jsonl",
         "junit",
