@@ -49,11 +49,28 @@ class _State:
 
     @property
     def manager(self) -> PluginManager:
+        """A manager with every plugin loaded."""
         from ._manager import PluginManager
 
         if self._manager is None:
             self._manager = PluginManager()
             self._manager.load_entrypoints(autoload=self.autoload)
+        return self._manager
+
+    def manager_for(self, urls: Sequence[str], reports: Sequence[str]) -> PluginManager:
+        """A manager with the plugins these targets and ``-r`` specs need: the
+        others are imported only if something asks for them (an unknown scheme
+        or reporter), so a ``tcp://`` check starts without HTTP, DNS or SSH."""
+        from ._cli_reporters import report_name
+        from ._manager import PluginManager
+
+        if self._manager is None:
+            self._manager = PluginManager()
+            self._manager.load_entrypoints(
+                autoload=self.autoload,
+                schemes={url.partition(":")[0] for url in urls},
+                reporters={report_name(spec) for spec in reports} if reports else {"table"},
+            )
         return self._manager
 
 
@@ -243,15 +260,16 @@ def check(
     if not urls:
         raise click.UsageError("no targets: give TARGET arguments or -i FILE")
     options = parse_set(assignments)
+    manager = state.manager_for([url for url, _ in urls], run_args["reports"])
     built = build_targets(
-        state.manager,
+        manager,
         urls,
         options=options,
         timeout=run_args["timeout"] or DEFAULT_TIMEOUT,
         retries=run_args["retries"] or 0,
         source=source,
     )
-    reporters = _reporters(state.manager, run_args["reports"], [], reads=input_file)
+    reporters = _reporters(manager, run_args["reports"], [], reads=input_file)
     return _execute(state, _shard(built, run_args["shard"]), reporters, run_args)
 
 

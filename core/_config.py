@@ -14,7 +14,7 @@ import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -24,7 +24,6 @@ from ._inputs import TomlLimitError, loads_toml
 from ._manager import PluginManager
 from ._model import Target
 from ._reporter import Reporter
-from ._serve_config import ServeTables, parse_serve_tables
 from ._targets import (
     CHECK_FIELDS,
     TargetFactory,
@@ -32,6 +31,9 @@ from ._targets import (
     split_url,
     validate_options,
 )
+
+if TYPE_CHECKING:
+    from ._serve_config import ServeTables
 
 TOP_LEVEL = ("defaults", "check", "reporter", "module", "serve")
 _TABLE_SHAPES = {"defaults": "[defaults]", "module": "[module.NAME]", "serve": "[serve]"}
@@ -215,6 +217,8 @@ def parse_config(
     reporters = parser.reporters()
     serve = None
     if "module" in document or "serve" in document:
+        from ._serve_config import parse_serve_tables
+
         serve = parse_serve_tables(document, manager, parser.fail)
     return Config(path, targets, reporters, defaults, probe_defaults, intervals, serve)
 
@@ -380,7 +384,7 @@ def make_reporter(
     manager: PluginManager, name: str, options: Mapping[str, Any]
 ) -> tuple[str, Reporter[Any]]:
     """An instance of reporter ``name`` with validated ``options``."""
-    reporter_type = manager.reporters.get(name)
+    reporter_type = manager.reporter_type(name)
     if reporter_type is None:
         known = ", ".join(sorted(manager.reporters)) or "none"
         raise OptionsError(
