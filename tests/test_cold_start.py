@@ -166,3 +166,23 @@ def test_a_builtin_that_does_not_say_what_it_registers_is_always_imported(
     monkeypatch.delitem(BUILTIN_REGISTERS, "dns")
     needed = builtins_for({"tcp"}, {"table"})
     assert needed == ("anyprobe.plugins.tcp", "anyprobe.plugins.dns", "anyprobe.plugins.table")
+
+
+def test_version_verbose_names_the_event_loops_available() -> None:
+    import importlib.util
+
+    from .cli import anyprobe
+
+    assert anyprobe("--version").stdout.splitlines() == [
+        f"anyprobe, version {__import__('anyprobe').__version__}"
+    ]
+    for args in (("--version", "-v"), ("-v", "--version")):
+        proc = anyprobe(*args)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[0].startswith("anyprobe, version ")
+        assert any(line.startswith("asyncio: built in") for line in lines)
+        for module in ("trio", "uvloop"):
+            (line,) = [line for line in lines if line.startswith(f"{module}: ")]
+            installed = importlib.util.find_spec(module) is not None
+            assert ("not installed" not in line) is installed, line
