@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -149,6 +148,8 @@ def load_config(
         raise ConfigError(f"cannot read config: {exc.strerror or exc}", source=source) from None
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"larger than {MAX_CONFIG_BYTES // 2**20} MiB", source=source)
+    import tomllib
+
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
         document = loads_toml(text)

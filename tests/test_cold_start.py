@@ -77,6 +77,8 @@ def test_tcp_check_imports_no_http_dns_or_ssh_plugin(tmp_path: Path, backend: st
         assert imported(modules, plugin) == [], plugin
     # Nor what only other reporters, serve or the terminal need.
     assert not {"rich", "prometheus_client", "httpx", "anyprobe._serve_config"} & modules
+    if backend == "trio":
+        assert "asyncio" not in modules  # the asyncio bridge imports it only when used
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
