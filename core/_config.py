@@ -44,7 +44,8 @@ MAX_CONFIG_BYTES = 64 * 2**20
 class RunDefaults(BaseModel):
     """The run settings of ``[defaults]`` (probe options there are checked per probe)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # Built on first use: `anyprobe check` imports this module but reads no config.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
 
     timeout: float = Field(DEFAULT_TIMEOUT, gt=0, description="Seconds allowed per attempt.")
     retries: int = Field(0, ge=0, le=10, description="Attempts after the first, on failure.")
@@ -59,7 +60,7 @@ class RunDefaults(BaseModel):
 class CheckSettings(BaseModel):
     """The fields of a ``[[check]]`` that core handles (the rest are probe options)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
 
     url: str = Field(description="The target URL; its scheme picks the probe.")
     name: str | None = Field(None, min_length=1, description="Defaults to the URL.")
