@@ -201,6 +201,32 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal of :data:`GOALS` with this report's figure (CPU-time ratio, the
+    one a loaded machine disturbs least): fields of run_all.py's ``Goal``."""
+    found = []
+    for name, goal in GOALS.items():
+        row = report.get("rows", {}).get(name)
+        if row is None:
+            continue
+        ratio = row["cpu_ratio"]
+        found.append(
+            {
+                "name": f"Cold start, one {name.rpartition(' ')[2]} check",
+                "target": f"`{name}` <= {goal:g}x `{BASELINE}`",
+                "measured": f"{ratio:.2f}x CPU, {row['wall_ratio']:.2f}x wall",
+                "met": ratio <= goal,
+                "why": (
+                    f"over by {ratio / goal - 1:.0%}. What the check imports beside anyio: "
+                    "asyncio (anyio's asyncio backend), pydantic and pydantic-core (every "
+                    "probe's options are a pydantic model), click, and anyprobe's own "
+                    "modules; the Cold start section has the profile."
+                ),
+            }
+        )
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
