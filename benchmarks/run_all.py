@@ -404,6 +404,14 @@ def main() -> None:
 
         sections.append(section("Start-up", "python benchmarks/startup_bench.py",
                                 startup_bench.markdown(startup), raw=True))  # fmt: skip
+    cold: dict[str, Any] = {}
+    if "cold_start" not in args.skip:
+        cold_args = ["--repeat", "5" if quick else "30", "--json"]
+        cold = json.loads(run_or_load("cold_start", "cold_start_bench.py", *cold_args) or "{}")
+        import cold_start_bench
+
+        sections.append(section("Cold start", "python benchmarks/cold_start_bench.py",
+                                cold_start_bench.markdown(cold), raw=True))  # fmt: skip
     bench("heartbeat", "Embedding: the host's event loop beside anyprobe.check()",
           "heartbeat_bench.py", "--runs", "1" if quick else "3")  # fmt: skip
     if "peers" not in args.skip:
@@ -416,6 +424,8 @@ def main() -> None:
 
     goals = http_goals(http, false_timeouts) + null_goals(null) + scale_goals(scale)
     goals += startup_goals(startup)
+    if cold:
+        goals += [Goal(**goal) for goal in cold_start_bench.goals(cold)]
     plotted = plot(http, null, scale)
     Path(args.output).write_text(page(sections, goals, plotted, args))
     print(goal_table(goals))

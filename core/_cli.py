@@ -49,11 +49,28 @@ class _State:
 
     @property
     def manager(self) -> PluginManager:
+        """A manager with every plugin loaded."""
         from ._manager import PluginManager
 
         if self._manager is None:
             self._manager = PluginManager()
             self._manager.load_entrypoints(autoload=self.autoload)
+        return self._manager
+
+    def manager_for(self, urls: Sequence[str], reports: Sequence[str]) -> PluginManager:
+        """A manager with the plugins these targets and ``-r`` specs need: the
+        others are imported only if something asks for them (an unknown scheme
+        or reporter), so a ``tcp://`` check starts without HTTP, DNS or SSH."""
+        from ._cli_reporters import report_name
+        from ._manager import PluginManager
+
+        if self._manager is None:
+            self._manager = PluginManager()
+            self._manager.load_entrypoints(
+                autoload=self.autoload,
+                schemes={url.partition(":")[0] for url in urls},
+                reporters={report_name(spec) for spec in reports} if reports else {"table"},
+            )
         return self._manager
 
 
@@ -76,8 +93,62 @@ def _echo_err(message: str) -> None:
     click.echo(f"anyprobe: {message}", err=True)
 
 
+#: Event-loop libraries ``--version -v`` reports: import name, what anyprobe does
+#: with it, what to install when it is missing.
+EVENT_LOOP_LIBRARIES = (
+    ("anyio", "runs anyprobe on either loop", "anyprobe"),
+    ("trio", "--backend trio", "anyprobe[trio]"),
+    ("uvloop", "a faster asyncio loop; anyprobe does not use it yet", "uvloop"),
+)
+
+
+def version_lines(verbose: int) -> list[str]:
+    """What ``--version`` prints; with ``-v`` also Python and the event loops available."""
+    lines = [f"anyprobe, version {__version__}"]
+    if verbose <= 0:
+        return lines
+    import importlib.metadata
+    import importlib.util
+    import platform
+
+    lines.append(f"python {platform.python_version()} ({platform.python_implementation()})")
+    lines.append("asyncio: built in (--backend asyncio, the default)")
+    for module, role, install in EVENT_LOOP_LIBRARIES:
+        if importlib.util.find_spec(module) is None:
+            lines.append(f"{module}: not installed ({role}; pip install '{install}')")
+            continue
+        try:
+            version = importlib.metadata.version(module)
+        except importlib.metadata.PackageNotFoundError:
+            version = "installed"
+        lines.append(f"{module}: {version} ({role})")
+    return lines
+
+
+class _VersionOption(click.Option):
+    """``-V/--version``, which reads ``-v`` wherever it is on the command line
+    (click hands an eager option's callback only the options before it)."""
+
+    def handle_parse_result(
+        self, ctx: click.Context, opts: Any, args: list[str]
+    ) -> tuple[Any, list[str]]:
+        if opts.get(self.name) and not ctx.resilient_parsing:
+            for line in version_lines(int(opts.get("verbose") or 0)):
+                click.echo(line)
+            ctx.exit()
+        return super().handle_parse_result(ctx, opts, args)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, "-V", "--version", prog_name="anyprobe")
+@click.option(
+    "-V",
+    "--version",
+    cls=_VersionOption,
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    help="Show the version and exit; with -v also Python and the event loops available.",
+)
 @click.option("-v", "--verbose", count=True, help="More diagnostics on stderr (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="Only problems: no summary, no progress.")
 @click.option(
@@ -243,15 +314,16 @@ def check(
     if not urls:
         raise click.UsageError("no targets: give TARGET arguments or -i FILE")
     options = parse_set(assignments)
+    manager = state.manager_for([url for url, _ in urls], run_args["reports"])
     built = build_targets(
-        state.manager,
+        manager,
         urls,
         options=options,
         timeout=run_args["timeout"] or DEFAULT_TIMEOUT,
         retries=run_args["retries"] or 0,
         source=source,
     )
-    reporters = _reporters(state.manager, run_args["reports"], [], reads=input_file)
+    reporters = _reporters(manager, run_args["reports"], [], reads=input_file)
     return _execute(state, _shard(built, run_args["shard"]), reporters, run_args)
 
 

@@ -19,6 +19,15 @@ if TYPE_CHECKING:
 REPORT_SYNTAX = "expected NAME, NAME=DEST or NAME:KEY=VALUE[,KEY=VALUE...]"
 
 
+def _name_end(spec: str) -> int:
+    return min((i for i in (spec.find(":"), spec.find("=")) if i >= 0), default=len(spec))
+
+
+def report_name(spec: str) -> str:
+    """The reporter name of a ``-r`` spec (see :func:`parse_report`)."""
+    return spec[: _name_end(spec)].strip()
+
+
 def parse_report(manager: PluginManager, spec: str) -> tuple[str, dict[str, Any], str]:
     """``-r NAME``, ``-r NAME=DEST`` (DEST as typed, ':' and ',' included) or
     ``-r NAME:KEY=VALUE,KEY=VALUE`` (each VALUE read like ``--set``'s; a ','
@@ -29,11 +38,11 @@ def parse_report(manager: PluginManager, spec: str) -> tuple[str, dict[str, Any]
 
     from ._targets import SetValue, _plain, parse_value
 
-    cut = min((i for i in (spec.find(":"), spec.find("=")) if i >= 0), default=len(spec))
+    cut = _name_end(spec)
     name, separator, rest = spec[:cut].strip(), spec[cut : cut + 1], spec[cut + 1 :]
     if not name:
         raise UsageError(f"--report {spec!r}: {REPORT_SYNTAX}")
-    reporter_type = manager.reporters.get(name)
+    reporter_type = manager.reporter_type(name)
     if separator == "=":
         # The reporter says which option DEST fills: a file's path, a notifier's URL.
         destination = reporter_type.destination if reporter_type else "path"

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -24,7 +23,6 @@ from ._inputs import TomlLimitError, loads_toml
 from ._manager import PluginManager
 from ._model import Target
 from ._reporter import Reporter
-from ._serve_config import ServeTables, parse_serve_tables
 from ._targets import (
     CHECK_FIELDS,
     TargetFactory,
@@ -32,6 +30,9 @@ from ._targets import (
     split_url,
     validate_options,
 )
+
+if TYPE_CHECKING:
+    from ._serve_config import ServeTables
 
 TOP_LEVEL = ("defaults", "check", "reporter", "module", "serve")
 _TABLE_SHAPES = {"defaults": "[defaults]", "module": "[module.NAME]", "serve": "[serve]"}
@@ -43,7 +44,8 @@ MAX_CONFIG_BYTES = 64 * 2**20
 class RunDefaults(BaseModel):
     """The run settings of ``[defaults]`` (probe options there are checked per probe)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # Built on first use: `anyprobe check` imports this module but reads no config.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
 
     timeout: float = Field(DEFAULT_TIMEOUT, gt=0, description="Seconds allowed per attempt.")
     retries: int = Field(0, ge=0, le=10, description="Attempts after the first, on failure.")
@@ -58,7 +60,7 @@ class RunDefaults(BaseModel):
 class CheckSettings(BaseModel):
     """The fields of a ``[[check]]`` that core handles (the rest are probe options)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
 
     url: str = Field(description="The target URL; its scheme picks the probe.")
     name: str | None = Field(None, min_length=1, description="Defaults to the URL.")
@@ -147,6 +149,8 @@ def load_config(
         raise ConfigError(f"cannot read config: {exc.strerror or exc}", source=source) from None
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"larger than {MAX_CONFIG_BYTES // 2**20} MiB", source=source)
+    import tomllib
+
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
         document = loads_toml(text)
@@ -215,6 +219,8 @@ def parse_config(
     reporters = parser.reporters()
     serve = None
     if "module" in document or "serve" in document:
+        from ._serve_config import parse_serve_tables
+
         serve = parse_serve_tables(document, manager, parser.fail)
     return Config(path, targets, reporters, defaults, probe_defaults, intervals, serve)
 
@@ -380,7 +386,7 @@ def make_reporter(
     manager: PluginManager, name: str, options: Mapping[str, Any]
 ) -> tuple[str, Reporter[Any]]:
     """An instance of reporter ``name`` with validated ``options``."""
-    reporter_type = manager.reporters.get(name)
+    reporter_type = manager.reporter_type(name)
     if reporter_type is None:
         known = ", ".join(sorted(manager.reporters)) or "none"
         raise OptionsError(

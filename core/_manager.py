@@ -7,7 +7,7 @@ runs with different plugins can coexist in one process.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
+import importlib
 import inspect
 import logging
 import os
@@ -76,7 +76,11 @@ class PluginManager:
         self._schemes: dict[str, str] = {}
         self._reporters: dict[str, type[Reporter[Any]]] = {}
         self._demo_services: list[Callable[..., Any]] = []
+        # anyprobe's own plugins a run did not ask for (see load_entrypoints):
+        # imported the first time something asks for what they may hold.
+        self._deferred: list[str] = []
         self._collected = False
+        self._demos_collected = False
         # Runs in several threads may share a manager: the first to read it
         # collects what the plugins registered while the others wait.
         self._collect_lock = threading.RLock()
@@ -90,6 +94,8 @@ class PluginManager:
         autoload: bool = True,
         only: Iterable[str] | None = None,
         cached: bool = False,
+        schemes: Iterable[str] | None = None,
+        reporters: Iterable[str] | None = None,
     ) -> None:
         """Load anyprobe's own plugins, then third-party ones from the ``anyprobe``
         entry-point group.
@@ -102,11 +108,34 @@ class PluginManager:
         names given. ``cached`` reuses what an earlier call in this process found
         (see :func:`forget_discovered_plugins`) instead of scanning the installed
         packages again.
+
+        ``schemes`` and ``reporters`` (URL schemes and reporter names a run
+        needs) import only those of anyprobe's own plugins that register them
+        (:data:`BUILTIN_REGISTERS`), so that a ``tcp://`` check never imports
+        the HTTP, DNS or SSH plugins. The others are imported the first time
+        something asks for more: a scheme or reporter not found
+        (:meth:`probe_for_scheme`, :meth:`reporter_type`), :attr:`plugins` or
+        :attr:`demo_services`. Until then :attr:`probes`, :attr:`schemes`,
+        :attr:`reporters` and :attr:`broken` hold what is loaded. Third-party
+        plugins are imported all the same: what they register is only known
+        once they are imported.
         """
         if only is None and LOAD_PLUGINS_ENV in os.environ:
             only = [n.strip() for n in os.environ[LOAD_PLUGINS_ENV].split(",") if n.strip()]
         wanted = frozenset(only) if only is not None else None
-        found = _discovered(autoload, wanted) if cached else _discover(autoload, wanted)
+        builtins = BUILTIN_PLUGINS
+        if schemes is not None or reporters is not None:
+            builtins = builtins_for(schemes or (), reporters or ())
+        if cached:
+            found = _discovered(autoload, wanted, builtins)
+        else:
+            found = _discover(autoload, wanted, builtins)
+        self._deferred.extend(
+            m for m in BUILTIN_PLUGINS if m not in builtins and m not in self._deferred
+        )
+        self._add_found(found)
+
+    def _add_found(self, found: Iterable[_Found]) -> None:
         for plugin in found:
             if plugin.info.name in self._infos:
                 continue
@@ -117,6 +146,25 @@ class PluginManager:
                     self.hook_manager.register(plugin.plugin, name=info.name)
                 except pluggy.PluginValidationError as exc:
                     self._mark_broken(info.name, _one_line(exc))
+            self._collected = False
+
+    def _load_deferred(self) -> None:
+        """Import anyprobe's own plugins that :meth:`load_entrypoints` left out."""
+        if not self._deferred:
+            return
+        with self._collect_lock:
+            modules, self._deferred = tuple(self._deferred), []
+            self._add_found(_import_builtins(modules))
+            # Load order decides who owns a scheme: anyprobe's own plugins first,
+            # as when they load at once.
+            builtin = [
+                name
+                for name, info in self._infos.items()
+                if info.package == "anyprobe" and info.module in BUILTIN_PLUGINS
+            ]
+            builtin.sort(key=lambda name: BUILTIN_PLUGINS.index(self._infos[name].module or ""))
+            rest = [name for name in self._infos if name not in builtin]
+            self._infos = {name: self._infos[name] for name in (*builtin, *rest)}
             self._collected = False
 
     def register(self, plugin: object, name: str | None = None) -> str:
@@ -277,7 +325,7 @@ class PluginManager:
 
         self._call("anyprobe_register_probes", register=registrar("probe", _check_probe))
         self._call("anyprobe_register_reporters", register=registrar("reporter", _check_reporter))
-        self._call("anyprobe_demo_services", register=registrar("demo", lambda item: None))
+        self._demos_collected = False
         for name, info in list(self._infos.items()):
             if name in staged and not info.broken:
                 try:
@@ -290,7 +338,6 @@ class PluginManager:
         probes: dict[str, Probe[Any]] = {}
         schemes: dict[str, str] = {}
         reporters: dict[str, type[Reporter[Any]]] = {}
-        demos: list[Callable[..., Any]] = []
         for kind, item in items:
             if kind == "probe":
                 if item.name in self._probes or item.name in probes:
@@ -307,24 +354,43 @@ class PluginManager:
                 if item.name in self._reporters or item.name in reporters:
                     raise PluginError(f"reporter name {item.name!r} is already registered")
                 reporters[item.name] = item
-            else:
-                demos.append(item)
         self._probes.update(probes)
         self._schemes.update(schemes)
         self._reporters.update(reporters)
-        self._demo_services.extend(demos)
         info.probes.extend(probes)
         info.reporters.extend(reporters)
+
+    def _collect_demos(self) -> None:
+        """Call ``anyprobe_demo_services``: only ``anyprobe demo`` and the list of
+        plugins need it (the modules behind it start servers, a run does not)."""
+        self._collect()
+        with self._collect_lock:
+            if self._demos_collected:
+                return
+            self._demos_collected = True
+            staged: dict[str, list[Callable[..., Any]]] = {}
+
+            def register(item: Callable[..., Any]) -> None:
+                staged.setdefault(self._calling or "", []).append(item)
+
+            self._call("anyprobe_demo_services", register=register)
+            self._demo_services.clear()
+            for name, info in self._infos.items():
+                if name in staged and not info.broken:
+                    self._demo_services.extend(staged[name])
 
     @property
     def plugins(self) -> list[PluginInfo]:
         """Every plugin known, broken ones included, in load order."""
-        self._collect()
+        self._load_deferred()
+        self._collect_demos()
         return list(self._infos.values())
 
     @property
     def broken(self) -> list[PluginInfo]:
-        return [info for info in self.plugins if info.broken]
+        """The plugins loaded so far that are broken."""
+        self._collect()
+        return [info for info in self._infos.values() if info.broken]
 
     @property
     def probes(self) -> Mapping[str, Probe[Any]]:
@@ -346,12 +412,25 @@ class PluginManager:
 
     @property
     def demo_services(self) -> list[Callable[..., Any]]:
-        self._collect()
+        self._load_deferred()
+        self._collect_demos()
         return list(self._demo_services)
 
     def probe_for_scheme(self, scheme: str) -> Probe[Any] | None:
+        """The probe of URL scheme ``scheme``, or None when no plugin handles it."""
         name = self.schemes.get(scheme.lower())
+        if name is None and self._deferred:
+            self._load_deferred()
+            name = self.schemes.get(scheme.lower())
         return self._probes[name] if name else None
+
+    def reporter_type(self, name: str) -> type[Reporter[Any]] | None:
+        """The reporter type called ``name``, or None when no plugin registers it."""
+        found = self.reporters.get(name)
+        if found is None and self._deferred:
+            self._load_deferred()
+            found = self.reporters.get(name)
+        return found
 
     def call_firstresult(self, hook_name: str, **kwargs: Any) -> Any:
         """Call a ``firstresult`` hook (``anyprobe_metrics_registry``): the first
@@ -475,6 +554,42 @@ BUILTIN_PLUGINS: tuple[str, ...] = tuple(
 )
 
 
+#: What each of anyprobe's own plugins registers: ``(schemes, reporters)`` by the
+#: last part of its module's name. A run imports only the plugins it needs
+#: (:meth:`PluginManager.load_entrypoints`); a plugin of :data:`BUILTIN_PLUGINS`
+#: left out of this table is imported by every run. tests/test_cold_start.py
+#: checks the table against what the plugins register.
+BUILTIN_REGISTERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "tcp": (("tcp", "tls"), ()),
+    "http": (("http", "https"), ()),
+    "dns": (("dns",), ()),
+    "ssh": (("ssh",), ()),
+    "table": ((), ("table",)),
+    "jsonl": ((), ("jsonl",)),
+    "junit": ((), ("junit",)),
+    "prometheus": ((), ("prometheus",)),
+    "nagios": ((), ("nagios",)),
+    "webhook": ((), ("webhook",)),
+    "csv": ((), ("csv",)),
+    "markdown": ((), ("markdown",)),
+    "pushgateway": ((), ("pushgateway",)),
+}
+
+
+def builtins_for(schemes: Iterable[str], reporters: Iterable[str]) -> tuple[str, ...]:
+    """The modules of anyprobe's own plugins a run with these URL schemes and
+    reporters needs: those that register one of them, and those that do not
+    say what they register."""
+    schemes = {scheme.lower() for scheme in schemes}
+    reporters = set(reporters)
+    needed = []
+    for module in BUILTIN_PLUGINS:
+        registers = BUILTIN_REGISTERS.get(module.rpartition(".")[2])
+        if registers is None or schemes & {*registers[0]} or reporters & {*registers[1]}:
+            needed.append(module)
+    return tuple(needed)
+
+
 def _import_plugin(info: PluginInfo, load: Callable[[], object]) -> _Found:
     try:
         return _Found(info, load())
@@ -484,12 +599,11 @@ def _import_plugin(info: PluginInfo, load: Callable[[], object]) -> _Found:
         return _Found(info, None)
 
 
-def _discover(autoload: bool, wanted: frozenset[str] | None) -> list[_Found]:
-    """anyprobe's own plugins, then the installed ones (slow: blocking I/O)."""
+def _import_builtins(modules: Iterable[str]) -> list[_Found]:
+    """anyprobe's own plugins of ``modules``, imported."""
     from . import __version__
 
-    # anyprobe's own plugins first: a third-party one cannot take their schemes.
-    loaded = [
+    return [
         _import_plugin(
             PluginInfo(
                 name=module.rpartition(".")[2],
@@ -499,11 +613,24 @@ def _discover(autoload: bool, wanted: frozenset[str] | None) -> list[_Found]:
             ),
             lambda module=module: importlib.import_module(module),  # type: ignore[misc]
         )
-        for module in BUILTIN_PLUGINS
+        for module in modules
     ]
+
+
+def _discover(
+    autoload: bool, wanted: frozenset[str] | None, builtins: tuple[str, ...] = BUILTIN_PLUGINS
+) -> list[_Found]:
+    """anyprobe's own plugins of ``builtins``, then the installed ones (slow:
+    blocking I/O)."""
+    # anyprobe's own plugins first: a third-party one cannot take their schemes.
+    loaded = _import_builtins(builtins)
     if not autoload:
         return loaded
-    names = {found.info.name for found in loaded}
+    import importlib.metadata
+
+    # Every built-in name, loaded or not: an entry point of that name is one of
+    # anyprobe's own (pyproject.toml names them all) or would shadow one.
+    names = {module.rpartition(".")[2] for module in BUILTIN_PLUGINS}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.module in BUILTIN_PLUGINS or ep.name in names:
             continue
@@ -521,16 +648,18 @@ def _discover(autoload: bool, wanted: frozenset[str] | None) -> list[_Found]:
 
 
 _discovery_lock = threading.Lock()
-_discovery: dict[tuple[bool, frozenset[str] | None], list[_Found]] = {}
+_discovery: dict[tuple[bool, frozenset[str] | None, tuple[str, ...]], list[_Found]] = {}
 
 
-def _discovered(autoload: bool, wanted: frozenset[str] | None) -> list[_Found]:
+def _discovered(
+    autoload: bool, wanted: frozenset[str] | None, builtins: tuple[str, ...] = BUILTIN_PLUGINS
+) -> list[_Found]:
     """:func:`_discover` once per process and set of arguments, from any thread."""
-    key = (autoload, wanted)
+    key = (autoload, wanted, builtins)
     with _discovery_lock:
         found = _discovery.get(key)
         if found is None:
-            found = _discovery[key] = _discover(autoload, wanted)
+            found = _discovery[key] = _discover(autoload, wanted, builtins)
             for plugin in found:
                 if plugin.info.error:
                     # Once per process: an embedding program sees it in its own log.

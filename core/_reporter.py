@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import sys
 from collections.abc import AsyncIterator
@@ -342,6 +341,8 @@ class OutputFile:
 def _create_temp(target: str, existing_mode: int | None) -> tuple[str, TextIO]:
     """A new temporary file beside ``target``: the umask's mode for a new
     report (``mkstemp`` would give 0600), the existing file's mode otherwise."""
+    import secrets
+
     directory, name = os.path.split(target)
     for _ in range(100):
         temp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")

@@ -8,7 +8,6 @@ API all go through here, so they accept and reject exactly the same input.
 from __future__ import annotations
 
 import re
-import tomllib
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, NamedTuple, overload
@@ -90,6 +89,8 @@ def parse_value(text: str) -> Any:
     Raises :class:`~anyprobe._inputs.TomlLimitError` for a value nested too
     deep or a number too long.
     """
+    import tomllib
+
     try:
         return loads_toml(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

@@ -30,10 +30,10 @@ use and close them inside the call; return plain data).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import logging
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
@@ -45,6 +45,8 @@ import anyio.lowlevel
 from ._errors import AnyprobeError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ._probe import CheckContext
 
 __all__ = ["AsyncioBridge", "BridgeClosedError", "asyncio_bridge"]
@@ -70,7 +72,9 @@ def _caller_wake() -> tuple[Wake, bool]:
     Returns it and whether the caller's loop is asyncio.
     """
     native = anyio.lowlevel.current_token().native_token
-    if isinstance(native, asyncio.AbstractEventLoop):
+    # asyncio is imported where it is first needed: a trio run may never need it.
+    asyncio = sys.modules.get("asyncio")  # an asyncio loop means asyncio is imported
+    if asyncio is not None and isinstance(native, asyncio.AbstractEventLoop):
         return native.call_soon_threadsafe, True
     # trio: the TrioToken's run_sync_soon is its thread-safe, non-blocking entry point.
     return cast(Any, native).run_sync_soon, False
@@ -175,6 +179,8 @@ class AsyncioBridge:
         wake, on_asyncio = _caller_wake()
         if on_asyncio and self.direct_on_asyncio:
             return await func(*args)
+        import asyncio
+
         loop = self._start()
         call: _Call[T] = _Call()
 
@@ -215,6 +221,8 @@ class AsyncioBridge:
         return call.result()
 
     def _start(self) -> asyncio.AbstractEventLoop:
+        import asyncio
+
         with self._lock:
             if self._closed:
                 raise BridgeClosedError("the asyncio bridge is closed")
@@ -229,6 +237,8 @@ class AsyncioBridge:
 
     def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         """The bridge thread: run the loop until :meth:`aclose` stops it, then clean up."""
+        import asyncio
+
         asyncio.set_event_loop(loop)
         try:
             loop.run_forever()
@@ -244,6 +254,8 @@ class AsyncioBridge:
 
     async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """Cancel every task still on the loop, wait for them, release the executor."""
+        import asyncio
+
         tasks = [task for task in asyncio.all_tasks(loop) if task is not asyncio.current_task()]
         for task in tasks:
             task.cancel()

@@ -1,0 +1,190 @@
+"""A check imports only the plugins its targets and reporters need (issue 18).
+
+The modules a run imported are read from ``sys.modules`` when the real
+``anyprobe`` command exits, in a subprocess started for each test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from anyprobe._manager import BUILTIN_PLUGINS, BUILTIN_REGISTERS, PluginManager, builtins_for
+
+from .servers.threaded import accept_in_thread
+
+#: Runs the CLI like the console script, then writes the imported modules'
+#: names to the file named by the first argument when the process exits.
+RUN_AND_LIST_MODULES = """
+import atexit, json, sys
+out = sys.argv[1]
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+from anyprobe._cli import main
+main(sys.argv[2:])
+"""
+
+PLUGIN_MODULES = {
+    "http": ("anyprobe.plugins.http", "anyprobe.plugins._http_"),
+    "dns": ("anyprobe.plugins.dns", "anyprobe.plugins._dns_", "dns"),
+    "ssh": ("anyprobe.plugins.ssh", "anyprobe.plugins._ssh_", "asyncssh"),
+}
+
+
+def modules_of_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    listing = tmp_path / "modules.json"
+    env = {k: v for k, v in os.environ.items() if k != "ANYPROBE_LOAD_PLUGINS"}
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_AND_LIST_MODULES, str(listing), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    return proc, set(json.loads(listing.read_text()))
+
+
+def imported(modules: set[str], plugin: str) -> list[str]:
+    """The modules of ``plugin`` (and of the library behind it) in ``modules``."""
+    prefixes = PLUGIN_MODULES[plugin]
+    return sorted(
+        m
+        for m in modules
+        if any(m == p or m.startswith(p if p.endswith("_") else f"{p}.") for p in prefixes)
+    )
+
+
+def serve_http(client: socket.socket) -> None:
+    client.recv(65536)
+    client.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_tcp_check_imports_no_http_dns_or_ssh_plugin(tmp_path: Path, backend: str) -> None:
+    with accept_in_thread(lambda client: None) as port:
+        proc, modules = modules_of_run(
+            tmp_path, "check", "--backend", backend, f"tcp://127.0.0.1:{port}"
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert "anyprobe.plugins.tcp" in modules  # the listing is of the run that checked
+    for plugin in ("http", "dns", "ssh"):
+        assert imported(modules, plugin) == [], plugin
+    # Nor what only other reporters, serve or the terminal need.
+    assert not {"rich", "prometheus_client", "httpx", "anyprobe._serve_config"} & modules
+    if backend == "trio":
+        assert "asyncio" not in modules  # the asyncio bridge imports it only when used
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_http_check_imports_no_dns_or_ssh_plugin(tmp_path: Path, backend: str) -> None:
+    with accept_in_thread(serve_http) as port:
+        proc, modules = modules_of_run(
+            tmp_path, "check", "--backend", backend, f"http://127.0.0.1:{port}/"
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert "anyprobe.plugins.http" in modules
+    assert imported(modules, "dns") == []
+    assert imported(modules, "ssh") == []
+
+
+def test_a_reporter_asked_for_is_imported_and_no_other(tmp_path: Path) -> None:
+    with accept_in_thread(lambda client: None) as port:
+        proc, modules = modules_of_run(tmp_path, "check", "-r", "jsonl", f"tcp://127.0.0.1:{port}")
+    assert proc.returncode == 0, proc.stderr
+    assert '"status": "ok"' in proc.stdout
+    assert "anyprobe.plugins.jsonl" in modules
+    assert "anyprobe.plugins.table" not in modules
+    assert "anyprobe.plugins.junit" not in modules
+
+
+def test_unknown_scheme_names_every_installed_scheme(tmp_path: Path) -> None:
+    proc, _ = modules_of_run(tmp_path, "check", "htp://127.0.0.1:1/")
+    assert proc.returncode == 3
+    assert "unknown scheme 'htp'" in proc.stderr
+    for scheme in ("dns", "http", "https", "ssh", "tcp", "tls"):
+        assert f"{scheme}" in proc.stderr.partition("known:")[2], proc.stderr
+    assert "did you mean" in proc.stderr
+
+
+def test_unknown_reporter_names_every_installed_reporter(tmp_path: Path) -> None:
+    proc, _ = modules_of_run(tmp_path, "check", "-r", "jsnol", "tcp://127.0.0.1:1")
+    assert proc.returncode == 3
+    known = proc.stderr.partition("known:")[2]
+    for reporter in ("csv", "jsonl", "junit", "markdown", "nagios", "prometheus", "table"):
+        assert reporter in known, proc.stderr
+
+
+def _registered(module: ModuleType) -> tuple[set[str], set[str]]:
+    manager = PluginManager()
+    manager.register(module)
+    return (
+        {scheme for probe in manager.probes.values() for scheme in probe.schemes},
+        set(manager.reporters),
+    )
+
+
+@pytest.mark.parametrize("module", BUILTIN_PLUGINS)
+def test_builtin_registers_says_what_each_plugin_registers(module: str) -> None:
+    import importlib
+
+    short = module.rpartition(".")[2]
+    assert short in BUILTIN_REGISTERS, f"add {short} to BUILTIN_REGISTERS in core/_manager.py"
+    schemes, reporters = _registered(importlib.import_module(module))
+    assert (schemes, reporters) == tuple(set(names) for names in BUILTIN_REGISTERS[short])
+
+
+def test_manager_loaded_for_tcp_loads_the_rest_when_asked() -> None:
+    manager = PluginManager()
+    manager.load_entrypoints(autoload=False, schemes={"tcp"}, reporters={"table"})
+    assert set(manager.probes) == {"tcp"}
+    assert set(manager.reporters) == {"table"}
+    assert manager.reporter_type("table") is not None
+
+    assert manager.probe_for_scheme("dns") is not None  # imports the others
+    assert {"tcp", "http", "dns", "ssh"} <= set(manager.probes)
+    assert manager.reporter_type("junit") is not None
+
+
+def test_plugins_list_is_complete_and_in_load_order_after_a_partial_load() -> None:
+    third_party = ModuleType("third_party")
+    manager = PluginManager()
+    manager.load_entrypoints(autoload=False, schemes={"http"}, reporters=())
+    manager.register(third_party)
+    names = [info.name for info in manager.plugins]
+    builtin_names = [module.rpartition(".")[2] for module in BUILTIN_PLUGINS]
+    assert names == [*builtin_names, "third_party"]
+    assert manager.demo_services  # tcp, http, dns and ssh offer demo services
+
+
+def test_a_builtin_that_does_not_say_what_it_registers_is_always_imported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delitem(BUILTIN_REGISTERS, "dns")
+    needed = builtins_for({"tcp"}, {"table"})
+    assert needed == ("anyprobe.plugins.tcp", "anyprobe.plugins.dns", "anyprobe.plugins.table")
+
+
+def test_version_verbose_names_the_event_loops_available() -> None:
+    import importlib.util
+
+    from .cli import anyprobe
+
+    assert anyprobe("--version").stdout.splitlines() == [
+        f"anyprobe, version {__import__('anyprobe').__version__}"
+    ]
+    for args in (("--version", "-v"), ("-v", "--version")):
+        proc = anyprobe(*args)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[0].startswith("anyprobe, version ")
+        assert any(line.startswith("asyncio: built in") for line in lines)
+        for module in ("trio", "uvloop"):
+            (line,) = [line for line in lines if line.startswith(f"{module}: ")]
+            installed = importlib.util.find_spec(module) is not None
+            assert ("not installed" not in line) is installed, line
