@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
 from ._backend import require_backend
 from ._cli_signals import Interrupted, Signals
+from ._cli_version import VersionOption
 from ._errors import AnyprobeError, OptionsError, UsageError
 
 if TYPE_CHECKING:
@@ -93,57 +93,11 @@ def _echo_err(message: str) -> None:
     click.echo(f"anyprobe: {message}", err=True)
 
 
-#: Event-loop libraries ``--version -v`` reports: import name, what anyprobe does
-#: with it, what to install when it is missing.
-EVENT_LOOP_LIBRARIES = (
-    ("anyio", "runs anyprobe on either loop", "anyprobe"),
-    ("trio", "--backend trio", "anyprobe[trio]"),
-    ("uvloop", "a faster asyncio loop; anyprobe does not use it yet", "uvloop"),
-)
-
-
-def version_lines(verbose: int) -> list[str]:
-    """What ``--version`` prints; with ``-v`` also Python and the event loops available."""
-    lines = [f"anyprobe, version {__version__}"]
-    if verbose <= 0:
-        return lines
-    import importlib.metadata
-    import importlib.util
-    import platform
-
-    lines.append(f"python {platform.python_version()} ({platform.python_implementation()})")
-    lines.append("asyncio: built in (--backend asyncio, the default)")
-    for module, role, install in EVENT_LOOP_LIBRARIES:
-        if importlib.util.find_spec(module) is None:
-            lines.append(f"{module}: not installed ({role}; pip install '{install}')")
-            continue
-        try:
-            version = importlib.metadata.version(module)
-        except importlib.metadata.PackageNotFoundError:
-            version = "installed"
-        lines.append(f"{module}: {version} ({role})")
-    return lines
-
-
-class _VersionOption(click.Option):
-    """``-V/--version``, which reads ``-v`` wherever it is on the command line
-    (click hands an eager option's callback only the options before it)."""
-
-    def handle_parse_result(
-        self, ctx: click.Context, opts: Any, args: list[str]
-    ) -> tuple[Any, list[str]]:
-        if opts.get(self.name) and not ctx.resilient_parsing:
-            for line in version_lines(int(opts.get("verbose") or 0)):
-                click.echo(line)
-            ctx.exit()
-        return super().handle_parse_result(ctx, opts, args)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "-V",
     "--version",
-    cls=_VersionOption,
+    cls=VersionOption,
     is_flag=True,
     is_eager=True,
     expose_value=False,
