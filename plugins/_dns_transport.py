@@ -24,12 +24,10 @@ from anyprobe.net import fail_from_os_error
 from anyprobe.tls import (
     TlsInfo,
     client_certificate_expiry_days,
-    describe_tls_error,
-    find_ssl_error,
 )
 
 from ._dns_options import DEFAULT_PORTS, DnsOptions
-from ._http_client import HttpRequest, Response, exchange_h11
+from ._http_client import HttpRequest, Response, exchange_h11, io_failure
 
 if TYPE_CHECKING:
     import dns.message
@@ -233,17 +231,6 @@ async def ask_over_stream(
     return response, conn.address, conn.tls
 
 
-def _io_failure(exc: BaseException, where: str, transport: str) -> anyprobe.CheckFailed:
-    """A failure to send or receive over TLS: a TLS alert (a refused client
-    certificate shows here with TLS 1.3) or a socket error."""
-    error = find_ssl_error(exc)
-    if error is not None:
-        return anyprobe.CheckFailed(
-            f"query to {where} over {transport}: {describe_tls_error(exc)}", error=error
-        )
-    return fail_from_os_error(exc, f"query to {where} over {transport}")
-
-
 async def _exchange_framed(
     conn: anyprobe.Connection, wire: bytes, where: str, transport: str
 ) -> bytes:
@@ -312,7 +299,10 @@ async def _exchange_doh(
             metrics=failed.metrics,
         ) from None
     except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
-        raise _io_failure(exc, where, "https") from None
+        lost = io_failure(exc, options.server_name or host)  # a TLS alert or a socket error
+        raise anyprobe.CheckFailed(
+            f"query to {where} over https: {lost.summary}", error=lost.error
+        ) from None
     return _doh_answer(response, where, options.doh_path, ctx)
 
 
