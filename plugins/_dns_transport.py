@@ -1,9 +1,12 @@
-"""How the DNS probe asks: over UDP and TCP through dnspython's async API, over
-TLS (RFC 7858) and HTTPS (RFC 8484, HTTP/1.1 POST) on anyio's TLS streams.
+"""How the DNS probe asks: over UDP through dnspython's async API; over TCP,
+TLS (RFC 7858) and HTTPS (RFC 8484, HTTP/1.1 POST) on a connection
+``ctx.connect()`` opens.
 
-dnspython only builds and reads the messages of DNS over TLS and HTTPS: the
-certificate checks of :mod:`anyprobe.tls` apply, and DNS over HTTPS goes
-through the HTTP probe's HTTP/1.1 client.
+dnspython only builds and reads the messages over TCP, TLS and HTTPS: the
+connection's phases, address policy and error summaries are the toolkit's,
+the certificate checks those of :mod:`anyprobe.tls`, and DNS over HTTPS goes
+through the HTTP probe's HTTP/1.1 client. (A truncated UDP answer is asked
+again over TCP by dnspython, as part of the UDP exchange.)
 """
 
 from __future__ import annotations
@@ -11,24 +14,20 @@ from __future__ import annotations
 import ssl
 import struct
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 import anyprobe
-from anyprobe.net import connect_tcp, fail_from_os_error
+from anyprobe.net import fail_from_os_error
 from anyprobe.tls import (
     TlsInfo,
     client_certificate_expiry_days,
-    describe_tls_error,
-    find_ssl_error,
-    start_tls,
 )
 
 from ._dns_options import DEFAULT_PORTS, DnsOptions
-from ._http_client import HttpRequest, Response, exchange_h11
+from ._http_client import HttpRequest, Response, exchange_h11, io_failure
 
 if TYPE_CHECKING:
     import dns.message
@@ -92,19 +91,16 @@ async def ask(
         where = join_host_port(server, port)
         left = len(servers) - index
         ctx.metrics["server"] = where
-        if ctx.explain:
-            ctx.trace(f"asking {where} over {options.transport}: {query.question[0].to_text()}")
-        with ctx.phase("query"):
-            if left == 1:
+        if left == 1:
+            answered = await _query_one(query, server, port, where, options, ctx, backend)
+        else:
+            share = ctx.remaining() / left
+            with anyio.move_on_after(share) as scope:
                 answered = await _query_one(query, server, port, where, options, ctx, backend)
-            else:
-                share = ctx.remaining() / left
-                with anyio.move_on_after(share) as scope:
-                    answered = await _query_one(query, server, port, where, options, ctx, backend)
-                if scope.cancelled_caught:
-                    answered = _Failure(
-                        f"no response from {where} over {options.transport} in {share:.1f} s"
-                    )
+            if scope.cancelled_caught:
+                answered = _Failure(
+                    f"no response from {where} over {options.transport} in {share:.1f} s"
+                )
         if not isinstance(answered, _Failure):
             return answered[0], server, answered[1]
         ctx.trace(answered.summary)
@@ -130,24 +126,31 @@ async def _query_one(
     ctx: anyprobe.CheckContext,
     backend: Any,
 ) -> tuple[dns.message.Message, str] | _Failure:
-    """Ask one server; the response and transport, or why there is none."""
+    """Ask one server; the response and transport, or why there is none.
+    Over TCP the connection is ``ctx.connect()``'s (phases ``resolve``,
+    ``connect``, ``query``); over UDP dnspython's exchange is phase ``query``."""
     import dns.asyncquery
     import dns.exception
     import dns.message
     import dns.query
     import dns.rcode
 
+    if options.transport == "tcp":
+        try:
+            response, _, _ = await ask_over_stream(query, server, port, options, ctx)
+        except anyprobe.CheckFailed as not_answered:
+            return _Failure(not_answered.summary, not_answered.error)
+        return response, "tcp"
+    if ctx.explain:
+        ctx.trace(f"asking {where} over udp: {query.question[0].to_text()}")
     try:
-        if options.transport == "tcp":
-            response = await dns.asyncquery.tcp(query, server, port=port, backend=backend)
-            transport = "tcp"
-        else:
+        with ctx.phase("query"):
             response, used_tcp = await dns.asyncquery.udp_with_fallback(
                 query, server, port=port, backend=backend
             )
-            transport = "tcp" if used_tcp else "udp"
-            if used_tcp:
-                ctx.trace("UDP answer truncated: asked again over TCP")
+        transport = "tcp" if used_tcp else "udp"
+        if used_tcp:
+            ctx.trace("UDP answer truncated: asked again over TCP")
     except OSError as exc:
         failed = fail_from_os_error(exc, f"query to {where} over {options.transport}")
         return _Failure(failed.summary, failed.error)
@@ -167,57 +170,55 @@ async def _query_one(
     return response, transport
 
 
-# -- DNS over TLS and over HTTPS ------------------------------------------------
+# -- DNS over TCP, TLS and HTTPS ------------------------------------------------
 
 
-async def ask_encrypted(
+async def ask_over_stream(
     query: dns.message.Message,
     host: str,
-    addresses: list[str],
     port: int,
     options: DnsOptions,
     ctx: anyprobe.CheckContext,
-) -> tuple[dns.message.Message, str, TlsInfo]:
-    """Ask over TLS or HTTPS: connect (trying each address in turn), handshake,
-    send the query and read the answer; the response, the address that gave it
-    and what the handshake showed. Phases ``connect``, ``tls`` and ``query``."""
+) -> tuple[dns.message.Message, str, TlsInfo | None]:
+    """Ask ``host`` over TCP, TLS or HTTPS on a connection ``ctx.connect()``
+    opens (phases ``resolve``, ``connect``, ``tls`` over TLS and HTTPS), then
+    send the query and read the answer (phase ``query``); the response, the
+    address that gave it and what the handshake showed (None over TCP)."""
     transport = options.transport
-    server_name = options.server_name or host
+    encrypted = transport in ("tls", "https")
+    connected = False
     try:
-        with ctx.phase("connect"):
-            tcp, address = await connect_tcp(addresses, port)
-    except anyprobe.CheckFailed as exc:
-        where = join_host_port(host, port)
+        async with ctx.connect(
+            host,
+            port,
+            ip_family=options.ip_family,
+            tls=options if encrypted else None,
+            server_name=options.server_name or host,
+            alpn=("http/1.1",) if transport == "https" else (),
+        ) as conn:
+            connected = True
+            where = conn.where
+            ctx.metrics["server"] = where
+            if conn.tls is not None:
+                ctx.metrics.update(conn.tls.metrics())
+                client_days = client_certificate_expiry_days(options, ctx)
+                if client_days is not None:
+                    ctx.metrics["client_cert_expiry_days"] = client_days
+            wire = query.to_wire()
+            with ctx.phase("query"):
+                if transport == "https":
+                    answer = await _exchange_doh(conn.stream, wire, host, port, where, options, ctx)
+                else:
+                    if ctx.explain:
+                        ctx.trace(f"asking {where} over {transport}: {query.question[0].to_text()}")
+                    answer = await _exchange_framed(conn, wire, where, transport)
+    except anyprobe.CheckFailed as failed:
+        if connected or ctx.current_phase != "connect":
+            raise
         raise anyprobe.CheckFailed(
-            f"query to {where} over {transport}: {exc.summary}", error=exc.error
+            f"query to {join_host_port(host, port)} over {transport}: {failed.summary}",
+            error=failed.error,
         ) from None
-    where = join_host_port(address, port)
-    ctx.metrics["server"] = where
-    ctx.trace(f"connected to {where}")
-    stream: ByteStream = tcp
-    try:
-        with ctx.phase("tls"):
-            alpn = ("http/1.1",) if options.transport == "https" else ()
-            stream, tls = await start_tls(
-                tcp, server_name, options, ctx, alpn=alpn, peek_at=(address, port)
-            )
-        ctx.metrics.update(tls.metrics())
-        client_days = client_certificate_expiry_days(options, ctx)
-        if client_days is not None:
-            ctx.metrics["client_cert_expiry_days"] = client_days
-        wire = query.to_wire()
-        with ctx.phase("query"):
-            if transport == "tls":
-                if ctx.explain:
-                    ctx.trace(f"asking {where} over tls: {query.question[0].to_text()}")
-                answer = await _exchange_dot(stream, wire, where)
-            else:
-                answer = await _exchange_doh(stream, wire, host, port, where, options, ctx)
-    finally:
-        # No close_notify exchange: a check has no use for it, and a server
-        # that never answers it must not hold the check up.
-        with suppress(OSError, anyio.BrokenResourceError, ssl.SSLError):
-            await anyio.aclose_forcefully(stream)
     with ctx.phase("query"):
         response = _read_response(query, answer, where)
     if ctx.explain:
@@ -227,35 +228,31 @@ async def ask_encrypted(
             f"{dns.rcode.to_text(response.rcode())} from {where} over {transport},"
             f" {len(response.answer)} answer RRsets"
         )
-    return response, address, tls
+    return response, conn.address, conn.tls
 
 
-def _io_failure(exc: BaseException, where: str, transport: str) -> anyprobe.CheckFailed:
-    """A failure to send or receive over TLS: a TLS alert (a refused client
-    certificate shows here with TLS 1.3) or a socket error."""
-    error = find_ssl_error(exc)
-    if error is not None:
-        return anyprobe.CheckFailed(
-            f"query to {where} over {transport}: {describe_tls_error(exc)}", error=error
-        )
-    return fail_from_os_error(exc, f"query to {where} over {transport}")
-
-
-async def _exchange_dot(stream: ByteStream, wire: bytes, where: str) -> bytes:
-    """One query over DNS over TLS: both messages framed by their two-byte length."""
-    from anyio.streams.buffered import BufferedByteReceiveStream
-
-    reader = BufferedByteReceiveStream(stream)
+async def _exchange_framed(
+    conn: anyprobe.Connection, wire: bytes, where: str, transport: str
+) -> bytes:
+    """One query over DNS over TCP or TLS: both messages framed by their
+    two-byte length."""
     try:
-        await stream.send(struct.pack("!H", len(wire)) + wire)
-        (length,) = struct.unpack("!H", await reader.receive_exactly(2))
-        return await reader.receive_exactly(length)
-    except (anyio.IncompleteRead, anyio.EndOfStream):
+        await conn.send(struct.pack("!H", len(wire)) + wire)
+        (length,) = struct.unpack("!H", await conn.read_exactly(2))
+        return await conn.read_exactly(length)
+    except anyprobe.CheckFailed as failed:
+        if failed.error is not None:  # a socket error or a TLS alert
+            summary = failed.summary.removeprefix("sending failed: ")
+            raise anyprobe.CheckFailed(
+                f"query to {where} over {transport}: {summary}", error=failed.error
+            ) from None
+        if transport == "tcp":
+            raise anyprobe.CheckFailed(
+                f"{where} closed the connection before a complete answer over tcp"
+            ) from None
         raise anyprobe.CheckFailed(
             f"query to {where} over tls: the server closed the connection without an answer"
         ) from None
-    except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
-        raise _io_failure(exc, where, "tls") from None
 
 
 async def _exchange_doh(
@@ -302,7 +299,10 @@ async def _exchange_doh(
             metrics=failed.metrics,
         ) from None
     except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
-        raise _io_failure(exc, where, "https") from None
+        lost = io_failure(exc, options.server_name or host)  # a TLS alert or a socket error
+        raise anyprobe.CheckFailed(
+            f"query to {where} over https: {lost.summary}", error=lost.error
+        ) from None
     return _doh_answer(response, where, options.doh_path, ctx)
 
 

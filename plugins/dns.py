@@ -3,17 +3,17 @@
 Without a server (``dns://NAME?type=T``) the question goes to the nameservers
 of the system's resolver configuration (``/etc/resolv.conf``), in order.
 
-Over UDP and TCP the question goes through dnspython's async API, imported on
-first use. Its async backend is passed explicitly on every call: dnspython
+Over UDP the question goes through dnspython's async API, imported on first
+use. Its async backend is passed explicitly on every call: dnspython
 otherwise detects the event loop once and caches it for the whole process,
 which breaks a process that runs asyncio and then trio.
 
-DNS over TLS (RFC 7858) and over HTTPS (RFC 8484, HTTP/1.1 POST) are spoken
-on anyio's TLS streams, DNS over HTTPS through the HTTP probe's HTTP/1.1
-client, with dnspython only building and reading the messages: the
-certificate checks of :mod:`anyprobe.tls` apply, and both work on trio
-(dnspython's own DNS over HTTPS needs httpx2 and finds its event loop by the
-cached detection above).
+DNS over TCP, over TLS (RFC 7858) and over HTTPS (RFC 8484, HTTP/1.1 POST)
+are spoken on a connection ``ctx.connect()`` opens, DNS over HTTPS through
+the HTTP probe's HTTP/1.1 client, with dnspython only building and reading
+the messages: the certificate checks of :mod:`anyprobe.tls` apply, and all
+work on trio (dnspython's own DNS over HTTPS needs httpx2 and finds its
+event loop by the cached detection above).
 
 The options and the URL's question are in ``_dns_options``, the exchanges in
 ``_dns_transport``, the verdict in ``_dns_verdict``, the demo in ``_demo_dns``.
@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import SplitResult
 
 import anyprobe
-from anyprobe.net import check_destination, resolve
+from anyprobe.net import check_destination
 from anyprobe.tls import CERTIFICATE_MODULES, TlsInfo
 
 from ._dns_options import (
@@ -39,7 +39,7 @@ from ._dns_options import (
     parse_url,
     question_codes,
 )
-from ._dns_transport import ask, ask_encrypted, join_host_port, system_nameservers
+from ._dns_transport import ask, ask_over_stream, join_host_port, system_nameservers
 from ._dns_verdict import add_certificate_verdict, judge
 
 #: What a query imports on its way (dnspython imports much of itself lazily).
@@ -137,6 +137,8 @@ class DnsProbe(anyprobe.Probe[DnsOptions]):
         ctx.metrics["record_type"] = type_text
 
         encrypted = options.transport in ("tls", "https")
+        tls: TlsInfo | None = None
+        transport: str
         if question.server is None:
             if encrypted:
                 raise anyprobe.CheckFailed(
@@ -148,24 +150,19 @@ class DnsProbe(anyprobe.Probe[DnsOptions]):
             for server in servers:  # the address policy (serve's allow_targets) holds here too
                 check_destination(server, [server])
             port = DEFAULT_PORT
+            response, server, transport = await ask(query, servers, port, options, ctx, backend)
         else:
             port = question.port or DEFAULT_PORTS[options.transport]
-            with ctx.phase("resolve"):
-                servers = await resolve(question.server, port, options.ip_family)
-            if servers != [question.server]:
-                ctx.trace(f"resolved {question.server} to {', '.join(servers)}")
-
-        tls: TlsInfo | None = None
-        if encrypted:
-            assert question.server is not None
-            response, server, tls = await ask_encrypted(
-                query, question.server, servers, port, options, ctx
-            )
-            transport: str = options.transport
-        else:
-            response, server, transport = await ask(
-                query, servers[:1] if question.server else servers, port, options, ctx, backend
-            )
+            if options.transport == "udp":
+                servers = await ctx.resolve(question.server, port, options.ip_family)
+                response, server, transport = await ask(
+                    query, servers[:1], port, options, ctx, backend
+                )
+            else:  # tcp, tls, https: on a connection ctx.connect() opens
+                response, server, tls = await ask_over_stream(
+                    query, question.server, port, options, ctx
+                )
+                transport = options.transport
         ctx.metrics["server"] = join_host_port(server, port)
         ctx.metrics["transport"] = transport
         outcome = await judge(what, rdtype, response, options, ctx)

@@ -38,10 +38,8 @@ from anyprobe.masking import (
     Masker,
     is_credential_header,
     mask_url_password,
-    masked_check,
-    options_masker,
 )
-from anyprobe.net import check_destination, connect_tcp, resolve
+from anyprobe.net import check_destination, connect_tcp
 from anyprobe.tls import CERTIFICATE_MODULES, TlsInfo, start_tls
 
 from ._http_client import (
@@ -100,15 +98,17 @@ class _Redirects:
     seen: list[str]
 
 
-def _check_masker(
+def _hide_request_secrets(
     target: anyprobe.Target,
     options: HttpOptions,
     headers: Sequence[tuple[str, str]],
     auth: str | None,
+    masker: Masker,
 ) -> Masker:
-    """Every secret one check may send: the options' own, the credential and
-    ``header_env`` headers, the Authorization value, the URL passwords."""
-    masker = options_masker(options)
+    """Add to the check's ``masker`` (which core fills with the options' secret
+    fields) every other secret one check may send: the values read from the
+    environment, the credential and ``header_env`` headers, the Authorization
+    value, the URL passwords."""
     for value in options.secret_values():
         masker.add(value)
     secret_headers = {name.lower() for name in options.header_env}
@@ -298,12 +298,9 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         started = time.perf_counter()
         base_headers = self._base_headers(options)
         auth = auth_header(options, urlsplit(target.url))
-        masker = _check_masker(target, options, base_headers, auth)
-        return await masked_check(
-            lambda: self._check(target, options, ctx, masker, base_headers, auth, started),
-            ctx,
-            masker,
-        )
+        # Core masks the outcome, trace and metrics with ctx.masker at the end.
+        masker = _hide_request_secrets(target, options, base_headers, auth, ctx.masker)
+        return await self._check(target, options, ctx, masker, base_headers, auth, started)
 
     async def _check(
         self,
@@ -515,10 +512,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         if proxy is not None:
             # The proxy resolves the name: it must be allowed as it is.
             check_destination(hop.host, [hop.host])
-        with ctx.phase("resolve"):
-            addresses = await resolve(connect_host, connect_port, options.ip_family)
-        if ctx.explain:
-            ctx.trace(f"resolved {connect_host} to {', '.join(addresses)}")
+        addresses = await ctx.resolve(connect_host, connect_port, options.ip_family)
         with ctx.phase("connect"):
             stream, address = await connect_tcp(addresses, connect_port)
         if ctx.explain:

@@ -26,8 +26,7 @@ import anyio
 
 import anyprobe
 from anyprobe.bridge import asyncio_bridge
-from anyprobe.masking import masked_check, options_masker
-from anyprobe.net import describe_os_error, resolve
+from anyprobe.net import describe_os_error
 from anyprobe.plugins._ssh_connect import Plan, Progress, Report, converse, printable
 from anyprobe.plugins._ssh_options import SshOptions, expand_path
 
@@ -68,17 +67,12 @@ class SshProbe(anyprobe.Probe[SshOptions]):
         self, target: anyprobe.Target, options: SshOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         # The command's output is quoted in summaries: a remote that prints the
-        # password or passphrase must not reveal it (anyprobe.masking's rule).
-        masker = options_masker(options)
+        # password or passphrase must not reveal it. Core masks the options'
+        # secrets; the values read from the environment are hidden here.
         for variable in (options.password_env, options.key_passphrase_env):
             value = os.environ.get(variable) if variable else None
             if value:
-                masker.add(value)
-        return await masked_check(lambda: self._check(target, options, ctx), ctx, masker)
-
-    async def _check(
-        self, target: anyprobe.Target, options: SshOptions, ctx: anyprobe.CheckContext
-    ) -> anyprobe.Outcome:
+                ctx.hide(value)
         assert target.port is not None
         if "asyncssh" not in sys.modules:
             # Importing asyncssh takes a few hundred ms: never on the event loop.
@@ -105,9 +99,9 @@ async def _make_plan(
 ) -> Plan:
     """Resolve the host and read the files and secrets the conversation needs."""
     assert target.port is not None
-    with ctx.phase("resolve"):
-        addresses = await resolve(target.host, target.port, options.ip_family)
-    ctx.trace(f"resolved {target.host} to {', '.join(addresses)}")
+    # asyncssh connects by itself (on the bridge's loop): it gets the addresses
+    # checked against the address policy, not the name.
+    addresses = await ctx.resolve(target.host, target.port, options.ip_family)
     key_data = key_passphrase = password = None
     if options.key_file is not None:
         key_data = await _read_file(ctx, options.key_file, "key_file")
