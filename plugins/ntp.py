@@ -31,7 +31,7 @@ import anyio
 from pydantic import Field, model_validator
 
 import anyprobe
-from anyprobe.net import IpFamily, resolve
+from anyprobe.net import IpFamily
 from anyprobe.plugins.udp import (
     DatagramSocket,
     datagram_error,
@@ -167,10 +167,7 @@ class NtpProbe(anyprobe.Probe[NtpOptions]):
         self, target: anyprobe.Target, options: NtpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         assert target.port is not None
-        with ctx.phase("resolve"):
-            addresses = await resolve(target.host, target.port, options.ip_family)
-        if ctx.explain:
-            ctx.trace(f"resolved {target.host} to {', '.join(addresses)}")
+        addresses = await ctx.resolve(target.host, target.port, options.ip_family)
         address = addresses[0]
         at = where(address, target.port)
         ctx.metrics.update(address=address, port=target.port)

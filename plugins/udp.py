@@ -23,7 +23,6 @@ import math
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -31,9 +30,9 @@ import anyio.lowlevel
 from pydantic import Field, field_validator, model_validator
 
 import anyprobe
-from anyprobe.masking import masked_check, options_masker
-from anyprobe.net import IpFamily, check_destination, describe_os_error, resolve
-from anyprobe.plugins.tcp import show_bytes, unescape
+from anyprobe import show_bytes
+from anyprobe.net import IpFamily, check_destination, describe_os_error
+from anyprobe.plugins.tcp import unescape
 
 #: Largest datagram read: the most a UDP datagram can carry over IPv4.
 MAX_DATAGRAM = 65535
@@ -181,29 +180,15 @@ class UdpOptions(anyprobe.ProbeOptions):
         return self
 
 
-@dataclass(frozen=True, slots=True)
-class _Expected:
-    """What the reply must hold: a substring or a regular expression."""
-
-    text: str
-    needle: bytes | None
-    pattern: anyprobe.Pattern | None
-
-    @classmethod
-    def of(cls, options: UdpOptions) -> _Expected | None:
-        if options.expect is not None:
-            needle = unescape(options.expect)
-            return cls(show_bytes(needle, limit=len(needle)), needle, None)
-        if options.expect_regex is not None:
-            pattern = anyprobe.compile_pattern(options.expect_regex, binary=True, multiline=True)
-            return cls(f"/{options.expect_regex}/", None, pattern)
-        return None
-
-    async def found(self, data: bytes) -> bool:
-        if self.needle is not None:
-            return self.needle in data
-        assert self.pattern is not None
-        return await self.pattern.search_off_loop(data) is not None
+def _expectation(options: UdpOptions) -> anyprobe.Expectation | None:
+    """What the reply must hold: a substring or a regular expression, if anything."""
+    if options.expect is not None:
+        return anyprobe.Expectation.of(unescape(options.expect))
+    if options.expect_regex is not None:
+        return anyprobe.Expectation.of(
+            anyprobe.compile_pattern(options.expect_regex, binary=True, multiline=True)
+        )
+    return None
 
 
 class UdpProbe(anyprobe.Probe[UdpOptions]):
@@ -218,19 +203,10 @@ class UdpProbe(anyprobe.Probe[UdpOptions]):
         self, target: anyprobe.Target, options: UdpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         # A server that echoes the payload must not reveal it in a summary.
-        masker = options_masker(options)
         if options.send:
-            masker.add_bytes(unescape(options.send))
-        return await masked_check(lambda: self._check(target, options, ctx), ctx, masker)
-
-    async def _check(
-        self, target: anyprobe.Target, options: UdpOptions, ctx: anyprobe.CheckContext
-    ) -> anyprobe.Outcome:
+            ctx.hide(unescape(options.send))
         assert target.port is not None
-        with ctx.phase("resolve"):
-            addresses = await resolve(target.host, target.port, options.ip_family)
-        if ctx.explain:
-            ctx.trace(f"resolved {target.host} to {', '.join(addresses)}")
+        addresses = await ctx.resolve(target.host, target.port, options.ip_family)
         address = addresses[0]
         at = where(address, target.port)
         ctx.metrics.update(address=address, port=target.port)
@@ -245,11 +221,11 @@ class UdpProbe(anyprobe.Probe[UdpOptions]):
                 ctx.trace(f"sent {len(payload)} bytes to {at}")
             reply = await _wait_for_reply(udp, options, ctx, at)
         ctx.metrics["bytes_received"] = len(reply)
-        expected = _Expected.of(options)
+        expected = _expectation(options)
         took = ctx.phases.get("reply", 0.0) * 1000
         if expected is None:
             return anyprobe.Outcome.ok(f"reply from {at} in {took:.1f} ms ({len(reply)} bytes)")
-        if not await expected.found(reply):
+        if await expected.find(reply) is None:
             raise anyprobe.CheckFailed(
                 f"expected {expected.text} in the reply from {at}; "
                 f"got {show_bytes(reply)} ({len(reply)} bytes)"
