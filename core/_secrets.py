@@ -55,9 +55,10 @@ class SecretEnv(SecretStr):
         """The secret held by environment variable ``variable`` (``environ``
         defaults to ``os.environ``); ValueError, naming it, when it cannot be."""
         if not isinstance(variable, str) or not _NAME.fullmatch(variable):
+            # Never echoed: what is not a variable name may be the secret itself.
             raise ValueError(
-                f"{variable!r} is not an environment variable name "
-                "(letters, digits and _, not starting with a digit)"
+                "must be the NAME of an environment variable (letters, digits and _, "
+                "not starting with a digit), not the secret itself"
             )
         value = (os.environ if environ is None else environ).get(variable)
         if value is None:

@@ -19,6 +19,7 @@ from tests.cli import assert_one_clear_line
 from tests.test_plugins import make_distribution
 
 SECRET = "hunter2-s3cret"
+NOT_A_NAME = "must be the NAME of an environment variable"
 
 AUTH_PLUGIN = """
     import anyio
@@ -124,9 +125,9 @@ def test_secret_env_cannot_be_pickled_into_a_value(monkeypatch: pytest.MonkeyPat
     [
         ("PROBE_UNSET_VARIABLE", "environment variable PROBE_UNSET_VARIABLE is not set"),
         ("PROBE_EMPTY", "environment variable PROBE_EMPTY is empty"),
-        ("1BAD", "'1BAD' is not an environment variable name"),
-        ("", "'' is not an environment variable name"),
-        ("A B", "'A B' is not an environment variable name"),
+        ("1BAD", NOT_A_NAME),
+        ("", NOT_A_NAME),
+        ("A B", NOT_A_NAME),
     ],
 )
 def test_a_bad_secret_variable_fails_validation_naming_it(
