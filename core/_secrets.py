@@ -67,6 +67,22 @@ class SecretEnv(SecretStr):
             raise ValueError(f"environment variable {variable} is empty")
         return cls(variable, value)
 
+    @classmethod
+    def read_each(cls, value: Any, what: str = "header") -> Any:
+        """A dict of variable names (``header_env``) read into a dict of secrets;
+        an error names the key: ``header X-Api-Key: environment variable API_KEY
+        is not set``. For a ``mode="before"`` field validator of a
+        ``dict[str, SecretEnv]`` field; anything else is returned as it is."""
+        if not isinstance(value, dict):
+            return value
+        secrets = {}
+        for key, variable in value.items():
+            try:
+                secrets[key] = cls._validate(variable)
+            except ValueError as exc:
+                raise ValueError(f"{what} {key}: {exc}") from None
+        return secrets
+
     def __repr__(self) -> str:
         return f"SecretEnv({self.variable!r})"
 

@@ -167,6 +167,11 @@ class HttpOptions(TlsOptions):
                 raise ValueError(f"header {name}: control characters are not allowed in a value")
         return value
 
+    @field_validator("header_env", mode="before")
+    @classmethod
+    def _read_secret_headers(cls, value: Any) -> Any:
+        return anyprobe.SecretEnv.read_each(value, "header")
+
     @field_validator("header_env")
     @classmethod
     def _secret_headers(cls, value: dict[str, anyprobe.SecretEnv]) -> dict[str, anyprobe.SecretEnv]:

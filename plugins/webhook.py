@@ -112,6 +112,11 @@ class WebhookOptions(anyprobe.NotifierOptions):
                 ) from None
         return value
 
+    @field_validator("header_env", mode="before")
+    @classmethod
+    def _read_secret_headers(cls, value: Any) -> Any:
+        return anyprobe.SecretEnv.read_each(value, "header")
+
     @field_validator("url_env")
     @classmethod
     def _url_env_is_a_url(cls, value: anyprobe.SecretEnv | None) -> anyprobe.SecretEnv | None:

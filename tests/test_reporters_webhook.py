@@ -229,7 +229,7 @@ async def test_url_from_the_environment(
         ({"url_env": "NO_SUCH_HOOK_VARIABLE"}, "url_env"),
         ({"bearer_token_env": "NO_SUCH_HOOK_VARIABLE"}, "bearer_token_env"),
         ({"username": "u", "password_env": "NO_SUCH_HOOK_VARIABLE"}, "password_env"),
-        ({"header_env": {"X-Api-Key": "NO_SUCH_HOOK_VARIABLE"}}, "header_env.X-Api-Key"),
+        ({"header_env": {"X-Api-Key": "NO_SUCH_HOOK_VARIABLE"}}, "header_env"),
     ],
 )
 @pytest.mark.parametrize(("value", "problem"), [(None, "is not set"), ("", "is empty")])
