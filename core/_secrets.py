@@ -55,9 +55,10 @@ class SecretEnv(SecretStr):
         """The secret held by environment variable ``variable`` (``environ``
         defaults to ``os.environ``); ValueError, naming it, when it cannot be."""
         if not isinstance(variable, str) or not _NAME.fullmatch(variable):
+            # Never echoed: what is not a variable name may be the secret itself.
             raise ValueError(
-                f"{variable!r} is not an environment variable name "
-                "(letters, digits and _, not starting with a digit)"
+                "must be the NAME of an environment variable (letters, digits and _, "
+                "not starting with a digit), not the secret itself"
             )
         value = (os.environ if environ is None else environ).get(variable)
         if value is None:
@@ -65,6 +66,22 @@ class SecretEnv(SecretStr):
         if not value:
             raise ValueError(f"environment variable {variable} is empty")
         return cls(variable, value)
+
+    @classmethod
+    def read_each(cls, value: Any, what: str = "header") -> Any:
+        """A dict of variable names (``header_env``) read into a dict of secrets;
+        an error names the key: ``header X-Api-Key: environment variable API_KEY
+        is not set``. For a ``mode="before"`` field validator of a
+        ``dict[str, SecretEnv]`` field; anything else is returned as it is."""
+        if not isinstance(value, dict):
+            return value
+        secrets = {}
+        for key, variable in value.items():
+            try:
+                secrets[key] = cls._validate(variable)
+            except ValueError as exc:
+                raise ValueError(f"{what} {key}: {exc}") from None
+        return secrets
 
     def __repr__(self) -> str:
         return f"SecretEnv({self.variable!r})"

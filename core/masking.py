@@ -328,9 +328,11 @@ def options_masker(options: Any) -> Masker:
     secret, headers, texts = _field_kinds(model)
     for name in secret:
         value: Any = getattr(options, name, None)
-        raw = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-        if isinstance(raw, str):
-            masker.add(raw)
+        # A secret field, or a dict of them (``header_env: dict[str, SecretEnv]``).
+        for item in value.values() if isinstance(value, Mapping) else (value,):
+            raw = item.get_secret_value() if hasattr(item, "get_secret_value") else item
+            if isinstance(raw, str):
+                masker.add(raw)
     for name in headers:
         value = getattr(options, name, None)
         if isinstance(value, Mapping):

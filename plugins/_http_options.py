@@ -1,14 +1,14 @@
 """The HTTP probe's options: the model, its validators, and the secrets it names.
 
 Secrets come from the options (``password``, ``bearer_token``) or from
-environment variables (``password_env``, ``bearer_token_env``, ``header_env``),
-checked before the run and read again when a check sends them.
+environment variables (``password_env``, ``bearer_token_env``, ``header_env``:
+:class:`anyprobe.SecretEnv`), read and checked when the options are
+validated, before the run.
 """
 
 from __future__ import annotations
 
 import base64
-import os
 import re
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -27,18 +27,12 @@ def header_value_ok(value: str) -> bool:
     return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value)
 
 
-def check_header_env(value: dict[str, str]) -> dict[str, str]:
-    """``header_env`` if every variable it names is set and not empty (the
-    check would otherwise fail, or send an empty secret, at run time)."""
-    for header, variable in value.items():
-        if not variable:
-            raise ValueError(f"header {header}: the environment variable name is empty")
-        text = os.environ.get(variable)
-        if text is None:
-            raise ValueError(f"header {header}: environment variable {variable} is not set")
-        if not text:
-            raise ValueError(f"header {header}: environment variable {variable} is empty")
-    return value
+def check_secret_header(secret: anyprobe.SecretEnv, where: str = "") -> anyprobe.SecretEnv:
+    """``secret`` if its value can go in a header; the error names the variable
+    (after ``where``), never the value."""
+    if not header_value_ok(secret.get_secret_value()):
+        raise ValueError(f"{where}environment variable {secret.variable} holds control characters")
+    return secret
 
 
 class HttpOptions(TlsOptions):
@@ -48,7 +42,7 @@ class HttpOptions(TlsOptions):
     headers: dict[str, str] = Field(
         default_factory=dict, description="Request headers, e.g. {Accept = 'application/json'}."
     )
-    header_env: dict[str, str] = Field(
+    header_env: dict[str, anyprobe.SecretEnv] = Field(
         default_factory=dict,
         description="Secret request headers: header name -> environment variable holding "
         "its value, e.g. {X-Api-Key = 'API_KEY'}. Never shown in any output.",
@@ -81,13 +75,13 @@ class HttpOptions(TlsOptions):
     password: SecretStr | None = Field(
         None, description="Password for basic authentication (prefer password_env)."
     )
-    password_env: str | None = Field(
+    password_env: anyprobe.SecretEnv | None = Field(
         None, description="Environment variable holding the basic-authentication password."
     )
     bearer_token: SecretStr | None = Field(
         None, description="Bearer token for the Authorization header (prefer bearer_token_env)."
     )
-    bearer_token_env: str | None = Field(
+    bearer_token_env: anyprobe.SecretEnv | None = Field(
         None, description="Environment variable holding the bearer token."
     )
     expect_status: list[int | str] = Field(
@@ -163,7 +157,7 @@ class HttpOptions(TlsOptions):
             raise ValueError(f"{value!r} is not an HTTP method")
         return value.upper()
 
-    @field_validator("headers", "expect_headers", "header_env")
+    @field_validator("headers", "expect_headers")
     @classmethod
     def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name, text in value.items():
@@ -173,10 +167,19 @@ class HttpOptions(TlsOptions):
                 raise ValueError(f"header {name}: control characters are not allowed in a value")
         return value
 
+    @field_validator("header_env", mode="before")
+    @classmethod
+    def _read_secret_headers(cls, value: Any) -> Any:
+        return anyprobe.SecretEnv.read_each(value, "header")
+
     @field_validator("header_env")
     @classmethod
-    def _header_env_is_set(cls, value: dict[str, str]) -> dict[str, str]:
-        return check_header_env(value)
+    def _secret_headers(cls, value: dict[str, anyprobe.SecretEnv]) -> dict[str, anyprobe.SecretEnv]:
+        for name, secret in value.items():
+            if not _TOKEN.match(name):
+                raise ValueError(f"{name!r} is not a header name")
+            check_secret_header(secret, f"header {name}: ")
+        return value
 
     @field_validator("expect_headers")
     @classmethod
@@ -236,11 +239,24 @@ class HttpOptions(TlsOptions):
             raise ValueError("proxy must be an http://host:port URL")
         return value
 
-    @field_validator("password_env", "bearer_token_env")
+    @field_validator("password_env")
     @classmethod
-    def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not value:
-            raise ValueError("the environment variable name is empty")
+    def _password_is_a_header_value(
+        cls, value: anyprobe.SecretEnv | None
+    ) -> anyprobe.SecretEnv | None:
+        return None if value is None else check_secret_header(value)
+
+    @field_validator("bearer_token_env")
+    @classmethod
+    def _token_env_is_a_header_value(
+        cls, value: anyprobe.SecretEnv | None
+    ) -> anyprobe.SecretEnv | None:
+        if value is None:
+            return None
+        check_secret_header(value)
+        token = value.get_secret_value()
+        if token.strip() != token:
+            raise ValueError(f"environment variable {value.variable} starts or ends with a space")
         return value
 
     @model_validator(mode="after")
@@ -251,10 +267,10 @@ class HttpOptions(TlsOptions):
             raise ValueError("set password or password_env, not both")
         if self.bearer_token is not None and self.bearer_token_env is not None:
             raise ValueError("set bearer_token or bearer_token_env, not both")
-        basic = self.username is not None or self.password or self.password_env
+        basic = self.username is not None or self.password or self.password_env is not None
         if basic and (self.bearer_token is not None or self.bearer_token_env is not None):
             raise ValueError("set basic authentication or a bearer token, not both")
-        if (self.password is not None or self.password_env) and self.username is None:
+        if (self.password is not None or self.password_env is not None) and self.username is None:
             raise ValueError("a password needs a username")
         if self.json_body is not None:
             import json
@@ -301,38 +317,15 @@ class HttpOptions(TlsOptions):
 
     def secret_values(self) -> list[str]:
         """Every secret this check may send, to redact from any text shown."""
-        values = [os.environ.get(name, "") for name in self.header_env.values()]
-        if self.password is not None:
-            values.append(self.password.get_secret_value())
-        if self.password_env:
-            values.append(os.environ.get(self.password_env, ""))
-        if self.bearer_token is not None:
-            values.append(self.bearer_token.get_secret_value())
-        if self.bearer_token_env:
-            values.append(os.environ.get(self.bearer_token_env, ""))
+        secrets = [
+            *self.header_env.values(),
+            self.password,
+            self.password_env,
+            self.bearer_token,
+            self.bearer_token_env,
+        ]
+        values = [s.get_secret_value() for s in secrets if s is not None]
         return [v for v in values if len(v) >= 3]
-
-
-def secret_from_env(name: str, what: str) -> str:
-    """The value of environment variable ``name`` (for option ``what``), read
-    when a check sends it: a variable unset since the run was validated, or
-    holding what cannot go in a header, makes the check unknown."""
-    value = os.environ.get(name)
-    if value is None:
-        raise anyprobe.CheckFailed(
-            f"environment variable {name} ({what}) is not set", status=anyprobe.Status.UNKNOWN
-        )
-    if not header_value_ok(value):
-        raise anyprobe.CheckFailed(
-            f"environment variable {name} ({what}) holds control characters",
-            status=anyprobe.Status.UNKNOWN,
-        )
-    if what == "bearer_token_env" and (not value or value.strip() != value):
-        raise anyprobe.CheckFailed(
-            f"environment variable {name} ({what}) is empty or starts or ends with a space",
-            status=anyprobe.Status.UNKNOWN,
-        )
-    return value
 
 
 def auth_header(options: HttpOptions, url: SplitResult) -> str | None:
@@ -340,14 +333,14 @@ def auth_header(options: HttpOptions, url: SplitResult) -> str | None:
     options or from the URL's userinfo; None without credentials."""
     if options.bearer_token is not None:
         return "Bearer " + options.bearer_token.get_secret_value()
-    if options.bearer_token_env:
-        return "Bearer " + secret_from_env(options.bearer_token_env, "bearer_token_env")
+    if options.bearer_token_env is not None:
+        return "Bearer " + options.bearer_token_env.get_secret_value()
     username = options.username
     password = ""
     if options.password is not None:
         password = options.password.get_secret_value()
-    elif options.password_env:
-        password = secret_from_env(options.password_env, "password_env")
+    elif options.password_env is not None:
+        password = options.password_env.get_secret_value()
     if username is None and url.username is not None:
         username, password = unquote(url.username), unquote(url.password or "")
     if username is None:

@@ -1,4 +1,8 @@
-"""The options of the SSH probe (``ssh://`` checks), validated before the run."""
+"""The options of the SSH probe (``ssh://`` checks), validated before the run.
+
+The password and the key's passphrase come from environment variables
+(:class:`anyprobe.SecretEnv`), read and checked with the options.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ from anyprobe.net import IpFamily
 
 __all__ = ["SshOptions", "expand_path", "host_key_algorithms"]
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
 
 
@@ -29,7 +32,7 @@ class SshOptions(anyprobe.ProbeOptions):
     key_file: str | None = Field(
         None, description="Private key file to log in with (public key authentication)."
     )
-    key_passphrase_env: str | None = Field(
+    key_passphrase_env: anyprobe.SecretEnv | None = Field(
         None, description="Name of the environment variable holding key_file's passphrase."
     )
     agent: bool = Field(
@@ -37,7 +40,7 @@ class SshOptions(anyprobe.ProbeOptions):
         description="Log in with the keys of the SSH agent (SSH_AUTH_SOCK), and the "
         "default keys in ~/.ssh as ssh does.",
     )
-    password_env: str | None = Field(
+    password_env: anyprobe.SecretEnv | None = Field(
         None,
         description="Name of the environment variable holding the password to log in "
         "with (the password itself never appears in options or output).",
@@ -84,16 +87,6 @@ class SshOptions(anyprobe.ProbeOptions):
     @classmethod
     def _valid_regex(cls, value: str | None) -> str | None:
         return anyprobe.check_regex(value)
-
-    @field_validator("password_env", "key_passphrase_env")
-    @classmethod
-    def _valid_env_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
-            raise ValueError(
-                "must be the NAME of an environment variable (letters, digits, _), "
-                "not the secret itself"
-            )
-        return value
 
     @field_validator("host_key_fingerprint")
     @classmethod

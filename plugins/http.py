@@ -53,7 +53,7 @@ from ._http_client import (
     open_tunnel,
     proxy_auth,
 )
-from ._http_options import HttpOptions, auth_header, secret_from_env
+from ._http_options import HttpOptions, auth_header
 from ._http_pool import ConnectionPool, PooledConnection, close_all, why_not_reusable
 from ._http_verdict import Exchange, verdict
 
@@ -362,8 +362,8 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         given = {k.lower() for k in [*options.headers, *options.header_env]}
         headers = [(k, v) for k, v in headers if k.lower() not in given]
         headers.extend(options.headers.items())
-        for name, variable in options.header_env.items():
-            headers.append((name, secret_from_env(variable, f"header_env {name}")))
+        for name, secret in options.header_env.items():
+            headers.append((name, secret.get_secret_value()))
         return headers
 
     async def _request(

@@ -67,12 +67,8 @@ class SshProbe(anyprobe.Probe[SshOptions]):
         self, target: anyprobe.Target, options: SshOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         # The command's output is quoted in summaries: a remote that prints the
-        # password or passphrase must not reveal it. Core masks the options'
-        # secrets; the values read from the environment are hidden here.
-        for variable in (options.password_env, options.key_passphrase_env):
-            value = os.environ.get(variable) if variable else None
-            if value:
-                ctx.hide(value)
+        # password or passphrase must not reveal it: core masks the options'
+        # secrets (password_env and key_passphrase_env are SecretEnv options).
         assert target.port is not None
         if "asyncssh" not in sys.modules:
             # Importing asyncssh takes a few hundred ms: never on the event loop.
@@ -106,9 +102,9 @@ async def _make_plan(
     if options.key_file is not None:
         key_data = await _read_file(ctx, options.key_file, "key_file")
     if options.key_passphrase_env is not None:
-        key_passphrase = _secret_from_env(options.key_passphrase_env, "key_passphrase_env")
+        key_passphrase = options.key_passphrase_env.get_secret_value()
     if options.password_env is not None:
-        password = _secret_from_env(options.password_env, "password_env")
+        password = options.password_env.get_secret_value()
     verify: Literal["known_hosts", "fingerprint", "off"]
     known_hosts_text, known_hosts_name = "", ""
     if not options.verify_host_key:
@@ -182,16 +178,6 @@ async def _read_file(ctx: anyprobe.CheckContext, path: str, option: str) -> byte
                 error=exc,
             ) from None
     return cache[resolved]
-
-
-def _secret_from_env(name: str, option: str) -> str:
-    value = os.environ.get(name)
-    if value is None:
-        raise anyprobe.CheckFailed(
-            f"{option}: environment variable {name} is not set",
-            status=anyprobe.Status.UNKNOWN,
-        )
-    return value
 
 
 async def _verdict(plan: Plan, options: SshOptions, report: Report) -> anyprobe.Outcome:

@@ -21,7 +21,6 @@ every result.
 from __future__ import annotations
 
 import math
-import os
 import re
 import string
 from typing import Any, Literal
@@ -64,7 +63,7 @@ class WebhookError(anyprobe.AnyprobeError):
 
 
 class WebhookOptions(anyprobe.NotifierOptions):
-    url_env: str | None = Field(
+    url_env: anyprobe.SecretEnv | None = Field(
         default=None, description="Environment variable holding the URL to POST to."
     )
     mode: Literal["batch", "per_result", "on_change"] = Field(
@@ -86,15 +85,15 @@ class WebhookOptions(anyprobe.NotifierOptions):
     headers: dict[str, str] = Field(
         default_factory=dict, description="Extra request headers, e.g. {X-Source = 'anyprobe'}."
     )
-    header_env: dict[str, str] = Field(
+    header_env: dict[str, anyprobe.SecretEnv] = Field(
         default_factory=dict,
         description="Secret headers: header name -> environment variable holding its value.",
     )
-    bearer_token_env: str | None = Field(
+    bearer_token_env: anyprobe.SecretEnv | None = Field(
         default=None, description="Environment variable holding a bearer token."
     )
     username: str | None = Field(default=None, description="User name for basic authentication.")
-    password_env: str | None = Field(
+    password_env: anyprobe.SecretEnv | None = Field(
         default=None, description="Environment variable holding the basic-authentication password."
     )
 
@@ -113,12 +112,19 @@ class WebhookOptions(anyprobe.NotifierOptions):
                 ) from None
         return value
 
-    @field_validator("header_env")
+    @field_validator("header_env", mode="before")
     @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for header, variable in value.items():
-            if not variable:
-                raise ValueError(f"header {header}: the environment variable name is empty")
+    def _read_secret_headers(cls, value: Any) -> Any:
+        return anyprobe.SecretEnv.read_each(value, "header")
+
+    @field_validator("url_env")
+    @classmethod
+    def _url_env_is_a_url(cls, value: anyprobe.SecretEnv | None) -> anyprobe.SecretEnv | None:
+        if value is not None:
+            try:
+                anyprobe.Notifier.check_url(value.get_secret_value())
+            except ValueError as exc:  # the message never shows the URL
+                raise ValueError(f"environment variable {value.variable}: {exc}") from None
         return value
 
     @model_validator(mode="after")
@@ -187,24 +193,17 @@ class WebhookReporter(anyprobe.Notifier[WebhookOptions]):
         return change.changed if self.options.mode == "on_change" else True
 
     def url(self) -> str:
-        options = self.options
-        if options.url_env is None:
+        if self.options.url_env is None:
             return super().url()
-        url = _env(options.url_env, "url_env")
-        try:
-            anyprobe.Notifier.check_url(url)
-        except ValueError as exc:
-            raise WebhookError(f"${options.url_env}: {exc}") from None
-        return url
+        return self.options.url_env.get_secret_value()  # checked with the options
 
     def headers(self) -> dict[str, str]:
         options = self.options
         headers = dict(options.headers)
-        for header, variable in options.header_env.items():
-            headers[header] = self._secret(variable, f"header {header}")
-        if options.bearer_token_env:
-            token = self._secret(options.bearer_token_env, "bearer_token_env")
-            headers["Authorization"] = f"Bearer {token}"
+        for header, secret in options.header_env.items():
+            headers[header] = self._secret(secret)
+        if options.bearer_token_env is not None:
+            headers["Authorization"] = f"Bearer {self._secret(options.bearer_token_env)}"
         return headers
 
     def auth(self) -> tuple[str, str] | None:
@@ -212,12 +211,12 @@ class WebhookReporter(anyprobe.Notifier[WebhookOptions]):
         if options.username is None:
             return None
         password = ""
-        if options.password_env:
-            password = self._secret(options.password_env, "password_env")
+        if options.password_env is not None:
+            password = self._secret(options.password_env)
         return options.username, password
 
-    def _secret(self, variable: str, what: str) -> str:
-        value = _env(variable, what)
+    def _secret(self, secret: anyprobe.SecretEnv) -> str:
+        value = secret.get_secret_value()
         self.masker.add(value)
         return value
 
@@ -292,13 +291,6 @@ class WebhookReporter(anyprobe.Notifier[WebhookOptions]):
                 "metrics": _Lenient(result.metrics),
             },
         )
-
-
-def _env(variable: str, what: str) -> str:
-    value = os.environ.get(variable)
-    if value is None:
-        raise WebhookError(f"{what}: environment variable {variable} is not set")
-    return value
 
 
 @anyprobe.hookimpl

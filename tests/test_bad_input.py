@@ -240,7 +240,11 @@ def test_json_body_must_be_json(value: str) -> None:
         ("https://127.0.0.1:1/", 'client_cert="{not_pem}"', "not a PEM certificate"),
         ("tls://127.0.0.1:1", 'ca_file="{not_pem}"', "not a PEM certificate"),
         ("dns://127.0.0.1:1/example.com", 'resolv_conf="{missing}"', "resolv_conf"),
-        ("http://127.0.0.1:1/", 'header_env={{X = ""}}', "environment variable name is empty"),
+        (
+            "http://127.0.0.1:1/",
+            'header_env={{X = ""}}',
+            "header X: must be the NAME of an environment variable",
+        ),
         (
             "http://127.0.0.1:1/",
             'header_env={{X = "ANYPROBE_TEST_SURELY_UNSET"}}',

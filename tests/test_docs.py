@@ -446,24 +446,27 @@ def test_toml_examples_load(
     block: Block, builtin_manager: PluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    # header_env must name variables that are set when the config is loaded.
-    for headers in header_env_values(tomllib.loads(block.code)):
-        for variable in headers.values():
-            monkeypatch.setenv(variable, "placeholder")
+    # Secret options (*_env) must name variables that are set when the config is loaded.
+    for key, variable in secret_variables(tomllib.loads(block.code)):
+        placeholder = "http://127.0.0.1/placeholder" if key == "url_env" else "placeholder"
+        monkeypatch.setenv(variable, placeholder)
     error = config_error(block, tmp_path, builtin_manager)
     assert not error, f"{block}: {error}"
 
 
-def header_env_values(node: object) -> Iterator[dict[str, str]]:
+def secret_variables(node: object) -> Iterator[tuple[str, str]]:
+    """(option, variable) for every ``*_env`` option (``header_env``: each value)."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "header_env" and isinstance(value, dict):
-                yield value
+            if key.endswith("_env") and isinstance(value, str):
+                yield key, value
+            elif key.endswith("_env") and isinstance(value, dict):
+                yield from ((key, str(v)) for v in value.values())
             else:
-                yield from header_env_values(value)
+                yield from secret_variables(value)
     elif isinstance(node, list):
         for item in node:
-            yield from header_env_values(item)
+            yield from secret_variables(item)
 
 
 def anyprobe_command_lines(block: Block) -> list[list[str]]:

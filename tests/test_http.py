@@ -516,13 +516,15 @@ async def test_basic_and_bearer_auth_are_sent(
         wrong = await probe(
             url, manager, bearer_token="nope", headers={"X-Expect-Authorization": "x"}
         )
-        unset = await probe(url, manager, bearer_token_env="ANYPROBE_TEST_UNSET_VARIABLE")
     assert with_basic.status is Status.OK, with_basic.summary
     assert with_bearer.status is Status.OK, with_bearer.summary
     assert wrong.summary == "HTTP 401: expected status 2xx"
-    assert unset.status is Status.UNKNOWN
-    assert unset.summary == (
-        "environment variable ANYPROBE_TEST_UNSET_VARIABLE (bearer_token_env) is not set"
+    # An unset variable is refused with the options, before anything is sent.
+    with pytest.raises(anyprobe.OptionsError) as info:
+        await probe(url, manager, bearer_token_env="ANYPROBE_TEST_UNSET_VARIABLE")
+    assert str(info.value) == (
+        f"options: check {url}: field 'bearer_token_env': "
+        "environment variable ANYPROBE_TEST_UNSET_VARIABLE is not set"
     )
 
 

@@ -175,7 +175,10 @@ def test_a_bad_template_is_refused_before_the_run() -> None:
         ({"url": "http://127.0.0.1/", "window": -1}, "greater than or equal to 0"),
     ],
 )
-def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
+def test_bad_options_are_refused(
+    options: dict[str, Any], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("X", "http://127.0.0.1/hook")
     with pytest.raises(ValidationError, match=message):
         WebhookOptions(**options)
 
@@ -220,14 +223,47 @@ async def test_url_from_the_environment(
     assert webhook_receiver.requests[0].path == "/hook/T000/secret"
 
 
-@pytest.mark.anyio
-async def test_a_missing_environment_variable_is_one_clear_error(
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"url_env": "NO_SUCH_HOOK_VARIABLE"}, "url_env"),
+        ({"bearer_token_env": "NO_SUCH_HOOK_VARIABLE"}, "bearer_token_env"),
+        ({"username": "u", "password_env": "NO_SUCH_HOOK_VARIABLE"}, "password_env"),
+        ({"header_env": {"X-Api-Key": "NO_SUCH_HOOK_VARIABLE"}}, "header_env"),
+    ],
+)
+@pytest.mark.parametrize(("value", "problem"), [(None, "is not set"), ("", "is empty")])
+def test_an_unset_or_empty_variable_is_refused_with_the_options(
+    monkeypatch: pytest.MonkeyPatch,
+    options: dict[str, Any],
+    field: str,
+    value: str | None,
+    problem: str,
+) -> None:
+    if value is None:
+        monkeypatch.delenv("NO_SUCH_HOOK_VARIABLE", raising=False)
+    else:
+        monkeypatch.setenv("NO_SUCH_HOOK_VARIABLE", value)
+    url = {} if "url_env" in options else {"url": "http://127.0.0.1:9/"}
+    with pytest.raises(ValidationError) as info:
+        WebhookOptions(**url, **options)
+    assert info.value.error_count() == 1
+    error = info.value.errors()[0]
+    assert ".".join(map(str, error["loc"])) == field
+    assert f"environment variable NO_SUCH_HOOK_VARIABLE {problem}" in error["msg"]
+
+
+def test_a_url_env_that_is_not_a_url_is_refused_without_showing_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("NO_SUCH_HOOK_TOKEN", raising=False)
-    hook = reporter("http://127.0.0.1:9/", bearer_token_env="NO_SUCH_HOOK_TOKEN")
-    with pytest.raises(WebhookError, match="environment variable NO_SUCH_HOOK_TOKEN is not set"):
-        await run_reporter(hook, [make_result("a")])
+    monkeypatch.setenv("HOOK_URL", "ftp://127.0.0.1/T000/k3y-s3cr3t")
+    with pytest.raises(ValidationError) as info:
+        WebhookOptions(url_env="HOOK_URL")
+    message = info.value.errors(include_input=False)[0]["msg"]
+    assert message == (
+        "Value error, environment variable HOOK_URL: the URL must be http:// or https://HOST/..."
+    )
+    assert "k3y-s3cr3t" not in message
 
 
 @pytest.mark.anyio

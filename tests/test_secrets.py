@@ -19,6 +19,7 @@ from tests.cli import assert_one_clear_line
 from tests.test_plugins import make_distribution
 
 SECRET = "hunter2-s3cret"
+NOT_A_NAME = "must be the NAME of an environment variable"
 
 AUTH_PLUGIN = """
     import anyio
@@ -124,9 +125,9 @@ def test_secret_env_cannot_be_pickled_into_a_value(monkeypatch: pytest.MonkeyPat
     [
         ("PROBE_UNSET_VARIABLE", "environment variable PROBE_UNSET_VARIABLE is not set"),
         ("PROBE_EMPTY", "environment variable PROBE_EMPTY is empty"),
-        ("1BAD", "'1BAD' is not an environment variable name"),
-        ("", "'' is not an environment variable name"),
-        ("A B", "'A B' is not an environment variable name"),
+        ("1BAD", NOT_A_NAME),
+        ("", NOT_A_NAME),
+        ("A B", NOT_A_NAME),
     ],
 )
 def test_a_bad_secret_variable_fails_validation_naming_it(
@@ -225,3 +226,33 @@ def test_cli_refuses_an_unset_secret_variable_in_one_line(
     proc = run_anyprobe("run", str(config), env={"PYTHONPATH": str(site), **env})
     line = assert_one_clear_line(proc, message, "cache", "password")
     assert "PROBE_PASSWORD" in line
+
+
+def test_read_each_reads_a_dict_of_variables_naming_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROBE_PASSWORD", SECRET)
+    monkeypatch.delenv("PROBE_UNSET_VARIABLE", raising=False)
+    secrets = anyprobe.SecretEnv.read_each({"X-Api-Key": "PROBE_PASSWORD"})
+    assert secrets["X-Api-Key"].get_secret_value() == SECRET
+    assert secrets["X-Api-Key"].variable == "PROBE_PASSWORD"
+    with pytest.raises(ValueError) as info:
+        anyprobe.SecretEnv.read_each({"X-Api-Key": "PROBE_UNSET_VARIABLE"})
+    assert (
+        str(info.value) == "header X-Api-Key: environment variable PROBE_UNSET_VARIABLE is not set"
+    )
+    assert anyprobe.SecretEnv.read_each("not a dict") == "not a dict"
+
+
+class HeaderOptions(anyprobe.ProbeOptions):
+    header_env: dict[str, anyprobe.SecretEnv] = Field(default_factory=dict)
+
+
+def test_a_dict_of_secrets_is_masked_by_the_options_masker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROBE_PASSWORD", SECRET)
+    options = HeaderOptions.model_validate({"header_env": {"X-Api-Key": "PROBE_PASSWORD"}})
+    assert is_secret_field(HeaderOptions, "header_env")
+    assert options_masker(options).text(f"key={SECRET}") == "key=***"
+    assert options.model_dump()["header_env"] == {"X-Api-Key": "PROBE_PASSWORD"}

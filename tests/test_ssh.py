@@ -112,15 +112,25 @@ async def test_wrong_password_is_critical_in_auth(
     assert "not the password" not in repr(result.as_dict())
 
 
-async def test_unset_password_env_is_unknown(
-    manager: PluginManager, ssh_server: SshServer, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("field", ["password_env", "key_passphrase_env"])
+@pytest.mark.parametrize(("value", "problem"), [(None, "is not set"), ("", "is empty")])
+def test_an_unset_or_empty_secret_variable_is_refused_before_running(
+    manager: PluginManager,
+    monkeypatch: pytest.MonkeyPatch,
+    field: str,
+    value: str | None,
+    problem: str,
 ) -> None:
-    monkeypatch.delenv(PASSWORD_ENV, raising=False)
-    result = await check_one(
-        manager, ssh_server.url, verify_host_key=False, password_env=PASSWORD_ENV
+    if value is None:
+        monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    else:
+        monkeypatch.setenv(PASSWORD_ENV, value)
+    with pytest.raises(anyprobe.OptionsError) as info:
+        anyprobe.prepare(["ssh://127.0.0.1"], manager=manager, options={field: PASSWORD_ENV})
+    assert str(info.value) == (
+        f"options: check ssh://127.0.0.1: field '{field}': "
+        f"environment variable {PASSWORD_ENV} {problem}"
     )
-    assert result.status is Status.UNKNOWN
-    assert result.summary == f"password_env: environment variable {PASSWORD_ENV} is not set"
 
 
 async def test_wrong_key_is_critical(manager: PluginManager, ssh_server: SshServer) -> None:
