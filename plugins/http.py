@@ -62,8 +62,6 @@ REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 #: Characters left as they are in a request target; anything else is percent-encoded.
 _PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
-redact_userinfo = mask_url_password
-
 
 @dataclass(slots=True)
 class Hop:
@@ -80,7 +78,7 @@ class Hop:
 
     @property
     def display(self) -> str:
-        return redact_userinfo(self.url)
+        return mask_url_password(self.url)
 
     @property
     def origin(self) -> tuple[str, str, int]:
@@ -156,15 +154,15 @@ def _split(url: str) -> tuple[SplitResult, str, str, int]:
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise anyprobe.CheckFailed(
-            f"cannot follow a redirect to {scheme}:// ({redact_userinfo(url)})"
+            f"cannot follow a redirect to {scheme}:// ({mask_url_password(url)})"
         )
     try:
         port = parts.port or DEFAULT_PORTS[scheme]
     except ValueError:
-        raise anyprobe.CheckFailed(f"bad URL {redact_userinfo(url)}") from None
+        raise anyprobe.CheckFailed(f"bad URL {mask_url_password(url)}") from None
     host = (parts.hostname or "").lower()
     if not host:
-        raise anyprobe.CheckFailed(f"no host in URL {redact_userinfo(url)}")
+        raise anyprobe.CheckFailed(f"no host in URL {mask_url_password(url)}")
     return parts, scheme, host, port
 
 
@@ -211,7 +209,7 @@ def _follow(
     if not (options.follow_redirects and response.status in REDIRECT_CODES and location):
         return None
     next_url = urljoin(hop.url, location.strip())
-    shown = redactor.text(redact_userinfo(next_url))
+    shown = redactor.text(mask_url_password(next_url))
     try:
         check_destination(_split(next_url)[2])
     except anyprobe.CheckFailed as refused:
@@ -316,7 +314,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         url = target.url
         _, scheme, host, port = _split(url)
         walk = _Redirects((scheme, host, port), options.method, body, content_type, [])
-        walk.seen.append(redact_userinfo(url))
+        walk.seen.append(mask_url_password(url))
         exchange = Exchange()
         while True:
             hop = self._hop(url, walk, options, base_headers, auth)

@@ -44,8 +44,9 @@ class TableReporter(anyprobe.Reporter[TableOptions]):
             rows = [r for r in rows if r.status is not anyprobe.Status.OK]
         summary = ctx.summary.describe() if ctx.summary and ctx.verbosity >= 0 else None
         async with await anyprobe.OutputFile.open(self.options.path) as out:
-            if out.is_terminal:
-                text = render_rich(rows, summary, explain=ctx.explain)
+            # The program's choice (anyprobe.Run(color=...)) first, else the output's kind.
+            if ctx.color or (ctx.color is None and out.is_terminal):
+                text = render_rich(rows, summary, explain=ctx.explain, force=bool(ctx.color))
             else:
                 text = render_plain(rows, summary, explain=ctx.explain)
             await out.write(text)
@@ -117,7 +118,9 @@ def render_plain(rows: list[anyprobe.Result], summary: str | None, *, explain: b
     return "".join(f"{text.rstrip()}\n" for text in out)
 
 
-def render_rich(rows: list[anyprobe.Result], summary: str | None, *, explain: bool) -> str:
+def render_rich(
+    rows: list[anyprobe.Result], summary: str | None, *, explain: bool, force: bool = False
+) -> str:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -137,7 +140,8 @@ def render_rich(rows: list[anyprobe.Result], summary: str | None, *, explain: bo
         table.add_row(*values)
         if explain and (result.trace or result.attempt_log):
             table.add_row("", Text("\n".join(_trace_lines(result)), style="dim"))
-    console = Console(file=sys.stdout, highlight=False)
+    # force: colours even when stdout is not a terminal (NO_COLOR still wins).
+    console = Console(file=sys.stdout, highlight=False, force_terminal=force or None)
     with console.capture() as capture:
         if rows:
             console.print(table)

@@ -134,10 +134,11 @@ async def run_reporter(
     summary: RunSummary | None = None,
     *,
     buffer: int = 100,
+    color: bool | None = None,
 ) -> None:
     """Feed ``results`` to ``reporter`` as core does; its exception propagates as it is."""
     send, receive = anyio.create_memory_object_stream[Result](buffer)
-    ctx = ReportContext(total=len(results))
+    ctx = ReportContext(total=len(results), color=color)
 
     async def feed() -> None:
         async with send:
