@@ -11,11 +11,16 @@ summaries that say what was expected and what came::
     async with ctx.connect(target.host, target.port) as conn:
         await conn.send("PING\\r\\n")
         await conn.expect_line("+PONG")   # expected '+PONG', got '-NOAUTH ...'
+
+``ctx.connect_socket()`` does the same resolve and connect and yields the
+connected socket itself, before any stream wraps it, for a library that
+wants a socket of its own (asyncssh); ``ctx.connect()`` is built on it.
 """
 
 from __future__ import annotations
 
 import math
+import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, nullcontext, suppress
@@ -402,6 +407,41 @@ async def resolve_in_phase(
     return addresses
 
 
+def _check_arguments(caller: str, host: str, port: int, ip_family: str) -> None:
+    if not isinstance(host, str) or not host:
+        raise TypeError(f"{caller}() needs a host name, not {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise TypeError(f"{caller}() needs a port from 1 to 65535, not {port!r}")
+    if ip_family not in ("any", "ipv4", "ipv6"):
+        raise ValueError(f"ip_family must be 'any', 'ipv4' or 'ipv6', not {ip_family!r}")
+
+
+async def _connected_socket(
+    ctx: CheckContext, caller: str, host: str, port: int, ip_family: IpFamily
+) -> tuple[socket.socket, str]:
+    """Resolve (phase ``resolve``), connect to the first address that accepts
+    (phase ``connect``), trace both: the socket (the caller closes it) and its address."""
+    from .net import _connect_first
+
+    _check_arguments(caller, host, port, ip_family)
+    addresses = await resolve_in_phase(ctx, host, port, ip_family)
+    with ctx.phase("connect"):
+        sock, address = await _connect_first(addresses, port)
+    if ctx.explain:
+        ctx.trace(f"connected to {address} port {port}")
+    return sock, address
+
+
+@asynccontextmanager
+async def open_socket(
+    ctx: CheckContext, host: str, port: int, *, ip_family: IpFamily = "any"
+) -> AsyncIterator[socket.socket]:
+    """What ``ctx.connect_socket()`` does (see :meth:`~anyprobe.CheckContext.connect_socket`)."""
+    sock, _address = await _connected_socket(ctx, "connect_socket", host, port, ip_family)
+    with sock:  # a no-op for a socket the caller detached
+        yield sock
+
+
 @asynccontextmanager
 async def open_connection(
     ctx: CheckContext,
@@ -413,20 +453,13 @@ async def open_connection(
     server_name: str | None = None,
     alpn: Sequence[str] = (),
 ) -> AsyncIterator[Connection]:
-    """What ``ctx.connect()`` does (see :meth:`~anyprobe.CheckContext.connect`)."""
-    from .net import connect_tcp
+    """What ``ctx.connect()`` does (see :meth:`~anyprobe.CheckContext.connect`):
+    :func:`open_socket`'s socket, wrapped in a stream."""
+    from .net import _stream_from_socket
 
-    if not isinstance(host, str) or not host:
-        raise TypeError(f"connect() needs a host name, not {host!r}")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise TypeError(f"connect() needs a port from 1 to 65535, not {port!r}")
-    if ip_family not in ("any", "ipv4", "ipv6"):
-        raise ValueError(f"ip_family must be 'any', 'ipv4' or 'ipv6', not {ip_family!r}")
-    addresses = await resolve_in_phase(ctx, host, port, ip_family)
+    sock, address = await _connected_socket(ctx, "connect", host, port, ip_family)
     with ctx.phase("connect"):
-        tcp, address = await connect_tcp(addresses, port)
-    if ctx.explain:
-        ctx.trace(f"connected to {address} port {port}")
+        tcp = await _stream_from_socket(sock)
     conn = Connection(ctx, tcp, address, port)
     try:
         if tls is not None:

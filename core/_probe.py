@@ -34,6 +34,7 @@ from ._options import ProbeOptions
 from .masking import Masker
 
 if TYPE_CHECKING:
+    import socket
     from contextlib import AbstractAsyncContextManager
 
     from ._connection import Connection
@@ -287,6 +288,28 @@ class CheckContext:
         return open_connection(
             self, host, port, ip_family=ip_family, tls=tls, server_name=server_name, alpn=alpn
         )
+
+    def connect_socket(
+        self, host: str, port: int, *, ip_family: IpFamily = "any"
+    ) -> AbstractAsyncContextManager[socket.socket]:
+        """A connected TCP socket for a library that wants its own socket
+        (asyncssh, a C client); use it as ``async with ctx.connect_socket(host,
+        port) as sock:``.
+
+        Resolves and connects as :meth:`connect` does (phases ``resolve`` and
+        ``connect``, ``ip_family``, every address tried in order, the address
+        policy, the trace, the standard summaries), and yields the socket
+        before any stream wraps it: non-blocking, nothing read from it yet,
+        ``sock.getpeername()[0]`` the address connected to. The socket is
+        closed when the block ends: hand the library ``sock.dup()`` (it closes
+        its copy; the connection ends once both are closed), or take the file
+        descriptor with ``sock.detach()`` (closing it is then yours). A
+        library on another event loop (:mod:`anyprobe.bridge`) must be the
+        only one to wait on its copy.
+        """
+        from ._connection import open_socket
+
+        return open_socket(self, host, port, ip_family=ip_family)
 
     async def resolve(self, host: str, port: int, ip_family: IpFamily = "any") -> list[str]:
         """The addresses of ``host`` (:func:`anyprobe.net.resolve`), timed as

@@ -26,6 +26,7 @@ __all__ = [
     "IpFamily",
     "address_policy",
     "check_destination",
+    "connect_socket",
     "connect_tcp",
     "describe_os_error",
     "fail_from_os_error",
@@ -176,13 +177,17 @@ def fail_from_os_error(exc: BaseException, what: str = "") -> CheckFailed:
     return CheckFailed(f"{what}{text}" if not what else f"{what}: {text}", error=root_os_error(exc))
 
 
-async def open_connection(address: str, port: int) -> anyio.abc.SocketStream:
-    """Connect to one IP ``address``; raises OSError like a failed ``connect()``.
+async def connect_socket(address: str, port: int) -> socket.socket:
+    """A TCP socket connected to one IP ``address``: non-blocking, owned by the
+    caller (who closes it); raises OSError like a failed ``connect()``.
 
     ``anyio.connect_tcp`` runs a task group for happy eyeballs even for one
     address; a probe has already chosen its address, so this does the plain
-    non-blocking connect instead (it is a good part of a loopback check's cost).
-    The address policy in force (:func:`address_policy`) is checked first.
+    non-blocking connect instead (it is a good part of a loopback check's
+    cost). The address policy in force (:func:`address_policy`) is checked
+    first. For a library that wants a socket of its own (asyncssh); wrap it
+    with ``anyio.abc.SocketStream.from_socket`` for a stream, or use
+    :func:`open_connection`.
     """
     check_destination(address, [address])
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -198,10 +203,40 @@ async def open_connection(address: str, port: int) -> anyio.abc.SocketStream:
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if code:
                 raise OSError(code, os.strerror(code))
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def _connect_first(addresses: Sequence[str], port: int) -> tuple[socket.socket, str]:
+    """A socket (:func:`connect_socket`) connected to the first of ``addresses``
+    that accepts, tried in order, and the address used; raises
+    :class:`~anyprobe.CheckFailed` describing the last failure when none accepts."""
+    last: BaseException | None = None
+    for address in addresses:
+        try:
+            return await connect_socket(address, port), address
+        except OSError as exc:
+            last = exc
+    if last is None:
+        raise ValueError("_connect_first() needs at least one address")
+    raise fail_from_os_error(last) from None
+
+
+async def _stream_from_socket(sock: socket.socket) -> anyio.abc.SocketStream:
+    """``sock`` (connected) as an anyio stream that owns it; closes it on failure."""
+    try:
         return await anyio.abc.SocketStream.from_socket(sock)
     except BaseException:
         sock.close()
         raise
+
+
+async def open_connection(address: str, port: int) -> anyio.abc.SocketStream:
+    """Connect to one IP ``address`` (:func:`connect_socket`) and return the
+    stream; raises OSError like a failed ``connect()``."""
+    return await _stream_from_socket(await connect_socket(address, port))
 
 
 async def connect_tcp(addresses: list[str], port: int) -> tuple[anyio.abc.SocketStream, str]:
@@ -210,11 +245,5 @@ async def connect_tcp(addresses: list[str], port: int) -> tuple[anyio.abc.Socket
     Returns the stream and the address used; raises :class:`~anyprobe.CheckFailed`
     describing the last failure when none accepts.
     """
-    last: BaseException | None = None
-    for address in addresses:
-        try:
-            return await open_connection(address, port), address
-        except OSError as exc:
-            last = exc
-    assert last is not None
-    raise fail_from_os_error(last) from None
+    sock, address = await _connect_first(addresses, port)
+    return await _stream_from_socket(sock), address

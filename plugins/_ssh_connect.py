@@ -4,14 +4,14 @@ asyncssh runs on asyncio only: the whole conversation is one coroutine
 (:func:`converse`) that the probe runs through the run's
 :class:`~anyprobe.bridge.AsyncioBridge` (directly on the host loop under
 asyncio, on the bridge's private loop under trio). asyncssh objects live and
-die inside it; only plain data crosses: a :class:`Plan` in, a :class:`Report`
-and the :class:`Progress` it wrote out.
+die inside it; only plain data crosses: a :class:`Plan` and the socket the
+probe connected with ``ctx.connect_socket`` in, a :class:`Report` and the
+:class:`Progress` it wrote out.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -39,7 +39,6 @@ class Plan:
 
     host: str
     port: int
-    addresses: list[str]
     username: str
     expect_version: str | None
     authenticate: bool
@@ -109,8 +108,10 @@ class _HandshakeDone(Exception):
     """Raised when authentication would start but the check needs no login."""
 
 
-async def converse(plan: Plan, progress: Progress) -> Report:
-    """The whole SSH conversation; runs on an asyncio loop (the host's or the bridge's).
+async def converse(plan: Plan, sock: socket.socket, progress: Progress) -> Report:
+    """The whole SSH conversation over ``sock`` (connected by ``ctx.connect_socket``,
+    nothing read from it yet, still the caller's: the conversation works on a
+    dup of it); runs on an asyncio loop (the host's or the bridge's).
 
     Raises :class:`~anyprobe.CheckFailed` with the verdict when something is wrong.
     """
@@ -118,13 +119,12 @@ async def converse(plan: Plan, progress: Progress) -> Report:
 
     report = Report()
     try:
-        progress.enter("connect")
-        sock = await _open_socket(plan.addresses, plan.port)
+        progress.enter("handshake")
+        # The conversation's own copy of the caller's socket (asyncssh closes
+        # it); taken here, on the loop that uses it, so that a conversation
+        # that never starts leaves nothing open.
+        sock = sock.dup()
         try:
-            address = sock.getpeername()[0]
-            progress.note(f"connected to {address} port {plan.port}")
-            progress.metrics["address"] = address
-            progress.enter("handshake")
             report.server_version = await _read_version(sock, plan, progress)
             conn = await _establish(sock, plan, progress, report)
         except BaseException:
@@ -147,32 +147,6 @@ async def converse(plan: Plan, progress: Progress) -> Report:
     finally:
         progress.stop()
     return report
-
-
-async def _open_socket(addresses: list[str], port: int) -> socket.socket:
-    """A connected non-blocking socket to the first address that accepts."""
-    last: OSError | None = None
-    for address in addresses:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            try:
-                sock.connect((address, port))
-            except BlockingIOError:
-                await anyio.wait_writable(sock)
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if code:
-                    raise OSError(code, os.strerror(code)) from None
-            return sock
-        except OSError as exc:
-            sock.close()
-            last = exc
-        except BaseException:
-            sock.close()
-            raise
-    assert last is not None
-    raise fail_from_os_error(last)
 
 
 async def _read_version(sock: socket.socket, plan: Plan, progress: Progress) -> str:
@@ -302,6 +276,7 @@ async def _establish(
     """
     import asyncssh
 
+    address = sock.getpeername()[0]  # before asyncssh takes (and closes) the socket
     known_hosts: Any
     if plan.verify == "off":
         known_hosts = None
@@ -356,19 +331,11 @@ async def _establish(
                 await client.conn.wait_closed()
         return None
     except asyncssh.HostKeyNotVerifiable as exc:
-        raise anyprobe.CheckFailed(_describe_host_key_failure(plan, report), error=exc) from None
-    except asyncssh.PermissionDenied as exc:
-        methods = []
-        if plan.key_data is not None:
-            methods.append("key_file")
-        if plan.agent:
-            methods.append("agent")
-        if plan.password is not None:
-            methods.append("password")
         raise anyprobe.CheckFailed(
-            f"authentication failed for user {plan.username} (tried {', '.join(methods)})",
-            error=exc,
+            _describe_host_key_failure(plan, report, address), error=exc
         ) from None
+    except asyncssh.PermissionDenied as exc:
+        raise anyprobe.CheckFailed(_describe_auth_failure(plan), error=exc) from None
     progress.note(f"logged in as {plan.username}")
     return conn
 
@@ -389,7 +356,18 @@ def _known_host_keys(plan: Plan, address: str) -> list[Any]:
     return [*matched[0], *matched[1]]
 
 
-def _describe_host_key_failure(plan: Plan, report: Report) -> str:
+def _describe_auth_failure(plan: Plan) -> str:
+    methods = []
+    if plan.key_data is not None:
+        methods.append("key_file")
+    if plan.agent:
+        methods.append("agent")
+    if plan.password is not None:
+        methods.append("password")
+    return f"authentication failed for user {plan.username} (tried {', '.join(methods)})"
+
+
+def _describe_host_key_failure(plan: Plan, report: Report, address: str) -> str:
     offered = f"{report.host_key_type} {report.host_key_fingerprint}".strip()
     where = plan.host if plan.port == 22 else f"[{plan.host}]:{plan.port}"
     if plan.verify == "fingerprint":
@@ -398,7 +376,7 @@ def _describe_host_key_failure(plan: Plan, report: Report) -> str:
         )
     known = [
         f"{k.get_algorithm()} {k.get_fingerprint('sha256')}"
-        for k in _known_host_keys(plan, plan.addresses[0])
+        for k in _known_host_keys(plan, address)
     ]
     if known:
         return (

@@ -6,7 +6,8 @@ with a key file, the agent or a password it also logs in, and with
 ``command`` it runs a command and checks its exit status and output.
 
 This module is the probe: it reads the files and secrets a check needs into a
-plan, runs the SSH conversation (:mod:`anyprobe.plugins._ssh_connect`, on
+plan, connects with ``ctx.connect_socket``, runs the SSH conversation over
+that socket (:mod:`anyprobe.plugins._ssh_connect`, on
 asyncio through the run's :class:`~anyprobe.bridge.AsyncioBridge`) and judges
 its report. The options are in :mod:`anyprobe.plugins._ssh_options`, the
 service of ``anyprobe demo`` in :mod:`anyprobe.plugins._demo_ssh`.
@@ -75,29 +76,32 @@ class SshProbe(anyprobe.Probe[SshOptions]):
             await anyio.to_thread.run_sync(importlib.import_module, "asyncssh")
         plan = await _make_plan(target, options, ctx)
         progress = Progress()
-        try:
-            report = await asyncio_bridge(ctx).run(converse, plan, progress)
-        except BaseException:
-            if progress.phase is not None:
-                ctx.current_phase = progress.phase
-            raise
-        finally:
-            for name, seconds in list(progress.phases.items()):
-                ctx.record_phase(name, seconds)
-            for note in list(progress.notes):
-                ctx.trace(note)
-            ctx.metrics.update(progress.metrics)
+        # asyncssh reads the socket itself, on the bridge's loop: it gets one
+        # before any stream has read from it (the version line is its to read).
+        async with ctx.connect_socket(
+            target.host, target.port, ip_family=options.ip_family
+        ) as sock:
+            ctx.metrics["address"] = sock.getpeername()[0]
+            try:
+                report = await asyncio_bridge(ctx).run(converse, plan, sock, progress)
+            except BaseException:
+                if progress.phase is not None:
+                    ctx.current_phase = progress.phase
+                raise
+            finally:
+                for name, seconds in list(progress.phases.items()):
+                    ctx.record_phase(name, seconds)
+                for note in list(progress.notes):
+                    ctx.trace(note)
+                ctx.metrics.update(progress.metrics)
         return await _verdict(plan, options, report)
 
 
 async def _make_plan(
     target: anyprobe.Target, options: SshOptions, ctx: anyprobe.CheckContext
 ) -> Plan:
-    """Resolve the host and read the files and secrets the conversation needs."""
+    """Read the files and secrets the conversation needs."""
     assert target.port is not None
-    # asyncssh connects by itself (on the bridge's loop): it gets the addresses
-    # checked against the address policy, not the name.
-    addresses = await ctx.resolve(target.host, target.port, options.ip_family)
     key_data = key_passphrase = password = None
     if options.key_file is not None:
         key_data = await _read_file(ctx, options.key_file, "key_file")
@@ -130,7 +134,6 @@ async def _make_plan(
     return Plan(
         host=target.host,
         port=target.port,
-        addresses=addresses,
         username=username,
         expect_version=options.expect_version,
         authenticate=options.authenticates,

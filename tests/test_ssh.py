@@ -11,6 +11,7 @@ import pytest
 
 import anyprobe
 from anyprobe import PluginManager, Result, Status
+from anyprobe.net import address_policy
 from tests.servers.ssh import LOTS_BYTES, OpenSsh, ScriptedPort, SshServer
 
 pytestmark = pytest.mark.anyio
@@ -314,6 +315,34 @@ async def test_refused_port_is_critical_in_connect(
     assert result.status is Status.CRITICAL
     assert result.summary == "connection refused"
     assert result.error is not None and result.error.phase == "connect"
+
+
+async def test_the_connect_is_the_toolkit_s(manager: PluginManager, ssh_server: SshServer) -> None:
+    # Resolve and connect on the caller's loop (ctx.connect_socket), then the
+    # version line read by the conversation from its copy of the socket.
+    [result] = await anyprobe.check(
+        [ssh_server.url],
+        manager=manager,
+        options={"known_hosts": str(ssh_server.known_hosts)},
+        explain=True,
+    )
+    assert result.status is Status.OK, result.summary
+    assert result.metrics["address"] == "127.0.0.1"
+    messages = [event.message for event in result.trace]
+    assert messages[:3] == [
+        "resolved 127.0.0.1 to 127.0.0.1",
+        f"connected to 127.0.0.1 port {ssh_server.port}",
+        f"server version: {result.metrics['server_version']}",
+    ]
+    with address_policy(lambda host, addresses: f"{host} is not allowed"):
+        [result] = await anyprobe.check([ssh_server.url], manager=manager)
+    assert result.status is Status.CRITICAL
+    assert result.summary == "127.0.0.1 is not allowed"
+    assert result.error is not None and result.error.phase == "resolve"
+    [result] = await anyprobe.check(
+        [ssh_server.url], manager=manager, options={"ip_family": "ipv6"}
+    )
+    assert result.summary == "127.0.0.1 is not an ipv6 address"
 
 
 async def test_openssh_key_auth_and_command(

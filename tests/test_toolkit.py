@@ -1,18 +1,20 @@
-"""The probe toolkit: ctx.connect(), ctx.resolve() and the Connection's reads,
-against real loopback servers, on both backends."""
+"""The probe toolkit: ctx.connect(), ctx.connect_socket(), ctx.resolve() and
+the Connection's reads, against real loopback servers, on both backends."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import SplitResult
 
+import anyio
 import pytest
 from pydantic import Field
 
 import anyprobe
-from anyprobe import CheckContext, Outcome, PluginManager, Result, Status, Target
-from anyprobe.net import IpFamily, address_policy
+from anyprobe import CheckContext, CheckFailed, Outcome, PluginManager, Result, Status, Target
+from anyprobe.net import IpFamily, address_policy, connect_socket
 from anyprobe.testing import CLOSE, LineServer, run_checks
 from anyprobe.tls import TlsOptions
 from tests.servers.banner import TlsCa
@@ -357,3 +359,203 @@ def test_url_shape_allows_what_the_probe_takes(manager: PluginManager) -> None:
     manager.register(ShapedPlugin(), name="shaped")
     [target] = anyprobe.prepare(["shaped://user@DB/"], manager=manager).targets
     assert (target.host, target.port) == ("db", 6379)
+
+
+# -- ctx.connect_socket(): a connected socket before any stream wraps it ------
+
+
+@pytest.fixture
+def quiet_server() -> Iterator[socket.socket]:
+    """A loopback listener that never accepts by itself: the test accepts."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield server
+
+
+def peer_of(server: socket.socket) -> socket.socket:
+    """The server side of the connection the check opened (queued in the backlog)."""
+    server.settimeout(5)
+    accepted, _ = server.accept()
+    accepted.settimeout(5)
+    return accepted
+
+
+async def test_phases_trace_and_a_fresh_non_blocking_socket(
+    anyio_backend: str, kit: Any, anyprobe_line_server: Callable[..., LineServer]
+) -> None:
+    server = anyprobe_line_server({}, greeting="SSH-2.0-test")
+    seen: dict[str, Any] = {}
+
+    async def peek(target: Target, options: KitOptions, ctx: CheckContext) -> Outcome:
+        assert target.port is not None
+        async with ctx.connect_socket(target.host, target.port) as sock:
+            seen["sock"] = sock
+            assert isinstance(sock, socket.socket)
+            assert not sock.getblocking()
+            with anyio.fail_after(5):
+                data = b""
+                while not data.endswith(b"\n"):  # bounded by fail_after
+                    await anyio.wait_readable(sock)
+                    data = sock.recv(100, socket.MSG_PEEK)
+            # Nothing consumed: the greeting is still there for the library.
+            assert sock.recv(100) == data
+            return Outcome.ok(f"{sock.getpeername()[0]} {data!r}")
+
+    result = await kit(peek, server.port, explain=True)
+    assert result.status is Status.OK, result.summary
+    assert result.summary == "127.0.0.1 b'SSH-2.0-test\\r\\n'"
+    assert {"resolve", "connect"} <= set(result.phases)
+    assert [e.message for e in result.trace] == [
+        "resolved 127.0.0.1 to 127.0.0.1",
+        f"connected to 127.0.0.1 port {server.port}",
+    ]
+    assert seen["sock"].fileno() == -1  # closed when the block ended
+
+
+async def test_the_socket_is_closed_when_the_block_ends(
+    anyio_backend: str, kit: Any, quiet_server: socket.socket
+) -> None:
+    port = quiet_server.getsockname()[1]
+    held: list[socket.socket] = []  # a reference: closed by the block, not collected
+
+    async def hold(target: Target, options: KitOptions, ctx: CheckContext) -> Outcome:
+        assert target.port is not None
+        async with ctx.connect_socket(target.host, target.port) as sock:
+            held.append(sock)
+            if options.ip_family == "ipv4":
+                raise RuntimeError("boom")
+            return Outcome.ok(str(sock.getsockname()[1]))
+
+    result = await kit(hold, port)
+    assert result.status is Status.OK
+    assert held[0].fileno() == -1
+    with peer_of(quiet_server) as peer:
+        assert peer.getpeername()[1] == int(result.summary)
+        assert peer.recv(10) == b""  # the client side was closed
+    # Closed on an exception too.
+    result = await kit(hold, port, options={"ip_family": "ipv4"})
+    assert result.status is Status.UNKNOWN
+    assert held[1].fileno() == -1
+    with peer_of(quiet_server) as peer:
+        assert peer.recv(10) == b""
+
+
+async def test_a_detached_socket_is_left_to_the_caller(
+    anyio_backend: str, kit: Any, quiet_server: socket.socket
+) -> None:
+    port = quiet_server.getsockname()[1]
+    taken: list[int] = []
+
+    async def take(target: Target, options: KitOptions, ctx: CheckContext) -> Outcome:
+        assert target.port is not None
+        async with ctx.connect_socket(target.host, target.port) as sock:
+            taken.append(sock.detach())
+        return Outcome.ok("taken")
+
+    result = await kit(take, port)
+    assert result.status is Status.OK
+    with socket.socket(fileno=taken[0]) as mine, peer_of(quiet_server) as peer:
+        mine.setblocking(True)
+        mine.sendall(b"still open")
+        assert peer.recv(10) == b"still open"
+
+
+async def test_a_refused_connection_is_the_standard_summary(
+    anyio_backend: str, kit: Any, closed_port: int
+) -> None:
+    async def connect(target: Target, options: KitOptions, ctx: CheckContext) -> Outcome:
+        assert target.port is not None
+        async with ctx.connect_socket(target.host, target.port):
+            return Outcome.ok("connected")
+
+    result = await kit(connect, closed_port)
+    assert result.status is Status.CRITICAL
+    assert result.summary == "connection refused"
+    assert result.error is not None and result.error.phase == "connect"
+    assert result.error.type == "ConnectionRefusedError"
+
+
+async def test_ip_family_and_the_address_policy(
+    anyio_backend: str, kit: Any, listening_port: int
+) -> None:
+    async def connect(target: Target, options: KitOptions, ctx: CheckContext) -> Outcome:
+        assert target.port is not None
+        async with ctx.connect_socket(
+            target.host, target.port, ip_family=options.ip_family
+        ) as sock:
+            return Outcome.ok(f"connected over {sock.family.name}")
+
+    result = await kit(connect, listening_port, options={"ip_family": "ipv6"})
+    assert result.summary == "127.0.0.1 is not an ipv6 address"
+    assert result.error is not None and result.error.phase == "resolve"
+    result = await kit(connect, listening_port, options={"ip_family": "ipv4"})
+    assert result.summary == "connected over AF_INET"
+    with address_policy(lambda host, addresses: f"{host} is not allowed"):
+        result = await kit(connect, listening_port)
+    assert result.status is Status.CRITICAL
+    assert result.summary == "127.0.0.1 is not allowed"
+    assert result.error is not None and result.error.phase == "resolve"
+
+
+@pytest.fixture
+def two_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``two.test`` resolves to 127.0.0.2 then 127.0.0.1 (the resolver only:
+    the connects are real)."""
+    real = anyio.getaddrinfo
+
+    async def getaddrinfo(host: Any, port: Any, **kwargs: Any) -> Any:
+        if host != "two.test":
+            return await real(host, port, **kwargs)
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
+            for address in ("127.0.0.2", "127.0.0.1")
+        ]
+
+    monkeypatch.setattr(anyio, "getaddrinfo", getaddrinfo)
+
+
+async def test_every_address_is_tried_in_order(
+    anyio_backend: str, kit: Any, quiet_server: socket.socket, two_addresses: None
+) -> None:
+    port = quiet_server.getsockname()[1]  # listens on 127.0.0.1 only: .2 refuses
+
+    async def connect(target: Target, options: KitOptions, ctx: CheckContext) -> Outcome:
+        assert target.port is not None
+        async with ctx.connect_socket(target.host, target.port) as sock:
+            return Outcome.ok(f"connected to {sock.getpeername()[0]}")
+
+    result = await kit(connect, port, host="two.test", explain=True)
+    assert result.summary == "connected to 127.0.0.1"
+    assert [e.message for e in result.trace] == [
+        "resolved two.test to 127.0.0.2, 127.0.0.1",
+        f"connected to 127.0.0.1 port {port}",
+    ]
+    quiet_server.close()
+    result = await kit(connect, port, host="two.test")
+    assert result.summary == "connection refused"
+    assert result.error is not None and result.error.phase == "connect"
+
+
+async def test_connect_socket_misuse_is_loud(
+    anyio_backend: str, kit: Any, listening_port: int
+) -> None:
+    async def bad_port(target: Target, options: KitOptions, ctx: CheckContext) -> Outcome:
+        async with ctx.connect_socket(target.host, 0):
+            return Outcome.ok("connected")
+
+    result = await kit(bad_port, listening_port)
+    assert result.status is Status.UNKNOWN
+    assert "TypeError: connect_socket() needs a port from 1 to 65535, not 0" in result.summary
+
+
+async def test_net_connect_socket_checks_the_policy_and_raises_os_errors(
+    anyio_backend: str, closed_port: int, listening_port: int
+) -> None:
+    with pytest.raises(ConnectionRefusedError):
+        await connect_socket("127.0.0.1", closed_port)
+    sock = await connect_socket("127.0.0.1", listening_port)
+    with sock:
+        assert not sock.getblocking()
+        assert sock.getpeername() == ("127.0.0.1", listening_port)
+    refusing = address_policy(lambda host, addresses: "refused by policy")
+    with refusing, pytest.raises(CheckFailed, match="refused by policy"):
+        await connect_socket("127.0.0.1", listening_port)
