@@ -1,0 +1,73 @@
+"""Real gRPC servers on loopback for the grpc:// tests (grpcio's own server).
+
+grpcio runs its server on its own threads, so a server started here serves
+a check on either backend. Each server records the metadata of the calls it
+answered, for the tests that check what reached it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__: list[str] = []  # no fixtures: grpcio is optional, imported when a server starts
+
+#: grpc.health.v1 ServingStatus values, for ``statuses``.
+SERVING = 1
+NOT_SERVING = 2
+
+
+@dataclass
+class GrpcServer:
+    port: int
+    health: Any
+    #: The invocation metadata of each call, as (key, value) pairs.
+    calls: list[dict[str, str]] = field(default_factory=list)
+
+
+def _recorder(calls: list[dict[str, str]]) -> Any:
+    """A server interceptor that records each call's metadata in ``calls``."""
+    import grpc
+
+    class RecordMetadata(grpc.ServerInterceptor):  # type: ignore[misc]
+        def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+            calls.append(dict(handler_call_details.invocation_metadata))
+            return continuation(handler_call_details)
+
+    return RecordMetadata()
+
+
+@contextmanager
+def grpc_server(
+    *,
+    with_health: bool = True,
+    statuses: dict[str, int] | None = None,
+    tls: tuple[bytes, bytes] | None = None,
+) -> Iterator[GrpcServer]:
+    """A gRPC server on 127.0.0.1; ``statuses`` sets the health of each service
+    ("" is the server as a whole), ``tls`` is (certificate chain, key) in PEM."""
+    import grpc
+    from grpc_health.v1 import health, health_pb2_grpc
+
+    calls: list[dict[str, str]] = []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[_recorder(calls)])
+    servicer = None
+    if with_health:
+        servicer = health.HealthServicer()
+        for service, status in (statuses or {}).items():
+            servicer.set(service, status)
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    if tls is not None:
+        chain, key = tls
+        credentials = grpc.ssl_server_credentials([(key, chain)])
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield GrpcServer(port, servicer, calls)
+    finally:
+        server.stop(grace=None).wait(5)
