@@ -15,6 +15,7 @@ __all__ = [
     "encode_health_request",
     "frame_message",
     "grpc_status_name",
+    "parse_health_request",
     "parse_health_response",
     "serving_status_name",
     "unframe_message",
@@ -157,3 +158,23 @@ def unframe_message(body: bytes) -> bytes:
     if len(body) > end:
         raise WireError(f"{len(body) - end} bytes after the message")
     return body[MESSAGE_HEADER:end]
+
+
+def parse_health_request(message: bytes) -> str:
+    """The ``service`` of a ``HealthCheckRequest`` ("" when absent): for the demo server."""
+    service = b""
+    at = 0
+    while at < len(message):
+        key, at = _read_varint(message, at)
+        if key & 7 == 2:
+            size, at = _read_varint(message, at)
+            if at + size > len(message):
+                raise WireError("a cut field")
+            if key >> 3 == 1:
+                service = message[at : at + size]
+            at += size
+        elif key & 7 == 0:
+            _, at = _read_varint(message, at)
+        else:
+            raise WireError(f"wire type {key & 7} in a health request")
+    return service.decode("utf-8", errors="replace")

@@ -380,3 +380,10 @@ def _outcome(
 @anyprobe.hookimpl
 def anyprobe_register_probes(register: Any) -> None:
     register(GrpcProbe)
+
+
+@anyprobe.hookimpl
+def anyprobe_demo_services(register: Any) -> None:
+    from anyprobe.plugins._grpc_demo import demo_services
+
+    register(demo_services)

@@ -336,3 +336,28 @@ def test_response_decoding_matches_protobuf() -> None:
 def test_malformed_responses_are_wire_errors(body: bytes) -> None:
     with pytest.raises(WireError):
         parse_health_response(unframe_message(body))
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+
+async def test_demo_rows_get_their_verdicts(anyio_backend: str, manager: PluginManager) -> None:
+    from anyprobe.plugins._grpc_demo import demo_services
+
+    async with demo_services() as checks:
+        assert len(checks) == 2
+        for demo in checks:
+            result = await check_one(manager, demo.url, **demo.options)
+            assert result.status is demo.expect, (demo.name, result.summary)
+        unknown = await check_one(manager, checks[0].url, service="nope")
+    assert unknown.summary.startswith("grpc-status NOT_FOUND (5): unknown service")
+
+
+def test_request_decoding_matches_protobuf() -> None:
+    from grpc_health.v1 import health_pb2
+
+    from anyprobe.plugins._grpc_wire import parse_health_request
+
+    for service in ("", "up", "x" * 300):
+        message = health_pb2.HealthCheckRequest(service=service).SerializeToString()
+        assert parse_health_request(message) == service
