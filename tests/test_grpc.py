@@ -361,3 +361,27 @@ def test_request_decoding_matches_protobuf() -> None:
     for service in ("", "up", "x" * 300):
         message = health_pb2.HealthCheckRequest(service=service).SerializeToString()
         assert parse_health_request(message) == service
+
+
+# -- dependencies and masking ---------------------------------------------------------------
+
+
+def test_missing_h2_is_one_line_saying_what_to_install(
+    manager: PluginManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "h2.connection", None)
+    probe = manager.probe_for_scheme("grpc")
+    [target] = anyprobe.prepare(["grpc://127.0.0.1:1"], manager=manager).targets
+    with pytest.raises(anyprobe.MissingDependency, match=r"pip install 'anyprobe\[http2\]'"):
+        probe.load_dependencies([target])
+
+
+def test_credential_metadata_is_masked_in_shown_options() -> None:
+    from anyprobe.masking import MASK, Masker
+    from anyprobe.plugins.grpc import GrpcOptions
+
+    options = GrpcOptions(metadata={"Authorization": "Bearer hunter22", "x-tenant": "blue"})
+    shown = Masker().options(GrpcOptions, options.model_dump())
+    assert shown["metadata"] == {"authorization": MASK, "x-tenant": "blue"}
