@@ -300,15 +300,20 @@ def _take_events(
         elif isinstance(event, h2.events.TrailersReceived):
             answer.trailers = _decode_headers(event.headers)
         elif isinstance(event, h2.events.StreamReset) and event.stream_id == stream_id:
-            raise CheckFailed(f"the server reset the stream (HTTP/2 error {event.error_code!s})")
+            raise CheckFailed(f"the server reset the stream ({_h2_error(event.error_code)})")
         elif isinstance(event, h2.events.ConnectionTerminated):
             if event.last_stream_id is None or event.last_stream_id < stream_id:
                 raise CheckFailed(
-                    f"the server ended the connection (HTTP/2 GOAWAY {event.error_code!s})"
+                    f"the server ended the connection (GOAWAY {_h2_error(event.error_code)})"
                 )
         elif isinstance(event, h2.events.StreamEnded) and event.stream_id == stream_id:
             return True
     return False
+
+
+def _h2_error(code: Any) -> str:
+    """An HTTP/2 error code by name: ``REFUSED_STREAM``, or ``error 99``."""
+    return str(getattr(code, "name", f"error {code}"))
 
 
 def _decode_headers(headers: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:

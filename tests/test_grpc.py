@@ -22,20 +22,15 @@ from anyprobe.plugins._grpc_wire import (
     unframe_message,
 )
 from tests.servers.banner import TlsCa, serve_tcp
+from tests.servers.grpc_servers import NOT_SERVING, SERVING, GrpcServer, grpc_server
 from tests.servers.http import cert_files, serve_h2
 
-pytest.importorskip("grpc", reason="the grpc:// tests need grpcio (pip install grpcio)")
+grpc = pytest.importorskip("grpc", reason="the grpc:// tests need grpcio (pip install grpcio)")
 pytest.importorskip(
     "grpc_health.v1.health",
     reason="the grpc:// tests need grpcio-health-checking (pip install grpcio-health-checking)",
 )
 
-from tests.servers.grpc_servers import (
-    NOT_SERVING,
-    SERVING,
-    GrpcServer,
-    grpc_server,
-)
 
 pytestmark = pytest.mark.anyio
 
@@ -149,6 +144,40 @@ async def test_metadata_reaches_the_server_and_secrets_stay_hidden(
     assert call["x-api-token"] == "tok-123456"
     shown = repr(result) + "".join(event.message for event in result.trace)
     assert "hunter22" not in shown and "tok-123456" not in shown
+
+
+async def test_grpc_message_is_decoded_and_escaped(
+    anyio_backend: str, manager: PluginManager
+) -> None:
+    def draining(request: bytes, context: Any) -> bytes:
+        context.abort(grpc.StatusCode.UNAVAILABLE, "draining: 100% done\nbye")
+        raise AssertionError("abort() raises")
+
+    with grpc_server(check=draining) as server:
+        result = await check_one(manager, f"grpc://127.0.0.1:{server.port}")
+    assert result.status is Status.CRITICAL
+    assert result.summary.startswith("grpc-status UNAVAILABLE (14): draining: 100% done\\nbye for ")
+    assert result.metrics["grpc_status"] == 14
+
+
+@pytest.mark.parametrize(
+    ("answer", "summary"),
+    [
+        (b"\x08\x03", "SERVICE_UNKNOWN for the server at "),
+        (b"\x08\x00", "UNKNOWN for the server at "),
+        (b"", "UNKNOWN for the server at "),
+        (b"\x08\x07", "status 7 for the server at "),
+        (b"\x0a\x01x", "not a health check response: status is not a number"),
+        (b"\x08", "not a health check response: the message ends inside a number"),
+    ],
+)
+async def test_health_answers_other_than_serving_are_critical(
+    anyio_backend: str, manager: PluginManager, answer: bytes, summary: str
+) -> None:
+    with grpc_server(check=lambda request, context: answer) as server:
+        result = await check_one(manager, f"grpc://127.0.0.1:{server.port}")
+    assert result.status is Status.CRITICAL
+    assert result.summary.startswith(summary), result.summary
 
 
 # -- TLS ---------------------------------------------------------------------------------

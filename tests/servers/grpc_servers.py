@@ -7,7 +7,7 @@ answered, for the tests that check what reached it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,16 +46,24 @@ def grpc_server(
     with_health: bool = True,
     statuses: dict[str, int] | None = None,
     tls: tuple[bytes, bytes] | None = None,
+    check: Callable[[bytes, Any], bytes] | None = None,
 ) -> Iterator[GrpcServer]:
     """A gRPC server on 127.0.0.1; ``statuses`` sets the health of each service
-    ("" is the server as a whole), ``tls`` is (certificate chain, key) in PEM."""
+    ("" is the server as a whole), ``tls`` is (certificate chain, key) in PEM.
+    ``check(request, context)``, given, answers Health/Check instead of
+    grpcio's servicer, with the serialized messages as bytes."""
     import grpc
     from grpc_health.v1 import health, health_pb2_grpc
 
     calls: list[dict[str, str]] = []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[_recorder(calls)])
     servicer = None
-    if with_health:
+    if check is not None:
+        method = grpc.unary_unary_rpc_method_handler(check)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("grpc.health.v1.Health", {"Check": method}),)
+        )
+    elif with_health:
         servicer = health.HealthServicer()
         for service, status in (statuses or {}).items():
             servicer.set(service, status)
