@@ -5,6 +5,7 @@ backends."""
 from __future__ import annotations
 
 import datetime
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,19 @@ async def test_health_answers_other_than_serving_are_critical(
         result = await check_one(manager, f"grpc://127.0.0.1:{server.port}")
     assert result.status is Status.CRITICAL
     assert result.summary.startswith(summary), result.summary
+
+
+async def test_ipv6_loopback_with_ip_family(anyio_backend: str, manager: PluginManager) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    with grpc_server(statuses={"": SERVING}, host="[::1]") as server:
+        result = await check_one(manager, f"grpc://[::1]:{server.port}", ip_family="ipv6")
+    assert result.status is Status.OK, result.summary
+    assert result.summary.startswith(f"SERVING for the server at [::1]:{server.port}")
+    assert result.metrics["address"] == "::1"
 
 
 # -- TLS ---------------------------------------------------------------------------------

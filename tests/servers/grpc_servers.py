@@ -47,9 +47,11 @@ def grpc_server(
     statuses: dict[str, int] | None = None,
     tls: tuple[bytes, bytes] | None = None,
     check: Callable[[bytes, Any], bytes] | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[GrpcServer]:
-    """A gRPC server on 127.0.0.1; ``statuses`` sets the health of each service
-    ("" is the server as a whole), ``tls`` is (certificate chain, key) in PEM.
+    """A gRPC server on ``host`` (127.0.0.1, or ``[::1]``); ``statuses`` sets
+    the health of each service ("" is the server as a whole), ``tls`` is
+    (certificate chain, key) in PEM.
     ``check(request, context)``, given, answers Health/Check instead of
     grpcio's servicer, with the serialized messages as bytes."""
     import grpc
@@ -71,9 +73,9 @@ def grpc_server(
     if tls is not None:
         chain, key = tls
         credentials = grpc.ssl_server_credentials([(key, chain)])
-        port = server.add_secure_port("127.0.0.1:0", credentials)
+        port = server.add_secure_port(f"{host}:0", credentials)
     else:
-        port = server.add_insecure_port("127.0.0.1:0")
+        port = server.add_insecure_port(f"{host}:0")
     server.start()
     try:
         yield GrpcServer(port, servicer, calls)
