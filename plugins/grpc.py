@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 import anyprobe
 from anyprobe import CheckFailed, Connection, show_bytes
@@ -128,6 +128,13 @@ class GrpcOptions(TlsOptions):
                     f"metadata {key}: only printable ASCII is allowed in ${secret.variable}'s value"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _one_value_a_key(self) -> GrpcOptions:
+        both = sorted(set(self.metadata) & set(self.metadata_env))
+        if both:
+            raise ValueError(f"metadata key {both[0]!r} is in both metadata and metadata_env")
+        return self
 
     @field_validator("service")
     @classmethod

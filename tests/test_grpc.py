@@ -325,6 +325,10 @@ async def test_endless_answer_stops_at_max_response_bytes(
         ({"metadata": {"x-a": "line\nbreak"}}, "printable ASCII"),
         ({"service": "a\x1bb"}, "control characters"),
         ({"max_response_bytes": 10}, "max_response_bytes"),
+        (
+            {"metadata": {"X-Token": "a"}, "metadata_env": {"x-token": "HOME"}},
+            "in both metadata and metadata_env",
+        ),
     ],
 )
 def test_bad_options_are_usage_errors(
