@@ -72,7 +72,7 @@ CREDENTIAL_HEADERS = frozenset(
 _CREDENTIAL_WORDS = ("token", "secret", "password", "auth", "key", "cookie", "session")
 
 #: Option fields holding request headers (name -> value) by convention.
-REQUEST_HEADER_FIELDS = frozenset({"headers"})
+REQUEST_HEADER_FIELDS = frozenset({"headers", "metadata"})
 
 #: Secrets shorter than this are not searched for in text (too many false hits).
 MIN_SECRET_LENGTH = 3
