@@ -396,6 +396,6 @@ def anyprobe_register_probes(register: Any) -> None:
 
 @anyprobe.hookimpl
 def anyprobe_demo_services(register: Any) -> None:
-    from anyprobe.plugins._grpc_demo import demo_services
+    from anyprobe.plugins._demo_grpc import demo_services
 
     register(demo_services)

@@ -389,7 +389,7 @@ def test_malformed_responses_are_wire_errors(body: bytes) -> None:
 
 
 async def test_demo_rows_get_their_verdicts(anyio_backend: str, manager: PluginManager) -> None:
-    from anyprobe.plugins._grpc_demo import demo_services
+    from anyprobe.plugins._demo_grpc import demo_services
 
     async with demo_services() as checks:
         assert len(checks) == 2
