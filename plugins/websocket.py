@@ -200,7 +200,9 @@ class WebSocketProbe(anyprobe.Probe[WebSocketOptions]):
         """wsproto, and certificate parsing when a target is wss://."""
         import importlib
 
-        anyprobe.require("wsproto", needed_for="ws:// and wss:// checks", install=INSTALL)
+        anyprobe.require(
+            "wsproto", needed_for="the websocket probe (ws://, wss://)", install=INSTALL
+        )
         if any(t.url[:4].lower() == "wss:" for t in targets):
             for module in ("anyio.streams.tls", *CERTIFICATE_MODULES):
                 importlib.import_module(module)

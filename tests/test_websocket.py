@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
 import anyprobe
 from anyprobe import OptionsError, PluginManager, Result, Status, TargetError
+from tests.cli import assert_one_clear_line
 from tests.servers.banner import TlsCa
 from tests.servers.websocket import HUGE
 
@@ -194,3 +198,32 @@ def test_bad_options_and_urls_are_refused(manager: PluginManager) -> None:
         anyprobe.prepare(["ws://h/path#x"], manager=manager)
     [target] = anyprobe.prepare(["wss://h/feed?x=1"], manager=manager).targets
     assert target.port == 443
+
+
+#: The CLI, run with wsproto made impossible to import.
+WITHOUT_WSPROTO = """
+import sys
+
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "wsproto":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Blocker())
+from anyprobe._cli import main
+sys.argv[0] = "anyprobe"
+main()
+"""
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_without_wsproto_a_run_is_one_line_naming_the_extra(backend: str, closed_port: int) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_WSPROTO, "check", "--backend", backend,
+         f"ws://127.0.0.1:{closed_port}/"],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=120,
+    )  # fmt: skip
+    assert_one_clear_line(
+        proc, "the websocket probe (ws://, wss://) needs wsproto", "anyprobe[websocket]"
+    )
