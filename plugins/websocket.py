@@ -454,3 +454,13 @@ def _host_header(target: anyprobe.Target) -> str:
 @anyprobe.hookimpl
 def anyprobe_register_probes(register: Any) -> None:
     register(WebSocketProbe)
+
+
+@anyprobe.hookimpl
+def anyprobe_demo_services(register: Any) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("wsproto") is not None:
+        from anyprobe.plugins._ws_demo import demo_services
+
+        register(demo_services)

@@ -227,3 +227,13 @@ def test_without_wsproto_a_run_is_one_line_naming_the_extra(backend: str, closed
     assert_one_clear_line(
         proc, "the websocket probe (ws://, wss://) needs wsproto", "anyprobe[websocket]"
     )
+
+
+async def test_demo_rows_get_their_verdicts(anyio_backend: str, manager: PluginManager) -> None:
+    from anyprobe.plugins._ws_demo import demo_services
+
+    async with demo_services() as checks:
+        assert len(checks) == 2
+        for demo in checks:
+            result = await check_one(manager, demo.url, **demo.options)
+            assert result.status is demo.expect, (demo.name, result.summary)
