@@ -325,7 +325,7 @@ class _Session:
             self.ctx.masker.add_header(name, secret.get_secret_value())
             headers.append((name.encode(), secret.get_secret_value().encode()))
         request = Request(
-            host=_host_header(target), target=resource,
+            host=_host_header(target, options.server_name), target=resource,
             extra_headers=headers, subprotocols=list(options.subprotocols),
         )  # fmt: skip
         self.ctx.trace(f"GET {resource} with Upgrade: websocket")
@@ -365,7 +365,10 @@ class _Session:
 
         message = bytearray()
         total = 0
-        while True:
+        # Control frames (a flood of pings) count too: the reading ends.
+        start = self.received
+        stop_at = start + 16 * budget + MAX_UPGRADE_BYTES
+        while self.received < stop_at:
             for event in await self._events("a reply"):
                 if isinstance(event, Ping):
                     await self._send(event.response())
@@ -383,6 +386,10 @@ class _Session:
                         )
                     if event.message_finished:
                         return await _verdict(expectation, message)
+        raise CheckFailed(
+            f"no complete reply in {self.received - start} bytes from the server "
+            "(control frames, or a reply in many small pieces)"
+        )
 
     async def _closed_by_server(
         self, event: Any, message: bytearray, expectation: Expectation | None
@@ -441,8 +448,10 @@ async def _verdict(expectation: Expectation | None, message: bytearray) -> str:
     )
 
 
-def _host_header(target: anyprobe.Target) -> str:
-    host = target.host
+def _host_header(target: anyprobe.Target, server_name: str | None) -> str:
+    """``Host``: the server name (``server_name``, as the HTTP probe sends it,
+    or the URL's host), with the port unless it is the scheme's own."""
+    host = server_name or target.host
     if ":" in host:
         host = f"[{host}]"
     scheme = target.url.split(":", 1)[0].lower()
