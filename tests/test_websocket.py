@@ -121,6 +121,20 @@ async def test_a_server_dropping_without_a_close_frame_is_a_warning(
     assert result.metrics["close_code"] == 1006
 
 
+async def test_a_server_closing_before_the_reply_is_critical_with_its_code(
+    anyio_backend: str, manager: PluginManager, ws_server: int
+) -> None:
+    url = f"ws://127.0.0.1:{ws_server}/closing"
+    result = await check_one(manager, url, send="hello", expect="pong")
+    assert result.status is Status.CRITICAL
+    assert result.summary == (
+        "the server closed the WebSocket (1008 policy violation: 'no token') "
+        "before a message with 'pong'"
+    )
+    assert result.metrics["close_code"] == 1008
+    assert result.error is not None and result.error.phase == "message"
+
+
 async def test_the_chosen_subprotocol_is_reported(
     anyio_backend: str, manager: PluginManager, ws_server: int
 ) -> None:

@@ -9,6 +9,7 @@ One server answers by the request's path:
 - ``/forbidden``: refuses the upgrade with HTTP 403.
 - ``/silent``: reads the upgrade request and never answers.
 - ``/garbage``: answers the upgrade with bytes that are not HTTP.
+- ``/closing``: answers a message by closing with 1008 (policy violation).
 - ``/drop``: echoes, then answers a close frame by dropping the connection
   without a close frame of its own.
 
@@ -106,6 +107,8 @@ async def handle(stream: anyio.abc.ByteStream) -> None:
                 if path != "/drop":
                     await stream.send(ws.send(event.response()))
                 return
+            elif isinstance(event, TextMessage) and path == "/closing":
+                await stream.send(ws.send(CloseConnection(code=1008, reason="no token")))
             elif isinstance(event, TextMessage):
                 message += event.data
                 if event.message_finished:
