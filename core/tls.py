@@ -25,6 +25,7 @@ import ipaddress
 import re
 import ssl
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -77,6 +78,15 @@ CERTIFICATE_MODULES = (
     "cryptography.hazmat.primitives.asymmetric.ed25519",
     "cryptography.hazmat.primitives.asymmetric.rsa",
 )
+
+
+#: The values of ``tls_min_version`` / ``tls_max_version``.
+TLS_VERSIONS = {
+    "1.0": ssl.TLSVersion.TLSv1,
+    "1.1": ssl.TLSVersion.TLSv1_1,
+    "1.2": ssl.TLSVersion.TLSv1_2,
+    "1.3": ssl.TLSVersion.TLSv1_3,
+}
 
 
 #: The largest PEM file read to check it (a CA bundle is a few hundred KiB).
@@ -139,6 +149,17 @@ class TlsOptions(ProbeOptions):
         ge=0,
         description="Critical when the server's (leaf) certificate expires in fewer days.",
     )
+    tls_min_version: str | None = Field(
+        None,
+        description='Oldest TLS version the client offers: "1.0", "1.1", "1.2" or "1.3" '
+        "(default: Python's, TLS 1.2).",
+    )
+    tls_max_version: str | None = Field(
+        None,
+        description='Newest TLS version the client offers: "1.0", "1.1", "1.2" or "1.3" '
+        '(default: the newest OpenSSL has). With "1.0" or "1.1", OpenSSL\'s security '
+        "level is lowered so the client can offer them (to check that a server refuses them).",
+    )
 
     @field_validator("server_name")
     @classmethod
@@ -151,6 +172,17 @@ class TlsOptions(ProbeOptions):
             if not _HOSTNAME.match(value):
                 raise ValueError(f"{value!r} is not a host name") from None
         return value
+
+    @field_validator("tls_min_version", "tls_max_version", mode="before")
+    @classmethod
+    def _tls_version(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        # A TOML value (``--set tls_min_version=1.2``) arrives as a float.
+        text = value if isinstance(value, str) else repr(value)
+        if isinstance(value, bool) or text not in TLS_VERSIONS:
+            raise ValueError(f"{value!r} is not a TLS version (one of 1.0, 1.1, 1.2, 1.3)")
+        return text
 
     @field_validator("ca_file", "client_cert", "client_key")
     @classmethod
@@ -167,6 +199,9 @@ class TlsOptions(ProbeOptions):
             )
         if self.client_key is not None and self.client_cert is None:
             raise ValueError("client_key needs client_cert")
+        low, high = self.tls_min_version, self.tls_max_version
+        if low is not None and high is not None and TLS_VERSIONS[low] > TLS_VERSIONS[high]:
+            raise ValueError(f"tls_min_version {low} must not be newer than tls_max_version {high}")
         return self
 
 
@@ -188,6 +223,8 @@ def client_context(
         options.ca_file,
         options.client_cert,
         options.client_key,
+        options.tls_min_version,
+        options.tls_max_version,
         tuple(alpn),
     )
     return ctx.shared(key, lambda: build_client_context(options, alpn=alpn))
@@ -215,9 +252,30 @@ def build_client_context(options: TlsOptions, *, alpn: Sequence[str] = ()) -> ss
                 status=Status.UNKNOWN,
                 error=exc,
             ) from None
+    with warnings.catch_warnings():
+        # Python deprecates TLS 1.0 and 1.1; offering them here is asked for.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _limit_versions(context, options)
     if alpn:
         context.set_alpn_protocols(list(alpn))
     return context
+
+
+def _limit_versions(context: ssl.SSLContext, options: TlsOptions) -> None:
+    low, high = options.tls_min_version, options.tls_max_version
+    if high is not None:
+        maximum = TLS_VERSIONS[high]
+        if low is None and context.minimum_version > maximum:
+            # Only an older version asked for: offer that one (and nothing newer).
+            context.minimum_version = maximum
+        context.maximum_version = maximum
+    if low is not None:
+        context.minimum_version = TLS_VERSIONS[low]
+    if context.minimum_version < ssl.TLSVersion.TLSv1_2:
+        # OpenSSL's default security level refuses TLS 1.0 and 1.1 (and their
+        # SHA-1 signatures): to see whether a server still accepts them, the
+        # client must be able to offer them.
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
 
 
 def _reason(exc: BaseException) -> str:
@@ -636,6 +694,9 @@ async def _handshake_failure(
         # A reset is a transport failure even when OpenSSL was waiting to read.
         return CheckFailed(f"{describe_os_error(root)} during the TLS handshake", error=root)
     summary = describe_tls_error(error, server_name)
+    refused = _refused_versions(error, options)
+    if refused is not None:
+        summary = refused
     ctx.trace(f"TLS handshake failed: {summary}")
     if not isinstance(error, ssl.SSLCertVerificationError) or peek_at is None:
         return CheckFailed(summary, error=error)
@@ -657,6 +718,32 @@ async def _handshake_failure(
         f"valid {cert.not_before:%Y-%m-%d} to {cert.not_after:%Y-%m-%d}"
     )
     return CheckFailed(summary, status=status, error=error, metrics={"cert_expiry_days": days})
+
+
+_VERSION_REASONS = {
+    "TLSV1_ALERT_PROTOCOL_VERSION": "protocol version alert",
+    "UNSUPPORTED_PROTOCOL": "it offers another version",
+    "NO_PROTOCOLS_AVAILABLE": "no version in common",
+}
+
+
+def _offered_versions(options: TlsOptions) -> str:
+    """The TLS versions the client offers under ``options``, as a user reads them
+    (``TLS 1.0``, ``TLS 1.2 to 1.3``)."""
+    high = options.tls_max_version or "1.3"
+    low = options.tls_min_version or min("1.2", high)
+    return f"TLS {low}" if low == high else f"TLS {low} to {high}"
+
+
+def _refused_versions(error: ssl.SSLError, options: TlsOptions) -> str | None:
+    """With ``tls_min_version`` / ``tls_max_version``, a version refusal names
+    the versions offered; None for any other failure."""
+    if options.tls_min_version is None and options.tls_max_version is None:
+        return None
+    why = _VERSION_REASONS.get(error.reason or "")
+    if why is None:
+        return None
+    return f"TLS handshake failed: the server refuses {_offered_versions(options)} ({why})"
 
 
 def _is_ip_address(name: str) -> bool:
