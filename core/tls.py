@@ -72,6 +72,7 @@ _HOSTNAME = re.compile(
 #: a probe's ``load_dependencies`` imports them before the run.
 CERTIFICATE_MODULES = (
     "cryptography.x509",
+    "cryptography.hazmat.primitives.hashes",
     "cryptography.hazmat.primitives.asymmetric.dsa",
     "cryptography.hazmat.primitives.asymmetric.ec",
     "cryptography.hazmat.primitives.asymmetric.ed448",
@@ -300,6 +301,8 @@ class CertificateInfo:
     not_after: datetime
     key_type: str
     serial: str
+    #: SHA-256 of the DER certificate, lowercase hex (as blackbox_exporter shows it).
+    fingerprint_sha256: str = ""
 
     def expiry_days(self, now: float | None = None) -> float:
         """Days until ``not_after`` (negative once expired)."""
@@ -315,6 +318,7 @@ class CertificateInfo:
             "not_after": self.not_after.isoformat(),
             "key_type": self.key_type,
             "serial": self.serial,
+            "fingerprint_sha256": self.fingerprint_sha256,
         }
 
 
@@ -328,6 +332,7 @@ def parse_certificate(data: bytes, *, pem: bool = False) -> CertificateInfo:
 
 def _certificate_info(cert: Certificate) -> CertificateInfo:
     from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
 
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -345,6 +350,7 @@ def _certificate_info(cert: Certificate) -> CertificateInfo:
         not_after=cert.not_valid_after_utc,
         key_type=_key_type(cert),
         serial=format(cert.serial_number, "x"),
+        fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
     )
 
 
@@ -391,10 +397,12 @@ class TlsInfo:
         return None if leaf is None else round(leaf.expiry_days(now), 2)
 
     def metrics(self) -> dict[str, Any]:
-        """``tls_version`` and ``cert_expiry_days`` for a result's metrics."""
+        """``tls_version``, ``tls_cipher`` and ``cert_expiry_days`` for a result's metrics."""
         values: dict[str, Any] = {}
         if self.version:
             values["tls_version"] = self.version
+        if self.cipher:
+            values["tls_cipher"] = self.cipher
         days = self.cert_expiry_days()
         if days is not None:
             values["cert_expiry_days"] = days
@@ -419,6 +427,7 @@ class TlsInfo:
                 f"certificate {depth}: {cert.subject} issued by {cert.issuer}, "
                 f"valid {cert.not_before:%Y-%m-%d} to {cert.not_after:%Y-%m-%d}"
                 + (f", names {', '.join(cert.sans)}" if cert.sans else "")
+                + (f", SHA-256 {cert.fingerprint_sha256}" if cert.fingerprint_sha256 else "")
             )
 
 

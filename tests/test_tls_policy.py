@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import socket
 import ssl
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import anyio.abc
+import anyio.to_thread
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.tls import TLSStream
@@ -22,9 +26,26 @@ from tests.servers.banner import TlsCa, serve_tcp, serve_tls_blocking
 pytestmark = pytest.mark.anyio
 
 
-async def check_one(manager: PluginManager, url: str, **options: Any) -> Result:
-    [result] = await anyprobe.check([url], options=options, manager=manager, timeout=5.0)
+async def check_one(
+    manager: PluginManager, url: str, explain: bool = False, **options: Any
+) -> Result:
+    [result] = await anyprobe.check(
+        [url], options=options, manager=manager, timeout=5.0, explain=explain
+    )
     return result
+
+
+def leaf_fingerprint(port: int, tls_ca: TlsCa) -> str:
+    """SHA-256 of the certificate the server on ``port`` presents, read with
+    the standard library alone."""
+    context = ssl.create_default_context(cafile=str(tls_ca.ca_file))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return hashlib.sha256(der).hexdigest()
 
 
 @contextlib.contextmanager
@@ -148,6 +169,27 @@ async def test_min_version_newer_than_the_server_is_critical(
     assert result.summary == (
         "TLS handshake failed: the server refuses TLS 1.3 (protocol version alert)"
     )
+
+
+@pytest.mark.parametrize("scheme", ["https", "tls"])
+async def test_negotiated_version_cipher_and_chain_are_reported(
+    anyio_backend: str, manager: PluginManager, tls_ca: TlsCa, scheme: str
+) -> None:
+    with version_limited_server(tls_ca, maximum=ssl.TLSVersion.TLSv1_2) as port:
+        result = await check_one(
+            manager, f"{scheme}://localhost:{port}/", ca_file=str(tls_ca.ca_file), explain=True
+        )
+        fingerprint = await anyio.to_thread.run_sync(leaf_fingerprint, port, tls_ca)
+    assert result.status is Status.OK, result.summary
+    assert result.metrics["tls_version"] == "TLSv1.2"
+    cipher = result.metrics["tls_cipher"]
+    assert cipher.startswith("ECDHE-"), cipher  # a TLS 1.2 suite name, not a 1.3 one
+    lines = [entry.message for entry in result.trace]
+    assert any(line.startswith(f"TLS TLSv1.2, cipher {cipher}") for line in lines), lines
+    [leaf_line] = [line for line in lines if line.startswith("certificate 0: ")]
+    assert f"SHA-256 {fingerprint}" in leaf_line
+    assert "names localhost, 127.0.0.1" in leaf_line
+    assert result.details["tls"]["certificates"][0]["fingerprint_sha256"] == fingerprint
 
 
 @pytest.mark.parametrize(
