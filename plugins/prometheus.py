@@ -128,6 +128,25 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _leaf_certificate(result: anyprobe.Result) -> dict[str, str] | None:
+    """blackbox_exporter's ``probe_ssl_last_chain_info`` labels for the leaf
+    certificate in ``details.tls``, if the check saw one."""
+    tls = result.details.get("tls")
+    certificates = tls.get("certificates") if isinstance(tls, dict) else None
+    if not certificates or not isinstance(certificates[0], dict):
+        return None
+    leaf = certificates[0]
+    fingerprint = leaf.get("fingerprint_sha256")
+    if not fingerprint:
+        return None
+    return {
+        "fingerprint_sha256": str(fingerprint),
+        "subject": str(leaf.get("subject", "")),
+        "issuer": str(leaf.get("issuer", "")),
+        "subjectalternative": ",".join(str(name) for name in leaf.get("sans", ())),
+    }
+
+
 def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> Iterator[Metric]:
     from prometheus_client.metrics_core import Metric
 
@@ -147,6 +166,11 @@ def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> I
     cert_expiry = gauge(
         "probe_ssl_earliest_cert_expiry",
         "When the earliest certificate presented expires, as a Unix timestamp.",
+    )
+    chain_info = gauge(
+        "probe_ssl_last_chain_info",
+        "The server's leaf certificate: its SHA-256 fingerprint, subject, issuer and "
+        "subject alternative names (as labels; the value is 1).",
     )
     phases: dict[str, Metric] = {}
 
@@ -173,6 +197,9 @@ def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> I
         days = _number(result.metrics.get("cert_expiry_days"))
         if days is not None:
             add(cert_expiry, labels, result.started.timestamp() + days * _SECONDS_PER_DAY)
+        leaf = _leaf_certificate(result)
+        if leaf is not None:
+            add(chain_info, {**labels, **leaf}, 1.0)
         if result.phases:
             metric = f"probe_{label_name(result.probe).lower()}_duration_seconds"
             family = phases.get(metric)
@@ -191,6 +218,7 @@ def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> I
         lookup,
         http_status,
         cert_expiry,
+        chain_info,
         *phases.values(),
     ):
         for key, value in samples.get(family.name, {}).items():

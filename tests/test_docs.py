@@ -980,6 +980,7 @@ async def test_prometheus_example_is_what_the_reporter_writes() -> None:
         metrics={"http_status": 200, "cert_expiry_days": 61},
         error=None,
         labels={},
+        details={"tls": {"certificates": [{"fingerprint_sha256": "ab" * 32, "sans": ["a"]}]}},
     )
     actual = generate_latest(build_registry([api])).decode().splitlines()
     missing = [

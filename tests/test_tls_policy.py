@@ -16,9 +16,11 @@ import anyio.to_thread
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.tls import TLSStream
+from prometheus_client.parser import text_string_to_metric_families
 
 import anyprobe
 from anyprobe import PluginManager, Result, Status
+from anyprobe.plugins.prometheus import exposition
 from tests.cli import anyprobe as run_cli
 from tests.cli import assert_one_clear_line
 from tests.servers.banner import TlsCa, serve_tcp, serve_tls_blocking
@@ -190,6 +192,19 @@ async def test_negotiated_version_cipher_and_chain_are_reported(
     assert f"SHA-256 {fingerprint}" in leaf_line
     assert "names localhost, 127.0.0.1" in leaf_line
     assert result.details["tls"]["certificates"][0]["fingerprint_sha256"] == fingerprint
+
+    [family] = [
+        f
+        for f in text_string_to_metric_families(exposition([result]))
+        if f.name == "probe_ssl_last_chain_info"
+    ]
+    [sample] = family.samples
+    assert sample.value == 1.0
+    assert sample.labels["fingerprint_sha256"] == fingerprint
+    assert sample.labels["subjectalternative"] == "localhost,127.0.0.1"
+    assert sample.labels["subject"] == result.details["tls"]["certificates"][0]["subject"]
+    assert sample.labels["issuer"] == result.details["tls"]["certificates"][0]["issuer"]
+    assert sample.labels["target"] == f"{scheme}://localhost:{port}/"
 
 
 @pytest.mark.parametrize(
