@@ -695,8 +695,11 @@ async def _handshake_failure(
 
     from .net import describe_os_error, root_os_error
 
+    limited = options.tls_min_version is not None or options.tls_max_version is not None
+    # A server may hang up on a version it refuses instead of sending an alert.
+    offered = f" (offered {_offered_versions(options)})" if limited else ""
     if isinstance(exc, anyio.EndOfStream):
-        return CheckFailed("the server closed the connection during the TLS handshake")
+        return CheckFailed(f"the server closed the connection during the TLS handshake{offered}")
     root = root_os_error(exc)
     error = find_ssl_error(exc)
     if error is None or (isinstance(root, OSError) and not isinstance(root, ssl.SSLError)):
@@ -706,6 +709,8 @@ async def _handshake_failure(
     refused = _refused_versions(error, options)
     if refused is not None:
         summary = refused
+    elif isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        summary += offered
     ctx.trace(f"TLS handshake failed: {summary}")
     if not isinstance(error, ssl.SSLCertVerificationError) or peek_at is None:
         return CheckFailed(summary, error=error)

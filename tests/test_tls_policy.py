@@ -207,6 +207,20 @@ async def test_negotiated_version_cipher_and_chain_are_reported(
     assert sample.labels["target"] == f"{scheme}://localhost:{port}/"
 
 
+async def test_server_hanging_up_on_the_asked_version_names_it(
+    anyio_backend: str, manager: PluginManager, tls_ca: TlsCa
+) -> None:
+    # This server closes the connection without an alert.
+    with version_limited_server(tls_ca, maximum=ssl.TLSVersion.TLSv1_2) as port:
+        result = await check_one(
+            manager, f"tls://localhost:{port}", ca_file=str(tls_ca.ca_file), tls_min_version="1.3"
+        )
+    assert result.status is Status.CRITICAL
+    assert result.summary == (
+        "the server closed the connection during the TLS handshake (offered TLS 1.3)"
+    )
+
+
 @pytest.mark.parametrize(
     ("setting", "fragment"),
     [
