@@ -19,20 +19,15 @@ import anyprobe
 from anyprobe.net import IpFamily
 from anyprobe.tls import TlsOptions
 
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+from ._headers import (
+    TOKEN,
+    check_headers,
+    check_secret_header,
+    check_secret_headers,
+    header_value_ok,
+)
+
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
-
-
-def header_value_ok(value: str) -> bool:
-    return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value)
-
-
-def check_secret_header(secret: anyprobe.SecretEnv, where: str = "") -> anyprobe.SecretEnv:
-    """``secret`` if its value can go in a header; the error names the variable
-    (after ``where``), never the value."""
-    if not header_value_ok(secret.get_secret_value()):
-        raise ValueError(f"{where}environment variable {secret.variable} holds control characters")
-    return secret
 
 
 class HttpOptions(TlsOptions):
@@ -153,19 +148,14 @@ class HttpOptions(TlsOptions):
     @field_validator("method")
     @classmethod
     def _method_is_token(cls, value: str) -> str:
-        if not _TOKEN.match(value):
+        if not TOKEN.match(value):
             raise ValueError(f"{value!r} is not an HTTP method")
         return value.upper()
 
     @field_validator("headers", "expect_headers")
     @classmethod
     def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            if not _TOKEN.match(name):
-                raise ValueError(f"{name!r} is not a header name")
-            if not header_value_ok(text):
-                raise ValueError(f"header {name}: control characters are not allowed in a value")
-        return value
+        return check_headers(value)
 
     @field_validator("header_env", mode="before")
     @classmethod
@@ -175,11 +165,7 @@ class HttpOptions(TlsOptions):
     @field_validator("header_env")
     @classmethod
     def _secret_headers(cls, value: dict[str, anyprobe.SecretEnv]) -> dict[str, anyprobe.SecretEnv]:
-        for name, secret in value.items():
-            if not _TOKEN.match(name):
-                raise ValueError(f"{name!r} is not a header name")
-            check_secret_header(secret, f"header {name}: ")
-        return value
+        return check_secret_headers(value)
 
     @field_validator("expect_headers")
     @classmethod

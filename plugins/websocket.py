@@ -16,8 +16,7 @@ TCP probes.
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -28,6 +27,8 @@ import anyprobe
 from anyprobe import CheckFailed, Connection, Expectation, show_bytes
 from anyprobe.net import IpFamily
 from anyprobe.tls import CERTIFICATE_MODULES, TlsOptions, expiry_verdict
+
+from ._headers import TOKEN, check_headers, check_secret_headers
 
 if TYPE_CHECKING:
     from wsproto import WSConnection
@@ -68,18 +69,11 @@ CLOSE_CODES = {
     1011: "internal error",
 }
 
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
-
-def _header_value_ok(value: str) -> bool:
-    return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value)
-
-
-def _check_header_name(name: str) -> None:
-    if not _TOKEN.match(name):
-        raise ValueError(f"{name!r} is not a header name")
-    if name.lower() in RESERVED_HEADERS:
-        raise ValueError(f"header {name} is set by the WebSocket upgrade itself")
+def _not_reserved(names: Iterable[str]) -> None:
+    for name in names:
+        if name.lower() in RESERVED_HEADERS:
+            raise ValueError(f"header {name} is set by the WebSocket upgrade itself")
 
 
 class WebSocketOptions(TlsOptions):
@@ -126,11 +120,8 @@ class WebSocketOptions(TlsOptions):
     @field_validator("headers")
     @classmethod
     def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            _check_header_name(name)
-            if not _header_value_ok(text):
-                raise ValueError(f"header {name}: control characters are not allowed in a value")
-        return value
+        _not_reserved(value)
+        return check_headers(value)
 
     @field_validator("header_env", mode="before")
     @classmethod
@@ -142,20 +133,14 @@ class WebSocketOptions(TlsOptions):
     def _valid_secret_headers(
         cls, value: dict[str, anyprobe.SecretEnv]
     ) -> dict[str, anyprobe.SecretEnv]:
-        for name, secret in value.items():
-            _check_header_name(name)
-            if not _header_value_ok(secret.get_secret_value()):
-                raise ValueError(
-                    f"header {name}: environment variable {secret.variable} holds "
-                    "control characters"
-                )
-        return value
+        _not_reserved(value)
+        return check_secret_headers(value)
 
     @field_validator("subprotocols")
     @classmethod
     def _valid_subprotocols(cls, value: list[str]) -> list[str]:
         for name in value:
-            if not _TOKEN.match(name):
+            if not TOKEN.match(name):
                 raise ValueError(f"{name!r} is not a subprotocol name (an HTTP token)")
         if len(set(value)) != len(value):
             raise ValueError("a subprotocol is offered twice")
