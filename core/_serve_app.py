@@ -97,9 +97,16 @@ def _starlette_app(server: ProbeServer) -> Callable[[Scope, Receive, Send], Awai
         Route("/metrics", metrics, methods=["GET"]),
         Route("/-/healthy", healthy, methods=["GET", "HEAD"]),
         Route("/-/reload", reload, methods=["POST", "PUT"]),
+        *monitor_routes(server),
         Route("/", index, methods=["GET"]),
     ]
     return Starlette(routes=routes)
+
+
+def monitor_routes(server: ProbeServer) -> list[Any]:
+    """The monitor's routes (status page, JSON API, badges, push), each from
+    its own module: anyprobe._serve_api, anyprobe._serve_page, anyprobe._serve_push."""
+    return []
 
 
 async def _refuse(send: Send) -> None:

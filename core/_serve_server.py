@@ -12,7 +12,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -185,6 +185,7 @@ class ProbeServer:
         self._checks_changed = anyio.Event()
         self._stopping = False
         self._requests: set[anyio.CancelScope] = set()
+        self._on_result: Callable[[Target, Result], Awaitable[None]] = self._no_reporters
         self.aborting = False
         # The metrics come from a plugin (the built-in prometheus one): asked
         # once now, so that a server without one never starts.
@@ -421,6 +422,16 @@ class ProbeServer:
         self._stopping = True
         self._checks_changed.set()
 
+    async def record(self, target: Target, result: Result) -> None:
+        """One scheduled (or pushed) result of the check ``target``: the one
+        path every such result takes, to /metrics, the history and the alerts."""
+        self.latest[target.name] = result
+        self.metrics.scheduled.labels(result.status.value).inc()
+        await self._on_result(target, result)
+
+    async def _no_reporters(self, target: Target, result: Result) -> None:
+        """The reporters' share of :meth:`record` between two config runs: none."""
+
     async def _run_config_checks(self, config: Config, stop: anyio.Event) -> None:
         targets = list(config.targets)
         reporters: list[tuple[str, Reporter[Any]]] = list(config.reporters)
@@ -444,13 +455,16 @@ class ProbeServer:
                         result = await scheduler.check(target)
                     finally:
                         self.metrics.in_flight.dec()
-                self.latest[target.name] = result
-                self.metrics.scheduled.labels(result.status.value).inc()
-                if previous.get(target.name) is not result.status:
-                    previous[target.name] = result.status
-                    counts[result.status] = counts.get(result.status, 0) + 1
-                    await fanout.send(result)
+                await self.record(target, result)
                 await anyio.sleep_until(due)
+
+        async def status_changes(target: Target, result: Result) -> None:
+            if previous.get(target.name) is not result.status:
+                previous[target.name] = result.status
+                counts[result.status] = counts.get(result.status, 0) + 1
+                await fanout.send(result)
+
+        self._on_result = status_changes
 
         async with anyio.create_task_group() as outer:
             fanout.start(outer)
@@ -465,6 +479,7 @@ class ProbeServer:
                 not_finished=0,
                 duration=time.perf_counter() - started,
             )
+            self._on_result = self._no_reporters
             fanout.close(summary)
             # Reporters get a bounded time to flush what they hold.
             outer.cancel_scope.deadline = anyio.current_time() + DEFAULT_GRACE
