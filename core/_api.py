@@ -46,6 +46,8 @@ from ._api_prepare import (
     prepare_async,
     resolve_reporters,
 )
+from ._backend import BACKENDS
+from ._backend import run as run_on
 from ._defaults import DEFAULT_TIMEOUT
 from ._errors import ReporterError
 from ._model import Result, RunSummary
@@ -335,10 +337,12 @@ def _running_loop() -> str | None:
 
 def check_sync(targets: Targets, *, backend: str = "asyncio", **kwargs: Any) -> Results:
     """:func:`check` for a script without an event loop: starts one on ``backend``
-    (``"asyncio"`` or ``"trio"``) for the call. Inside a running event loop it
-    raises ``RuntimeError``: ``await anyprobe.check(...)`` there instead."""
-    if backend not in ("asyncio", "trio"):
-        raise ValueError(f"backend must be 'asyncio' or 'trio', got {backend!r}")
+    for the call: ``"asyncio"`` (plain asyncio, the default), ``"trio"``,
+    ``"uvloop"`` (asyncio on uvloop; UsageError without it) or ``"auto"`` (uvloop
+    when installed). No process-wide event-loop policy is set. Inside a running
+    event loop it raises ``RuntimeError``: ``await anyprobe.check(...)`` there instead."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     library = _running_loop()
     if library is not None:
         raise RuntimeError(
@@ -351,4 +355,5 @@ def check_sync(targets: Targets, *, backend: str = "asyncio", **kwargs: Any) -> 
     async def main() -> Results:
         return await check(targets, **kwargs)
 
-    return anyio.run(main, backend=backend)
+    results: Results = run_on(main, backend)
+    return results

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._backend import require_backend
+from ._backend import BACKENDS, require_backend
+from ._backend import run as run_on
 from ._cli_signals import Interrupted, Signals
 from ._cli_version import VersionOption
 from ._errors import AnyprobeError, OptionsError, UsageError
@@ -155,10 +156,10 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--backend",
-            type=click.Choice(["asyncio", "trio"]),
-            default="asyncio",
+            type=click.Choice(BACKENDS),
+            default="auto",
             show_default=True,
-            help="The event loop to run on.",
+            help="The event loop: auto (asyncio on uvloop when installed), asyncio, uvloop, trio.",
         ),
         click.option(
             "-c", "--concurrency", type=click.IntRange(min=1), help="Checks at once [default: 100]."
@@ -380,10 +381,10 @@ def demo(state: _State, /, **run_args: Any) -> int:
 )
 @click.option(
     "--backend",
-    type=click.Choice(["asyncio", "trio"]),
-    default="asyncio",
+    type=click.Choice(BACKENDS),
+    default="auto",
     show_default=True,
-    help="The event loop to run on.",
+    help="The event loop: auto (asyncio on uvloop when installed), asyncio, uvloop, trio.",
 )
 @click.option(
     "-c",
@@ -588,14 +589,12 @@ def _execute(
 
 
 def _run_backend(main: Callable[[], Any], backend: str) -> RunSummary:
-    import anyio
-
     require_backend(backend)
     if _signals is not None:
         # From here the run's own receiver handles signals; one that comes
         # before it opens is kept and replayed (see _run_with_signals).
         _signals.raising = False
-    result: RunSummary = anyio.run(main, backend=backend)
+    result: RunSummary = run_on(main, backend)
     return result
 
 

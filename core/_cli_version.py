@@ -13,7 +13,7 @@ from . import __version__
 EVENT_LOOP_LIBRARIES = (
     ("anyio", "runs anyprobe on either loop", "anyprobe"),
     ("trio", "--backend trio", "anyprobe[trio]"),
-    ("uvloop", "a faster asyncio loop; anyprobe does not use it yet", "uvloop"),
+    ("uvloop", "--backend uvloop, and --backend auto's choice", "anyprobe[speedups]"),
 )
 
 
@@ -27,7 +27,9 @@ def version_lines(verbose: int) -> list[str]:
     import platform
 
     lines.append(f"python {platform.python_version()} ({platform.python_implementation()})")
-    lines.append("asyncio: built in (--backend asyncio, the default)")
+    from ._backend import resolve_backend
+
+    lines.append("asyncio: built in (--backend asyncio)")
     for module, role, install in EVENT_LOOP_LIBRARIES:
         if importlib.util.find_spec(module) is None:
             lines.append(f"{module}: not installed ({role}; pip install '{install}')")
@@ -37,6 +39,7 @@ def version_lines(verbose: int) -> list[str]:
         except importlib.metadata.PackageNotFoundError:
             version = "installed"
         lines.append(f"{module}: {version} ({role})")
+    lines.append(f"--backend auto runs on: {resolve_backend('auto')}")
     return lines
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import anyio
 
 from ._backend import require_backend, running_on_trio
+from ._backend import run as run_on
 from ._errors import ConfigError, UsageError
 from ._manager import PluginManager
 from ._probe import import_dependencies
@@ -262,7 +263,7 @@ def main(
     config_path: str | None,
     *,
     listen: str = DEFAULT_LISTEN,
-    backend: str = "asyncio",
+    backend: str = "auto",
     concurrency: int | None = None,
     max_waiting: int | None = None,
     timeout_offset: float = DEFAULT_TIMEOUT_OFFSET,
@@ -322,6 +323,6 @@ def main(
 
     logging.getLogger("asyncio").addFilter(_drop_cancelled_connection_callback)
 
-    signal_name = anyio.run(run, backend=backend)
+    signal_name = run_on(run, backend)
     log.info("stopped after %s", signal_name)
     return 0
