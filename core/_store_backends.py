@@ -110,6 +110,12 @@ class PostgresConnector:
             autocommit=True,
             connect_timeout=POSTGRES_CONNECT_TIMEOUT,
             application_name="anyprobe",
+            # A server gone silent (a network cut) fails the write in about a
+            # minute instead of the system's TCP timeout.
+            keepalives=1,
+            keepalives_idle=30,
+            keepalives_interval=10,
+            keepalives_count=3,
             **extra,
         )
 

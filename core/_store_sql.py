@@ -16,6 +16,7 @@ lock that keeps two replicas from migrating at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -191,7 +192,9 @@ class SqlStore:
     # -- the connection --------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(self._locked, fn, *args)
+        # Abandoned when cancelled (a shutdown's deadline): the call ends in its
+        # thread, holding the lock, while the caller goes on.
+        return await anyio.to_thread.run_sync(self._locked, fn, *args, abandon_on_cancel=True)
 
     def _locked(self, fn: Callable[..., T], *args: Any) -> T:
         connector = self.connector
@@ -219,10 +222,9 @@ class SqlStore:
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         self._ids.clear()
-        try:
+        # Already broken: closing it is a courtesy.
+        with contextlib.suppress(Exception):
             self.connector.close(conn)
-        except Exception:  # noqa: S110 (already broken: closing is a courtesy)
-            pass
 
     def _execute(self, conn: Any, text: str, params: Sequence[Any] = ()) -> list[Any]:
         cursor = conn.execute(self.connector.sql(text), tuple(params))
@@ -488,8 +490,7 @@ class SqlStore:
                 float(row[0])
                 for row in self._execute(
                     conn,
-                    "SELECT duration FROM results WHERE check_id = ? AND at >= ?"
-                    " ORDER BY duration",
+                    "SELECT duration FROM results WHERE check_id = ? AND at >= ? ORDER BY duration",
                     (check_id, since),
                 )
             ]
@@ -667,4 +668,3 @@ def _rollup(check: str, row: Sequence[Any]) -> Rollup:
         p95=None if p95 is None else float(p95),
         p99=None if p99 is None else float(p99),
     )
-
