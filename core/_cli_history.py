@@ -121,9 +121,7 @@ def _open(
     return store, names
 
 
-async def read_history(
-    store: SqlStore, names: Sequence[str], since: float
-) -> list[CheckHistory]:
+async def read_history(store: SqlStore, names: Sequence[str], since: float) -> list[CheckHistory]:
     """Each of ``names``' history since ``since`` (a Unix timestamp)."""
     latest = await store.latest()
     found = []

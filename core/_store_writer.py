@@ -42,6 +42,8 @@ log = logging.getLogger("anyprobe.store")
 FLUSH_GRACE = 10.0
 #: Seconds between two attempts while the store is down: doubled each time, up to the last.
 RETRY_PAUSE = (0.5, 30.0)
+#: Seconds the checks wait at start for the store (to load the latest results).
+STARTUP_WAIT = 3.0
 #: Seconds between two prunes of the store, and before the first one.
 PRUNE_EVERY = 3600.0
 PRUNE_FIRST = 60.0
@@ -139,14 +141,22 @@ class HistoryWriter:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Write until :meth:`stop`; started once the store was tried (and the
-        latest records loaded when it answered)."""
+        latest records loaded when it answered), :data:`STARTUP_WAIT` seconds at most."""
         self._wake = anyio.Event()
-        try:
-            await self.store.connect()
-            self.metrics.up.set(1)
-            await self._load_latest()
-        except OSError as exc:
-            self._went_down(exc)
+        log.info("keeping the history in %s", self.store.description)
+        with anyio.move_on_after(STARTUP_WAIT) as waiting:
+            try:
+                await self.store.connect()
+                self.metrics.up.set(1)
+                await self._load_latest()
+            except OSError as exc:
+                self._went_down(exc)
+        if waiting.cancelled_caught:
+            log.warning(
+                "history store %s did not answer within %g s: checks start without it",
+                self.store.description,
+                STARTUP_WAIT,
+            )
         task_status.started()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._prune_every_hour)
