@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 HOUR = 3600.0
 DAY = 86400.0
+#: Checks pruned in one transaction.
+PRUNE_CHUNK = 500
 #: Statuses by severity: how the tables keep a status (a small integer).
 _STATUSES = (Status.OK, Status.WARNING, Status.CRITICAL, Status.UNKNOWN)
 
@@ -563,12 +565,15 @@ class SqlStore:
     async def prune(self, now: float) -> None:
         """Roll the raw records of whole hours older than ``retention_days``
         up into hourly rows, and drop rollups and ended incidents older than
-        ``rollup_days``. One check per transaction: writes go on in between."""
+        ``rollup_days``. :data:`PRUNE_CHUNK` checks per transaction: writes go
+        on in between."""
         raw_before = _hour(now - self.retention_days * DAY)
         rollups_before = now - self.rollup_days * DAY
         rows = await self._call(self._execute, "SELECT id FROM checks ORDER BY id")
-        for (check_id,) in rows:
-            await self._call(self._prune_check, int(check_id), raw_before, rollups_before)
+        ids = [int(row[0]) for row in rows]
+        for start in range(0, len(ids), PRUNE_CHUNK):
+            chunk = ids[start : start + PRUNE_CHUNK]
+            await self._call(self._prune_checks, chunk, raw_before, rollups_before)
 
         def drop_incidents(conn: Any) -> None:
             with self.connector.transaction(conn):
@@ -580,27 +585,29 @@ class SqlStore:
 
         await self._call(drop_incidents)
 
-    def _prune_check(
-        self, conn: Any, check_id: int, raw_before: float, rollups_before: float
+    def _prune_checks(
+        self, conn: Any, check_ids: Sequence[int], raw_before: float, rollups_before: float
     ) -> None:
         with self.connector.transaction(conn):
-            old = self._execute(
-                conn,
-                "SELECT at, status, duration FROM results WHERE check_id = ? AND at < ?",
-                (check_id, raw_before),
-            )
-            if old:
-                self._roll_up(conn, check_id, old)
-                self._execute(
+            for check_id in check_ids:
+                # Each query walks the (check, time) index: no table scan.
+                old = self._execute(
                     conn,
-                    "DELETE FROM results WHERE check_id = ? AND at < ?",
+                    "SELECT at, status, duration FROM results WHERE check_id = ? AND at < ?",
                     (check_id, raw_before),
                 )
-            self._execute(
-                conn,
-                "DELETE FROM rollups WHERE check_id = ? AND hour < ?",
-                (check_id, _hour(rollups_before)),
-            )
+                if old:
+                    self._roll_up(conn, check_id, old)
+                    self._execute(
+                        conn,
+                        "DELETE FROM results WHERE check_id = ? AND at < ?",
+                        (check_id, raw_before),
+                    )
+                self._execute(
+                    conn,
+                    "DELETE FROM rollups WHERE check_id = ? AND hour < ?",
+                    (check_id, _hour(rollups_before)),
+                )
 
     def _roll_up(self, conn: Any, check_id: int, rows: list[Any]) -> None:
         by_hour: dict[float, list[tuple[int, float]]] = defaultdict(list)
