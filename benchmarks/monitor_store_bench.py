@@ -144,9 +144,7 @@ def main() -> None:
         )  # fmt: skip
         results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
     none, store = results["none"], results["store"]
-    print(
-        f"{args.checks} null checks every {args.interval:g} s for {args.duration:g} s, asyncio"
-    )
+    print(f"{args.checks} null checks every {args.interval:g} s for {args.duration:g} s, asyncio")
     for name, side in (("no store", none), ("SQLite store", store)):
         print(
             f"{name:13} CPU {side['cpu']:7.2f} s  results {side['recorded']:8.0f}  "

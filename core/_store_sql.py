@@ -22,7 +22,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
@@ -152,6 +152,11 @@ _ROLLUP_WEIGHTS = ((0, 0.50), (1, 0.45), (2, 0.05))
 
 def _json(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":")) if value else None
+
+
+def _phases(phases: Mapping[str, float]) -> str | None:
+    """Phase timings as JSON, to the microsecond (half the bytes of a full float)."""
+    return _json({name: round(seconds, 6) for name, seconds in phases.items()})
 
 
 def _record(name: str, row: Sequence[Any]) -> Record:
@@ -331,7 +336,7 @@ class SqlStore:
                         r.status.severity,
                         r.summary,
                         r.duration,
-                        _json(dict(r.phases)),
+                        _phases(r.phases),
                         r.error,
                         _json(list(r.trace)),
                     )
@@ -351,7 +356,7 @@ class SqlStore:
                         r.status.severity,
                         r.summary,
                         r.duration,
-                        _json(dict(r.phases)),
+                        _phases(r.phases),
                         r.error,
                         _json(list(r.trace)),
                         ids[r.check],

@@ -200,15 +200,24 @@ class HistoryWriter:
         failing batch stays at the head of the buffer)."""
         while self.buffer:
             batch = list(islice(self.buffer, self.batch))
+            written = True
             try:
                 await self.store.write(batch)
             except OSError as exc:
                 self.metrics.errors.inc()
                 self._went_down(exc)
                 return False
+            except Exception:
+                # Not the store being down but a batch it can never take (a
+                # bug): dropped and counted, so that it does not block the rest.
+                log.exception("history store %s refused a batch", self.store.description)
+                self.metrics.errors.inc()
+                self.metrics.dropped.inc(len(batch))
+                written = False
             for _ in batch:
                 self.buffer.popleft()
-            self.metrics.written.inc(len(batch))
+            if written:
+                self.metrics.written.inc(len(batch))
             self.metrics.buffered.set(len(self.buffer))
             self.metrics.last_success.set(time.time())
             if self._down_since is not None:

@@ -293,3 +293,27 @@ def test_bad_store_value_is_one_line_and_exit_3(tmp_path: Path) -> None:
     config.write_text('[[check]]\nurl = "tcp://127.0.0.1:1"\n\n[store]\nrollup_days = 0\n')
     proc = anyprobe("serve", str(config), "--listen", "127.0.0.1:0")
     assert_one_clear_line(proc, f"{config}:5", "[store]", "rollup_days")
+
+
+@pytest.mark.anyio
+async def test_a_batch_the_store_can_never_take_is_dropped_not_retried_forever(
+    tmp_path: Path,
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from anyprobe._store import Record
+    from anyprobe._store_config import StoreSettings
+    from anyprobe._store_writer import HistoryWriter
+
+    store = open_store("sqlite:monitor.db", tmp_path)
+    registry = CollectorRegistry()
+    writer = HistoryWriter(store, StoreSettings.model_validate({"batch": 1}), registry)
+    # A phase that is not a number cannot be kept: a bug, not an outage.
+    writer.add(Record("web", 1.0, Status.OK, "ok", 0.1, phases={"connect": object()}))  # type: ignore[dict-item]
+    writer.add(Record("web", 2.0, Status.OK, "ok", 0.1))
+    assert await writer.flush()
+    found = metrics_of(generate_latest(registry).decode())
+    assert found["anyprobe_store_dropped_results_total"] == 1
+    assert found["anyprobe_store_written_results_total"] == 1
+    assert [r.at for r in await store.results("web", 0)] == [2.0]
+    await store.aclose()
