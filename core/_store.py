@@ -121,7 +121,9 @@ class HistoryStore(Protocol):
     async def results(
         self, check: str, since: float, until: float | None = None, limit: int = 1000
     ) -> list[Record]:
-        """``check``'s records from ``since`` (to ``until``), oldest first, at most ``limit``."""
+        """``check``'s records from ``since`` (to ``until``), oldest first, at
+        most ``limit``: the first ones (ask again from the last one's ``at`` for
+        the next page; for the newest, ask from a later ``since``)."""
         ...
 
     async def latest(self) -> dict[str, Record]:
