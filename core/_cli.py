@@ -441,6 +441,26 @@ def serve(state: _State, /, config: str | None, **serve_args: Any) -> int:
 
 
 @cli.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="The server's config file."
+)
+@click.option("--store", "store_url", metavar="URL", help="The store's URL instead of a config.")
+@click.option("--since", default="7d", show_default=True, help="The period: 30m, 24h, 7d, 2w...")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def history(state: _State, /, names: tuple[str, ...], **history_args: Any) -> int:
+    """Uptime, incidents and latency of anyprobe serve's checks, from its store.
+
+    \b
+    anyprobe history --config monitor.toml --since 24h
+    """
+    from ._cli_history import history_main
+
+    return history_main(state.manager, names, echo=click.echo, **history_args)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def plugins(state: _State, as_json: bool) -> int:

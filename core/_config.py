@@ -34,8 +34,13 @@ from ._targets import (
 if TYPE_CHECKING:
     from ._serve_config import ServeTables
 
-TOP_LEVEL = ("defaults", "check", "reporter", "module", "serve")
-_TABLE_SHAPES = {"defaults": "[defaults]", "module": "[module.NAME]", "serve": "[serve]"}
+TOP_LEVEL = ("defaults", "check", "reporter", "module", "serve", "store")
+_TABLE_SHAPES = {
+    "defaults": "[defaults]",
+    "module": "[module.NAME]",
+    "serve": "[serve]",
+    "store": "[store]",
+}
 RUN_SETTINGS = ("timeout", "retries", "concurrency", "per_host", "labels", "reporter_timeout")
 #: The largest config file read.
 MAX_CONFIG_BYTES = 64 * 2**20
@@ -218,7 +223,7 @@ def parse_config(
     parser.refuse_unused_defaults(probe_defaults)
     reporters = parser.reporters()
     serve = None
-    if "module" in document or "serve" in document:
+    if "module" in document or "serve" in document or "store" in document:
         from ._serve_config import parse_serve_tables
 
         serve = parse_serve_tables(document, manager, parser.fail)

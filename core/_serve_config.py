@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ._errors import ConfigError, OptionsError, did_you_mean
 from ._manager import PluginManager
 from ._serve_security import AllowList
+from ._store_config import StoreTable, parse_store_table
 from ._targets import options_error
 from .masking import options_masker
 
@@ -114,6 +115,8 @@ class ServeTables:
     modules: dict[str, Module]
     settings: ServeSettings = field(default_factory=lambda: ServeSettings.model_validate({}))
     allow: AllowList = field(default_factory=AllowList)
+    #: The ``[store]`` table (anyprobe._store_config), None without one.
+    store: StoreTable | None = None
 
 
 def build_module(manager: PluginManager, name: str, raw: Mapping[str, Any]) -> Module:
@@ -194,4 +197,4 @@ def parse_serve_tables(
         allow = AllowList(settings.allow_targets)
     except ValueError as exc:
         raise fail(str(exc), table="serve", key="allow_targets") from None
-    return ServeTables(modules, settings, allow)
+    return ServeTables(modules, settings, allow, parse_store_table(document, fail))

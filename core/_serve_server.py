@@ -30,6 +30,8 @@ from ._reporter import ReportContext, Reporter
 from ._scheduler import HostLimits, Scheduler
 from ._serve_config import Module, ServeTables, builtin_modules
 from ._serve_security import AllowList, valid_host_name
+from ._store import HistoryStore, Record
+from ._store_writer import open_history
 from ._targets import TargetFactory, options_error
 from .net import address_policy
 
@@ -191,6 +193,9 @@ class ProbeServer:
         # once now, so that a server without one never starts.
         self._registry([], check_labels=False)
         self._install(config)
+        #: The history's writer and store (anyprobe._store_writer), None without history.
+        self.history = open_history(self, self.metrics.registry)
+        self.store: HistoryStore | None = self.history.store if self.history else None
 
     # -- config --------------------------------------------------------------
 
@@ -390,6 +395,14 @@ class ProbeServer:
     async def run_checks(self) -> None:
         """Run the config's checks on their intervals until :meth:`stop_checks`;
         a reload restarts them with the new config."""
+        async with anyio.create_task_group() as history:
+            if self.history is not None:
+                await history.start(self.history.run)
+            await self._run_checks_until_stopped()
+            if self.history is not None:
+                self.history.stop()  # writes what it holds, then returns
+
+    async def _run_checks_until_stopped(self) -> None:
         while not self._stopping:
             changed = self._checks_changed
             config = self.config
@@ -427,6 +440,8 @@ class ProbeServer:
         path every such result takes, to /metrics, the history and the alerts."""
         self.latest[target.name] = result
         self.metrics.scheduled.labels(result.status.value).inc()
+        if self.history is not None:
+            self.history.add(Record.from_result(target.name, result, time.time()))
         await self._on_result(target, result)
 
     async def _no_reporters(self, target: Target, result: Result) -> None:
@@ -487,10 +502,13 @@ class ProbeServer:
             log.warning("%s", failure)
 
     async def aclose(self) -> None:
-        """Close the shared resources of the probes (the asyncio bridge, clients)."""
+        """Close the shared resources of the probes (the asyncio bridge, clients)
+        and the history store."""
         from ._run import close_resources
 
         await close_resources(self.resources)
+        if self.store is not None:
+            await self.store.aclose()
 
 
 # -- the config file ---------------------------------------------------------------

@@ -15,11 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._model import Result, Status
 
-__all__ = ["HistoryStore", "Incident", "Latency", "Record", "Rollup"]
+if TYPE_CHECKING:
+    from ._store_sql import SqlStore
+
+__all__ = ["HistoryStore", "Incident", "Latency", "Record", "Rollup", "open_store"]
+
+#: Days raw results are kept, then days their hourly rollups are kept.
+DEFAULT_RETENTION_DAYS = 30.0
+DEFAULT_ROLLUP_DAYS = 400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +121,9 @@ class HistoryStore(Protocol):
     async def results(
         self, check: str, since: float, until: float | None = None, limit: int = 1000
     ) -> list[Record]:
-        """``check``'s records from ``since`` (to ``until``), oldest first, at most ``limit``."""
+        """``check``'s records from ``since`` (to ``until``), oldest first, at
+        most ``limit``: the first ones (ask again from the last one's ``at`` for
+        the next page; for the newest, ask from a later ``since``)."""
         ...
 
     async def latest(self) -> dict[str, Record]:
@@ -165,3 +175,27 @@ def status_counts(records: Sequence[Record]) -> dict[Status, int]:
 def is_up(status: Status) -> bool:
     """Whether a result of ``status`` counts as up for uptime (ok or warning)."""
     return status in (Status.OK, Status.WARNING)
+
+
+def open_store(
+    url: str,
+    base_dir: str | Path,
+    *,
+    password: str | None = None,
+    retention_days: float = DEFAULT_RETENTION_DAYS,
+    rollup_days: float = DEFAULT_ROLLUP_DAYS,
+) -> SqlStore:
+    """The store of ``url``: ``sqlite:///abs/path.db``, ``sqlite:relative.db``
+    (relative to ``base_dir``, the config file's directory) or
+    ``postgresql://user@host:5432/db`` (``password`` when the URL has none).
+
+    Nothing is connected yet: the first call opens the database and brings
+    its schema up to date (``await store.connect()`` to do it now). Raises
+    ValueError for a URL that names no store (its message shows no password),
+    UsageError when a PostgreSQL store lacks psycopg.
+    """
+    from ._store_backends import connector_for
+    from ._store_sql import SqlStore
+
+    connector = connector_for(url, Path(base_dir), password=password)
+    return SqlStore(connector, retention_days=retention_days, rollup_days=rollup_days)

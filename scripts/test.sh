@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the interop tests run against, and venv for the example plugin
+# System packages the interop tests run against (postgresql: the history store's
+# server, started by the tests as its own user), and venv for the example plugin
 # (skipped when present).
-packages=(openssh-server openssh-client dnsmasq prometheus python3-venv chrony nftables)
+packages=(openssh-server openssh-client dnsmasq prometheus python3-venv chrony nftables postgresql)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,7 +18,7 @@ if ((${#missing[@]})) && command -v apt-get >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
         -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
     # The packages' own services are not needed: the tests start their own.
-    for service in ssh dnsmasq prometheus prometheus-node-exporter chrony; do
+    for service in ssh dnsmasq prometheus prometheus-node-exporter chrony postgresql; do
         $SUDO service "$service" stop >/dev/null 2>&1 || true
     done
 fi

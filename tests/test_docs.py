@@ -345,6 +345,7 @@ REFERENCE = [
             "embedding.md",
             "scale-out.md",
             "runs.md",
+            "monitor.md",
             "peers.md",
             "reliability.md",
         )
