@@ -266,8 +266,8 @@ def refuse_shared_tokens(checks: list[PushCheck], fail: Callable[[int, str], Con
         if check.digest in seen:
             raise fail(
                 index,
-                f"the token in {check.token.variable} is push check {seen[check.digest]!r}'s "
-                "too: give each push check its own",
+                f"push check {seen[check.digest]!r} has the same token as {check.token.variable}: "
+                "give each push check its own",
             )
         seen[check.digest] = check.name
 
