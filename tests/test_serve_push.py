@@ -404,3 +404,54 @@ def test_token_strength_counts_the_alphabet() -> None:
     assert token_bits(new_token()) >= 128
     assert token_bits("ab" * 40) < 128
     assert push_url("nightly backup/db") == "push://nightly%20backup%2Fdb"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_serving_process_never_logs_the_token(tmp_path: Path, backend: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    token = new_token()
+    path = write_config(tmp_path, interval="0.3", grace="0.2")
+    env = {k: v for k, v in os.environ.items() if k != "ANYPROBE_LOAD_PLUGINS"}
+    env["BACKUP_PUSH_TOKEN"] = token
+    command = [sys.executable, "-m", "anyprobe", "-vv", "serve", str(path)]
+    process = subprocess.Popen(
+        [*command, "--listen", "127.0.0.1:0", "--backend", backend],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        match = re.search(r"serving on (http://\S+)", line)
+        assert match, line
+        url = match.group(1)
+        with httpx.Client(timeout=30) as http:
+            assert http.get(f"{url}/push/{token}", params={"msg": token}).status_code == 200
+            assert http.post(f"{url}/push/{token}", json={"status": "no"}).status_code == 400
+            assert http.get(f"{url}/push/{token}x").status_code == 404
+            late = re.compile(r'anyprobe_status\{name="backup"[^}]*\} 2\.0')
+            for _ in range(500):  # bounded: until the check is late
+                text = http.get(f"{url}/metrics").text
+                if late.search(text):
+                    break
+                time.sleep(0.02)
+            assert late.search(text)
+            assert token not in text
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+    assert process.returncode == 0
+    assert "Traceback" not in err
+    assert token not in line + out + err
