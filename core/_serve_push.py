@@ -82,7 +82,7 @@ def parse_duration(value: Any, *, zero: bool = False) -> float:
     if isinstance(value, bool):
         raise ValueError("expected seconds or a duration like 30s, 5m, 2h, 1d")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        seconds = float(value) if abs(value) < 1e300 else math.inf
     elif isinstance(value, str) and (m := _DURATION.match(value)):
         seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
     else:

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anyprobe import PluginManager, Status
 from anyprobe._serve import ProbeServer, load_serve_config
@@ -390,7 +392,7 @@ def test_durations_read_and_written() -> None:
         90, 0.3, 30, 300, 7200, 86400, 604800, 5400,
     ]  # fmt: skip
     assert parse_duration(0, zero=True) == 0
-    for bad in ("", "5 minutes", "-1", "1d2h", True, None, float("inf")):
+    for bad in ("", "5 minutes", "-1", "1d2h", True, None, float("inf"), 10**400, "9" * 400):
         with pytest.raises(ValueError):
             parse_duration(bad)
     assert [format_duration(s) for s in (86400, 3600, 90, 0.3, 0, 604800)] == [
@@ -455,3 +457,41 @@ def test_a_serving_process_never_logs_the_token(tmp_path: Path, backend: str) ->
     assert process.returncode == 0
     assert "Traceback" not in err
     assert token not in line + out + err
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(["1d", "0.3", "5m", "BACKUP_PUSH_TOKEN", "NOT_SET_ANYWHERE", "1 w"]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+)
+
+
+@given(
+    table=st.dictionaries(
+        st.sampled_from(["push", "name", "interval", "grace", "token_env", "labels", "url", "x"]),
+        _VALUES,
+        max_size=7,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_any_push_check_table_loads_or_is_one_config_error(table: dict[str, object]) -> None:
+    from anyprobe import ConfigError
+    from anyprobe._config import parse_config
+
+    table = {"push": True, **table}
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("BACKUP_PUSH_TOKEN", "x3Vq" * 8)
+            config = parse_config({"check": [table]}, PluginManager(), require_checks=False)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+        assert "x3Vq" * 8 not in str(exc)
+    else:
+        [check] = config.push_checks
+        assert check.interval > 0 and check.grace >= 0
+        assert check.target.url.startswith("push://")
