@@ -95,6 +95,12 @@ class Config:
     #: served by ``anyprobe serve``, never run, so not in ``targets``.
     push_checks: list[PushCheck] = field(default_factory=list)
 
+    @property
+    def all_targets(self) -> list[Target]:
+        """Every check's target, scheduled ones first, then each push check's
+        (``push://NAME``, probe ``push``): what a monitor shows, keeps and alerts on."""
+        return [*self.targets, *(check.target for check in self.push_checks)]
+
 
 class _Lines:
     """Where things are in the file: tomllib gives no positions, so scan for them."""

@@ -226,8 +226,7 @@ class ProbeServer:
         #: The allow-list in force: the config's and ``--allow-target``'s together.
         self.policy = self.allow + self.extra_allow
         self.factories = {name: TargetFactory(self.manager) for name in tables.modules}
-        names = {target.name for target in config.targets}
-        names.update(check.name for check in config.push_checks)
+        names = {target.name for target in config.all_targets}
         self.latest = {k: v for k, v in self.latest.items() if k in names}
         self.metrics.reload_ok.set(1)
         self.metrics.reload_time.set(time.time())

@@ -495,3 +495,17 @@ def test_any_push_check_table_loads_or_is_one_config_error(table: dict[str, obje
         [check] = config.push_checks
         assert check.interval > 0 and check.grace >= 0
         assert check.target.url.startswith("push://")
+
+
+def test_a_config_lists_push_checks_apart_from_the_checks_it_runs(
+    manager: PluginManager, tmp_path: Path, token: str
+) -> None:
+    extra = '[[check]]\nname = "db"\nurl = "tcp://127.0.0.1:5432"\n'
+    config = load_serve_config(str(write_config(tmp_path, extra=extra)), manager)
+    assert [t.name for t in config.targets] == ["db"]
+    assert [c.name for c in config.push_checks] == ["backup"]
+    assert [(t.name, t.url, t.probe) for t in config.all_targets] == [
+        ("db", "tcp://127.0.0.1:5432", "tcp"),
+        ("backup", "push://backup", "push"),
+    ]
+    assert token not in repr(config)
