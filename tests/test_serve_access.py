@@ -169,3 +169,26 @@ async def test_the_server_tells_routes_what_needs_credentials(
     assert access.requires_credentials("GET", "/api/v1/checks")
     assert access.requires_credentials("GET", "/badge/backup/status.svg")
     assert not access.requires_credentials("POST", "/push/whatever")
+
+
+async def test_a_changed_public_list_is_in_force_without_a_restart(
+    server: ProbeServer, tmp_path: Path
+) -> None:
+    import os
+
+    import anyio
+
+    path = web_config(tmp_path, None)
+    web = load_web_config(path)
+    async with serving(server, web) as url, client() as http:
+        before = (await http.get(f"{url}/")).status_code
+        web_config(tmp_path, '["page"]')
+        os.utime(path, ns=(0, 0))  # a stamp of its own, however fast the rewrite
+        after = before
+        for _ in range(300):  # bounded: until the file has been read again (1 s polls)
+            after = (await http.get(f"{url}/")).status_code
+            if after != 401:
+                break
+            await anyio.sleep(0.05)
+        api = (await http.get(f"{url}/api/v1/checks")).status_code
+    assert (before, after, api) == (401, 200, 401)
