@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ._manager import PluginManager
     from ._model import Result, RunSummary, Status, Target
     from ._reporter import Reporter
+    from ._shard import Shard
 
 from ._defaults import DEFAULT_TIMEOUT
 
@@ -317,20 +318,25 @@ def _shard(targets: Sequence[Target], spec: str | None) -> Sequence[Target]:
     if spec is None:
         return targets
     import logging
-    import os
 
-    from ._shard import INDEX_VARIABLES, RUN_ID_VARIABLE, parse_shard
-
-    shard = parse_shard(spec)
-    # Reporters (pushgateway) and hooks read the shard from the environment,
-    # even when this shard has no target at all.
-    os.environ[INDEX_VARIABLES[-1]] = str(shard.index)
-    os.environ[RUN_ID_VARIABLE] = shard.run_id
+    shard = _parse_shard(spec)
     selected = shard.select(targets)
     logging.getLogger("anyprobe").info(
         "shard %s (run %s): %d of %d targets", shard, shard.run_id, len(selected), len(targets)
     )
     return selected
+
+
+def _parse_shard(spec: str) -> Shard:
+    """``--shard``'s value (run, check, serve), also put in the environment:
+    reporters (pushgateway) and hooks read it there, even when this shard has
+    no target at all."""
+    from ._shard import INDEX_VARIABLES, RUN_ID_VARIABLE, parse_shard
+
+    shard = parse_shard(spec)
+    os.environ[INDEX_VARIABLES[-1]] = str(shard.index)
+    os.environ[RUN_ID_VARIABLE] = shard.run_id
+    return shard
 
 
 @cli.command()
@@ -422,10 +428,17 @@ def demo(state: _State, /, **run_args: Any) -> int:
 @click.option(
     "--web-config",
     type=click.Path(dir_okay=False),
-    help="TOML file: the listener's TLS certificate and basic-auth users (docs: scale-out).",
+    help="TOML file: the listener's TLS certificate, basic-auth users and public parts "
+    "(docs: scale-out, monitor).",
+)
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Run only shard I of N of the config's checks (hashmod of the target URL, "
+    "push://NAME for push checks); auto/N as for run.",
 )
 @click.pass_obj
-def serve(state: _State, /, config: str | None, **serve_args: Any) -> int:
+def serve(state: _State, /, config: str | None, shard: str | None, **serve_args: Any) -> int:
     """Serve /probe for Prometheus, blackbox_exporter-style, and run CONFIG's checks.
 
     \b
@@ -437,7 +450,21 @@ def serve(state: _State, /, config: str | None, **serve_args: Any) -> int:
         _signals.uninstall()
     for info in state.manager.broken:
         _echo_err(f"warning: plugin {info.name} is broken: {info.error}")
-    return serve_main(state.manager, config, announce=_echo_err, **serve_args)
+    replica = _parse_shard(shard) if shard is not None else None
+    return serve_main(state.manager, config, announce=_echo_err, shard=replica, **serve_args)
+
+
+@cli.command("push-token")
+def push_token() -> int:
+    """Print a fresh random token for a push check (256 bits, URL-safe).
+
+    \b
+    export BACKUP_PUSH_TOKEN=$(anyprobe push-token)
+    """
+    from ._serve_push import new_token
+
+    click.echo(new_token())
+    return 0
 
 
 @cli.command()

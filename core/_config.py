@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,6 +34,7 @@ from ._targets import (
 
 if TYPE_CHECKING:
     from ._serve_config import ServeTables
+    from ._serve_push import PushCheck
 
 TOP_LEVEL = ("defaults", "check", "reporter", "module", "serve", "store")
 _TABLE_SHAPES = {
@@ -94,6 +96,15 @@ class Config:
     intervals: dict[str, float] = field(default_factory=dict)
     #: The ``[module.NAME]`` and ``[serve]`` tables (see anyprobe._serve_config), or None.
     serve: ServeTables | None = None
+    #: The ``[[check]]`` tables with ``push = true`` (see anyprobe._serve_push):
+    #: served by ``anyprobe serve``, never run, so not in ``targets``.
+    push_checks: list[PushCheck] = field(default_factory=list)
+
+    @property
+    def all_targets(self) -> list[Target]:
+        """Every check's target, scheduled ones first, then each push check's
+        (``push://NAME``, probe ``push``): what a monitor shows, keeps and alerts on."""
+        return [*self.targets, *(check.target for check in self.push_checks)]
 
 
 class _Lines:
@@ -206,20 +217,29 @@ def parse_config(
     targets: list[Target] = []
     names: dict[str, int] = {}
     intervals: dict[str, float] = {}
+    push_checks, push_indexes = parser.push_checks(checks, defaults)
     for index, raw in enumerate(checks):
-        target, settings = parser.check(index, raw, factory, defaults, probe_defaults)
-        if target.name in names:
+        if index in push_indexes:
+            name, named = push_indexes[index], True
+        else:
+            target, settings = parser.check(index, raw, factory, defaults, probe_defaults)
+            name, named = target.name, settings.name is not None
+            if settings.interval is not None:
+                intervals[target.name] = settings.interval
+            targets.append(target)
+        if name in names:
             raise parser.fail(
-                f"duplicate check name (first used by check #{names[target.name] + 1})",
+                f"duplicate check name (first used by check #{names[name] + 1})",
                 table="check",
                 index=index,
-                key="name" if settings.name else "url",
+                key="name" if named else "url",
                 check=_check_label(index, raw),
             )
-        names[target.name] = index
-        if settings.interval is not None:
-            intervals[target.name] = settings.interval
-        targets.append(target)
+        names[name] = index
+    if push_checks and not targets and require_checks:
+        raise ConfigError(
+            "only push checks: nothing to run (anyprobe serve watches them)", source=path
+        )
     parser.refuse_unused_defaults(probe_defaults)
     reporters = parser.reporters()
     serve = None
@@ -227,7 +247,9 @@ def parse_config(
         from ._serve_config import parse_serve_tables
 
         serve = parse_serve_tables(document, manager, parser.fail)
-    return Config(path, targets, reporters, defaults, probe_defaults, intervals, serve)
+    config = Config(path, targets, reporters, defaults, probe_defaults, intervals, serve)
+    config.push_checks = push_checks
+    return config
 
 
 def _check_label(index: int, raw: Mapping[str, Any]) -> str:
@@ -356,6 +378,34 @@ class _Parser:
                 exc.message, table="check", index=index, key=field_name, check=label
             ) from None
         return target, settings
+
+    def push_checks(
+        self, checks: list[Any], defaults: RunDefaults
+    ) -> tuple[list[PushCheck], dict[int, str]]:
+        """The push checks among ``checks``, and the name of each by its index."""
+        from ._serve_push import is_push_check, parse_push_check, refuse_shared_tokens
+
+        found: list[PushCheck] = []
+        indexes: dict[int, str] = {}
+        for index, raw in enumerate(checks):
+            if not is_push_check(raw):
+                continue
+            fail = partial(self.fail, table="check", index=index, check=_check_label(index, raw))
+            check = parse_push_check(raw, defaults.labels, fail)
+            found.append(check)
+            indexes[index] = check.name
+        positions = list(indexes)
+        refuse_shared_tokens(
+            found,
+            lambda i, message: self.fail(
+                message,
+                table="check",
+                index=positions[i],
+                key="token_env",
+                check=_check_label(positions[i], checks[positions[i]]),
+            ),
+        )
+        return found, indexes
 
     def refuse_unused_defaults(self, probe_defaults: Mapping[str, Any]) -> None:
         """A probe option in ``[defaults]`` that no check's probe has is a mistake."""

@@ -32,6 +32,9 @@ def config_schema(manager: PluginManager) -> dict[str, Any]:
         )
         for key, value in options.get("properties", {}).items():
             default_props.setdefault(key, value)
+    from ._serve_push import push_check_schema
+
+    check_variants.append(push_check_schema())
     reporter_variants = []
     for name, reporter in sorted(manager.reporters.items()):
         options = reporter.Options.model_json_schema(ref_template="#/$defs/{model}")

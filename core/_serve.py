@@ -61,6 +61,7 @@ from ._serve_server import (
     load_serve_config,
     probe_timeout,
 )
+from ._shard import Shard
 
 __all__ = [
     "BUILTIN_MODULES",
@@ -270,6 +271,7 @@ def main(
     allow_targets: Sequence[str] = (),
     grace: float = DEFAULT_GRACE,
     web_config: str | None = None,
+    shard: Shard | None = None,
     announce: Callable[[str], None] = print,
 ) -> int:
     """``anyprobe serve``: load, bind, serve until SIGTERM or SIGINT; exit status 0.
@@ -305,6 +307,7 @@ def main(
         max_waiting=max_waiting,
         timeout_offset=timeout_offset,
         extra_allow=allow_targets,
+        shard=shard,
     )
     # Imports before the first probe, as a run does: a missing extra is one
     # line now, and no probe's clock runs while a module is imported.
@@ -316,7 +319,12 @@ def main(
             f"warning: {url} is reachable from the network and /probe may connect anywhere "
             "(set [serve] allow_targets or --allow-target)"
         )
-    announce(f"serving on {url} (/probe, /metrics, /-/healthy, POST /-/reload)")
+    replica = ""
+    if shard is not None:
+        checks = [t.url for t in config.targets] + [c.target.url for c in config.push_checks]
+        owned = sum(1 for key in checks if shard.owns(key))
+        replica = f" as shard {shard} ({owned} of {len(checks)} checks)"
+    announce(f"serving on {url} (/probe, /metrics, /-/healthy, POST /-/reload){replica}")
 
     async def run() -> str:
         return await serve_until_signalled(server, [sock], grace=grace, web_config=web)

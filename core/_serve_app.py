@@ -2,7 +2,8 @@
 
 ``GET /probe`` is answered by a plain ASGI handler (the one endpoint under
 load), the others by a small Starlette app; with basic-auth users configured,
-every endpoint wants their credentials first.
+every endpoint wants their credentials first, but ``/push/TOKEN`` and the parts
+the web config makes public (:meth:`ListenerSecurity.requires_credentials`).
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ def create_app(
     A probe ends when its client disconnects, and frees its slot.
     """
     others = _starlette_app(server)
+    server.access = security
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if (
             security is not None
             and scope["type"] == "http"
+            and security.requires_credentials(scope["method"], scope["path"])
             and not await security.authorized(scope["headers"])
         ):
             server.metrics.rejected.labels("unauthorized").inc()
@@ -106,7 +109,9 @@ def _starlette_app(server: ProbeServer) -> Callable[[Scope, Receive, Send], Awai
 def monitor_routes(server: ProbeServer) -> list[Any]:
     """The monitor's routes (status page, JSON API, badges, push), each from
     its own module: anyprobe._serve_api, anyprobe._serve_page, anyprobe._serve_push."""
-    return []
+    from ._serve_push import push_routes
+
+    return [*push_routes(server)]
 
 
 async def _refuse(send: Send) -> None:

@@ -15,7 +15,17 @@ The web config file mirrors blackbox_exporter's ``--web.config.file``, in TOML::
     [basic_auth_users]
     prometheus = "$2b$12$..."    # a bcrypt hash: htpasswd -nBC 12 prometheus
 
+    [access]
+    public = ["page", "badges"]  # open to all, read-only; the rest wants the users
+
 The file and the certificate and key it names are read again when they change.
+
+Who sees what (:func:`access_part`) is decided by path prefix, so that every
+route added under a prefix falls under its rule: ``/`` and ``/check/...``
+(the status page), ``/badge/...``, ``/api/...``, ``/push/...``, and the rest
+(``/probe``, ``/metrics``, ``/-/reload`` and every admin action). With users,
+everything wants their credentials except ``/push/TOKEN`` (its token is its
+credential) and, for GET and HEAD only, the parts listed in ``public``.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -165,10 +175,43 @@ class _TlsServerConfig(BaseModel):
     key_file: str = Field(description="PEM private key of the certificate.")
 
 
+#: What ``[access] public`` may open, and the path prefixes of each.
+PUBLIC_PARTS: dict[str, tuple[str, ...]] = {
+    "page": ("/check/", "/static/"),
+    "badges": ("/badge/",),
+}
+
+
+def access_part(path: str) -> str:
+    """Which part of the server ``path`` belongs to: ``page`` (``/`` and
+    ``/check/...``), ``badges``, ``api``, ``push``, or ``protected`` (the rest:
+    ``/probe``, ``/metrics``, ``/-/...`` admin actions and whatever is added)."""
+    if path.startswith("/push/"):
+        return "push"
+    if path.startswith("/api/"):
+        return "api"
+    if path == "/":
+        return "page"
+    for part, prefixes in PUBLIC_PARTS.items():
+        if path.startswith(prefixes):
+            return part
+    return "protected"
+
+
+class _Access(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    public: list[Literal["page", "badges"]] = Field(
+        default_factory=list,
+        description="Parts anyone may read (GET) without credentials: page, badges.",
+    )
+
+
 class _WebConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tls_server_config: _TlsServerConfig | None = None
+    access: _Access = Field(default_factory=_Access)
     basic_auth_users: dict[str, str] = Field(
         default_factory=dict, description="User name -> bcrypt hash of the password."
     )
@@ -182,6 +225,8 @@ class WebConfig:
     cert_file: Path | None = None
     key_file: Path | None = None
     users: dict[str, bytes] = field(default_factory=dict)
+    #: The parts (``page``, ``badges``) open to all for reading.
+    public: frozenset[str] = frozenset()
 
     @property
     def tls(self) -> bool:
@@ -203,7 +248,7 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise UsageError(f"--web-config {file}: {where}: {error['msg']}") from None
-    config = WebConfig(file)
+    config = WebConfig(file, public=frozenset(parsed.access.public))
     if parsed.basic_auth_users:
         try:
             import bcrypt  # noqa: F401
@@ -264,6 +309,19 @@ class ListenerSecurity:
     @property
     def users(self) -> Mapping[str, bytes]:
         return self.config.users if self.config else {}
+
+    def requires_credentials(self, method: str, path: str) -> bool:
+        """Whether a ``method`` request for ``path`` needs the users' credentials:
+        False without users, for ``/push/TOKEN`` (its token is the credential),
+        and for reading (GET, HEAD) a part the web config makes public; True for
+        the rest. A route may ask it to decide what to show (a link to the API)."""
+        if not self.users:
+            return False
+        part = access_part(path)
+        if part == "push":
+            return False
+        public = self.config.public if self.config else frozenset()
+        return not (method in ("GET", "HEAD") and part in public)
 
     def _files_stamp(self) -> tuple[tuple[int, int] | None, ...]:
         config = self.config

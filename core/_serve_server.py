@@ -29,7 +29,9 @@ from ._probe import load_dependencies
 from ._reporter import ReportContext, Reporter
 from ._scheduler import HostLimits, Scheduler
 from ._serve_config import Module, ServeTables, builtin_modules
-from ._serve_security import AllowList, valid_host_name
+from ._serve_push import PushMonitor
+from ._serve_security import AllowList, ListenerSecurity, valid_host_name
+from ._shard import Shard
 from ._store import HistoryStore, Record
 from ._store_writer import open_history
 from ._targets import TargetFactory, options_error
@@ -153,6 +155,18 @@ class _Metrics:
             registry=registry,
         )
 
+    def shard_info(self, shard: Shard) -> None:
+        """``anyprobe_shard_info{shard, shards} 1``: which shard this replica runs."""
+        from prometheus_client import Gauge
+
+        info = Gauge(
+            "anyprobe_shard_info",
+            "The shard of the config's checks this replica runs (serve --shard I/N).",
+            ["shard", "shards"],
+            registry=self.registry,
+        )
+        info.labels(str(shard.index), str(shard.count)).set(1)
+
 
 class ProbeServer:
     """What the app serves: the config, the limits, the latest scheduled results.
@@ -172,6 +186,7 @@ class ProbeServer:
         max_waiting: int | None = None,
         timeout_offset: float = DEFAULT_TIMEOUT_OFFSET,
         extra_allow: Sequence[str] = (),
+        shard: Shard | None = None,
     ) -> None:
         self.manager = manager
         self.config_path = config_path
@@ -189,6 +204,13 @@ class ProbeServer:
         self._requests: set[anyio.CancelScope] = set()
         self._on_result: Callable[[Target, Result], Awaitable[None]] = self._no_reporters
         self.aborting = False
+        #: With ``--shard I/N``: this replica runs only the checks it owns.
+        self.shard = shard
+        if shard is not None:
+            self.metrics.shard_info(shard)
+        self.push = PushMonitor(self)
+        #: The listener's users and public parts (set by the app), or None.
+        self.access: ListenerSecurity | None = None
         # The metrics come from a plugin (the built-in prometheus one): asked
         # once now, so that a server without one never starts.
         self._registry([], check_labels=False)
@@ -209,7 +231,7 @@ class ProbeServer:
         #: The allow-list in force: the config's and ``--allow-target``'s together.
         self.policy = self.allow + self.extra_allow
         self.factories = {name: TargetFactory(self.manager) for name in tables.modules}
-        names = {target.name for target in config.targets}
+        names = {target.name for target in config.all_targets}
         self.latest = {k: v for k, v in self.latest.items() if k in names}
         self.metrics.reload_ok.set(1)
         self.metrics.reload_time.set(time.time())
@@ -409,6 +431,7 @@ class ProbeServer:
             async with anyio.create_task_group() as tg:
                 stop = anyio.Event()
                 tg.start_soon(self._run_config_checks, config, stop)
+                tg.start_soon(self.push.run, config, stop)
                 await changed.wait()
                 stop.set()
 
@@ -447,8 +470,13 @@ class ProbeServer:
     async def _no_reporters(self, target: Target, result: Result) -> None:
         """The reporters' share of :meth:`record` between two config runs: none."""
 
+    def owns(self, url: str) -> bool:
+        """Whether this replica runs the check of ``url`` (every check without ``--shard``):
+        the target URL of a scheduled check, ``push://NAME`` of a push check."""
+        return self.shard is None or self.shard.owns(url)
+
     async def _run_config_checks(self, config: Config, stop: anyio.Event) -> None:
-        targets = list(config.targets)
+        targets = [target for target in config.targets if self.owns(target.url)]
         reporters: list[tuple[str, Reporter[Any]]] = list(config.reporters)
         counts: dict[Status, int] = {}
         started = time.perf_counter()
