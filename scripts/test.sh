@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # System packages the interop tests run against, and venv for the example plugin
 # (skipped when present).
-packages=(openssh-server openssh-client dnsmasq prometheus python3-venv chrony nftables)
+packages=(openssh-server openssh-client dnsmasq prometheus python3-venv chrony nftables
+    chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
