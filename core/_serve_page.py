@@ -18,18 +18,19 @@ from __future__ import annotations
 import functools
 import gzip
 import math
+import time
+import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ._model import Status
-from ._serve_view import DETAIL_POINTS, OVERVIEW_POINTS, StatusView
+from ._serve_view import DETAIL_POINTS, OVERVIEW_POINTS, CheckView, History, StatusView
 from ._store import Record
 
 if TYPE_CHECKING:
     import jinja2
+    from markupsafe import Markup
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import BaseRoute
@@ -96,8 +97,6 @@ def page_routes(view: StatusView) -> list[BaseRoute]:
 
 
 def _now() -> float:
-    import time
-
     return time.time()
 
 
@@ -159,7 +158,12 @@ def environment() -> jinja2.Environment:
         path=quote_path,
         phases=phases_text,
     )
-    env.globals.update(sparkline=sparkline, status_label=status_label)
+    env.globals.update(
+        sparkline=sparkline,
+        check_sparkline=check_sparkline,
+        status_label=status_label,
+        status_html=status_html,
+    )
     return env
 
 
@@ -184,6 +188,21 @@ _LABELS = {
 def status_label(status: str) -> str:
     """The word a status is shown with, beside its icon."""
     return _LABELS.get(status, status)
+
+
+def status_html(status: str, summary: str | None = None) -> Markup:
+    """A status as the page shows it: an icon, the word, and the summary under them.
+    (A function rather than a template macro: a page may show a thousand.)"""
+    from markupsafe import Markup, escape
+
+    name = status if status in _LABELS else "unknown"
+    html = (
+        f'<span class="status s-{name}"><svg class="icon" aria-hidden="true" focusable="false">'
+        f'<use href="#icon-{name}"/></svg>{escape(status_label(status))}</span>'
+    )
+    if summary:
+        html += f'<span class="summary">{escape(summary)}</span>'
+    return Markup(html)
 
 
 def percent(value: float | None) -> str:
@@ -247,53 +266,68 @@ def phases_text(phases: Mapping[str, float]) -> str:
     return ", ".join(f"{name} {seconds(value)}" for name, value in phases.items())
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """One point of a sparkline: its column, its dot and its tooltip."""
-
-    x: float
-    y: float
-    width: float
-    status: str
-    title: str
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-@dataclass(frozen=True, slots=True)
-class Sparkline:
-    width: int
-    height: int
-    points: str
-    bars: Sequence[Bar]
-    label: str
+def _short_time(at: float) -> str:
+    """``Dec 3 14:03:05 UTC``: a point's time in its tooltip (cheaper than strftime)."""
+    t = time.gmtime(at)
+    return f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday} {t.tm_hour:02}:{t.tm_min:02}:{t.tm_sec:02} UTC"
 
 
-def sparkline(records: Sequence[Record], *, large: bool = False) -> Sparkline:
-    """An inline SVG's coordinates for ``records``' durations, oldest left."""
+#: Each cached history's overview sparkline, drawn once per refresh of the view.
+_DRAWN: weakref.WeakKeyDictionary[History, Markup] = weakref.WeakKeyDictionary()
+
+
+def check_sparkline(check: CheckView) -> Markup:
+    """The overview's sparkline of ``check``: drawn once per history the view
+    reads from the store (every 30 s), not once per page."""
+    history = check.history
+    if history is None or not history.recent:
+        return sparkline(check.recent)
+    drawn = _DRAWN.get(history)
+    if drawn is None:
+        drawn = _DRAWN[history] = sparkline(history.recent)
+    return drawn
+
+
+def sparkline(records: Sequence[Record], *, large: bool = False) -> Markup:
+    """An inline SVG of ``records``' durations, oldest left: a line, and a dot
+    per result coloured by its status whose tooltip (``<title>``) gives its
+    time, status, duration and phases. Built here rather than in a template:
+    a page of a thousand checks draws twenty thousand dots."""
+    from markupsafe import Markup, escape
+
     count = DETAIL_POINTS if large else OVERVIEW_POINTS
     width, height = (600, 60) if large else (120, 24)
     records = records[-count:]
-    top = max((r.duration for r in records), default=0.0) or 1.0
-    step = width / max(len(records), 1)
-    bars = []
+    if not records:
+        return Markup('<span class="summary">no results yet</span>')
+    durations = [r.duration for r in records]
+    top = max(durations) or 1.0
+    step = width / len(records)
+    radius = 2.5 if large else 2
     coordinates = []
+    dots = []
     for index, record in enumerate(records):
-        x = index * step
+        x = index * step + step / 2
         y = height - 2 - (record.duration / top) * (height - 4)
-        coordinates.append(f"{x + step / 2:.1f},{y:.1f}")
-        verdict = status_label(record.status.value)
-        tooltip = f"{utc(record.at)}: {verdict}, {seconds(record.duration)}"
+        coordinates.append(f"{x:.1f},{y:.1f}")
+        status = record.status.value
+        tooltip = f"{_short_time(record.at)}: {_LABELS[status]}, {seconds(record.duration)}"
         if record.phases:
             tooltip += f" ({phases_text(record.phases)})"
-        bars.append(Bar(round(x, 1), round(y, 1), round(step, 1), record.status.value, tooltip))
-    durations = [r.duration for r in records]
+        css = "" if status == "ok" else f' class="s-{status}"'
+        dots.append(
+            f'<circle{css} cx="{x:.1f}" cy="{y:.1f}" r="{radius}"><title>{escape(tooltip)}'
+            "</title></circle>"
+        )
     label = (
         f"Latency of the last {len(records)} results, from {seconds(min(durations))} "
         f"to {seconds(max(durations))}"
-        if durations
-        else "No results yet"
     )
-    return Sparkline(width, height, " ".join(coordinates), bars, label)
-
-
-def failing(records: Sequence[Record]) -> list[Record]:
-    return [r for r in records if r.status is not Status.OK]
+    return Markup(
+        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="{escape(label)}"><polyline points="{" ".join(coordinates)}"/>'
+        f"{''.join(dots)}</svg>"
+    )

@@ -197,7 +197,7 @@ class Current:
         )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class History:
     """A check's history as the page shows it (None values: no results in the period)."""
 

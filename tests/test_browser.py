@@ -247,7 +247,7 @@ def test_status_page_in_a_real_browser(
         redis = browser.find_element(By.CSS_SELECTOR, 'tr[data-check="redis"]')
         assert "Down" in redis.text  # the status in words, beside its icon and colour
         # Sparklines with a tooltip per point, the incidents, and the light theme.
-        assert browser.find_elements(By.CSS_SELECTOR, "svg.spark g title")
+        assert browser.find_elements(By.CSS_SELECTOR, "svg.spark circle title")
         incidents = browser.find_element(By.ID, "incidents").text
         assert incidents == "Recent incidents"
         background = browser.execute_script(
