@@ -12,6 +12,7 @@ seconds; keys may be added over time, never renamed.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,7 @@ def api_routes(view: StatusView) -> list[BaseRoute]:
         stale = view.stale()
         overview = await view.overview()
         background = BackgroundTask(view.refresh) if stale and overview.has_store else None
-        return _json(overview_json(overview), background=background)
+        return _json(overview_json(overview), background=background, request=request)
 
     async def results(request: Request) -> Response:
         name = request.path_params["name"]
@@ -61,12 +62,13 @@ def api_routes(view: StatusView) -> list[BaseRoute]:
         if records is None:
             return _error(404, f"no check named {name!r}")
         return _json(
-            {
+            request=request,
+            document={
                 "check": name,
                 "since": iso(since),
                 "history": view.store is not None,
                 "results": [record_json(r) for r in records],
-            }
+            },
         )
 
     async def incidents(request: Request) -> Response:
@@ -84,7 +86,8 @@ def api_routes(view: StatusView) -> list[BaseRoute]:
                 "since": iso(since),
                 "history": view.store is not None,
                 "incidents": [incident_json(i) for i in found],
-            }
+            },
+            request=request,
         )
 
     return [
@@ -110,11 +113,26 @@ def _limit(request: Request, default: int = DEFAULT_LIMIT) -> int:
     return int(text)
 
 
-def _json(document: Mapping[str, Any], *, status: int = 200, background: Any = None) -> Response:
-    from starlette.responses import JSONResponse
+def _json(
+    document: Mapping[str, Any],
+    *,
+    status: int = 200,
+    background: Any = None,
+    request: Request | None = None,
+) -> Response:
+    """A JSON answer, gzipped for a client that takes it (``request`` given)."""
+    from starlette.responses import Response
 
-    return JSONResponse(
-        document, status_code=status, headers={"cache-control": "no-cache"}, background=background
+    from ._serve_page import compressed
+
+    body = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    data, headers = compressed(request, body.encode())
+    return Response(
+        data,
+        status_code=status,
+        media_type="application/json",
+        headers={"cache-control": "no-cache", **headers},
+        background=background,
     )
 
 

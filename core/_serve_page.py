@@ -119,18 +119,24 @@ def html_response(
     """An HTML answer, gzipped for a client that takes it."""
     from starlette.responses import Response
 
-    data = body.encode()
-    headers = {"cache-control": "no-cache", "vary": "Accept, Accept-Encoding"}
-    if len(data) >= _GZIP_MIN and "gzip" in request.headers.get("accept-encoding", ""):
-        data = gzip.compress(data, compresslevel=5)
-        headers["content-encoding"] = "gzip"
+    data, headers = compressed(request, body.encode())
     return Response(
         data,
         status_code=status,
         media_type="text/html; charset=utf-8",
-        headers=headers,
+        headers={"cache-control": "no-cache", "vary": "Accept, Accept-Encoding", **headers},
         background=background,
     )
+
+
+def compressed(request: Request | None, data: bytes) -> tuple[bytes, dict[str, str]]:
+    """``data`` gzipped when the client takes gzip and it is worth it, with
+    the header that says so."""
+    if request is None or len(data) < _GZIP_MIN:
+        return data, {}
+    if "gzip" not in request.headers.get("accept-encoding", ""):
+        return data, {}
+    return gzip.compress(data, compresslevel=5), {"content-encoding": "gzip"}
 
 
 # -- rendering --------------------------------------------------------------------
@@ -218,6 +224,8 @@ def seconds(value: float | None) -> str:
     """A duration as people read it: ``41 ms``, ``1.25 s``."""
     if value is None:
         return NONE
+    if value < 0.0001:
+        return f"{value * 1_000_000:.0f} \N{MICRO SIGN}s"
     if value < 1:
         return f"{value * 1000:.0f} ms" if value >= 0.0095 else f"{value * 1000:.1f} ms"
     return f"{value:.2f} s"
@@ -303,6 +311,10 @@ def sparkline(records: Sequence[Record], *, large: bool = False) -> Markup:
     records = records[-count:]
     if not records:
         return Markup('<span class="summary">no results yet</span>')
+    if len(records) == 1:  # no line to draw: the one duration, with its phases
+        only = records[0]
+        title = f' title="{escape(phases_text(only.phases))}"' if only.phases else ""
+        return Markup(f'<span class="summary"{title}>{escape(seconds(only.duration))}</span>')
     durations = [r.duration for r in records]
     top = max(durations) or 1.0
     step = width / len(records)

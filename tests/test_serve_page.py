@@ -375,7 +375,7 @@ async def test_plain_text_clients_get_the_list_of_endpoints(manager: PluginManag
     assert "Waiting for the first results" in browser.text or "No checks configured" in browser.text
 
 
-async def test_the_page_is_gzipped_for_clients_that_take_it(
+async def test_the_page_and_the_api_are_gzipped_for_clients_that_take_it(
     manager: PluginManager, switch: Switch, tcp_listener: socket.socket, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, two_groups(switch, tcp_listener.getsockname()[1]))
@@ -385,9 +385,13 @@ async def test_the_page_is_gzipped_for_clients_that_take_it(
     ):
         zipped = await client.get(f"{url}/", headers={**HTML, "accept-encoding": "gzip"})
         plain = await client.get(f"{url}/", headers={**HTML, "accept-encoding": "identity"})
+        await until_page(url, all_ran)
+        api = await client.get(f"{url}/api/v1/checks", headers={"accept-encoding": "gzip"})
     assert zipped.headers["content-encoding"] == "gzip"
     assert "content-encoding" not in plain.headers
     assert zipped.text.startswith("<!doctype html>")  # httpx decoded it
+    assert api.headers["content-encoding"] == "gzip"
+    assert len(api.json()["checks"]) == 3
 
 
 # -- the page with history -----------------------------------------------------------------
@@ -624,7 +628,12 @@ def test_figures_as_the_page_shows_them() -> None:
     assert percent(None) == "\N{EN DASH}"
     assert percent(1.0) == "100%"
     assert percent(0.99999) == "99.99%"  # never rounded up to 100 %
-    assert seconds(0.041) == "41 ms" and seconds(0.0012) == "1.2 ms" and seconds(2.5) == "2.50 s"
+    assert (
+        seconds(0.041) == "41 ms"
+        and seconds(0.0012) == "1.2 ms"
+        and seconds(0.000024) == "24 \N{MICRO SIGN}s"
+        and seconds(2.5) == "2.50 s"
+    )
     assert span(None) == "ongoing" and span(45) == "45 s" and span(3 * 3600 + 300) == "3 h 5 min"
     assert is_page_path("/") and is_page_path("/badge/a/status.svg") and is_page_path("/check/a")
     assert not is_page_path("/api/v1/checks") and not is_page_path("/metrics")
