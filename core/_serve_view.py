@@ -53,6 +53,8 @@ STORE_TIMEOUT = 20.0
 
 _SINCE_UNITS = {"s": 1.0, "m": 60.0, "h": HOUR, "d": DAY, "w": 7 * DAY}
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+#: 10000-01-01T00:00:00Z: datetime goes no further.
+_YEAR_10000 = 253_402_300_800.0
 
 
 def parse_since(text: str, now: float) -> float:
@@ -63,24 +65,26 @@ def parse_since(text: str, now: float) -> float:
     Raises ValueError with a message naming the value.
     """
     value = text.strip()
+    found: float | None = None
     relative = _RELATIVE.fullmatch(value)
     if relative:
-        return now - float(relative.group(1)) * _SINCE_UNITS[relative.group(2)]
-    try:
-        number = float(value)
-    except ValueError:
-        pass
+        found = now - float(relative.group(1)) * _SINCE_UNITS[relative.group(2)]
     else:
-        if math.isfinite(number) and number >= 0:
-            return number
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        moment = None
-    if moment is not None:
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+        try:
+            found = float(value)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            except ValueError:
+                pass
+            else:
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=UTC)
+                found = moment.timestamp()
+    if found is not None and math.isfinite(found) and 0 <= found < _YEAR_10000:
+        return max(found, 0.0)
+    if found is not None and math.isfinite(found):
+        raise ValueError(f"since={text!r} is out of range (from 1970 to 9999)")
     raise ValueError(
         f"since={text!r} is not a Unix time, an ISO 8601 date-time "
         "(2026-12-03T10:00:00Z) or a duration back from now (30m, 24h, 7d)"

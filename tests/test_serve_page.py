@@ -9,6 +9,7 @@ contract in memory) it shows uptime, sparklines and incidents.
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 import xml.etree.ElementTree as ET
@@ -21,11 +22,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from anyprobe import PluginManager
 from anyprobe._model import Status
 from anyprobe._serve_page import is_page_path, percent, seconds, span
-from anyprobe._serve_view import DAY, parse_since, public_target
+from anyprobe._serve_view import DAY, iso, parse_since, public_target
 from anyprobe._store import Record
 from anyprobe.testing import HttpReply, HttpRequest, HttpServer
 from tests.memory_store import MemoryStore, running
@@ -518,9 +521,41 @@ async def test_active_maintenance_and_firing_alerts_are_shown(
         api = await get(f"{url}/api/v1/checks")
     assert found.one("h2", id="maintenance").content == "Maintenance in progress"
     assert "Database <upgrade>" in " ".join(e.content for e in found.find("div"))
+    assert not found.find("upgrade")  # text, not markup
     assert found.one("h2", id="alerts").content == "Alerts"
     assert api.json()["maintenance"][0]["title"] == "Database <upgrade>"
     assert api.json()["maintenance"][0]["checks"] == ["api"]
+
+
+async def test_checks_another_replica_runs_are_shown_from_the_store(
+    manager: PluginManager, switch: Switch, tmp_path: Path
+) -> None:
+    now = time.time()
+    store = MemoryStore()
+    store.add(Record("elsewhere", now - 90, Status.OK, "HTTP 200", 0.05))
+    store.add(Record("elsewhere", now - 30, Status.WARNING, "slow: 2.1 s", 2.1))
+    config = write_config(
+        tmp_path, f'[[check]]\nname = "api"\nurl = "{switch.url}"\ninterval = 0.1\n'
+    )
+    async with running(manager, config, store) as (url, server):
+        await until_ran(server, "api")
+        found = await until_page(url, all_ran)
+        detail = await get(f"{url}/check/elsewhere", headers=HTML)
+        badge = await get(f"{url}/badge/elsewhere/status.json")
+    assert found.rows() == {"api": "ok", "elsewhere": "warning"}
+    assert found.overall == "warning"
+    assert "1 of 2 checks degraded" in found.one("p", id="overall").content
+    assert detail.status_code == 200 and "Degraded: slow: 2.1 s" in detail.text
+    assert badge.json()["message"] == "degraded"
+
+
+async def test_refresh_reloads_the_page_for_a_wall_screen(manager: PluginManager) -> None:
+    async with running(manager, None) as (url, _server):
+        _, asked = await page(url, "/?refresh=5")
+        _, plain = await page(url, "/?refresh=soon")
+    (meta,) = [m for m in asked.find("meta") if m.attrs.get("http-equiv") == "refresh"]
+    assert meta.attrs["content"] == "10"  # at least 10 seconds
+    assert not [m for m in plain.find("meta") if m.attrs.get("http-equiv") == "refresh"]
 
 
 # -- badges --------------------------------------------------------------------------------
@@ -609,9 +644,20 @@ def test_since_takes_unix_times_iso_dates_and_durations() -> None:
     assert parse_since("7d", now) == now - 7 * DAY
     assert parse_since("30m", now) == now - 1800
     assert parse_since("2w", now) == now - 14 * DAY
-    for bad in ("", "yesterday", "-5", "7 days", "nan", "inf", "24H", "1e999"):
+    for bad in ("", "yesterday", "-5", "7 days", "nan", "inf", "24H", "1e999", "1e300", "9e20w"):
         with pytest.raises(ValueError, match="since="):
             parse_since(bad, now)
+
+
+@given(st.text(max_size=40))
+def test_any_since_is_a_time_or_one_clear_error(text: str) -> None:
+    try:
+        value = parse_since(text, 1_764_770_400.0)
+    except ValueError as exc:
+        assert str(exc).startswith("since=")
+    else:
+        assert math.isfinite(value)
+        assert iso(value)  # every answer can write it back
 
 
 def test_targets_are_shown_without_credentials_or_query() -> None:
