@@ -60,7 +60,8 @@ def create_app(
 
 
 def _starlette_app(server: ProbeServer) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """The endpoints other than /probe: /metrics, /-/healthy, /-/reload and /."""
+    """The endpoints other than /probe: /metrics, /-/healthy, /-/reload, /-/help and
+    the monitor's (the status page, its API and badges)."""
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
@@ -86,32 +87,43 @@ def _starlette_app(server: ProbeServer) -> Callable[[Scope, Receive, Send], Awai
         return text("OK: config reloaded")
 
     async def index(request: Request) -> Response:
-        modules = ", ".join(sorted(server.modules))
-        return text(
-            "anyprobe serve\n\n"
-            "/probe?target=URL&module=NAME  probe a target (modules: " + modules + ")\n"
-            "/probe?...&debug=true          the probe's trace, metrics and module\n"
-            "/metrics                       the server's own metrics and scheduled checks\n"
-            "/-/healthy                     200 while serving\n"
-            "POST /-/reload                 re-read the config file\n"
-        )
+        return text(help_text(server))
 
     routes = [
         Route("/metrics", metrics, methods=["GET"]),
         Route("/-/healthy", healthy, methods=["GET", "HEAD"]),
         Route("/-/reload", reload, methods=["POST", "PUT"]),
+        Route("/-/help", index, methods=["GET"]),
         *monitor_routes(server),
-        Route("/", index, methods=["GET"]),
     ]
     return Starlette(routes=routes)
+
+
+def help_text(server: ProbeServer) -> str:
+    """The endpoints, as /-/help (and / for a client asking for text/plain) lists them."""
+    modules = ", ".join(sorted(server.modules))
+    return (
+        "anyprobe serve\n\n"
+        "/                              the status page (this list for Accept: text/plain)\n"
+        "/check/NAME                    one check's page: history, failures, incidents\n"
+        "/badge/NAME/status.svg         badges: status, uptime-7d, latency (.json: shields.io)\n"
+        "/api/v1/checks                 the checks as JSON (and /results, /api/v1/incidents)\n"
+        "/probe?target=URL&module=NAME  probe a target (modules: " + modules + ")\n"
+        "/probe?...&debug=true          the probe's trace, metrics and module\n"
+        "/metrics                       the server's own metrics and scheduled checks\n"
+        "/-/healthy                     200 while serving\n"
+        "POST /-/reload                 re-read the config file\n"
+        "/-/help                        this list\n"
+    )
 
 
 def monitor_routes(server: ProbeServer) -> list[Any]:
     """The monitor's routes (status page, JSON API, badges, push), each from
     its own module: anyprobe._serve_api, anyprobe._serve_page, anyprobe._serve_push."""
+    from ._serve_page import web_routes
     from ._serve_push import push_routes
 
-    return [*push_routes(server)]
+    return [*push_routes(server), *web_routes(server)]
 
 
 async def _refuse(send: Send) -> None:

@@ -81,6 +81,12 @@ class ServeSettings(BaseModel):
     interval: float = Field(
         DEFAULT_INTERVAL, gt=0, description="Seconds between runs of a [[check]] without one."
     )
+    title: str = Field("Status", description="The status page's title.")
+    group_by: str | None = Field(
+        None,
+        description="The label whose value groups checks on the status page "
+        '(group_by = "team"); checks without it share one group.',
+    )
 
 
 @dataclass(frozen=True)

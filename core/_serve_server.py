@@ -483,7 +483,8 @@ class ProbeServer:
         ctx = ReportContext(total=len(targets))
         fanout = Fanout(reporters, ctx)
         interval = serve_tables(config).settings.interval
-        scheduler = Scheduler(self.manager.probes, concurrency=1)
+        # explain: a failed check's trace is kept (Record.trace) for its status page.
+        scheduler = Scheduler(self.manager.probes, concurrency=1, explain=True)
         scheduler.resources = self.resources
         previous: dict[str, Status] = {}
 

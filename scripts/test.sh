@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # System packages the interop tests run against (postgresql: the history store's
 # server, started by the tests as its own user), and venv for the example plugin
 # (skipped when present).
-packages=(openssh-server openssh-client dnsmasq prometheus python3-venv chrony nftables postgresql)
+packages=(openssh-server openssh-client dnsmasq prometheus python3-venv chrony nftables postgresql
+    chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -344,6 +344,7 @@ REFERENCE = [
             "bridge.md",
             "embedding.md",
             "scale-out.md",
+            "monitor.md",
             "runs.md",
             "monitor.md",
             "peers.md",

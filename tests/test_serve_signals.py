@@ -108,11 +108,11 @@ def test_sighup_reloads_and_keeps_serving(backend: str, tmp_path: Path) -> None:
     config = tmp_path / "serve.toml"
     config.write_text('[module.first]\nprobe = "tcp"\n')
     with serve_process(backend, str(config)) as (process, url):
-        assert "first" in httpx.get(f"{url}/", timeout=30).text
+        assert "first" in httpx.get(f"{url}/-/help", timeout=30).text
         config.write_text('[module.second]\nprobe = "tcp"\n')
         process.send_signal(signal.SIGHUP)
         for _ in range(200):  # bounded: until the reload is visible
-            index = httpx.get(f"{url}/", timeout=30).text
+            index = httpx.get(f"{url}/-/help", timeout=30).text
             if "second" in index:
                 break
             threading.Event().wait(0.05)
