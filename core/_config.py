@@ -34,7 +34,7 @@ from ._targets import (
 if TYPE_CHECKING:
     from ._serve_config import ServeTables
 
-TOP_LEVEL = ("defaults", "check", "reporter", "module", "serve")
+TOP_LEVEL = ("defaults", "check", "reporter", "module", "serve", "alert", "maintenance")
 _TABLE_SHAPES = {"defaults": "[defaults]", "module": "[module.NAME]", "serve": "[serve]"}
 RUN_SETTINGS = ("timeout", "retries", "concurrency", "per_host", "labels", "reporter_timeout")
 #: The largest config file read.
@@ -218,10 +218,10 @@ def parse_config(
     parser.refuse_unused_defaults(probe_defaults)
     reporters = parser.reporters()
     serve = None
-    if "module" in document or "serve" in document:
+    if any(table in document for table in ("module", "serve", "alert", "maintenance")):
         from ._serve_config import parse_serve_tables
 
-        serve = parse_serve_tables(document, manager, parser.fail)
+        serve = parse_serve_tables(document, manager, parser.fail, targets, reporters)
     return Config(path, targets, reporters, defaults, probe_defaults, intervals, serve)
 
 
@@ -371,7 +371,8 @@ class _Parser:
         for index, raw in enumerate(_array(self.document, "reporter", self.path)):
             if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
                 raise self.fail('a reporter needs type = "NAME"', table="reporter", index=index)
-            options = {k: v for k, v in raw.items() if k != "type"}
+            # name: how an [[alert]]'s notify names it (anyprobe serve).
+            options = {k: v for k, v in raw.items() if k not in ("type", "name")}
             try:
                 reporters.append(make_reporter(self.manager, raw["type"], options))
             except UsageError as exc:

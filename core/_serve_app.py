@@ -106,7 +106,9 @@ def _starlette_app(server: ProbeServer) -> Callable[[Scope, Receive, Send], Awai
 def monitor_routes(server: ProbeServer) -> list[Any]:
     """The monitor's routes (status page, JSON API, badges, push), each from
     its own module: anyprobe._serve_api, anyprobe._serve_page, anyprobe._serve_push."""
-    return []
+    from ._maintenance import maintenance_routes
+
+    return [*maintenance_routes(server)]
 
 
 async def _refuse(send: Send) -> None:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,6 +27,12 @@ from ._manager import PluginManager
 from ._serve_security import AllowList
 from ._targets import options_error
 from .masking import options_masker
+
+if TYPE_CHECKING:
+    from ._alerts import AlertRule
+    from ._maintenance import Maintenance
+    from ._model import Target
+    from ._reporter import Reporter
 
 DEFAULT_INTERVAL = 60.0
 
@@ -80,6 +86,12 @@ class ServeSettings(BaseModel):
     interval: float = Field(
         DEFAULT_INTERVAL, gt=0, description="Seconds between runs of a [[check]] without one."
     )
+    connectivity: str | None = Field(
+        None,
+        min_length=1,
+        description="A [[check]] telling whether the monitor itself is online: while it "
+        "fails, no alert about the other checks is sent.",
+    )
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,10 @@ class ServeTables:
     modules: dict[str, Module]
     settings: ServeSettings = field(default_factory=lambda: ServeSettings.model_validate({}))
     allow: AllowList = field(default_factory=AllowList)
+    #: The ``[[alert]]`` tables (anyprobe._alerts).
+    alerts: list[AlertRule] = field(default_factory=list)
+    #: The ``[[maintenance]]`` tables (anyprobe._maintenance).
+    maintenance: list[Maintenance] = field(default_factory=list)
 
 
 def build_module(manager: PluginManager, name: str, raw: Mapping[str, Any]) -> Module:
@@ -162,7 +178,11 @@ def builtin_modules(manager: PluginManager) -> dict[str, Module]:
 
 
 def parse_serve_tables(
-    document: Mapping[str, Any], manager: PluginManager, fail: Callable[..., ConfigError]
+    document: Mapping[str, Any],
+    manager: PluginManager,
+    fail: Callable[..., ConfigError],
+    targets: Sequence[Target] = (),
+    reporters: Sequence[tuple[str, Reporter[Any]]] = (),
 ) -> ServeTables:
     """Validate the ``[module.NAME]`` and ``[serve]`` tables of a config document.
 
@@ -194,4 +214,15 @@ def parse_serve_tables(
         allow = AllowList(settings.allow_targets)
     except ValueError as exc:
         raise fail(str(exc), table="serve", key="allow_targets") from None
-    return ServeTables(modules, settings, allow)
+    from ._alerts_config import parse_alerts
+    from ._maintenance import check_names_known, parse_maintenance
+
+    if settings.connectivity is not None:
+        check_names_known(
+            [settings.connectivity],
+            [t.name for t in targets],
+            lambda message: fail(message, table="serve", key="connectivity"),
+        )
+    alerts = parse_alerts(document, fail, targets, reporters)
+    maintenance = parse_maintenance(document, fail, targets)
+    return ServeTables(modules, settings, allow, alerts, maintenance)

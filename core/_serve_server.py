@@ -187,6 +187,12 @@ class ProbeServer:
         self._requests: set[anyio.CancelScope] = set()
         self._on_result: Callable[[Target, Result], Awaitable[None]] = self._no_reporters
         self.aborting = False
+        from ._alerts import AlertEngine
+
+        #: The [[alert]]s and [[maintenance]] windows (anyprobe._alerts).
+        self.alerts = AlertEngine(
+            registry=self.metrics.registry, store=lambda: getattr(self, "store", None)
+        )
         # The metrics come from a plugin (the built-in prometheus one): asked
         # once now, so that a server without one never starts.
         self._registry([], check_labels=False)
@@ -201,6 +207,9 @@ class ProbeServer:
         self.host_limits = HostLimits(config.defaults.per_host)
         self.modules = tables.modules
         self.allow = tables.allow
+        self.alerts.configure(
+            tables.alerts, tables.maintenance, config.targets, tables.settings.connectivity
+        )
         #: The allow-list in force: the config's and ``--allow-target``'s together.
         self.policy = self.allow + self.extra_allow
         self.factories = {name: TargetFactory(self.manager) for name in tables.modules}
@@ -428,6 +437,7 @@ class ProbeServer:
         self.latest[target.name] = result
         self.metrics.scheduled.labels(result.status.value).inc()
         await self._on_result(target, result)
+        await self.alerts.observe(target, result)
 
     async def _no_reporters(self, target: Target, result: Result) -> None:
         """The reporters' share of :meth:`record` between two config runs: none."""
@@ -438,7 +448,8 @@ class ProbeServer:
         counts: dict[Status, int] = {}
         started = time.perf_counter()
         ctx = ReportContext(total=len(targets))
-        fanout = Fanout(reporters, ctx)
+        # Reporters an [[alert]] notifies get its notices, the others every status change.
+        fanout = Fanout(self.alerts.session(reporters), ctx)
         interval = serve_tables(config).settings.interval
         scheduler = Scheduler(self.manager.probes, concurrency=1)
         scheduler.resources = self.resources
@@ -468,6 +479,7 @@ class ProbeServer:
 
         async with anyio.create_task_group() as outer:
             fanout.start(outer)
+            await self.alerts.start(outer, ctx)
             async with anyio.create_task_group() as checks:
                 for target in targets:
                     checks.start_soon(loop, target)
@@ -481,9 +493,11 @@ class ProbeServer:
             )
             self._on_result = self._no_reporters
             fanout.close(summary)
+            alert_failures = self.alerts.stop(summary)
+            await self.alerts.flush()
             # Reporters get a bounded time to flush what they hold.
             outer.cancel_scope.deadline = anyio.current_time() + DEFAULT_GRACE
-        for failure in fanout.failures:
+        for failure in [*fanout.failures, *alert_failures]:
             log.warning("%s", failure)
 
     async def aclose(self) -> None:
