@@ -1,0 +1,196 @@
+"""Alerts through a real ``anyprobe serve``: a TCP target that goes down and
+comes back (a listener closed and opened again), a real webhook receiver, the
+maintenance API and /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from anyprobe import PluginManager
+from anyprobe._serve import ProbeServer, bind, listening_url, load_serve_config, serve
+from tests.servers.webhook import WebhookReceiver
+
+pytestmark = pytest.mark.anyio
+
+#: Longest a request, or the wait for a notice, may take (a bound, not a timing assertion).
+LIMIT = 30.0
+
+
+class Listener:
+    """A TCP port on 127.0.0.1 that a test opens and closes (refused while closed)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._scope: anyio.CancelScope | None = None
+
+    async def open(self, tg: Any) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=self.port)
+        scope = self._scope = anyio.CancelScope()
+
+        async def handle(stream: Any) -> None:
+            await stream.aclose()
+
+        async def run() -> None:
+            with scope:
+                async with listener:
+                    await listener.serve(handle)
+
+        tg.start_soon(run)
+
+    def close(self) -> None:
+        assert self._scope is not None
+        self._scope.cancel()
+
+
+@asynccontextmanager
+async def running(manager: PluginManager, config: Path) -> AsyncIterator[tuple[str, ProbeServer]]:
+    server = ProbeServer(manager, load_serve_config(str(config), manager), config_path=str(config))
+    sock = bind("127.0.0.1:0")
+    url = listening_url(sock)
+    shutdown = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: serve(server, [sock], shutdown=shutdown, grace=2))
+        try:
+            yield url, server
+        finally:
+            shutdown.set()
+
+
+def config_file(tmp_path: Path, port: int, receiver: WebhookReceiver, extra: str = "") -> Path:
+    path = tmp_path / "serve.toml"
+    path.write_text(
+        f'[[check]]\nname = "db"\nurl = "tcp://127.0.0.1:{port}"\ninterval = 0.05\ntimeout = 2\n\n'
+        f'[[check]]\nname = "other"\nurl = "tcp://127.0.0.1:{port}"\ninterval = 0.05\n\n'
+        f'[[reporter]]\ntype = "webhook"\nname = "oncall"\nurl = "{receiver.url}"\n'
+        'mode = "on_change"\nbackoff = 0\n\n'
+        '[[alert]]\nname = "page"\nchecks = ["db"]\nnotify = ["oncall"]\n' + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    for _ in range(int(LIMIT / 0.02)):  # bounded
+        if condition():
+            return
+        await anyio.sleep(0.02)
+    raise AssertionError(f"not true within {LIMIT:g} s")
+
+
+def events(receiver: WebhookReceiver) -> list[tuple[str, str, str]]:
+    return [(b["name"], b["details"]["alert"]["event"], b["status"]) for b in receiver.bodies()]
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return None
+
+
+async def test_a_target_down_then_up_fires_once_and_resolves_once(
+    manager: PluginManager,
+    webhook_receiver: WebhookReceiver,
+    free_tcp_port: int,
+    tmp_path: Path,
+) -> None:
+    target = Listener(free_tcp_port)
+    config = config_file(tmp_path, free_tcp_port, webhook_receiver)
+    async with anyio.create_task_group() as tg:
+        await target.open(tg)
+        async with (
+            running(manager, config) as (url, server),
+            httpx.AsyncClient(timeout=LIMIT) as client,
+        ):
+            await wait_for(
+                lambda: "db" in server.latest and server.latest["db"].status.value == "ok"
+            )
+            target.close()
+            await wait_for(lambda: len(webhook_receiver.requests) >= 1)
+            assert events(webhook_receiver) == [("db", "firing", "critical")]
+            [firing] = server.alerts.firing()
+            assert (firing.alert, firing.check) == ("page", "db")
+            assert firing.failures >= 3
+            await target.open(tg)
+            await wait_for(lambda: len(webhook_receiver.requests) >= 2)
+            metrics = (await client.get(f"{url}/metrics")).text
+        tg.cancel_scope.cancel()
+    assert events(webhook_receiver) == [("db", "firing", "critical"), ("db", "resolved", "ok")]
+    body = webhook_receiver.bodies()[0]
+    assert body["details"]["alert"]["alert"] == "page"
+    assert body["details"]["alert"]["since"]
+    assert sample(metrics, "anyprobe_notifications_total", notifier="oncall") == 2
+    assert sample(metrics, "anyprobe_alerts_firing") == 0
+
+
+async def test_maintenance_from_the_api_holds_the_alert_until_it_ends(
+    manager: PluginManager,
+    webhook_receiver: WebhookReceiver,
+    free_tcp_port: int,
+    tmp_path: Path,
+) -> None:
+    config = config_file(tmp_path, free_tcp_port, webhook_receiver)  # nothing listens: down
+    async with (
+        running(manager, config) as (url, server),
+        httpx.AsyncClient(timeout=LIMIT) as client,
+    ):
+        answer = await client.post(
+            f"{url}/api/v1/maintenance",
+            json={"checks": ["db"], "duration": "1h", "reason": "moving the database"},
+        )
+        assert answer.status_code == 201, answer.text
+        window = answer.json()
+        assert window["checks"] == ["db"] and window["reason"] == "moving the database"
+        listed = (await client.get(f"{url}/api/v1/maintenance")).json()["maintenance"]
+        assert [w["id"] for w in listed] == [window["id"]]
+        bad = await client.post(
+            f"{url}/api/v1/maintenance", json={"checks": ["dbb"], "duration": 5}
+        )
+        assert bad.status_code == 400 and "did you mean 'db'" in bad.json()["error"]
+        bad = await client.post(f"{url}/api/v1/maintenance", json={"duration": "soon"})
+        assert bad.status_code == 400 and "duration" in bad.json()["error"]
+        # Held: the check fails again and again, no notice.
+        await wait_for(
+            lambda: (
+                server.alerts.state.get(("page", "db")) is not None
+                and server.alerts.state[("page", "db")].failures >= 6
+            )
+        )
+        assert webhook_receiver.requests == []
+        ended = await client.delete(f"{url}/api/v1/maintenance/{window['id']}")
+        assert ended.status_code == 204
+        assert (await client.delete(f"{url}/api/v1/maintenance/{window['id']}")).status_code == 404
+        await wait_for(lambda: len(webhook_receiver.requests) >= 1)
+    assert events(webhook_receiver) == [("db", "firing", "critical")]
+
+
+async def test_the_connectivity_check_holds_target_alerts(
+    manager: PluginManager,
+    webhook_receiver: WebhookReceiver,
+    free_tcp_port: int,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("WARNING", logger="anyprobe.alerts")
+    config = config_file(
+        tmp_path, free_tcp_port, webhook_receiver, '\n[serve]\nconnectivity = "other"\n'
+    )
+    async with running(manager, config) as (_url, server):
+        await wait_for(
+            lambda: (
+                server.alerts.state.get(("page", "db")) is not None
+                and server.alerts.state[("page", "db")].failures >= 6
+            )
+        )
+    assert webhook_receiver.requests == []
+    offline = [r for r in caplog.records if "seems offline" in r.getMessage()]
+    assert len(offline) == 1
