@@ -63,7 +63,9 @@ class EmailOptions(anyprobe.NotifierOptions):
     password_env: anyprobe.SecretEnv | None = Field(
         default=None, description="Environment variable holding the password."
     )
-    sender: str = Field(alias="from", min_length=3, description="The From address.")
+    sender: str = Field(
+        alias="from", min_length=3, description="The From address (the key is from, or sender)."
+    )
     to: list[str] = Field(min_length=1, description="The recipients.")
     subject: str = Field(
         default="[{EVENT}] {check}: {summary}",

@@ -57,7 +57,12 @@ def build_nav(docs: Path) -> list[Any]:
         *existing("index.md", "getting-started.md"),
         {
             "Using anyprobe": existing(
-                "cli.md", "config.md", "runs.md", "monitor.md", "scale-out.md", "migration.md",
+                "cli.md",
+                "config.md",
+                "runs.md",
+                "monitor.md",
+                "scale-out.md",
+                "migration.md",
                 "peers.md",
             )
         },
