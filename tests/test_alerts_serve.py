@@ -4,6 +4,7 @@ maintenance API and /metrics."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -50,9 +51,27 @@ class Listener:
         self._scope.cancel()
 
 
+class MemoryStore:
+    """The get_state/put_state part of the HistoryStore protocol, values kept as JSON."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    async def get_state(self, key: str) -> Any:
+        text = self.values.get(key)
+        return None if text is None else json.loads(text)
+
+    async def put_state(self, key: str, value: Any) -> None:
+        self.values[key] = json.dumps(value)
+
+
 @asynccontextmanager
-async def running(manager: PluginManager, config: Path) -> AsyncIterator[tuple[str, ProbeServer]]:
+async def running(
+    manager: PluginManager, config: Path, store: MemoryStore | None = None
+) -> AsyncIterator[tuple[str, ProbeServer]]:
     server = ProbeServer(manager, load_serve_config(str(config), manager), config_path=str(config))
+    if store is not None:
+        server.store = store  # type: ignore[attr-defined]
     sock = bind("127.0.0.1:0")
     url = listening_url(sock)
     shutdown = anyio.Event()
@@ -64,11 +83,18 @@ async def running(manager: PluginManager, config: Path) -> AsyncIterator[tuple[s
             shutdown.set()
 
 
-def config_file(tmp_path: Path, port: int, receiver: WebhookReceiver, extra: str = "") -> Path:
+def config_file(
+    tmp_path: Path,
+    port: int,
+    receiver: WebhookReceiver,
+    extra: str = "",
+    other_port: int | None = None,
+) -> Path:
     path = tmp_path / "serve.toml"
+    other = other_port or port
     path.write_text(
         f'[[check]]\nname = "db"\nurl = "tcp://127.0.0.1:{port}"\ninterval = 0.05\ntimeout = 2\n\n'
-        f'[[check]]\nname = "other"\nurl = "tcp://127.0.0.1:{port}"\ninterval = 0.05\n\n'
+        f'[[check]]\nname = "other"\nurl = "tcp://127.0.0.1:{other}"\ninterval = 0.05\n\n'
         f'[[reporter]]\ntype = "webhook"\nname = "oncall"\nurl = "{receiver.url}"\n'
         'mode = "on_change"\nbackoff = 0\n\n'
         '[[alert]]\nname = "page"\nchecks = ["db"]\nnotify = ["oncall"]\n' + extra,
@@ -87,6 +113,11 @@ async def wait_for(condition: Callable[[], bool]) -> None:
 
 def events(receiver: WebhookReceiver) -> list[tuple[str, str, str]]:
     return [(b["name"], b["details"]["alert"]["event"], b["status"]) for b in receiver.bodies()]
+
+
+def failures(server: ProbeServer) -> int:
+    state = server.alerts.state.get(("page", "db"))
+    return 0 if state is None else state.failures
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -138,59 +169,90 @@ async def test_maintenance_from_the_api_holds_the_alert_until_it_ends(
     free_tcp_port: int,
     tmp_path: Path,
 ) -> None:
-    config = config_file(tmp_path, free_tcp_port, webhook_receiver)  # nothing listens: down
-    async with (
-        running(manager, config) as (url, server),
-        httpx.AsyncClient(timeout=LIMIT) as client,
-    ):
-        answer = await client.post(
-            f"{url}/api/v1/maintenance",
-            json={"checks": ["db"], "duration": "1h", "reason": "moving the database"},
-        )
-        assert answer.status_code == 201, answer.text
-        window = answer.json()
-        assert window["checks"] == ["db"] and window["reason"] == "moving the database"
-        listed = (await client.get(f"{url}/api/v1/maintenance")).json()["maintenance"]
-        assert [w["id"] for w in listed] == [window["id"]]
-        bad = await client.post(
-            f"{url}/api/v1/maintenance", json={"checks": ["dbb"], "duration": 5}
-        )
-        assert bad.status_code == 400 and "did you mean 'db'" in bad.json()["error"]
-        bad = await client.post(f"{url}/api/v1/maintenance", json={"duration": "soon"})
-        assert bad.status_code == 400 and "duration" in bad.json()["error"]
-        # Held: the check fails again and again, no notice.
-        await wait_for(
-            lambda: (
-                server.alerts.state.get(("page", "db")) is not None
-                and server.alerts.state[("page", "db")].failures >= 6
+    target = Listener(free_tcp_port)
+    config = config_file(tmp_path, free_tcp_port, webhook_receiver)
+    async with anyio.create_task_group() as tg:
+        await target.open(tg)
+        async with (
+            running(manager, config) as (url, server),
+            httpx.AsyncClient(timeout=LIMIT) as client,
+        ):
+            answer = await client.post(
+                f"{url}/api/v1/maintenance",
+                json={"checks": ["db"], "duration": "1h", "reason": "moving the database"},
             )
-        )
-        assert webhook_receiver.requests == []
-        ended = await client.delete(f"{url}/api/v1/maintenance/{window['id']}")
-        assert ended.status_code == 204
-        assert (await client.delete(f"{url}/api/v1/maintenance/{window['id']}")).status_code == 404
-        await wait_for(lambda: len(webhook_receiver.requests) >= 1)
+            assert answer.status_code == 201, answer.text
+            window = answer.json()
+            assert window["checks"] == ["db"] and window["reason"] == "moving the database"
+            listed = (await client.get(f"{url}/api/v1/maintenance")).json()["maintenance"]
+            assert [w["id"] for w in listed] == [window["id"]]
+            bad = await client.post(
+                f"{url}/api/v1/maintenance", json={"checks": ["dbb"], "duration": 5}
+            )
+            assert bad.status_code == 400 and "did you mean 'db'" in bad.json()["error"]
+            bad = await client.post(f"{url}/api/v1/maintenance", json={"duration": "soon"})
+            assert bad.status_code == 400 and "duration" in bad.json()["error"]
+            # Down during the window: it fails again and again, no notice.
+            target.close()
+            await wait_for(lambda: failures(server) >= 6)
+            assert webhook_receiver.requests == []
+            ended = await client.delete(f"{url}/api/v1/maintenance/{window['id']}")
+            assert ended.status_code == 204
+            again = await client.delete(f"{url}/api/v1/maintenance/{window['id']}")
+            assert again.status_code == 404
+            await wait_for(lambda: len(webhook_receiver.requests) >= 1)
+        tg.cancel_scope.cancel()
     assert events(webhook_receiver) == [("db", "firing", "critical")]
 
 
 async def test_the_connectivity_check_holds_target_alerts(
     manager: PluginManager,
     webhook_receiver: WebhookReceiver,
-    free_tcp_port: int,
+    free_tcp_port_factory: Callable[[], int],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("WARNING", logger="anyprobe.alerts")
+    target, uplink = Listener(free_tcp_port_factory()), Listener(free_tcp_port_factory())
     config = config_file(
-        tmp_path, free_tcp_port, webhook_receiver, '\n[serve]\nconnectivity = "other"\n'
+        tmp_path,
+        target.port,
+        webhook_receiver,
+        '\n[serve]\nconnectivity = "other"\n',
+        other_port=uplink.port,
     )
-    async with running(manager, config) as (_url, server):
-        await wait_for(
-            lambda: (
-                server.alerts.state.get(("page", "db")) is not None
-                and server.alerts.state[("page", "db")].failures >= 6
-            )
-        )
-    assert webhook_receiver.requests == []
+    async with anyio.create_task_group() as tg:
+        await target.open(tg)
+        await uplink.open(tg)
+        async with running(manager, config) as (_url, server):
+            await wait_for(lambda: "db" in server.latest and "other" in server.latest)
+            uplink.close()  # the monitor's own network is down...
+            await wait_for(lambda: server.alerts.offline)
+            target.close()  # ...so every target looks down
+            await wait_for(lambda: failures(server) >= 6)
+            assert webhook_receiver.requests == []
+            await uplink.open(tg)  # online again: db is still down, it fires
+            await wait_for(lambda: len(webhook_receiver.requests) >= 1)
+        tg.cancel_scope.cancel()
+    assert events(webhook_receiver) == [("db", "firing", "critical")]
     offline = [r for r in caplog.records if "seems offline" in r.getMessage()]
     assert len(offline) == 1
+    assert any("passes again" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_restarted_server_sends_no_alert_again(
+    manager: PluginManager,
+    webhook_receiver: WebhookReceiver,
+    free_tcp_port: int,
+    tmp_path: Path,
+) -> None:
+    store = MemoryStore()
+    config = config_file(tmp_path, free_tcp_port, webhook_receiver)  # nothing listens: down
+    async with running(manager, config, store) as (_url, server):
+        await wait_for(lambda: len(webhook_receiver.requests) >= 1)
+    assert events(webhook_receiver) == [("db", "firing", "critical")]
+    assert "alerts" in store.values
+    async with running(manager, config, store) as (_url, server):
+        await wait_for(lambda: failures(server) >= 6)
+        assert [f.check for f in server.alerts.firing()] == ["db"]
+    assert len(webhook_receiver.requests) == 1, "the restarted server knew it had fired"
