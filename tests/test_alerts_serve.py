@@ -17,6 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from anyprobe import PluginManager
 from anyprobe._serve import ProbeServer, bind, listening_url, load_serve_config, serve
+from tests.servers.banner import TlsCa
+from tests.servers.smtp import SmtpServer
 from tests.servers.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.anyio
@@ -116,7 +118,11 @@ def events(receiver: WebhookReceiver) -> list[tuple[str, str, str]]:
 
 
 def failures(server: ProbeServer) -> int:
-    state = server.alerts.state.get(("page", "db"))
+    return failures_of(server, "page")
+
+
+def failures_of(server: ProbeServer, alert: str) -> int:
+    state = server.alerts.state.get((alert, "db"))
     return 0 if state is None else state.failures
 
 
@@ -256,3 +262,28 @@ async def test_a_restarted_server_sends_no_alert_again(
         await wait_for(lambda: failures(server) >= 6)
         assert [f.check for f in server.alerts.firing()] == ["db"]
     assert len(webhook_receiver.requests) == 1, "the restarted server knew it had fired"
+
+
+async def test_an_alert_by_email_through_a_real_smtp_server(
+    manager: PluginManager,
+    smtp_server: Callable[..., SmtpServer],
+    tls_ca: TlsCa,
+    free_tcp_port: int,
+    tmp_path: Path,
+) -> None:
+    mail = smtp_server("starttls")
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        f'[[check]]\nname = "db"\nurl = "tcp://127.0.0.1:{free_tcp_port}"\ninterval = 0.05\n\n'
+        f'[[reporter]]\ntype = "email"\nhost = "127.0.0.1"\nport = {mail.port}\n'
+        f'ca_file = "{tls_ca.ca_file}"\nfrom = "anyprobe@example.test"\n'
+        'to = "oncall@example.test"\n\n'
+        '[[alert]]\nseverity = "warning"\n',
+        encoding="utf-8",
+    )
+    async with running(manager, config) as (_url, server):
+        await wait_for(lambda: len(mail.messages) >= 1)
+        await wait_for(lambda: failures_of(server, "alert-1") >= 6)
+    [message] = mail.messages
+    assert message["Subject"] == "[FIRING] db: connection refused"
+    assert "severity: warning" in message.get_content()
