@@ -385,7 +385,8 @@ class AlertEngine:
                 self._due(rule, check, state, when)
 
     def _held(self, check: str, now: float) -> bool:
-        """Whether a notice about ``check`` is held back now (and why, logged once)."""
+        """Whether a firing or reminder about ``check`` is held back now: the
+        monitor is offline (connectivity), or a maintenance window covers it."""
         if self.offline and check != self.connectivity:
             return True
         return self._silenced(check, now) is not None
@@ -425,8 +426,11 @@ class AlertEngine:
         """Queue the notice to each of ``rule``'s notifiers; False when there is
         no config run to send it (between two, on reload): it is tried again."""
         session = self._session
-        if session is None:
-            return False
+        if session is None or any(
+            index in session.channels and session.channels[index].name != name
+            for index, name in rule.notify
+        ):
+            return False  # between two config runs (a reload): sent at the next result
         since = _utc(state.since)
         notice = AlertNotice(
             alert=rule.name,
