@@ -5,6 +5,8 @@ maintenance API and /metrics."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,29 +30,47 @@ LIMIT = 30.0
 
 
 class Listener:
-    """A TCP port on 127.0.0.1 that a test opens and closes (refused while closed)."""
+    """A TCP port on 127.0.0.1 that a test opens and closes (refused while
+    closed), served by a thread: it accepts and closes each connection."""
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self._scope: anyio.CancelScope | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    async def open(self, tg: Any) -> None:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=self.port)
-        scope = self._scope = anyio.CancelScope()
+    async def open(self) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(128)
+        sock.settimeout(0.05)
+        stop = self._stop = threading.Event()
 
-        async def handle(stream: Any) -> None:
-            await stream.aclose()
+        def serve() -> None:
+            with sock:
+                while not stop.is_set():  # bounded by close()
+                    try:
+                        client, _ = sock.accept()
+                    except TimeoutError:
+                        continue
+                    client.close()
 
-        async def run() -> None:
-            with scope:
-                async with listener:
-                    await listener.serve(handle)
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
 
-        tg.start_soon(run)
+    async def close(self) -> None:
+        assert self._thread is not None
+        self._stop.set()
+        await anyio.to_thread.run_sync(self._thread.join, LIMIT)
+        self._thread = None
 
-    def close(self) -> None:
-        assert self._scope is not None
-        self._scope.cancel()
+    async def __aenter__(self) -> Listener:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._thread is not None:
+            await self.close()
 
 
 class MemoryStore:
@@ -142,25 +162,25 @@ async def test_a_target_down_then_up_fires_once_and_resolves_once(
 ) -> None:
     target = Listener(free_tcp_port)
     config = config_file(tmp_path, free_tcp_port, webhook_receiver)
-    async with anyio.create_task_group() as tg:
-        await target.open(tg)
-        async with (
-            running(manager, config) as (url, server),
-            httpx.AsyncClient(timeout=LIMIT) as client,
-        ):
-            await wait_for(
-                lambda: "db" in server.latest and server.latest["db"].status.value == "ok"
-            )
-            target.close()
-            await wait_for(lambda: len(webhook_receiver.requests) >= 1)
-            assert events(webhook_receiver) == [("db", "firing", "critical")]
-            [firing] = server.alerts.firing()
-            assert (firing.alert, firing.check) == ("page", "db")
-            assert firing.failures >= 3
-            await target.open(tg)
-            await wait_for(lambda: len(webhook_receiver.requests) >= 2)
-            metrics = (await client.get(f"{url}/metrics")).text
-        tg.cancel_scope.cancel()
+    async with (
+        target,
+        running(manager, config) as (url, server),
+        httpx.AsyncClient(timeout=LIMIT) as client,
+    ):
+        await wait_for(lambda: "db" in server.latest and server.latest["db"].status.value == "ok")
+        await target.close()
+        await wait_for(lambda: len(webhook_receiver.requests) >= 1)
+        assert events(webhook_receiver) == [("db", "firing", "critical")]
+        [firing] = server.alerts.firing()
+        assert (firing.alert, firing.check) == ("page", "db")
+        assert firing.failures >= 3
+        await target.open()
+        await wait_for(lambda: len(webhook_receiver.requests) >= 2)
+        # Counted once the receiver's answer is back: wait for it.
+        registry = server.metrics.registry
+        total = "anyprobe_notifications_total"
+        await wait_for(lambda: registry.get_sample_value(total, {"notifier": "oncall"}) == 2)
+        metrics = (await client.get(f"{url}/metrics")).text
     assert events(webhook_receiver) == [("db", "firing", "critical"), ("db", "resolved", "ok")]
     body = webhook_receiver.bodies()[0]
     assert body["details"]["alert"]["alert"] == "page"
@@ -177,37 +197,35 @@ async def test_maintenance_from_the_api_holds_the_alert_until_it_ends(
 ) -> None:
     target = Listener(free_tcp_port)
     config = config_file(tmp_path, free_tcp_port, webhook_receiver)
-    async with anyio.create_task_group() as tg:
-        await target.open(tg)
-        async with (
-            running(manager, config) as (url, server),
-            httpx.AsyncClient(timeout=LIMIT) as client,
-        ):
-            answer = await client.post(
-                f"{url}/api/v1/maintenance",
-                json={"checks": ["db"], "duration": "1h", "reason": "moving the database"},
-            )
-            assert answer.status_code == 201, answer.text
-            window = answer.json()
-            assert window["checks"] == ["db"] and window["reason"] == "moving the database"
-            listed = (await client.get(f"{url}/api/v1/maintenance")).json()["maintenance"]
-            assert [w["id"] for w in listed] == [window["id"]]
-            bad = await client.post(
-                f"{url}/api/v1/maintenance", json={"checks": ["dbb"], "duration": 5}
-            )
-            assert bad.status_code == 400 and "did you mean 'db'" in bad.json()["error"]
-            bad = await client.post(f"{url}/api/v1/maintenance", json={"duration": "soon"})
-            assert bad.status_code == 400 and "duration" in bad.json()["error"]
-            # Down during the window: it fails again and again, no notice.
-            target.close()
-            await wait_for(lambda: failures(server) >= 6)
-            assert webhook_receiver.requests == []
-            ended = await client.delete(f"{url}/api/v1/maintenance/{window['id']}")
-            assert ended.status_code == 204
-            again = await client.delete(f"{url}/api/v1/maintenance/{window['id']}")
-            assert again.status_code == 404
-            await wait_for(lambda: len(webhook_receiver.requests) >= 1)
-        tg.cancel_scope.cancel()
+    async with (
+        target,
+        running(manager, config) as (url, server),
+        httpx.AsyncClient(timeout=LIMIT) as client,
+    ):
+        answer = await client.post(
+            f"{url}/api/v1/maintenance",
+            json={"checks": ["db"], "duration": "1h", "reason": "moving the database"},
+        )
+        assert answer.status_code == 201, answer.text
+        window = answer.json()
+        assert window["checks"] == ["db"] and window["reason"] == "moving the database"
+        listed = (await client.get(f"{url}/api/v1/maintenance")).json()["maintenance"]
+        assert [w["id"] for w in listed] == [window["id"]]
+        bad = await client.post(
+            f"{url}/api/v1/maintenance", json={"checks": ["dbb"], "duration": 5}
+        )
+        assert bad.status_code == 400 and "did you mean 'db'" in bad.json()["error"]
+        bad = await client.post(f"{url}/api/v1/maintenance", json={"duration": "soon"})
+        assert bad.status_code == 400 and "duration" in bad.json()["error"]
+        # Down during the window: it fails again and again, no notice.
+        await target.close()
+        await wait_for(lambda: failures(server) >= 6)
+        assert webhook_receiver.requests == []
+        ended = await client.delete(f"{url}/api/v1/maintenance/{window['id']}")
+        assert ended.status_code == 204
+        again = await client.delete(f"{url}/api/v1/maintenance/{window['id']}")
+        assert again.status_code == 404
+        await wait_for(lambda: len(webhook_receiver.requests) >= 1)
     assert events(webhook_receiver) == [("db", "firing", "critical")]
 
 
@@ -227,19 +245,15 @@ async def test_the_connectivity_check_holds_target_alerts(
         '\n[serve]\nconnectivity = "other"\n',
         other_port=uplink.port,
     )
-    async with anyio.create_task_group() as tg:
-        await target.open(tg)
-        await uplink.open(tg)
-        async with running(manager, config) as (_url, server):
-            await wait_for(lambda: "db" in server.latest and "other" in server.latest)
-            uplink.close()  # the monitor's own network is down...
-            await wait_for(lambda: server.alerts.offline)
-            target.close()  # ...so every target looks down
-            await wait_for(lambda: failures(server) >= 6)
-            assert webhook_receiver.requests == []
-            await uplink.open(tg)  # online again: db is still down, it fires
-            await wait_for(lambda: len(webhook_receiver.requests) >= 1)
-        tg.cancel_scope.cancel()
+    async with target, uplink, running(manager, config) as (_url, server):
+        await wait_for(lambda: "db" in server.latest and "other" in server.latest)
+        await uplink.close()  # the monitor's own network is down...
+        await wait_for(lambda: server.alerts.offline)
+        await target.close()  # ...so every target looks down
+        await wait_for(lambda: failures(server) >= 6)
+        assert webhook_receiver.requests == []
+        await uplink.open()  # online again: db is still down, it fires
+        await wait_for(lambda: len(webhook_receiver.requests) >= 1)
     assert events(webhook_receiver) == [("db", "firing", "critical")]
     offline = [r for r in caplog.records if "seems offline" in r.getMessage()]
     assert len(offline) == 1
