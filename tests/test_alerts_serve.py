@@ -119,6 +119,7 @@ def config_file(
         f'[[check]]\nname = "other"\nurl = "tcp://127.0.0.1:{other}"\ninterval = 0.05\n\n'
         f'[[reporter]]\ntype = "webhook"\nname = "oncall"\nurl = "{receiver.url}"\n'
         'mode = "on_change"\nbackoff = 0\n\n'
+        f'[[reporter]]\ntype = "jsonl"\npath = "{tmp_path / "changes.jsonl"}"\n\n'
         '[[alert]]\nname = "page"\nchecks = ["db"]\nnotify = ["oncall"]\n' + extra,
         encoding="utf-8",
     )
@@ -182,6 +183,10 @@ async def test_a_target_down_then_up_fires_once_and_resolves_once(
         await wait_for(lambda: registry.get_sample_value(total, {"notifier": "oncall"}) == 2)
         metrics = (await client.get(f"{url}/metrics")).text
     assert events(webhook_receiver) == [("db", "firing", "critical"), ("db", "resolved", "ok")]
+    # The reporter no alert names still gets every status change, as without alerts.
+    changes = [json.loads(line) for line in (tmp_path / "changes.jsonl").read_text().splitlines()]
+    assert [c["status"] for c in changes if c["name"] == "db"] == ["ok", "critical", "ok"]
+    assert all("alert" not in c.get("details", {}) for c in changes)
     body = webhook_receiver.bodies()[0]
     assert body["details"]["alert"]["alert"] == "page"
     assert body["details"]["alert"]["since"]
