@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         Target,
         TraceEvent,
     )
-    from ._notify import Notifier, NotifierError, NotifierOptions, StatusChange
+    from ._notify import AlertNotice, Notifier, NotifierError, NotifierOptions, StatusChange
     from ._options import ProbeOptions
     from ._patterns import (
         OFF_LOOP_BYTES,
@@ -118,6 +118,7 @@ _EXPORTS = {
     "Notifier": "_notify",
     "NotifierError": "_notify",
     "NotifierOptions": "_notify",
+    "AlertNotice": "_notify",
     "StatusChange": "_notify",
     "Reporter": "_reporter",
     "ReporterOptions": "_reporter",
@@ -151,6 +152,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "OFF_LOOP_BYTES",
+    "AlertNotice",
     "AnyprobeError",
     "AsyncioBridge",
     "Attempt",

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ._serve_config import ServeTables
     from ._serve_push import PushCheck
 
-TOP_LEVEL = ("defaults", "check", "reporter", "module", "serve", "store")
+TOP_LEVEL = ("defaults", "check", "reporter", "module", "serve", "store", "alert", "maintenance")
 _TABLE_SHAPES = {
     "defaults": "[defaults]",
     "module": "[module.NAME]",
@@ -243,10 +243,10 @@ def parse_config(
     parser.refuse_unused_defaults(probe_defaults)
     reporters = parser.reporters()
     serve = None
-    if "module" in document or "serve" in document or "store" in document:
+    if any(table in document for table in ("module", "serve", "store", "alert", "maintenance")):
         from ._serve_config import parse_serve_tables
 
-        serve = parse_serve_tables(document, manager, parser.fail)
+        serve = parse_serve_tables(document, manager, parser.fail, targets, reporters)
     config = Config(path, targets, reporters, defaults, probe_defaults, intervals, serve)
     config.push_checks = push_checks
     return config
@@ -426,7 +426,8 @@ class _Parser:
         for index, raw in enumerate(_array(self.document, "reporter", self.path)):
             if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
                 raise self.fail('a reporter needs type = "NAME"', table="reporter", index=index)
-            options = {k: v for k, v in raw.items() if k != "type"}
+            # name: how an [[alert]]'s notify names it (anyprobe serve).
+            options = {k: v for k, v in raw.items() if k not in ("type", "name")}
             try:
                 reporters.append(make_reporter(self.manager, raw["type"], options))
             except UsageError as exc:

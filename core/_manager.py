@@ -552,6 +552,10 @@ BUILTIN_PLUGINS: tuple[str, ...] = tuple(
         "csv",
         "markdown",
         "pushgateway",
+        "email",
+        "pagerduty",
+        "opsgenie",
+        "apprise",
     )
 )
 
@@ -580,6 +584,10 @@ BUILTIN_REGISTERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "csv": ((), ("csv",)),
     "markdown": ((), ("markdown",)),
     "pushgateway": ((), ("pushgateway",)),
+    "email": ((), ("email",)),
+    "pagerduty": ((), ("pagerduty",)),
+    "opsgenie": ((), ("opsgenie",)),
+    "apprise": ((), ("apprise",)),
 }
 
 

@@ -45,7 +45,7 @@ import email.utils
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
@@ -177,11 +177,60 @@ def _check_url(url: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertNotice:
+    """What an ``[[alert]]`` of ``anyprobe serve`` says about one check.
+
+    ``event`` is ``firing`` (the check failed ``failure_threshold`` times in a
+    row), ``reminder`` (still failing, ``reminder_every`` later) or
+    ``resolved``; ``since`` is when the check started failing (ISO 8601 UTC);
+    ``key`` identifies the alert and check together (a dedup key, an alias).
+    The result that carries it holds it in ``result.details["alert"]``.
+    """
+
+    alert: str
+    check: str
+    event: str
+    severity: str
+    since: str
+    failures: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"anyprobe/{self.alert}/{self.check}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "alert": self.alert,
+            "check": self.check,
+            "event": self.event,
+            "severity": self.severity,
+            "since": self.since,
+            "failures": self.failures,
+        }
+
+    @classmethod
+    def from_result(cls, result: Result) -> AlertNotice | None:
+        """The notice ``result`` carries, or None for a plain result."""
+        raw = result.details.get("alert") if result.details else None
+        if not isinstance(raw, Mapping):
+            return None
+        return cls(
+            alert=str(raw.get("alert", "")),
+            check=str(raw.get("check", result.name)),
+            event=str(raw.get("event", "firing")),
+            severity=str(raw.get("severity", "")),
+            since=str(raw.get("since", "")),
+            failures=int(raw.get("failures", 0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class StatusChange:
     """A result to notify, with the status its check had before.
 
     ``previous`` is the check's last status in this run, or the last one
     notified in an earlier run (with ``state_file``); ``ok`` when it has none.
+    ``alert`` is the :class:`AlertNotice` when an ``[[alert]]`` sent it.
     """
 
     result: Result
@@ -190,6 +239,10 @@ class StatusChange:
     @property
     def changed(self) -> bool:
         return self.result.status is not self.previous
+
+    @property
+    def alert(self) -> AlertNotice | None:
+        return AlertNotice.from_result(self.result)
 
 
 @dataclass
@@ -230,6 +283,9 @@ class Notifier(Reporter[NotifierOptionsT]):
     def __init__(self, options: NotifierOptionsT) -> None:
         super().__init__(options)
         self.masker = Masker()
+        #: Called after each message with (delivered, last error): ``anyprobe
+        #: serve`` counts failures on /metrics and shows them on its page.
+        self.on_delivery: Callable[[bool, str], None] | None = None
 
     # -- what a subclass writes ---------------------------------------------------
 
@@ -246,8 +302,9 @@ class Notifier(Reporter[NotifierOptionsT]):
         return await self.http.post(self.target_url, json=message)
 
     def selects(self, change: StatusChange) -> bool:
-        """Whether ``change`` is notified: by default only a status change."""
-        return change.changed
+        """Whether ``change`` is notified: by default a status change, and
+        every notice of an ``[[alert]]`` (a reminder repeats a status)."""
+        return change.changed or change.alert is not None
 
     def url(self) -> str:
         """Where messages go: ``options.url``; read once, when the run starts."""
@@ -371,6 +428,7 @@ class Notifier(Reporter[NotifierOptionsT]):
         if delivery.down_since is not None:
             if anyio.current_time() - delivery.down_since < DOWN_PAUSE:
                 delivery.skipped += 1
+                self._delivered(False, f"down after {DOWN_AFTER} failures in a row")
                 return
             delivery.down_since = None  # one more try
         try:
@@ -378,6 +436,7 @@ class Notifier(Reporter[NotifierOptionsT]):
         except Exception as exc:
             delivery.failed += 1
             delivery.last_error = f"format: {type(exc).__name__}: {exc}"
+            self._delivered(False, delivery.last_error)
             return
         if message is None:
             return
@@ -390,11 +449,17 @@ class Notifier(Reporter[NotifierOptionsT]):
             delivery.failing_in_a_row = 0
             for change in changes:
                 delivery.notified[change.result.name] = change.result.status.value
+            self._delivered(True, "")
             return
         delivery.failed += 1
+        self._delivered(False, delivery.last_error)
         delivery.failing_in_a_row += 1
         if delivery.failing_in_a_row >= DOWN_AFTER:
             delivery.down_since = anyio.current_time()
+
+    def _delivered(self, ok: bool, error: str) -> None:
+        if self.on_delivery is not None:
+            self.on_delivery(ok, " ".join(self.masker.text(error).split()))
 
     async def _attempts(self, message: Any, delivery: _Delivery) -> bool:
         import httpx

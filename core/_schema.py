@@ -39,7 +39,11 @@ def config_schema(manager: PluginManager) -> dict[str, Any]:
     for name, reporter in sorted(manager.reporters.items()):
         options = reporter.Options.model_json_schema(ref_template="#/$defs/{model}")
         defs.update(options.pop("$defs", {}))
-        properties = {"type": {"const": name}, **options.get("properties", {})}
+        properties = {
+            "type": {"const": name},
+            "name": {"type": "string", "description": "How an [[alert]]'s notify names it."},
+            **options.get("properties", {}),
+        }
         reporter_variants.append(
             {
                 "title": f"reporter {name}",
@@ -61,7 +65,28 @@ def config_schema(manager: PluginManager) -> dict[str, Any]:
             },
             "check": {"type": "array", "items": {"anyOf": check_variants}},
             "reporter": {"type": "array", "items": {"anyOf": reporter_variants}},
+            **_monitor_tables(),
         },
         "additionalProperties": False,
         "$defs": defs,
     }
+
+
+def _monitor_tables() -> dict[str, Any]:
+    """``[[alert]]`` and ``[[maintenance]]`` (anyprobe serve)."""
+    from ._alerts_config import AlertSettings
+    from ._maintenance import MaintenanceSettings
+
+    tables = {}
+    for key, model in (("alert", AlertSettings), ("maintenance", MaintenanceSettings)):
+        schema = model.model_json_schema()
+        schema["additionalProperties"] = False
+        for name in ("reminder_every", "duration"):  # seconds, or "1h"
+            if name in schema["properties"]:
+                described = schema["properties"][name]
+                schema["properties"][name] = {
+                    "anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}],
+                    "description": described.get("description", ""),
+                }
+        tables[key] = {"type": "array", "items": schema}
+    return tables

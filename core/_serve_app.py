@@ -120,10 +120,11 @@ def help_text(server: ProbeServer) -> str:
 def monitor_routes(server: ProbeServer) -> list[Any]:
     """The monitor's routes (status page, JSON API, badges, push), each from
     its own module: anyprobe._serve_api, anyprobe._serve_page, anyprobe._serve_push."""
+    from ._maintenance import maintenance_routes
     from ._serve_page import web_routes
     from ._serve_push import push_routes
 
-    return [*push_routes(server), *web_routes(server)]
+    return [*push_routes(server), *maintenance_routes(server), *web_routes(server)]
 
 
 async def _refuse(send: Send) -> None:

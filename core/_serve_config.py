@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -28,6 +28,12 @@ from ._serve_security import AllowList
 from ._store_config import StoreTable, parse_store_table
 from ._targets import options_error
 from .masking import options_masker
+
+if TYPE_CHECKING:
+    from ._alerts import AlertRule
+    from ._maintenance import Maintenance
+    from ._model import Target
+    from ._reporter import Reporter
 
 DEFAULT_INTERVAL = 60.0
 
@@ -87,6 +93,12 @@ class ServeSettings(BaseModel):
         description="The label whose value groups checks on the status page "
         '(group_by = "team"); checks without it share one group.',
     )
+    connectivity: str | None = Field(
+        None,
+        min_length=1,
+        description="A [[check]] telling whether the monitor itself is online: while it "
+        "fails, no alert about the other checks is sent.",
+    )
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,10 @@ class ServeTables:
     allow: AllowList = field(default_factory=AllowList)
     #: The ``[store]`` table (anyprobe._store_config), None without one.
     store: StoreTable | None = None
+    #: The ``[[alert]]`` tables (anyprobe._alerts).
+    alerts: list[AlertRule] = field(default_factory=list)
+    #: The ``[[maintenance]]`` tables (anyprobe._maintenance).
+    maintenance: list[Maintenance] = field(default_factory=list)
 
 
 def build_module(manager: PluginManager, name: str, raw: Mapping[str, Any]) -> Module:
@@ -171,7 +187,11 @@ def builtin_modules(manager: PluginManager) -> dict[str, Module]:
 
 
 def parse_serve_tables(
-    document: Mapping[str, Any], manager: PluginManager, fail: Callable[..., ConfigError]
+    document: Mapping[str, Any],
+    manager: PluginManager,
+    fail: Callable[..., ConfigError],
+    targets: Sequence[Target] = (),
+    reporters: Sequence[tuple[str, Reporter[Any]]] = (),
 ) -> ServeTables:
     """Validate the ``[module.NAME]`` and ``[serve]`` tables of a config document.
 
@@ -203,4 +223,22 @@ def parse_serve_tables(
         allow = AllowList(settings.allow_targets)
     except ValueError as exc:
         raise fail(str(exc), table="serve", key="allow_targets") from None
-    return ServeTables(modules, settings, allow, parse_store_table(document, fail))
+    from ._alerts_config import parse_alerts
+    from ._maintenance import check_names_known, parse_maintenance
+
+    if settings.connectivity is not None:
+        check_names_known(
+            [settings.connectivity],
+            [t.name for t in targets],
+            lambda message: fail(message, table="serve", key="connectivity"),
+        )
+    alerts = parse_alerts(document, fail, targets, reporters)
+    maintenance = parse_maintenance(document, fail, targets)
+    return ServeTables(
+        modules,
+        settings,
+        allow,
+        store=parse_store_table(document, fail),
+        alerts=alerts,
+        maintenance=maintenance,
+    )

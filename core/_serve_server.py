@@ -211,6 +211,12 @@ class ProbeServer:
         self.push = PushMonitor(self)
         #: The listener's users and public parts (set by the app), or None.
         self.access: ListenerSecurity | None = None
+        from ._alerts import AlertEngine
+
+        #: The [[alert]]s and [[maintenance]] windows (anyprobe._alerts).
+        self.alerts = AlertEngine(
+            registry=self.metrics.registry, store=lambda: getattr(self, "store", None)
+        )
         # The metrics come from a plugin (the built-in prometheus one): asked
         # once now, so that a server without one never starts.
         self._registry([], check_labels=False)
@@ -228,6 +234,9 @@ class ProbeServer:
         self.host_limits = HostLimits(config.defaults.per_host)
         self.modules = tables.modules
         self.allow = tables.allow
+        self.alerts.configure(
+            tables.alerts, tables.maintenance, config.targets, tables.settings.connectivity
+        )
         #: The allow-list in force: the config's and ``--allow-target``'s together.
         self.policy = self.allow + self.extra_allow
         self.factories = {name: TargetFactory(self.manager) for name in tables.modules}
@@ -466,6 +475,7 @@ class ProbeServer:
         if self.history is not None:
             self.history.add(Record.from_result(target.name, result, time.time()))
         await self._on_result(target, result)
+        await self.alerts.observe(target, result)
 
     async def _no_reporters(self, target: Target, result: Result) -> None:
         """The reporters' share of :meth:`record` between two config runs: none."""
@@ -481,7 +491,8 @@ class ProbeServer:
         counts: dict[Status, int] = {}
         started = time.perf_counter()
         ctx = ReportContext(total=len(targets))
-        fanout = Fanout(reporters, ctx)
+        # Reporters an [[alert]] notifies get its notices, the others every status change.
+        fanout = Fanout(self.alerts.session(reporters), ctx)
         interval = serve_tables(config).settings.interval
         # explain: a failed check's trace is kept (Record.trace) for its status page.
         scheduler = Scheduler(self.manager.probes, concurrency=1, explain=True)
@@ -512,6 +523,7 @@ class ProbeServer:
 
         async with anyio.create_task_group() as outer:
             fanout.start(outer)
+            await self.alerts.start(outer, ctx)
             async with anyio.create_task_group() as checks:
                 for target in targets:
                     checks.start_soon(loop, target)
@@ -525,9 +537,11 @@ class ProbeServer:
             )
             self._on_result = self._no_reporters
             fanout.close(summary)
+            alert_failures = self.alerts.stop(summary)
+            await self.alerts.flush()
             # Reporters get a bounded time to flush what they hold.
             outer.cancel_scope.deadline = anyio.current_time() + DEFAULT_GRACE
-        for failure in fanout.failures:
+        for failure in [*fanout.failures, *alert_failures]:
             log.warning("%s", failure)
 
     async def aclose(self) -> None:

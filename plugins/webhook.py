@@ -190,6 +190,8 @@ class WebhookReporter(anyprobe.Notifier[WebhookOptions]):
         return None if self.options.mode == "batch" else self.options.window
 
     def selects(self, change: anyprobe.StatusChange) -> bool:
+        if change.alert is not None:  # an [[alert]]'s notice: a reminder repeats a status
+            return True
         return change.changed if self.options.mode == "on_change" else True
 
     def url(self) -> str:
