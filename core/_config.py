@@ -246,7 +246,8 @@ def parse_config(
     if any(table in document for table in ("module", "serve", "store", "alert", "maintenance")):
         from ._serve_config import parse_serve_tables
 
-        serve = parse_serve_tables(document, manager, parser.fail, targets, reporters)
+        every = [*targets, *(check.target for check in push_checks)]
+        serve = parse_serve_tables(document, manager, parser.fail, every, reporters)
     config = Config(path, targets, reporters, defaults, probe_defaults, intervals, serve)
     config.push_checks = push_checks
     return config

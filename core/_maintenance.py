@@ -391,7 +391,7 @@ def maintenance_routes(server: ProbeServer) -> list[Any]:
                 error = options_error(exc, AdHocRequest, what="maintenance")
                 message = f"{error.field}: {error.message}" if error.field else error.message
             return problem(400, message)
-        known = [t.name for t in server.config.targets]
+        known = [t.name for t in server.config.all_targets]
         for name in wanted.checks:
             if name not in known:
                 return problem(400, f"no check is named {name!r}{did_you_mean(name, known)}")

@@ -68,6 +68,8 @@ MAX_PUSH_BODY = 64 * 1024
 MAX_MESSAGE = 1000
 #: Seconds a watchdog waits on the store before deciding on what it knows.
 STORE_WAIT = 5.0
+#: Seconds between two looks in the shared store for pushes another replica received.
+SHARD_POLL = 15.0
 #: The statuses a job may push.
 PUSH_STATUSES = {"ok": Status.OK, "warning": Status.WARNING, "critical": Status.CRITICAL}
 
@@ -323,6 +325,9 @@ class PushMonitor:
         self._wake: dict[str, anyio.Event] = {}
         self._unsaved: dict[str, Any] = {}
         self._saving = anyio.Event()
+        #: Seconds between two looks in a shared store (with --shard) for pushes
+        #: another replica received.
+        self.shard_poll = SHARD_POLL
         registry = server.metrics.registry
         self.last_seen = Gauge(
             "anyprobe_push_last_received_timestamp_seconds",
@@ -465,20 +470,46 @@ class PushMonitor:
     async def _watch(self, check: PushCheck) -> None:
         name = check.name
         await self._load(name)
+        # With --shard, a push may reach another replica: the owner looks in
+        # the shared store every SHARD_POLL seconds, so that its alerts see
+        # that push (an alert is the owner's alone) soon, not at the deadline.
+        poll = self.shard_poll if self.server.shard is not None else math.inf
         while True:
             wake = self._wake[name] = anyio.Event()
             deadline = self.due(check)
             self.deadline.labels(name).set(deadline)
-            with anyio.move_on_after(max(0.0, deadline - time.time())):
+            with anyio.move_on_after(max(0.0, min(deadline - time.time(), poll))):
                 await wake.wait()
                 continue  # pushed to: a new deadline
-            # Another replica may have received a push (a shared store).
-            arrival = await self._stored(_arrival_key(name))
-            if arrival is not None and arrival > self.arrivals.get(name, -math.inf):
-                self.arrivals[name] = arrival
-                self.last_seen.labels(name).set(arrival)
+            if await self._pushed_elsewhere(check) or time.time() < deadline:
                 continue
             await self._record_late(check)
+
+    async def _pushed_elsewhere(self, check: PushCheck) -> bool:
+        """Whether another replica received a push of ``check`` (a shared
+        store) since this one last knew; its result then goes to the alerts."""
+        name = check.name
+        arrival = await self._stored(_arrival_key(name))
+        if arrival is None or arrival <= self.arrivals.get(name, -math.inf):
+            return False
+        store = getattr(self.server, "store", None)
+        if store is None:
+            return False
+        records = []
+        with anyio.move_on_after(STORE_WAIT):
+            try:
+                records = await store.results(name, arrival - 1.0, limit=1000)
+            except Exception as exc:
+                log.warning("push result not read: %s", type(exc).__name__)
+        pushed = [record for record in records if record.at >= arrival - 1.0]
+        if not pushed:
+            return False  # its record is not written yet: the next look finds it
+        from ._store_writer import result_of
+
+        self.arrivals[name] = arrival
+        self.last_seen.labels(name).set(arrival)
+        await self.server.alerts.observe(check.target, result_of(pushed[-1], check.target))
+        return True
 
     async def _record_late(self, check: PushCheck) -> None:
         now = time.time()

@@ -235,7 +235,7 @@ class ProbeServer:
         self.modules = tables.modules
         self.allow = tables.allow
         self.alerts.configure(
-            tables.alerts, tables.maintenance, config.targets, tables.settings.connectivity
+            tables.alerts, tables.maintenance, config.all_targets, tables.settings.connectivity
         )
         #: The allow-list in force: the config's and ``--allow-target``'s together.
         self.policy = self.allow + self.extra_allow
@@ -474,8 +474,13 @@ class ProbeServer:
         self.metrics.scheduled.labels(result.status.value).inc()
         if self.history is not None:
             self.history.add(Record.from_result(target.name, result, time.time()))
-        await self._on_result(target, result)
-        await self.alerts.observe(target, result)
+        # One replica owns each check (--shard): its status changes and alerts
+        # are that replica's alone, so each is sent once (a push another
+        # replica received reaches the owner's alerts through the shared store,
+        # anyprobe._serve_push).
+        if self.owns(target.url):
+            await self._on_result(target, result)
+            await self.alerts.observe(target, result)
 
     async def _no_reporters(self, target: Target, result: Result) -> None:
         """The reporters' share of :meth:`record` between two config runs: none."""

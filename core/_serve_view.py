@@ -344,7 +344,7 @@ class StatusView:
         """The masker of check ``name``'s query credentials (rebuilt after a reload)."""
         config = self.server.config
         if self._maskers_of is not config:
-            self._maskers = {t.name: query_masker(t.url) for t in config.targets}
+            self._maskers = {t.name: query_masker(t.url) for t in config.all_targets}
             self._maskers_of = config
         return self._maskers.get(name)
 
@@ -393,7 +393,7 @@ class StatusView:
     def _known(self) -> dict[str, tuple[Mapping[str, str], str | None, str | None]]:
         """The config's checks: name -> (labels, probe, shown target)."""
         known: dict[str, tuple[Mapping[str, str], str | None, str | None]] = {}
-        for target in self.server.config.targets:
+        for target in self.server.config.all_targets:
             known[target.name] = (
                 dict(target.labels),
                 target.probe,

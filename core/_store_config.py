@@ -163,7 +163,7 @@ def configured_store(config: Config, table: StoreTable | None) -> SqlStore | Non
 
     path = config.path
     if table is None:
-        if not config.targets or path.startswith("<"):
+        if not config.all_targets or path.startswith("<"):
             return None
         table = StoreTable(StoreSettings.model_validate({}))
     if not table.enabled:

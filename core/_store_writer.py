@@ -291,7 +291,7 @@ def open_history(server: _Server, registry: CollectorRegistry) -> HistoryWriter 
     settings = table.settings if table is not None else StoreSettings.model_validate({})
 
     def fill(records: dict[str, Record]) -> None:
-        targets = {target.name: target for target in server.config.targets}
+        targets = {target.name: target for target in server.config.all_targets}
         for name, record in records.items():
             target = targets.get(name)
             if target is not None and name not in server.latest:
