@@ -362,13 +362,22 @@ class PushMonitor:
         """Record one push of ``check``."""
         now = time.time()
         summary = message or f"push received ({status.value})"
-        result = Result(
+        result = self._result(check, status, summary, now, duration)
+        self._arrived(check.name, now, status, summary)
+        await self.server.record(check.target, result)
+
+    @staticmethod
+    def _result(
+        check: PushCheck, status: Status, summary: str, at: float, duration: float
+    ) -> Result:
+        """A push check's result, finished at ``at`` (a Unix timestamp)."""
+        return Result(
             name=check.name,
             target=check.target.url,
             probe="push",
             status=status,
             summary=summary,
-            started=datetime.fromtimestamp(now - duration, UTC),
+            started=datetime.fromtimestamp(at - duration, UTC),
             duration=duration,
             attempts=1,
             phases={},
@@ -376,13 +385,12 @@ class PushMonitor:
             error=None,
             labels=check.labels,
         )
-        self._arrived(check.name, now)
-        await self.server.record(check.target, result)
 
-    def _arrived(self, name: str, at: float) -> None:
+    def _arrived(self, name: str, at: float, status: Status, summary: str) -> None:
         self.arrivals[name] = at
         self.last_seen.labels(name).set(at)
-        self._save(_arrival_key(name), at)
+        # The status and summary too: with --shard, the owner's alerts need them.
+        self._save(_arrival_key(name), {"at": at, "status": status.value, "summary": summary})
         wake = self._wake.get(name)
         if wake is not None:
             wake.set()
@@ -433,6 +441,13 @@ class PushMonitor:
 
     async def _stored(self, key: str) -> float | None:
         """A timestamp the store keeps under ``key`` (None when absent or unreadable)."""
+        value = await self._stored_value(key)
+        if isinstance(value, dict):
+            value = value.get("at")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    async def _stored_value(self, key: str) -> Any:
+        """The JSON value the store keeps under ``key`` (None when absent or unreadable)."""
         store = getattr(self.server, "store", None)
         if store is None:
             return None
@@ -442,7 +457,7 @@ class PushMonitor:
                 value = await store.get_state(key)
             except Exception as exc:
                 log.warning("push state not read: %s", type(exc).__name__)
-        return float(value) if isinstance(value, (int, float)) else None
+        return value
 
     async def _load(self, name: str) -> None:
         """What the store knows of ``name`` from before this process, once."""
@@ -487,28 +502,23 @@ class PushMonitor:
 
     async def _pushed_elsewhere(self, check: PushCheck) -> bool:
         """Whether another replica received a push of ``check`` (a shared
-        store) since this one last knew; its result then goes to the alerts."""
+        store) since this one last knew; that push then goes to the alerts."""
         name = check.name
-        arrival = await self._stored(_arrival_key(name))
-        if arrival is None or arrival <= self.arrivals.get(name, -math.inf):
+        value = await self._stored_value(_arrival_key(name))
+        if not isinstance(value, dict) or not isinstance(value.get("at"), (int, float)):
             return False
-        store = getattr(self.server, "store", None)
-        if store is None:
+        arrival = float(value["at"])
+        if arrival <= self.arrivals.get(name, -math.inf):
             return False
-        records = []
-        with anyio.move_on_after(STORE_WAIT):
-            try:
-                records = await store.results(name, arrival - 1.0, limit=1000)
-            except Exception as exc:
-                log.warning("push result not read: %s", type(exc).__name__)
-        pushed = [record for record in records if record.at >= arrival - 1.0]
-        if not pushed:
-            return False  # its record is not written yet: the next look finds it
-        from ._store_writer import result_of
-
         self.arrivals[name] = arrival
         self.last_seen.labels(name).set(arrival)
-        await self.server.alerts.observe(check.target, result_of(pushed[-1], check.target))
+        try:
+            status = Status(value.get("status"))
+        except ValueError:
+            status = Status.OK
+        summary = str(value.get("summary") or f"push received ({status.value})")
+        result = self._result(check, status, summary, arrival, 0.0)
+        await self.server.alerts.observe(check.target, result)
         return True
 
     async def _record_late(self, check: PushCheck) -> None:
@@ -518,20 +528,8 @@ class PushMonitor:
             since = f"last at {_when(last)}"
         else:
             since = f"none since {_when(self.started)}"
-        result = Result(
-            name=check.name,
-            target=check.target.url,
-            probe="push",
-            status=Status.CRITICAL,
-            summary=f"no push within {check.window} ({since})",
-            started=datetime.fromtimestamp(now, UTC),
-            duration=0.0,
-            attempts=1,
-            phases={},
-            metrics={},
-            error=None,
-            labels=check.labels,
-        )
+        summary = f"no push within {check.window} ({since})"
+        result = self._result(check, Status.CRITICAL, summary, now, 0.0)
         self.late[check.name] = now
         self._save(_late_key(check.name), now)
         await self.server.record(check.target, result)
