@@ -492,65 +492,16 @@ def history(state: _State, /, names: tuple[str, ...], **history_args: Any) -> in
 @click.pass_obj
 def plugins(state: _State, as_json: bool) -> int:
     """List the installed plugins, their probes, reporters and options."""
-    from ._manager import describe_options
+    from ._cli_plugins import echo_plugins, plugin_entries
 
-    manager = state.manager
-    entries = []
-    for info in manager.plugins:
-        entry: dict[str, Any] = {
-            "name": info.name,
-            "package": info.package,
-            "version": info.version,
-            "module": info.module,
-            "status": "broken" if info.broken else "ok",
-            "error": info.error,
-            "probes": [],
-            "reporters": [],
-        }
-        for probe_name in info.probes:
-            probe = manager.probes[probe_name]
-            entry["probes"].append(
-                {
-                    "name": probe_name,
-                    "schemes": list(probe.schemes),
-                    "description": probe.description,
-                    "options": describe_options(probe.Options),
-                }
-            )
-        for reporter_name in info.reporters:
-            reporter = manager.reporters[reporter_name]
-            entry["reporters"].append(
-                {
-                    "name": reporter_name,
-                    "description": reporter.description,
-                    "options": describe_options(reporter.Options),
-                }
-            )
-        entries.append(entry)
+    entries = plugin_entries(state.manager)
     if as_json:
         import json
 
         click.echo(json.dumps(entries, indent=2, default=str))
-        return 0
-    for entry in entries:
-        where = f"{entry['package'] or 'registered'} {entry['version'] or ''}".strip()
-        click.echo(
-            f"{entry['name']} ({where}){'  BROKEN: ' + entry['error'] if entry['error'] else ''}"
-        )
-        for probe in entry["probes"]:
-            schemes = ", ".join(f"{s}://" for s in probe["schemes"])
-            click.echo(f"  probe {probe['name']}: {schemes}  {probe['description']}")
-            _echo_options(probe["options"])
-        for reporter in entry["reporters"]:
-            click.echo(f"  reporter {reporter['name']}: {reporter['description']}")
-            _echo_options(reporter["options"])
+    else:
+        echo_plugins(entries)
     return 0
-
-
-def _echo_options(options: list[dict[str, Any]]) -> None:
-    for option in options:
-        default = "required" if option["required"] else f"default {option['default']!r}"
-        click.echo(f"      {option['name']} ({option['type']}, {default}): {option['description']}")
 
 
 @cli.command()

@@ -121,10 +121,18 @@ def monitor_routes(server: ProbeServer) -> list[Any]:
     """The monitor's routes (status page, JSON API, badges, push), each from
     its own module: anyprobe._serve_api, anyprobe._serve_page, anyprobe._serve_push."""
     from ._maintenance import maintenance_routes
-    from ._serve_page import web_routes
+    from ._serve_api import api_routes
+    from ._serve_page import page_routes
     from ._serve_push import push_routes
+    from ._serve_view import StatusView
 
-    return [*push_routes(server), *maintenance_routes(server), *web_routes(server)]
+    view = StatusView(server)  # one view (and its history cache) for the page and API
+    return [
+        *push_routes(server),
+        *maintenance_routes(server),
+        *page_routes(view),
+        *api_routes(view),
+    ]
 
 
 async def _refuse(send: Send) -> None:

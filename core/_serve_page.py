@@ -8,9 +8,10 @@ active maintenance; dark when the reader's system is. ``GET /`` answers the
 plain-text list of endpoints (``/-/help``) to a client that asks for
 ``text/plain`` rather than HTML.
 
-The routes come in two lists, :func:`page_routes` (the page and the badges,
-which ``[serve]`` may make public) and :func:`api_routes` (``/api/v1/...``),
-over one :class:`~anyprobe._serve_view.StatusView` (:func:`web_routes`).
+The routes come in two lists, :func:`page_routes` here (the page and the
+badges, which the web config's ``[access] public`` may open) and
+:func:`anyprobe._serve_api.api_routes` (``/api/v1/...``), over one
+:class:`~anyprobe._serve_view.StatusView` (anyprobe._serve_app.monitor_routes).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.routing import BaseRoute
 
-    from ._serve_server import ProbeServer
 
 #: Paths the page part serves (``/`` exactly, and these prefixes): the rule
 #: that makes the page public tells them from the API's (``/api/``) by these.
@@ -52,14 +52,6 @@ _GZIP_MIN = 1024
 def is_page_path(path: str) -> bool:
     """Whether ``path`` is the status page's or a badge's (not the API's)."""
     return path == "/" or path.startswith(PAGE_PREFIXES)
-
-
-def web_routes(server: ProbeServer) -> list[BaseRoute]:
-    """The status page, badges and JSON API of ``server``, over one view."""
-    from ._serve_api import api_routes
-
-    view = StatusView(server)
-    return [*page_routes(view), *api_routes(view)]
 
 
 def page_routes(view: StatusView) -> list[BaseRoute]:

@@ -24,15 +24,16 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import anyio
 
 from ._errors import AnyprobeError
 from ._model import Status
-from ._store import Incident, Latency, Record, Rollup
+from ._store import DEFAULT_RETENTION_DAYS, DEFAULT_ROLLUP_DAYS, Incident, Latency, Record, Rollup
 
-__all__ = ["MIGRATIONS", "Connector", "SqlStore", "StoreError", "percentile"]
+__all__ = ["MIGRATIONS", "Connector", "SqlStore", "StoreError", "open_store", "percentile"]
 
 T = TypeVar("T")
 
@@ -680,3 +681,26 @@ def _rollup(check: str, row: Sequence[Any]) -> Rollup:
         p95=None if p95 is None else float(p95),
         p99=None if p99 is None else float(p99),
     )
+
+
+def open_store(
+    url: str,
+    base_dir: str | Path,
+    *,
+    password: str | None = None,
+    retention_days: float = DEFAULT_RETENTION_DAYS,
+    rollup_days: float = DEFAULT_ROLLUP_DAYS,
+) -> SqlStore:
+    """The store of ``url``: ``sqlite:///abs/path.db``, ``sqlite:relative.db``
+    (relative to ``base_dir``, the config file's directory) or
+    ``postgresql://user@host:5432/db`` (``password`` when the URL has none).
+
+    Nothing is connected yet: the first call opens the database and brings
+    its schema up to date (``await store.connect()`` to do it now). Raises
+    ValueError for a URL that names no store (its message shows no password),
+    UsageError when a PostgreSQL store lacks psycopg.
+    """
+    from ._store_backends import connector_for
+
+    connector = connector_for(url, Path(base_dir), password=password)
+    return SqlStore(connector, retention_days=retention_days, rollup_days=rollup_days)

@@ -1,4 +1,5 @@
-"""A history store in memory, for the status page's tests and benchmark.
+"""A history store in memory, for the tests of the status page, the alerts and the
+push checks, and the status page's benchmark.
 
 It implements :class:`anyprobe._store.HistoryStore` the simple way (sorted
 lists, bisect), so that the page, the API and the badges can be tested with
@@ -8,6 +9,7 @@ a history before, and besides, the SQLite and PostgreSQL stores.
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from anyprobe import PluginManager
 from anyprobe._model import Result, Status, Target
@@ -40,6 +43,7 @@ class MemoryStore:
         self._incidents: list[Incident] = []
         self._open: dict[str, int] = {}
         self.state: dict[str, Any] = {}
+        self.writes = 0
         self.fail: BaseException | None = None
         self.calls = 0
 
@@ -129,11 +133,16 @@ class MemoryStore:
 
     async def get_state(self, key: str) -> Any:
         self._check()
-        return self.state.get(key)
+        await anyio.lowlevel.checkpoint()  # a real store answers later
+        value = self.state.get(key)
+        return None if value is None else json.loads(json.dumps(value))
 
     async def put_state(self, key: str, value: Any) -> None:
+        """Keep a copy, as JSON keeps it (a value JSON cannot hold fails here too)."""
         self._check()
-        self.state[key] = value
+        await anyio.lowlevel.checkpoint()
+        self.state[key] = json.loads(json.dumps(value))
+        self.writes += 1
 
     async def prune(self, now: float) -> None:
         self._check()

@@ -8,7 +8,6 @@ reminder or a window, and none asserts on wall-clock time.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from anyprobe import PluginManager, ReportContext, ReporterOptions, Result, Stat
 from anyprobe._alerts import AlertEngine, AlertRule
 from anyprobe._maintenance import Maintenance, MaintenanceSettings, Selector
 from anyprobe._model import RunSummary
+from tests.memory_store import MemoryStore
 from tests.servers.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.anyio
@@ -89,22 +89,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class MemoryStore:
-    """The get_state/put_state part of the HistoryStore protocol, values kept as JSON."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-        self.writes = 0
-
-    async def get_state(self, key: str) -> Any:
-        text = self.values.get(key)
-        return None if text is None else json.loads(text)
-
-    async def put_state(self, key: str, value: Any) -> None:
-        self.values[key] = json.dumps(value)
-        self.writes += 1
 
 
 def rule(**settings: Any) -> AlertRule:

@@ -10,7 +10,6 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -19,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from anyprobe import PluginManager
 from anyprobe._serve import ProbeServer, bind, listening_url, load_serve_config, serve
+from tests.memory_store import MemoryStore
 from tests.servers.banner import TlsCa
 from tests.servers.smtp import SmtpServer
 from tests.servers.webhook import WebhookReceiver
@@ -71,20 +71,6 @@ class Listener:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._thread is not None:
             await self.close()
-
-
-class MemoryStore:
-    """The get_state/put_state part of the HistoryStore protocol, values kept as JSON."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    async def get_state(self, key: str) -> Any:
-        text = self.values.get(key)
-        return None if text is None else json.loads(text)
-
-    async def put_state(self, key: str, value: Any) -> None:
-        self.values[key] = json.dumps(value)
 
 
 @asynccontextmanager
@@ -276,7 +262,7 @@ async def test_a_restarted_server_sends_no_alert_again(
     async with running(manager, config, store) as (_url, server):
         await wait_for(lambda: len(webhook_receiver.requests) >= 1)
     assert events(webhook_receiver) == [("db", "firing", "critical")]
-    assert "alerts" in store.values
+    assert "alerts" in store.state
     async with running(manager, config, store) as (_url, server):
         await wait_for(lambda: failures(server) >= 6)
         assert [f.check for f in server.alerts.firing()] == ["db"]

@@ -24,9 +24,12 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from anyprobe import PluginManager
+from anyprobe._alerts import AlertEngine
 from anyprobe._model import Status
+from anyprobe._serve import ProbeServer
 from anyprobe._serve_page import is_page_path, percent, seconds, span
 from anyprobe._serve_view import DAY, iso, parse_since, public_target
 from anyprobe._store import Record
@@ -480,13 +483,15 @@ async def test_a_store_that_fails_leaves_the_current_status(
     assert badge.json()["message"] == "up"
 
 
-class Alerts:
-    """What the alert engine shows on the page (its interface, with fixed answers)."""
+class Alerts(AlertEngine):
+    """The alert engine with fixed answers to what the page asks of it."""
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, server: ProbeServer, now: float) -> None:
+        super().__init__(registry=CollectorRegistry(), store=lambda: None)
+        self.configure([], [], server.config.all_targets, None)
         self.now = now
 
-    def active_maintenance(self, now: float) -> list[Any]:
+    def active_maintenance(self, now: float) -> list[Any]:  # type: ignore[override]
         @dataclass
         class Window:
             name: str
@@ -497,7 +502,7 @@ class Alerts:
 
         return [Window("db-upgrade", "Database <upgrade>", self.now - 60, self.now + 3600, ["api"])]
 
-    async def firing(self) -> list[Any]:
+    async def firing(self) -> list[Any]:  # type: ignore[override]
         @dataclass
         class Firing:
             check: str
@@ -516,7 +521,7 @@ async def test_active_maintenance_and_firing_alerts_are_shown(
         tmp_path, f'[[check]]\nname = "api"\nurl = "{switch.url}"\ninterval = 0.1\n'
     )
     async with running(manager, config) as (url, server):
-        server.alerts = Alerts(time.time())  # type: ignore[attr-defined]
+        server.alerts = Alerts(server, time.time())
         found = await until_page(url, all_ran)
         api = await get(f"{url}/api/v1/checks")
     assert found.one("h2", id="maintenance").content == "Maintenance in progress"

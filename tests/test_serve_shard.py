@@ -21,7 +21,8 @@ from anyprobe._serve import ProbeServer, load_serve_config
 from anyprobe._serve_push import new_token, push_url
 from anyprobe._shard import Shard, hashmod
 from tests.cli import anyprobe, assert_one_clear_line
-from tests.servers.push import MemoryStore, client, series, serving, wait_for
+from tests.memory_store import MemoryStore
+from tests.servers.push import client, series, serving, wait_for
 from tests.servers.serve import WebTarget
 
 pytestmark = pytest.mark.anyio

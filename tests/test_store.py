@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from anyprobe._model import Status
-from anyprobe._store import Record, open_store
-from anyprobe._store_sql import MIGRATIONS, SCHEMA_VERSION, SqlStore, StoreError
+from anyprobe._store import Record
+from anyprobe._store_sql import MIGRATIONS, SCHEMA_VERSION, SqlStore, StoreError, open_store
 
 pytestmark = pytest.mark.anyio
 

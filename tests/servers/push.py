@@ -1,11 +1,11 @@
 """What the push, access and shard tests of ``anyprobe serve`` share: a server
 on loopback in the test's own event loop, and a small history store in memory
-(the state part of :class:`anyprobe._store.HistoryStore`; shared by two
+(tests/memory_store.py's MemoryStore; shared by two
 servers, it stands for one database across a restart or between replicas)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from anyprobe._serve import ProbeServer, bind, listening_url, serve
 from anyprobe._serve_security import WebConfig
-from anyprobe._store import Incident, Latency, Record, Rollup
 
 __all__: list[str] = []  # helpers only, no fixtures
 
@@ -24,51 +23,6 @@ __all__: list[str] = []  # helpers only, no fixtures
 REQUEST_LIMIT = 30.0
 #: Rounds of a bounded wait, 0.02 s apart.
 ROUNDS = 1500
-
-
-class MemoryStore:
-    """A history store in memory: keeps records and state, answers little else."""
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self.state: dict[str, Any] = {}
-
-    async def write(self, records: Sequence[Record]) -> None:
-        self.records.extend(records)
-
-    async def results(
-        self, check: str, since: float, until: float | None = None, limit: int = 1000
-    ) -> list[Record]:
-        return [r for r in self.records if r.check == check and r.at >= since][:limit]
-
-    async def latest(self) -> dict[str, Record]:
-        return {r.check: r for r in self.records}
-
-    async def incidents(self, check: str | None, since: float, limit: int = 100) -> list[Incident]:
-        return []
-
-    async def uptime(self, check: str, since: float) -> float | None:
-        return None
-
-    async def latency(self, check: str, since: float) -> Latency:
-        return Latency(0, None, None, None)
-
-    async def rollups(self, check: str, since: float) -> list[Rollup]:
-        return []
-
-    async def get_state(self, key: str) -> Any:
-        await anyio.lowlevel.checkpoint()  # a real store answers later
-        return self.state.get(key)
-
-    async def put_state(self, key: str, value: Any) -> None:
-        await anyio.lowlevel.checkpoint()
-        self.state[key] = value
-
-    async def prune(self, now: float) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
 
 
 @asynccontextmanager
