@@ -23,8 +23,9 @@ __all__ = ["PostgresConnector", "SQLiteConnector", "connector_for"]
 SQLITE_BUSY_TIMEOUT = 5.0
 #: Seconds to wait for a PostgreSQL connection.
 POSTGRES_CONNECT_TIMEOUT = 10
-#: The advisory lock two replicas take before migrating one PostgreSQL.
-_MIGRATION_LOCK = 0x616E7970726F6265  # "anyprobe"
+#: The advisory locks replicas sharing one PostgreSQL take before migrating
+#: it and before pruning it, so that only one does either at a time.
+_LOCKS = {"schema": 0x616E7970726F6265, "prune": 0x616E7970726F6266}  # "anyprobe", +1
 
 
 class SQLiteConnector:
@@ -67,7 +68,7 @@ class SQLiteConnector:
             raise
         conn.execute("COMMIT")
 
-    def lock_schema(self, conn: Any) -> None:
+    def lock(self, conn: Any, name: str) -> None:
         """BEGIN IMMEDIATE already holds the file's write lock."""
 
     def broken(self, conn: Any) -> bool:
@@ -127,8 +128,8 @@ class PostgresConnector:
         with conn.transaction():
             yield
 
-    def lock_schema(self, conn: Any) -> None:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+    def lock(self, conn: Any, name: str) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCKS[name],))
 
     def broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)

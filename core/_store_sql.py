@@ -107,8 +107,9 @@ class Connector(Protocol):
         """A transaction on ``conn``: committed at the end, rolled back on error."""
         ...
 
-    def lock_schema(self, conn: Any) -> None:
-        """Inside a transaction: keep other processes from migrating at once."""
+    def lock(self, conn: Any, name: str) -> None:
+        """Inside a transaction: keep other processes from doing ``name``
+        (``schema``: migrating, ``prune``: pruning) at the same time."""
         ...
 
     def broken(self, conn: Any) -> bool:
@@ -247,7 +248,7 @@ class SqlStore:
     def _migrate(self, conn: Any) -> None:
         """Bring the schema up to :data:`SCHEMA_VERSION`, one migration at a time."""
         with self.connector.transaction(conn):
-            self.connector.lock_schema(conn)
+            self.connector.lock(conn, "schema")
             self._execute(
                 conn,
                 "CREATE TABLE IF NOT EXISTS schema_version"
@@ -594,6 +595,8 @@ class SqlStore:
         self, conn: Any, check_ids: Sequence[int], raw_before: float, rollups_before: float
     ) -> None:
         with self.connector.transaction(conn):
+            # Two replicas rolling the same results up would count them twice.
+            self.connector.lock(conn, "prune")
             for check_id in check_ids:
                 # Each query walks the (check, time) index: no table scan.
                 old = self._execute(
