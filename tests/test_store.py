@@ -285,4 +285,3 @@ async def test_postgresql_errors_never_show_the_password(
     await good.write([record("api", NOW)])
     assert postgres_server.password not in good.description
     await good.aclose()
-
