@@ -316,6 +316,8 @@ def main(
             "(set [serve] allow_targets or --allow-target)"
         )
     announce(f"serving on {url} (/probe, /metrics, /-/healthy, POST /-/reload)")
+    if server.history is not None:
+        announce(f"keeping the checks' history in {server.history.store.description}")
 
     async def run() -> str:
         return await serve_until_signalled(server, [sock], grace=grace, web_config=web)
