@@ -7,23 +7,20 @@ first failing result to the next ok one). The alert engine and the push
 checks keep their small state in the store too (:meth:`HistoryStore.get_state`),
 so that a restart carries on where the last run stopped.
 
-This module holds the contract every store implements (SQLite, PostgreSQL);
-:func:`open_store` picks one from a ``[store] url``.
+This module holds the contract every store implements (SQLite, PostgreSQL,
+:mod:`anyprobe._store_sql`); :func:`anyprobe._store_backends.open_store`
+opens one from a ``[store] url``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ._model import Result, Status
 
-if TYPE_CHECKING:
-    from ._store_sql import SqlStore
-
-__all__ = ["HistoryStore", "Incident", "Latency", "Record", "Rollup", "open_store"]
+__all__ = ["HistoryStore", "Incident", "Latency", "Record", "Rollup"]
 
 #: Days raw results are kept, then days their hourly rollups are kept.
 DEFAULT_RETENTION_DAYS = 30.0
@@ -175,27 +172,3 @@ def status_counts(records: Sequence[Record]) -> dict[Status, int]:
 def is_up(status: Status) -> bool:
     """Whether a result of ``status`` counts as up for uptime (ok or warning)."""
     return status in (Status.OK, Status.WARNING)
-
-
-def open_store(
-    url: str,
-    base_dir: str | Path,
-    *,
-    password: str | None = None,
-    retention_days: float = DEFAULT_RETENTION_DAYS,
-    rollup_days: float = DEFAULT_ROLLUP_DAYS,
-) -> SqlStore:
-    """The store of ``url``: ``sqlite:///abs/path.db``, ``sqlite:relative.db``
-    (relative to ``base_dir``, the config file's directory) or
-    ``postgresql://user@host:5432/db`` (``password`` when the URL has none).
-
-    Nothing is connected yet: the first call opens the database and brings
-    its schema up to date (``await store.connect()`` to do it now). Raises
-    ValueError for a URL that names no store (its message shows no password),
-    UsageError when a PostgreSQL store lacks psycopg.
-    """
-    from ._store_backends import connector_for
-    from ._store_sql import SqlStore
-
-    connector = connector_for(url, Path(base_dir), password=password)
-    return SqlStore(connector, retention_days=retention_days, rollup_days=rollup_days)

@@ -3,7 +3,8 @@ library's ``sqlite3``) and PostgreSQL (psycopg 3, imported only for a
 ``postgresql://`` store), and how a store URL picks one.
 
 Each is a :class:`~anyprobe._store_sql.Connector`: the few things that differ
-between the two behind one schema and one set of queries.
+between the two behind one schema and one set of queries. :func:`open_store`
+gives the store of a URL.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import UsageError
+from ._store import DEFAULT_RETENTION_DAYS, DEFAULT_ROLLUP_DAYS
+from ._store_sql import SqlStore
 from .masking import Masker, redact_url
 
-__all__ = ["PostgresConnector", "SQLiteConnector", "connector_for"]
+__all__ = ["PostgresConnector", "SQLiteConnector", "connector_for", "open_store"]
 
 #: Seconds a SQLite write waits for another process's lock before it fails.
 SQLITE_BUSY_TIMEOUT = 5.0
@@ -176,3 +179,24 @@ def connector_for(
     raise ValueError(
         f"unknown store scheme {scheme!r} in {redact_url(url)!r} (sqlite: or postgresql:)"
     )
+
+
+def open_store(
+    url: str,
+    base_dir: str | Path,
+    *,
+    password: str | None = None,
+    retention_days: float = DEFAULT_RETENTION_DAYS,
+    rollup_days: float = DEFAULT_ROLLUP_DAYS,
+) -> SqlStore:
+    """The store of ``url``: ``sqlite:///abs/path.db``, ``sqlite:relative.db``
+    (relative to ``base_dir``, the config file's directory) or
+    ``postgresql://user@host:5432/db`` (``password`` when the URL has none).
+
+    Nothing is connected yet: the first call opens the database and brings
+    its schema up to date (``await store.connect()`` to do it now). Raises
+    ValueError for a URL that names no store (its message shows no password),
+    UsageError when a PostgreSQL store lacks psycopg.
+    """
+    connector = connector_for(url, Path(base_dir), password=password)
+    return SqlStore(connector, retention_days=retention_days, rollup_days=rollup_days)

@@ -159,7 +159,7 @@ def configured_store(config: Config, table: StoreTable | None) -> SqlStore | Non
     """The store a server's ``config`` asks for, not yet connected: its
     ``[store]``, or by default a SQLite file beside a config with scheduled
     checks; None for ``url = "none"`` and a server with neither."""
-    from ._store import open_store
+    from ._store_backends import open_store
 
     path = config.path
     if table is None:

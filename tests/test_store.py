@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from anyprobe._model import Status
-from anyprobe._store import Record, open_store
+from anyprobe._store import Record
+from anyprobe._store_backends import open_store
 from anyprobe._store_sql import MIGRATIONS, SCHEMA_VERSION, SqlStore, StoreError
 
 pytestmark = pytest.mark.anyio

@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from anyprobe import ConfigError, PluginManager, Status
 from anyprobe._serve import ProbeServer, bind, listening_url, load_serve_config, serve
-from anyprobe._store import open_store
+from anyprobe._store_backends import open_store
 from tests.cli import anyprobe, assert_one_clear_line
 from tests.servers.postgres import PostgresServer
 from tests.servers.serve import WebTarget
