@@ -90,8 +90,7 @@ def _open(
     manager: PluginManager, config_path: str | None, store_url: str | None
 ) -> tuple[SqlStore, list[str]]:
     """The store to read and the checks the config names (none with --store)."""
-    from ._store_backends import SQLiteConnector
-    from ._store_sql import open_store
+    from ._store_backends import SQLiteConnector, open_store
 
     if (config_path is None) == (store_url is None):
         raise UsageError("anyprobe history needs --config FILE or --store URL (one of them)")

@@ -325,6 +325,8 @@ def main(
         owned = sum(1 for key in checks if shard.owns(key))
         replica = f" as shard {shard} ({owned} of {len(checks)} checks)"
     announce(f"serving on {url} (/probe, /metrics, /-/healthy, POST /-/reload){replica}")
+    if server.history is not None:
+        announce(f"keeping the checks' history in {server.history.store.description}")
 
     async def run() -> str:
         return await serve_until_signalled(server, [sock], grace=grace, web_config=web)

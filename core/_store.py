@@ -7,20 +7,18 @@ first failing result to the next ok one). The alert engine and the push
 checks keep their small state in the store too (:meth:`HistoryStore.get_state`),
 so that a restart carries on where the last run stopped.
 
-This module holds the contract every store implements (SQLite, PostgreSQL);
-:func:`anyprobe._store_sql.open_store` picks one from a ``[store] url``.
+This module holds the contract every store implements (SQLite, PostgreSQL,
+:mod:`anyprobe._store_sql`); :func:`anyprobe._store_backends.open_store`
+opens one from a ``[store] url``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ._model import Result, Status
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["HistoryStore", "Incident", "Latency", "Record", "Rollup"]
 

@@ -3,7 +3,8 @@ library's ``sqlite3``) and PostgreSQL (psycopg 3, imported only for a
 ``postgresql://`` store), and how a store URL picks one.
 
 Each is a :class:`~anyprobe._store_sql.Connector`: the few things that differ
-between the two behind one schema and one set of queries.
+between the two behind one schema and one set of queries. :func:`open_store`
+gives the store of a URL.
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import UsageError
+from ._store import DEFAULT_RETENTION_DAYS, DEFAULT_ROLLUP_DAYS
+from ._store_sql import SqlStore
 from .masking import Masker, redact_url
 
-__all__ = ["PostgresConnector", "SQLiteConnector", "connector_for"]
+__all__ = ["PostgresConnector", "SQLiteConnector", "connector_for", "open_store"]
 
 #: Seconds a SQLite write waits for another process's lock before it fails.
 SQLITE_BUSY_TIMEOUT = 5.0
 #: Seconds to wait for a PostgreSQL connection.
 POSTGRES_CONNECT_TIMEOUT = 10
-#: The advisory lock two replicas take before migrating one PostgreSQL.
-_MIGRATION_LOCK = 0x616E7970726F6265  # "anyprobe"
+#: The advisory locks replicas sharing one PostgreSQL take before migrating
+#: it and before pruning it, so that only one does either at a time.
+_LOCKS = {"schema": 0x616E7970726F6265, "prune": 0x616E7970726F6266}  # "anyprobe", +1
 
 
 class SQLiteConnector:
@@ -67,7 +71,7 @@ class SQLiteConnector:
             raise
         conn.execute("COMMIT")
 
-    def lock_schema(self, conn: Any) -> None:
+    def lock(self, conn: Any, name: str) -> None:
         """BEGIN IMMEDIATE already holds the file's write lock."""
 
     def broken(self, conn: Any) -> bool:
@@ -127,8 +131,8 @@ class PostgresConnector:
         with conn.transaction():
             yield
 
-    def lock_schema(self, conn: Any) -> None:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+    def lock(self, conn: Any, name: str) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCKS[name],))
 
     def broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)
@@ -175,3 +179,24 @@ def connector_for(
     raise ValueError(
         f"unknown store scheme {scheme!r} in {redact_url(url)!r} (sqlite: or postgresql:)"
     )
+
+
+def open_store(
+    url: str,
+    base_dir: str | Path,
+    *,
+    password: str | None = None,
+    retention_days: float = DEFAULT_RETENTION_DAYS,
+    rollup_days: float = DEFAULT_ROLLUP_DAYS,
+) -> SqlStore:
+    """The store of ``url``: ``sqlite:///abs/path.db``, ``sqlite:relative.db``
+    (relative to ``base_dir``, the config file's directory) or
+    ``postgresql://user@host:5432/db`` (``password`` when the URL has none).
+
+    Nothing is connected yet: the first call opens the database and brings
+    its schema up to date (``await store.connect()`` to do it now). Raises
+    ValueError for a URL that names no store (its message shows no password),
+    UsageError when a PostgreSQL store lacks psycopg.
+    """
+    connector = connector_for(url, Path(base_dir), password=password)
+    return SqlStore(connector, retention_days=retention_days, rollup_days=rollup_days)

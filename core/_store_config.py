@@ -159,11 +159,11 @@ def configured_store(config: Config, table: StoreTable | None) -> SqlStore | Non
     """The store a server's ``config`` asks for, not yet connected: its
     ``[store]``, or by default a SQLite file beside a config with scheduled
     checks; None for ``url = "none"`` and a server with neither."""
-    from ._store_sql import open_store
+    from ._store_backends import open_store
 
     path = config.path
     if table is None:
-        if not config.all_targets or path.startswith("<"):
+        if not config.targets or path.startswith("<"):
             return None
         table = StoreTable(StoreSettings.model_validate({}))
     if not table.enabled:

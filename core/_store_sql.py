@@ -24,16 +24,15 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import anyio
 
 from ._errors import AnyprobeError
 from ._model import Status
-from ._store import DEFAULT_RETENTION_DAYS, DEFAULT_ROLLUP_DAYS, Incident, Latency, Record, Rollup
+from ._store import Incident, Latency, Record, Rollup
 
-__all__ = ["MIGRATIONS", "Connector", "SqlStore", "StoreError", "open_store", "percentile"]
+__all__ = ["MIGRATIONS", "Connector", "SqlStore", "StoreError", "percentile"]
 
 T = TypeVar("T")
 
@@ -108,8 +107,9 @@ class Connector(Protocol):
         """A transaction on ``conn``: committed at the end, rolled back on error."""
         ...
 
-    def lock_schema(self, conn: Any) -> None:
-        """Inside a transaction: keep other processes from migrating at once."""
+    def lock(self, conn: Any, name: str) -> None:
+        """Inside a transaction: keep other processes from doing ``name``
+        (``schema``: migrating, ``prune``: pruning) at the same time."""
         ...
 
     def broken(self, conn: Any) -> bool:
@@ -248,7 +248,7 @@ class SqlStore:
     def _migrate(self, conn: Any) -> None:
         """Bring the schema up to :data:`SCHEMA_VERSION`, one migration at a time."""
         with self.connector.transaction(conn):
-            self.connector.lock_schema(conn)
+            self.connector.lock(conn, "schema")
             self._execute(
                 conn,
                 "CREATE TABLE IF NOT EXISTS schema_version"
@@ -595,6 +595,8 @@ class SqlStore:
         self, conn: Any, check_ids: Sequence[int], raw_before: float, rollups_before: float
     ) -> None:
         with self.connector.transaction(conn):
+            # Two replicas rolling the same results up would count them twice.
+            self.connector.lock(conn, "prune")
             for check_id in check_ids:
                 # Each query walks the (check, time) index: no table scan.
                 old = self._execute(
@@ -681,26 +683,3 @@ def _rollup(check: str, row: Sequence[Any]) -> Rollup:
         p95=None if p95 is None else float(p95),
         p99=None if p99 is None else float(p99),
     )
-
-
-def open_store(
-    url: str,
-    base_dir: str | Path,
-    *,
-    password: str | None = None,
-    retention_days: float = DEFAULT_RETENTION_DAYS,
-    rollup_days: float = DEFAULT_ROLLUP_DAYS,
-) -> SqlStore:
-    """The store of ``url``: ``sqlite:///abs/path.db``, ``sqlite:relative.db``
-    (relative to ``base_dir``, the config file's directory) or
-    ``postgresql://user@host:5432/db`` (``password`` when the URL has none).
-
-    Nothing is connected yet: the first call opens the database and brings
-    its schema up to date (``await store.connect()`` to do it now). Raises
-    ValueError for a URL that names no store (its message shows no password),
-    UsageError when a PostgreSQL store lacks psycopg.
-    """
-    from ._store_backends import connector_for
-
-    connector = connector_for(url, Path(base_dir), password=password)
-    return SqlStore(connector, retention_days=retention_days, rollup_days=rollup_days)

@@ -18,7 +18,7 @@ from anyprobe import PluginManager
 from anyprobe._serve import ProbeServer, load_serve_config
 from anyprobe._serve_push import new_token, push_url
 from anyprobe._shard import Shard, hashmod
-from anyprobe._store_sql import open_store
+from anyprobe._store_backends import open_store
 from tests.servers.push import client, serving, wait_for
 from tests.servers.serve import WebTarget
 from tests.servers.webhook import WebhookReceiver

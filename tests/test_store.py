@@ -16,7 +16,8 @@ import pytest
 
 from anyprobe._model import Status
 from anyprobe._store import Record
-from anyprobe._store_sql import MIGRATIONS, SCHEMA_VERSION, SqlStore, StoreError, open_store
+from anyprobe._store_backends import open_store
+from anyprobe._store_sql import MIGRATIONS, SCHEMA_VERSION, SqlStore, StoreError
 
 pytestmark = pytest.mark.anyio
 

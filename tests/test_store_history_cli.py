@@ -17,7 +17,7 @@ from anyprobe._cli_history import parse_since
 from anyprobe._errors import UsageError
 from anyprobe._model import Status
 from anyprobe._store import Record
-from anyprobe._store_sql import open_store
+from anyprobe._store_backends import open_store
 from tests.cli import anyprobe, assert_one_clear_line
 
 CONFIG = """\

@@ -7,7 +7,13 @@ loopback target, reads its ``/metrics`` over HTTP and the store it wrote.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from anyprobe import ConfigError, PluginManager, Status
 from anyprobe._serve import ProbeServer, bind, listening_url, load_serve_config, serve
-from anyprobe._store_sql import open_store
+from anyprobe._store_backends import open_store
 from tests.cli import anyprobe, assert_one_clear_line
 from tests.servers.postgres import PostgresServer
 from tests.servers.serve import WebTarget
@@ -317,3 +323,42 @@ async def test_a_batch_the_store_can_never_take_is_dropped_not_retried_forever(
     assert found["anyprobe_store_written_results_total"] == 1
     assert [r.at for r in await store.results("web", 0)] == [2.0]
     await store.aclose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_serve_says_where_it_keeps_the_history_and_writes_it_at_sigterm(
+    backend: str, web_target: WebTarget, tmp_path: Path
+) -> None:
+    # One result, and no write for a minute: only the shutdown can write it.
+    table = "[store]\nflush_interval = 60\n"
+    config = check_config(tmp_path / "monitor.toml", web_target.url, table, interval=3600)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anyprobe", "serve", str(config), "--listen", "127.0.0.1:0",
+         "--backend", backend],
+        env={**os.environ, "ANYPROBE_LOAD_PLUGINS": ""},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        url = re.search(r"serving on (http://\S+)", process.stderr.readline())
+        assert url, "no serving line"
+        assert process.stderr.readline().strip() == (
+            f"anyprobe: keeping the checks' history in sqlite://{tmp_path}/monitor.db"
+        )
+        with httpx.Client() as client:
+            for _ in range(1200):  # bounded: until the result waits in the buffer
+                found = metrics_of(client.get(f"{url.group(1)}/metrics").text)
+                if found.get("anyprobe_store_buffered_results", 0) == 1:
+                    break
+                time.sleep(0.05)
+        assert found["anyprobe_store_written_results_total"] == 0
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(WAIT_LIMIT) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(WAIT_LIMIT)
+    assert anyio.run(stored_count, "sqlite:monitor.db", tmp_path) == 1
