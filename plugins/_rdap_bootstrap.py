@@ -17,6 +17,8 @@ replace it.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -101,14 +103,29 @@ def _short(exc: BaseException) -> str:
 def read_file(path: Path) -> Bootstrap:
     """The bootstrap file at ``path`` (blocking: call it off the event loop or
     at validation, before the run)."""
+    shown = _shown(str(path))
     try:
+        # Not a FIFO or a device: reading one would block or never end.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise BootstrapError(f"{shown} is not a regular file")
         with open(path, "rb") as file:
             data = file.read(MAX_BOOTSTRAP_BYTES + 1)
-    except OSError as exc:
-        raise BootstrapError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, BootstrapError):
+            raise
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise BootstrapError(f"cannot read {shown}: {why}") from None
     if len(data) > MAX_BOOTSTRAP_BYTES:
-        raise BootstrapError(f"{path}: larger than {MAX_BOOTSTRAP_BYTES} bytes")
-    return parse(data, str(path))
+        raise BootstrapError(f"{shown}: larger than {MAX_BOOTSTRAP_BYTES} bytes")
+    return parse(data, shown)
+
+
+def _shown(path: str) -> str:
+    """``path`` as one line shows it: quoted with escapes when it holds a
+    control character, cut when long."""
+    if not path.isprintable():
+        path = repr(path)
+    return path if len(path) <= 120 else path[:120] + "..."
 
 
 def read_shipped() -> Bootstrap:
