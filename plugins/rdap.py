@@ -308,9 +308,9 @@ async def _get(url: str, accept: str, options: RdapOptions, ctx: anyprobe.CheckC
             return answer
         next_url = urljoin(url, location.strip())
         ctx.trace(f"redirect {response.status} to {next_url}")
-        if urlsplit(next_url).scheme.lower() not in DEFAULT_PORTS:
+        if not _fetchable(next_url):
             raise anyprobe.CheckFailed(
-                f"{answer.server} redirects to {next_url[:200]}, not an http(s) URL",
+                f"{answer.server} redirects to {next_url[:200]}, not an http(s) URL with a host",
                 status=anyprobe.Status.UNKNOWN,
             )
         if next_url in seen or len(seen) > MAX_REDIRECTS:
@@ -321,6 +321,16 @@ async def _get(url: str, accept: str, options: RdapOptions, ctx: anyprobe.CheckC
             )
         seen.append(next_url)
         url = next_url
+
+
+def _fetchable(url: str) -> bool:
+    """Whether ``url`` is an http(s) URL with a host and a valid port."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (raises for a bad port)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in DEFAULT_PORTS and bool(parts.hostname)
 
 
 async def _get_once(
@@ -337,7 +347,7 @@ async def _get_once(
     headers = [
         ("Host", server),
         ("User-Agent", f"anyprobe/{anyprobe.__version__}"),
-        ("Accept", f"{accept}, application/json;q=0.9"),
+        ("Accept", accept if accept == "application/json" else f"{accept}, application/json;q=0.9"),
         ("Accept-Encoding", "identity"),
         ("Connection", "close"),
     ]

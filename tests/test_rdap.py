@@ -95,6 +95,7 @@ ROUTES = {
     "/domain/moved.test": HttpReply(302, "", headers={"Location": "/domain/example.test"}),
     "/domain/loop.test": HttpReply(302, "", headers={"Location": "/domain/loop.test"}),
     "/domain/away.test": HttpReply(302, "", headers={"Location": "ftp://127.0.0.1/x"}),
+    "/domain/badport.test": HttpReply(302, "", headers={"Location": "http://127.0.0.1:99999/"}),
 }
 
 
@@ -213,7 +214,8 @@ async def test_not_found_is_not_registered(
         ("baddate.test", "{at} gives baddate.test an expiration date that is not a date: "),
         ("huge.test", "the answer from {at} is larger than max_body_bytes (1048576 bytes)"),
         ("loop.test", "a redirect loop from {at} (last to http://{at}/domain/loop.test)"),
-        ("away.test", "{at} redirects to ftp://127.0.0.1/x, not an http(s) URL"),
+        ("away.test", "{at} redirects to ftp://127.0.0.1/x, not an http(s) URL with a host"),
+        ("badport.test", "{at} redirects to http://127.0.0.1:99999/, not an http(s) URL"),
     ],
 )
 async def test_answers_that_tell_nothing_are_unknown(
