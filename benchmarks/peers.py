@@ -395,6 +395,8 @@ def markdown(checked: list[Case]) -> str:
     for case in checked:
         lines.append(f"- **{case.name}**")
         for name, output in case.outputs.items():
+            if case.verdicts[name] == "not installed":
+                continue
             lines.append(f"  - {name} ({case.verdicts[name]}): `{cell(output)}`")
     differing = [
         c

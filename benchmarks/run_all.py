@@ -254,7 +254,11 @@ def plain_loop_goals(outputs: dict[str, str]) -> list[Goal]:
                 if match is None or ratio is None:
                     continue
                 probe = match.group(1)
-                measured = f"{ratio:.2f}x ({ours['checks/s']} vs {plain['checks/s']} checks/s)"
+                cpu_ratio = ours.get("plain CPU / this CPU", "?")
+                measured = (
+                    f"{ratio:.2f}x ({ours['checks/s']} vs {plain['checks/s']} checks/s; "
+                    f"CPU per check {cpu_ratio})"
+                )
                 why = (
                     f"short by {(0.8 - ratio) / 0.8:.0%} of the goal. Client CPU per check: "
                     f"anyprobe {ours.get('CPU per check', '?')}, plain loop "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -477,3 +477,30 @@ async def test_the_expiry_is_a_prometheus_metric(
         row for row in text.splitlines() if row.startswith("probe_domain_expiry_timestamp_seconds{")
     ]
     assert float(line.rsplit(" ", 1)[1]) == pytest.approx(time.time() + 400 * DAY, abs=60)
+
+
+async def test_the_address_policy_applies_to_the_rdap_server_and_redirects(
+    anyio_backend: str,
+    manager: PluginManager,
+    rdap_server: HttpServer,
+    anyprobe_http_server: Callable[..., HttpServer],
+) -> None:
+    from anyprobe.net import address_policy
+
+    def policy(host: str, addresses: Sequence[str]) -> str | None:
+        return None if "127.0.0.2" not in [host, *addresses] else f"{host} is not allowed"
+
+    other = anyprobe_http_server(ROUTES, host="127.0.0.2")
+    away = anyprobe_http_server(
+        {"/domain/example.test": HttpReply(302, "", headers={"Location": other.url("/x")})}
+    )
+    with address_policy(policy):
+        refused = await check_on(manager, other, "example.test")
+        redirected = await check_on(manager, away, "example.test")
+        allowed = await check_on(manager, rdap_server, "example.test")
+    assert refused.status is Status.CRITICAL
+    assert refused.summary == "127.0.0.2 is not allowed"
+    assert redirected.status is Status.CRITICAL
+    assert redirected.summary == "127.0.0.2 is not allowed"
+    assert other.requests == []
+    assert allowed.status is Status.OK, allowed.summary
