@@ -164,7 +164,8 @@ def newer_cases() -> list[Case]:
                  "row asks blackbox's http prober for the upgrade (the WebSocket headers, "
                  "valid_status_codes [101]): after the 101 it reads the answer's body, which "
                  "on an upgraded connection never ends while the server keeps it open, so "
-                 "/probe gave no answer at all, past its own 5 s timeout. It can send no "
+                 "/probe gave no answer at all, long past the 5.5 s scrape timeout it was given. "
+             "It can send no "
                  "message either; anyprobe sends one and checks the echo."),
         Case("WebSocket upgrade refused with HTTP 403", ["ws://127.0.0.1:{ws403}/"], {},
              ("ws_upgrade", "http://127.0.0.1:{ws403}/")),
