@@ -61,13 +61,13 @@ _SECONDS_PER_DAY = 86400.0
 def _http_url(value: str, field: str) -> str:
     parts = urlsplit(value)
     if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
-        raise ValueError(f"{field} must be an http:// or https:// URL with a host, not {value!r}")
+        raise ValueError(f"{field} must be an http:// or https:// URL with a host")
     if anyprobe.find_control(value) is not None:
         raise ValueError(f"control characters are not allowed in {field}")
     try:
         parts.port  # noqa: B018 (raises for a bad port)
     except ValueError:
-        raise ValueError(f"{field}: bad port in {value!r}") from None
+        raise ValueError(f"{field}: the port is not a number from 1 to 65535") from None
     return value
 
 
