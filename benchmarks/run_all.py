@@ -216,9 +216,11 @@ def startup_goals(startup: dict[str, Any]) -> list[Goal]:
 
 #: Why a newer probe's ``anyprobe.check`` loop may fall short of its plain loop.
 PLAIN_LOOP_REASONS = {
-    "icmp": "a loopback echo costs the plain loop a few tens of µs of CPU; the probe adds "
-    "its socket set-up (kernel timestamps, filters), the resolve and rtt phases, the "
-    "statistics and thresholds, and the scheduler its per-check cost",
+    "icmp": "per check the probe attaches a kernel filter to its raw socket (about 70 µs "
+    "of kernel time alone), sets three socket options (error queue, kernel timestamps, TTL), "
+    "matches a random payload cookie in full and verifies checksums, then builds the "
+    "statistics, thresholds and metrics; the plain loop does none of it "
+    "(see the ICMP probe's page)",
     "udp": "a loopback datagram round trip costs about 70 µs of CPU on trio, so the "
     "probe's fixed costs show: phase timers, the reply's cancel scope, the context, "
     "the outcome and its summary, and the scheduler's per-check cost",
@@ -229,7 +231,8 @@ PLAIN_LOOP_REASONS = {
     "and the scheduler's per-check cost",
     "ws": "the probe adds the connection toolkit (resolve, connect, phases), the upgrade "
     "checks (Sec-WebSocket-Accept, subprotocols), the expectation and the close "
-    "handshake's timed wait, and the scheduler's per-check cost",
+    "handshake's timed wait, and the scheduler's per-check cost; the echo server (one "
+    "Python process) bounds every loop's rate",
     "rdap": "the probe adds the connection toolkit (resolve, connect, phases), the HTTP "
     "client's bounded reads and the JSON parse, the verdict and its details, and the "
     "scheduler's per-check cost",
@@ -259,13 +262,20 @@ def plain_loop_goals(outputs: dict[str, str]) -> list[Goal]:
                     f"{ratio:.2f}x ({ours['checks/s']} vs {plain['checks/s']} checks/s; "
                     f"CPU per check {cpu_ratio})"
                 )
-                why = (
-                    f"short by {(0.8 - ratio) / 0.8:.0%} of the goal. Client CPU per check: "
-                    f"anyprobe {ours.get('CPU per check', '?')}, plain loop "
-                    f"{plain.get('CPU per check', '?')}; "
-                    + PLAIN_LOOP_REASONS.get(probe, "see its section")
-                    + "."
+                cpu_text = (
+                    f"client CPU per check: anyprobe {ours.get('CPU per check', '?')}, plain "
+                    f"loop {plain.get('CPU per check', '?')}"
                 )
+                reason = PLAIN_LOOP_REASONS.get(probe, "see its section")
+                if (number(cpu_ratio) or 0.0) >= 0.8:
+                    why = (
+                        f"short by {(0.8 - ratio) / 0.8:.0%} on the wall clock, but not in CPU: "
+                        f"{cpu_text} ({cpu_ratio}). The loops of a round take turns on a shared "
+                        "machine and their rates swing with the other work on it; what the "
+                        f"probe costs more is small: {reason}."
+                    )
+                else:
+                    why = f"short by {(0.8 - ratio) / 0.8:.0%} of the goal; {cpu_text}: {reason}."
                 goals.append(
                     Goal(f"{probe}:// against its plain loop, {backend}", ">= 0.8x the plain loop",
                          measured, ratio >= 0.8, why=why)
