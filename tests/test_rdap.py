@@ -504,3 +504,13 @@ async def test_the_address_policy_applies_to_the_rdap_server_and_redirects(
     assert redirected.summary == "127.0.0.2 is not allowed"
     assert other.requests == []
     assert allowed.status is Status.OK, allowed.summary
+
+
+async def test_demo_rows_get_their_verdicts(anyio_backend: str, manager: PluginManager) -> None:
+    from anyprobe.plugins._demo_rdap import demo_services
+
+    async with demo_services() as checks:
+        assert len(checks) == 2
+        for demo in checks:
+            result = await check_one(manager, demo.url, **demo.options)
+            assert result.status is demo.expect, (demo.name, result.summary)
