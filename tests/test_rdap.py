@@ -514,3 +514,12 @@ async def test_demo_rows_get_their_verdicts(anyio_backend: str, manager: PluginM
         for demo in checks:
             result = await check_one(manager, demo.url, **demo.options)
             assert result.status is demo.expect, (demo.name, result.summary)
+
+
+async def test_an_internationalised_name_is_asked_in_a_labels(
+    anyio_backend: str, manager: PluginManager, rdap_server: HttpServer
+) -> None:
+    result = await check_on(manager, rdap_server, "bücher.test")
+    assert result.status is Status.CRITICAL
+    assert result.summary.startswith("xn--bcher-kva.test is not registered")
+    assert [r.path for r in rdap_server.requests] == ["/domain/xn--bcher-kva.test"]
