@@ -9,6 +9,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 #: One check of a plain loop: returns True when the target answered well.
 OneCheck = Callable[[], Awaitable[bool]]
@@ -39,7 +40,9 @@ async def timed_workers(one_check: OneCheck, checks: int, concurrency: int) -> t
     return checks / elapsed, cpu / checks * 1e6
 
 
-async def anyprobe_checks(url: str, checks: int, concurrency: int) -> tuple[float, float]:
+async def anyprobe_checks(
+    url: str, checks: int, concurrency: int, options: dict[str, Any] | None = None
+) -> tuple[float, float]:
     """``url`` checked ``checks`` times through anyprobe's public API."""
     import anyprobe
 
@@ -47,7 +50,7 @@ async def anyprobe_checks(url: str, checks: int, concurrency: int) -> tuple[floa
     manager.load_entrypoints(autoload=False)
     start, cpu = time.perf_counter(), time.process_time()
     results = await anyprobe.check(
-        [url] * checks, manager=manager, concurrency=concurrency, timeout=5
+        [url] * checks, manager=manager, concurrency=concurrency, timeout=5, options=options
     )
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     failed = [r.summary for r in results if r.status is not anyprobe.Status.OK]
@@ -55,14 +58,16 @@ async def anyprobe_checks(url: str, checks: int, concurrency: int) -> tuple[floa
     return checks / elapsed, cpu / checks * 1e6
 
 
-async def probe_direct(url: str, checks: int, concurrency: int) -> tuple[float, float]:
+async def probe_direct(
+    url: str, checks: int, concurrency: int, options: dict[str, Any] | None = None
+) -> tuple[float, float]:
     """The probe's own cost: its ``check`` called directly, without the
     scheduler (no limiter, no Result, no result stream)."""
     import anyio
 
     import anyprobe
 
-    manager, [target] = anyprobe.prepare([url])
+    manager, [target] = anyprobe.prepare([url], options=options)
     probe = manager.probes[target.probe]
 
     async def one_check() -> bool:
@@ -82,15 +87,20 @@ def parse_args(doc: str | None) -> argparse.Namespace:
 
 
 def compare(
-    port: int, url: str, plain: Loop, labels: dict[str, str], args: argparse.Namespace
+    port: int,
+    url: str,
+    plain: Loop,
+    labels: dict[str, str],
+    args: argparse.Namespace,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Print the table: the plain loop, the probe called directly, anyprobe.check."""
     import anyio
 
     loops: dict[str, Callable[[], Awaitable[tuple[float, float]]]] = {
         "plain": lambda: plain(port, args.checks, args.concurrency),
-        "probe": lambda: probe_direct(url, args.checks, args.concurrency),
-        "anyprobe": lambda: anyprobe_checks(url, args.checks, args.concurrency),
+        "probe": lambda: probe_direct(url, args.checks, args.concurrency, options),
+        "anyprobe": lambda: anyprobe_checks(url, args.checks, args.concurrency, options),
     }
     print("| backend | loop | checks/s | vs plain | CPU per check | plain CPU / this CPU |")
     print("|---|---|---:|---:|---:|---:|")

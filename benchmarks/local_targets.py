@@ -13,6 +13,7 @@ with trustme, which the checkers are given as ``targets.ca_file``):
     /            200 "ok"        /missing     404
     /error       500             /redirect    301 to /
     /slow        200 after 3 s (a proxy_pass to a listener that answers late)
+    /rdap/domain/example.test   an RDAP domain object (RFC 9083), expiring in 2036
 
 dnsmasq answers ``www.example.test A 127.0.0.1`` and NXDOMAIN for
 ``missing.example.test``; sshd only shows its banner (no user can log in).
@@ -21,6 +22,7 @@ dnsmasq answers ``www.example.test A 127.0.0.1`` and NXDOMAIN for
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -55,6 +57,10 @@ http {{
         location = /redirect {{ return 301 /; }}
         location = /slow {{ proxy_pass http://127.0.0.1:{slow_port}/; proxy_read_timeout 60s; }}
         location /check/ {{ return 200 "ok\\n"; }}
+        location = /rdap/domain/example.test {{
+            default_type application/rdap+json;
+            return 200 '{rdap_domain}';
+        }}
         location / {{ return 404 "missing\\n"; }}
     }}
 }}
@@ -75,6 +81,19 @@ StrictModes no
 LogLevel ERROR
 """
 
+#: What /rdap/domain/example.test answers: an RDAP domain object (RFC 9083).
+RDAP_DOMAIN = {
+    "objectClassName": "domain",
+    "rdapConformance": ["rdap_level_0"],
+    "ldhName": "EXAMPLE.TEST",
+    "status": ["client transfer prohibited"],
+    "events": [
+        {"eventAction": "registration", "eventDate": "2001-02-03T04:05:06Z"},
+        {"eventAction": "expiration", "eventDate": "2036-02-03T04:05:06Z"},
+        {"eventAction": "last changed", "eventDate": "2026-02-03T04:05:06Z"},
+    ],
+    "notices": [{"title": "Terms of Use", "description": ["Service subject to Terms of Use."]}],
+}
 #: Seconds the /slow location takes to answer.
 SLOW_SECONDS = 3.0
 
@@ -228,7 +247,7 @@ class LocalTargets:
         conf.write_text(
             NGINX_CONF.format(
                 dir=self.dir, port=self.nginx_port, tls_port=self.tls_port,
-                slow_port=self._slow.port,
+                slow_port=self._slow.port, rdap_domain=json.dumps(RDAP_DOMAIN),
             )
         )  # fmt: skip
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"

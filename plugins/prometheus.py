@@ -84,7 +84,9 @@ def build_registry(
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=False)
-    families = list(_families(list(results), check_labels=check_labels))
+    results = list(results)
+    families = list(_families(results, check_labels=check_labels))
+    families.extend(_domain_expiry(results, check_labels=check_labels))
     if summary is not None:
         families.extend(_run_families(summary, time.time() if now is None else now))
     registry.register(_Snapshot(families))
@@ -225,6 +227,26 @@ def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> I
             family.add_sample(family.name, dict(key), value)
         if family.samples:
             yield family
+
+
+def _domain_expiry(results: list[anyprobe.Result], *, check_labels: bool) -> Iterator[Metric]:
+    """``probe_domain_expiry_timestamp_seconds``: when the domain registration an
+    rdap check read expires (its ``domain_expiry_timestamp`` metric), for
+    alerts written as on ``probe_ssl_earliest_cert_expiry``."""
+    from prometheus_client.metrics_core import Metric
+
+    name = "probe_domain_expiry_timestamp_seconds"
+    family = Metric(name, "When the domain's registration expires, as a Unix timestamp.", "gauge")
+    samples: dict[tuple[tuple[str, str], ...], float] = {}
+    for result in results:
+        value = _number(result.metrics.get("domain_expiry_timestamp"))
+        if value is not None:
+            labels = _check_labels(result) if check_labels else {}
+            samples[tuple(sorted(labels.items()))] = value  # the later result wins
+    for key, value in samples.items():
+        family.add_sample(name, dict(key), value)
+    if family.samples:
+        yield family
 
 
 def _run_families(summary: anyprobe.RunSummary, now: float) -> Iterator[Metric]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-SCHEMES = ["tcp", "tls", "http", "https", "dns", "ssh", "TCP", "Https", "nope"]
+SCHEMES = ["tcp", "tls", "http", "https", "dns", "ssh", "rdap", "TCP", "Https", "nope"]
 CONTROL = "".join(map(chr, [*range(0, 32), 127, 0x85, 0x200B, 0x200E, 0x200F, 0x202E, 0xFEFF]))
 NASTY = st.text(
     alphabet=st.one_of(

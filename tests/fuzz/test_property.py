@@ -38,6 +38,7 @@ PROBE_URLS = [
     "https://127.0.0.1:1/",
     "dns://127.0.0.1:1/example.com",
     "ssh://deploy@127.0.0.1:1",
+    "rdap://example.test",
 ]
 
 
