@@ -369,8 +369,14 @@ class Scheduler:
             check.first_started = start
             check.started = datetime.now(UTC)
         scope.deadline = deadline
+        every_address = getattr(target.options, "addresses", "first") != "first"
         try:
-            outcome = await probe.check(target, target.options, ctx)
+            if every_address:
+                from ._addresses import check_every_address
+
+                outcome = await check_every_address(probe, target, ctx, target.options.addresses)
+            else:
+                outcome = await probe.check(target, target.options, ctx)
         except CheckFailed as failed:
             outcome = failed.to_outcome(ctx.current_phase)
         except anyio.get_cancelled_exc_class():
@@ -402,7 +408,7 @@ class Scheduler:
             outcome = self._stalled(check, over, start) or _overran(
                 target, elapsed, ctx, scope.cancel_called
             )
-        else:
+        elif not every_address:  # with every address, each address is held to them
             outcome = apply_thresholds(outcome, target.options, elapsed)
         check.outcome = outcome
 

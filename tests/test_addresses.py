@@ -1,0 +1,226 @@
+"""``addresses = "first" | "all" | "any"``: checking every address a name resolves to.
+
+The names below resolve through the system resolver's own entry point
+(``anyio.getaddrinfo``) replaced for a few ``.test`` names, so that one name
+gives several loopback addresses without editing /etc/hosts; the servers and
+the connections are real (a listener on some of the addresses only).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+import anyprobe
+from anyprobe import PluginManager, Result, Status
+
+pytestmark = pytest.mark.anyio
+
+
+def ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+IPV6 = ipv6_available()
+needs_ipv6 = pytest.mark.skipif(not IPV6, reason="no IPv6 loopback on this machine")
+
+Names = Callable[..., None]
+
+
+@pytest.fixture
+def names(monkeypatch: pytest.MonkeyPatch) -> Names:
+    """``names(NAME=[addresses])``: make ``NAME`` (``_`` read as ``.``)
+    resolve to ``addresses``, in that order, for this test."""
+    table: dict[str, list[str]] = {}
+    real = anyio.getaddrinfo
+
+    async def getaddrinfo(host: Any, port: Any, *, family: int = 0, **kwargs: Any) -> Any:
+        if host not in table:
+            return await real(host, port, family=family, **kwargs)
+        if not table[host]:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        infos = []
+        for address in table[host]:
+            af = socket.AF_INET6 if ":" in address else socket.AF_INET
+            if family in (0, af):
+                sockaddr = (address, port, 0, 0) if af == socket.AF_INET6 else (address, port)
+                infos.append((af, socket.SOCK_STREAM, 6, "", sockaddr))
+        if not infos:
+            raise socket.gaierror(socket.EAI_ADDRFAMILY, "Address family not supported")
+        return infos
+
+    monkeypatch.setattr(anyio, "getaddrinfo", getaddrinfo)
+
+    def add(**entries: list[str]) -> None:
+        for name, addresses in entries.items():
+            table[name.replace("_", ".")] = addresses
+
+    return add
+
+
+def _listen(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    server = socket.socket(family, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    server.bind((address, port))
+    server.listen(64)
+    return server
+
+
+@pytest.fixture
+def listeners() -> Iterator[Callable[..., int]]:
+    """``listeners("127.0.0.1", "::1")``: one port listening on exactly those
+    addresses (connections accepted by the kernel, then left alone)."""
+    opened: list[socket.socket] = []
+
+    def listen(*addresses: str) -> int:
+        port = 0
+        for _ in range(20):  # the port the first gets may be taken on another
+            first = _listen(addresses[0], port)
+            port = first.getsockname()[1]
+            group = [first]
+            try:
+                group += [_listen(address, port) for address in addresses[1:]]
+            except OSError:
+                for server in group:
+                    server.close()
+                port = 0
+                continue
+            opened.extend(group)
+            return int(port)
+        raise RuntimeError("no port free on every address")
+
+    yield listen
+    for server in opened:
+        server.close()
+
+
+async def check_one(manager: PluginManager, url: str, **options: Any) -> Result:
+    [result] = await anyprobe.check([url], manager=manager, options=options)
+    return result
+
+
+def by_address(result: Result) -> dict[str, dict[str, Any]]:
+    return {entry["address"]: entry for entry in result.details["addresses"]}
+
+
+# -- tcp: the verdicts -------------------------------------------------------------------
+
+
+async def test_first_checks_only_the_first_address_that_accepts(
+    manager: PluginManager, names: Names, listeners: Callable[..., int]
+) -> None:
+    port = listeners("127.0.0.2")
+    names(multi_test=["127.0.0.1", "127.0.0.2"])
+    result = await check_one(manager, f"tcp://multi.test:{port}")
+    assert result.status is Status.OK, result.summary
+    assert "addresses" not in result.details
+    assert "127.0.0.2" in result.summary
+
+
+async def test_all_names_each_address_that_failed(
+    manager: PluginManager, names: Names, listeners: Callable[..., int]
+) -> None:
+    port = listeners("127.0.0.1")
+    names(multi_test=["127.0.0.1", "127.0.0.2", "127.0.0.3"])
+    result = await check_one(manager, f"tcp://multi.test:{port}", addresses="all")
+    assert result.status is Status.CRITICAL
+    assert result.summary == (
+        "2 of 3 addresses failed: 127.0.0.2: connection refused; 127.0.0.3: connection refused"
+    )
+    entries = by_address(result)
+    assert [e["status"] for e in entries.values()] == ["ok", "critical", "critical"]
+    assert entries["127.0.0.2"]["error"]["phase"] == "connect"
+    assert set(entries["127.0.0.1"]["phases"]) == {"connect"}
+    assert result.metrics["addresses_checked"] == 3
+    assert result.metrics["addresses_failed"] == 2
+    assert result.error is not None and result.error.phase == "connect"
+    assert "resolve" in result.phases
+
+
+async def test_all_is_ok_when_every_address_passes(
+    manager: PluginManager, names: Names, listeners: Callable[..., int]
+) -> None:
+    port = listeners("127.0.0.1", "127.0.0.2")
+    names(multi_test=["127.0.0.1", "127.0.0.2"])
+    result = await check_one(manager, f"tcp://multi.test:{port}", addresses="all")
+    assert result.status is Status.OK, result.summary
+    assert result.summary.startswith("all 2 addresses ok: 127.0.0.1, 127.0.0.2 (")
+    assert [e["status"] for e in result.details["addresses"]] == ["ok", "ok"]
+    assert result.metrics["addresses_failed"] == 0
+
+
+async def test_any_is_ok_when_one_address_passes_and_lists_the_others(
+    manager: PluginManager, names: Names, listeners: Callable[..., int]
+) -> None:
+    port = listeners("127.0.0.2")
+    names(multi_test=["127.0.0.1", "127.0.0.2"])
+    result = await check_one(manager, f"tcp://multi.test:{port}", addresses="any")
+    assert result.status is Status.OK, result.summary
+    assert result.summary.startswith("1 of 2 addresses ok (127.0.0.2: ")
+    assert result.summary.endswith("; 1 failed: 127.0.0.1: connection refused")
+    assert result.error is None
+    assert result.metrics["addresses_failed"] == 1
+
+
+async def test_any_is_critical_when_no_address_passes(
+    manager: PluginManager, names: Names, closed_port: int
+) -> None:
+    names(multi_test=["127.0.0.1", "127.0.0.2"])
+    result = await check_one(manager, f"tcp://multi.test:{closed_port}", addresses="any")
+    assert result.status is Status.CRITICAL
+    assert result.summary == (
+        "2 of 2 addresses failed: 127.0.0.1: connection refused; 127.0.0.2: connection refused"
+    )
+
+
+@needs_ipv6
+async def test_all_covers_ipv4_and_ipv6_addresses(
+    manager: PluginManager, names: Names, listeners: Callable[..., int]
+) -> None:
+    port = listeners("::1")
+    names(multi_test=["127.0.0.1", "::1"])
+    result = await check_one(manager, f"tcp://multi.test:{port}", addresses="all")
+    assert result.summary == "1 of 2 addresses failed: 127.0.0.1: connection refused"
+    assert by_address(result)["::1"]["status"] == "ok"
+
+
+@needs_ipv6
+async def test_ip_family_limits_the_addresses_checked(
+    manager: PluginManager, names: Names, listeners: Callable[..., int]
+) -> None:
+    port = listeners("127.0.0.1")
+    names(multi_test=["::1", "127.0.0.1"])
+    result = await check_one(manager, f"tcp://multi.test:{port}", addresses="all", ip_family="ipv4")
+    assert result.status is Status.OK, result.summary
+    assert list(by_address(result)) == ["127.0.0.1"]
+
+
+async def test_one_address_keeps_the_probes_own_summary(
+    manager: PluginManager, listening_port: int
+) -> None:
+    result = await check_one(manager, f"tcp://127.0.0.1:{listening_port}", addresses="all")
+    assert result.status is Status.OK
+    assert result.summary.startswith("connected to 127.0.0.1:")
+    assert [e["address"] for e in result.details["addresses"]] == ["127.0.0.1"]
+
+
+async def test_a_name_that_does_not_resolve_fails_in_resolve(
+    manager: PluginManager, names: Names
+) -> None:
+    names(gone_test=[])
+    result = await check_one(manager, "tcp://gone.test:80", addresses="all")
+    assert result.status is Status.CRITICAL
+    assert result.summary.startswith("cannot resolve gone.test")
+    assert result.error is not None and result.error.phase == "resolve"
