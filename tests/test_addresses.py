@@ -8,6 +8,9 @@ the connections are real (a listener on some of the addresses only).
 
 from __future__ import annotations
 
+import contextlib
+import json
+import select
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +20,10 @@ import pytest
 
 import anyprobe
 from anyprobe import PluginManager, Result, Status
+from anyprobe.plugins._icmp_packets import NoIcmpSocket, open_socket
+
+from .servers.banner import TlsCa
+from .servers.ssh import SshServer
 
 pytestmark = pytest.mark.anyio
 
@@ -34,6 +41,20 @@ IPV6 = ipv6_available()
 needs_ipv6 = pytest.mark.skipif(not IPV6, reason="no IPv6 loopback on this machine")
 
 Names = Callable[..., None]
+
+
+def _icmp_refused(family: int) -> str | None:
+    try:
+        sock, _kind = open_socket(family, "auto")
+    except NoIcmpSocket as exc:
+        return str(exc)
+    sock.close()
+    return None
+
+
+_REFUSED_V4 = _icmp_refused(socket.AF_INET)
+_ICMP_V6 = IPV6 and _icmp_refused(socket.AF_INET6) is None
+needs_icmp = pytest.mark.skipif(_REFUSED_V4 is not None, reason=f"no ICMP socket: {_REFUSED_V4}")
 
 
 @pytest.fixture
@@ -224,3 +245,194 @@ async def test_a_name_that_does_not_resolve_fails_in_resolve(
     assert result.status is Status.CRITICAL
     assert result.summary.startswith("cannot resolve gone.test")
     assert result.error is not None and result.error.phase == "resolve"
+
+
+# -- a timeout on one address -------------------------------------------------------------
+
+
+@pytest.fixture
+def one_silent_address(listeners: Callable[..., int]) -> Iterator[int]:
+    """A port listening on 127.0.0.1, whose SYNs go unanswered on 127.0.0.2
+    (a listener there with a full backlog, as ``blackhole_port`` does)."""
+    port = listeners("127.0.0.1")
+    silent = _listen("127.0.0.2", port)
+    silent.listen(0)
+    fillers = []
+    try:
+        for _ in range(64):
+            client = socket.socket()
+            client.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                client.connect(("127.0.0.2", port))
+            fillers.append(client)
+            _, writable, _ = select.select([], [client], [], 0.2)
+            if not writable:
+                break
+        yield port
+    finally:
+        for client in fillers:
+            client.close()
+        silent.close()
+
+
+async def test_an_address_that_never_answers_times_out_alone(
+    manager: PluginManager, names: Names, one_silent_address: int
+) -> None:
+    names(multi_test=["127.0.0.1", "127.0.0.2"])
+    [result] = await anyprobe.check(
+        [f"tcp://multi.test:{one_silent_address}"],
+        manager=manager,
+        options={"addresses": "all"},
+        timeout=1,
+    )
+    assert result.status is Status.CRITICAL
+    assert result.summary == (
+        "1 of 2 addresses failed: 127.0.0.2: timed out after 1 s during connect"
+    )
+    entries = by_address(result)
+    assert entries["127.0.0.1"]["status"] == "ok"
+    assert entries["127.0.0.2"]["error"]["type"] == "TimeoutError"
+
+
+# -- every socket probe: one address down of two -------------------------------------------
+
+#: (verdict for the mode, whether the summary names the refused address)
+MODES = {"first": (Status.OK, False), "all": (Status.CRITICAL, True), "any": (Status.OK, True)}
+
+
+def assert_partial_outage(result: Result, mode: str) -> None:
+    """127.0.0.2 refuses, 127.0.0.1 answers: the verdict ``mode`` calls for."""
+    status, named = MODES[mode]
+    assert result.status is status, result.summary
+    assert ("127.0.0.2: connection refused" in result.summary) is named, result.summary
+    if mode == "first":
+        assert "addresses" not in result.details
+        return
+    entries = by_address(result)
+    assert list(entries) == ["127.0.0.2", "127.0.0.1"]
+    assert entries["127.0.0.1"]["status"] == "ok", entries["127.0.0.1"]["summary"]
+    assert entries["127.0.0.2"]["status"] == "critical"
+    json.dumps(result.as_dict())  # the JSON Lines record holds every entry
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+async def test_http_checks_each_address(manager: PluginManager, names: Names, mode: str) -> None:
+    from anyprobe._http_server import serve_http
+
+    from .servers.http import TestApp
+
+    names(multi_test=["127.0.0.2", "127.0.0.1"])
+    async with serve_http(TestApp()) as port:
+        result = await check_one(manager, f"http://multi.test:{port}/ok", addresses=mode)
+    assert_partial_outage(result, mode)
+    if mode != "first":
+        assert by_address(result)["127.0.0.1"]["metrics"]["http_status"] == 200
+        assert set(by_address(result)["127.0.0.1"]["phases"]) >= {"connect", "first_byte"}
+
+
+async def test_http_never_reuses_a_connection_to_another_address(
+    manager: PluginManager, names: Names
+) -> None:
+    from anyprobe._http_server import serve_http
+
+    from .servers.http import TestApp
+
+    names(multi_test=["127.0.0.1", "127.0.0.2"])
+    async with serve_http(TestApp()) as port:
+        # One after the other: the second finds the first's idle connection
+        # to 127.0.0.1 in the pool, which its check of 127.0.0.2 must not take.
+        results = await anyprobe.check(
+            [f"http://multi.test:{port}/ok", f"http://multi.test:{port}/ok?again"],
+            manager=manager,
+            options={"addresses": "all"},
+            concurrency=1,
+            ordered=True,
+        )
+    for result in results:
+        assert result.summary.startswith("1 of 2 addresses failed: 127.0.0.2: connection refused")
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+async def test_tls_checks_each_address(
+    manager: PluginManager,
+    names: Names,
+    mode: str,
+    tls_ca: TlsCa,
+    tls_server: Callable[..., int],
+) -> None:
+    port = tls_server()
+    names(multi_test=["127.0.0.2", "127.0.0.1"])
+    result = await check_one(
+        manager,
+        f"tls://multi.test:{port}",
+        addresses=mode,
+        ca_file=str(tls_ca.ca_file),
+        server_name="localhost",
+        expect="220",
+    )
+    assert_partial_outage(result, mode)
+    if mode != "first":
+        assert by_address(result)["127.0.0.1"]["metrics"]["cert_expiry_days"] > 80
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+async def test_ssh_checks_each_address(
+    manager: PluginManager, names: Names, mode: str, ssh_server: SshServer
+) -> None:
+    names(multi_test=["127.0.0.2", "127.0.0.1"])
+    result = await check_one(
+        manager,
+        f"ssh://probe@multi.test:{ssh_server.port}",
+        addresses=mode,
+        host_key_fingerprint=ssh_server.host_key_fingerprint,
+    )
+    assert_partial_outage(result, mode)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+async def test_grpc_checks_each_address(manager: PluginManager, names: Names, mode: str) -> None:
+    pytest.importorskip("grpc", reason="the grpc:// tests need grpcio")
+    pytest.importorskip("grpc_health.v1.health", reason="needs grpcio-health-checking")
+    from .servers.grpc_servers import SERVING, grpc_server
+
+    names(multi_test=["127.0.0.2", "127.0.0.1"])
+    with grpc_server(statuses={"": SERVING}) as server:
+        result = await check_one(manager, f"grpc://multi.test:{server.port}", addresses=mode)
+    assert_partial_outage(result, mode)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+async def test_websocket_checks_each_address(
+    manager: PluginManager, names: Names, mode: str, ws_server: int
+) -> None:
+    names(multi_test=["127.0.0.2", "127.0.0.1"])
+    result = await check_one(
+        manager, f"ws://multi.test:{ws_server}/echo", addresses=mode, send="hi", expect="hi"
+    )
+    assert_partial_outage(result, mode)
+
+
+@needs_icmp
+@pytest.mark.parametrize("mode", ["all", "any"])
+async def test_icmp_pings_each_address(manager: PluginManager, names: Names, mode: str) -> None:
+    loopbacks = ["127.0.0.1", "127.0.0.2", *(["::1"] if IPV6 and _ICMP_V6 else [])]
+    names(multi_test=loopbacks)
+    result = await check_one(manager, "icmp://multi.test", addresses=mode, count=2, interval=0.01)
+    assert result.status is Status.OK, result.summary
+    entries = by_address(result)
+    assert list(entries) == loopbacks
+    for address, entry in entries.items():
+        assert entry["status"] == "ok", entry["summary"]
+        assert entry["metrics"]["address"] == address
+        assert entry["metrics"]["packets_received"] == 2
+    assert result.summary.startswith(f"all {len(loopbacks)} addresses ok: 127.0.0.1, 127.0.0.2")
+
+
+@needs_icmp
+async def test_icmp_ip_family_pings_only_that_family(manager: PluginManager, names: Names) -> None:
+    names(multi_test=["::1", "127.0.0.2"])
+    result = await check_one(
+        manager, "icmp://multi.test", addresses="all", ip_family="ipv4", count=1
+    )
+    assert result.status is Status.OK, result.summary
+    assert list(by_address(result)) == ["127.0.0.2"]
