@@ -13,6 +13,7 @@ import json
 import select
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,6 +23,8 @@ import anyprobe
 from anyprobe import PluginManager, Result, Status
 from anyprobe.plugins._icmp_packets import NoIcmpSocket, open_socket
 
+from .cli import anyprobe as run_cli
+from .cli import assert_one_clear_line
 from .servers.banner import TlsCa
 from .servers.ssh import SshServer
 
@@ -333,23 +336,26 @@ async def test_http_checks_each_address(manager: PluginManager, names: Names, mo
 async def test_http_never_reuses_a_connection_to_another_address(
     manager: PluginManager, names: Names
 ) -> None:
-    from anyprobe._http_server import serve_http
+    from .test_http_reuse import Wire, serve_keep_alive
 
-    from .servers.http import TestApp
-
-    names(multi_test=["127.0.0.1", "127.0.0.2"])
-    async with serve_http(TestApp()) as port:
+    names(multi_test=["127.0.0.2", "127.0.0.1"])
+    wire = Wire()
+    async with serve_keep_alive(wire) as port:
         # One after the other: the second finds the first's idle connection
-        # to 127.0.0.1 in the pool, which its check of 127.0.0.2 must not take.
+        # to 127.0.0.1 in the pool, which its check of 127.0.0.2 (started
+        # first) must not take; its check of 127.0.0.1 may.
         results = await anyprobe.check(
-            [f"http://multi.test:{port}/ok", f"http://multi.test:{port}/ok?again"],
+            [f"http://multi.test:{port}/ok?n={n}" for n in range(2)],
             manager=manager,
-            options={"addresses": "all"},
+            options={"addresses": "all", "reuse_connections": True},
             concurrency=1,
             ordered=True,
         )
+        await wire.all_closed()
     for result in results:
         assert result.summary.startswith("1 of 2 addresses failed: 127.0.0.2: connection refused")
+    assert by_address(results[1])["127.0.0.1"]["metrics"]["connection_reused"] is True
+    assert wire.accepted == 1
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -436,3 +442,131 @@ async def test_icmp_ip_family_pings_only_that_family(manager: PluginManager, nam
     )
     assert result.status is Status.OK, result.summary
     assert list(by_address(result)) == ["127.0.0.2"]
+
+
+# -- thresholds, the trace, the reports ----------------------------------------------------
+
+
+async def test_latency_thresholds_apply_to_each_address(
+    manager: PluginManager, names: Names, listeners: Callable[..., int]
+) -> None:
+    port = listeners("127.0.0.1", "127.0.0.2")
+    names(multi_test=["127.0.0.1", "127.0.0.2"])
+    # No connect takes less than a nanosecond: every address is over it.
+    result = await check_one(
+        manager, f"tcp://multi.test:{port}", addresses="all", warning_after=1e-9
+    )
+    assert result.status is Status.WARNING
+    assert result.summary.startswith("2 of 2 addresses not ok: 127.0.0.1: warning: connected")
+    assert "over warning_after 1e-09 s" in result.summary
+    assert [e["status"] for e in result.details["addresses"]] == ["warning", "warning"]
+
+
+async def test_explain_traces_each_address(
+    manager: PluginManager, names: Names, listeners: Callable[..., int]
+) -> None:
+    port = listeners("127.0.0.1")
+    names(multi_test=["127.0.0.1", "127.0.0.2"])
+    [result] = await anyprobe.check(
+        [f"tcp://multi.test:{port}"], manager=manager, options={"addresses": "all"}, explain=True
+    )
+    lines = [event.message for event in result.trace]
+    assert lines[0] == (
+        "resolved multi.test to 127.0.0.1, 127.0.0.2; checking each address (addresses = 'all')"
+    )
+    assert f"[127.0.0.1] connected to 127.0.0.1 port {port}" in lines
+    assert "[127.0.0.2] critical: connection refused" in lines
+    assert lines.index("[127.0.0.1] ok: " + by_address(result)["127.0.0.1"]["summary"]) < (
+        lines.index("[127.0.0.2] critical: connection refused")
+    )
+
+
+def _series(text: str, name: str) -> dict[str, float]:
+    """The samples of ``name`` in an exposition, by their ``address`` label ("" without)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        sample.labels.get("address", ""): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+async def test_prometheus_output_has_a_series_per_address(
+    manager: PluginManager, names: Names, listeners: Callable[..., int]
+) -> None:
+    from anyprobe.plugins.prometheus import exposition
+
+    port = listeners("127.0.0.1")
+    names(multi_test=["127.0.0.1", "127.0.0.2"])
+    result = await check_one(manager, f"tcp://multi.test:{port}", addresses="all")
+    text = exposition([result])
+    assert _series(text, "probe_success") == {"": 0.0, "127.0.0.1": 1.0, "127.0.0.2": 0.0}
+    assert _series(text, "anyprobe_status") == {"": 2.0, "127.0.0.1": 0.0, "127.0.0.2": 2.0}
+    durations = _series(text, "probe_duration_seconds")
+    assert set(durations) == {"", "127.0.0.1", "127.0.0.2"}
+    assert durations["127.0.0.1"] == by_address(result)["127.0.0.1"]["duration"]
+
+
+async def test_serve_checks_each_allowed_address_and_refuses_the_others(
+    manager: PluginManager, names: Names, listeners: Callable[..., int], tmp_path: Path
+) -> None:
+    from .test_serve import get, running
+
+    port = listeners("127.0.0.1")
+    outside = _listen("127.0.0.2", port)  # never to be connected to
+    outside.setblocking(False)
+    names(multi_test=["127.0.0.1", "127.0.0.2"])
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        '[module.every]\nprobe = "tcp"\naddresses = "all"\n'
+        '[module.one]\nprobe = "tcp"\naddresses = "any"\n'
+        '[serve]\nallow_targets = ["127.0.0.1/32"]\n'
+    )
+    target = f"tcp://multi.test:{port}"
+    with outside:
+        async with running(manager, config) as url:
+            every = await get(f"{url}/probe", params={"target": target, "module": "every"})
+            one = await get(f"{url}/probe", params={"target": target, "module": "one"})
+            debug = await get(
+                f"{url}/probe", params={"target": target, "module": "every", "debug": "true"}
+            )
+        with pytest.raises(BlockingIOError):
+            outside.accept()
+    assert every.status_code == 200, every.text
+    assert _series(every.text, "probe_success") == {"": 0.0, "127.0.0.1": 1.0, "127.0.0.2": 0.0}
+    assert _series(one.text, "probe_success") == {"": 1.0, "127.0.0.1": 1.0, "127.0.0.2": 0.0}
+    assert (
+        "1 of 2 addresses failed: 127.0.0.2: multi.test resolves to 127.0.0.2, "
+        "which is not in allow_targets" in debug.text
+    ), debug.text
+
+
+# -- bad values -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "sets", "fragment"),
+    [
+        ("tcp://127.0.0.1:1", ["addresses=every"], "'first', 'all' or 'any'"),
+        ("icmp://127.0.0.1", ["addresses=2"], "'first', 'all' or 'any'"),
+        (
+            "http://127.0.0.1:1/",
+            ["addresses=all", "proxy=http://127.0.0.1:3128"],
+            "cannot go through a proxy",
+        ),
+    ],
+)
+def test_a_bad_addresses_value_is_one_line_and_exit_3(
+    target: str, sets: list[str], fragment: str
+) -> None:
+    args = [arg for value in sets for arg in ("--set", value)]
+    proc = run_cli("check", target, *args)
+    line = assert_one_clear_line(proc, fragment)
+    assert "addresses" in line
+
+
+def test_probes_that_do_not_connect_by_name_have_no_addresses_option() -> None:
+    proc = run_cli("check", "dns://127.0.0.1/example.com", "--set", "addresses=all")
+    assert_one_clear_line(proc, "addresses")
