@@ -29,6 +29,7 @@ from ._model import ErrorInfo, Outcome, Status, TraceEvent
 if TYPE_CHECKING:
     from ._model import Target
     from ._probe import CheckContext, Probe
+    from .net import IpFamily
 
 AddressMode = Literal["first", "all", "any"]
 
@@ -72,7 +73,7 @@ async def check_every_address(
     from .net import _lookup
 
     options = target.options
-    ip_family = getattr(options, "ip_family", "any")
+    ip_family: IpFamily = getattr(options, "ip_family", "any")
     with ctx.phase("resolve"):
         addresses = await _lookup(target.host, target.port or 0, ip_family)
     if ctx.explain:

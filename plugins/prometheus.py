@@ -220,7 +220,7 @@ def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> I
         for address, entry in _addresses(result):
             # addresses = "all" / "any": the same series once more per address.
             per_address = {**labels, "address": address}
-            severity = _SEVERITY.get(entry.get("status"), 3)
+            severity = _SEVERITY.get(str(entry.get("status")), 3)
             add(success, per_address, 1.0 if severity <= 1 else 0.0)
             add(status, per_address, float(severity))
             seconds = _number(entry.get("duration"))

@@ -57,7 +57,13 @@ def build_nav(docs: Path) -> list[Any]:
         *existing("index.md", "getting-started.md"),
         {
             "Using anyprobe": existing(
-                "cli.md", "config.md", "runs.md", "scale-out.md", "migration.md", "peers.md"
+                "cli.md",
+                "config.md",
+                "runs.md",
+                "addresses.md",
+                "scale-out.md",
+                "migration.md",
+                "peers.md",
             )
         },
         {"Probes": pages("probes/*.md")},
