@@ -110,8 +110,8 @@ async def _check_one(
     limiter: anyio.CapacityLimiter,
 ) -> None:
     """The check of one address, pinned to it, its outcome set on ``entry``."""
+    from ._outcomes import apply_thresholds, is_cancellation, raised
     from ._probe import CheckContext
-    from ._scheduler import _is_cancellation, _raised, apply_thresholds
     from .net import check_destination
 
     ctx = CheckContext(
@@ -142,11 +142,11 @@ async def _check_one(
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
-                outcome = _raised(probe, exc, ctx)
+                outcome = raised(probe, exc, ctx)
             except BaseException as exc:
-                if _is_cancellation(exc):
+                if is_cancellation(exc):
                     raise
-                outcome = _raised(probe, exc, ctx)
+                outcome = raised(probe, exc, ctx)
     entry.duration = time.perf_counter() - start
     if scope.cancelled_caught:
         phase = ctx.current_phase

@@ -153,15 +153,29 @@ def _leaf_certificate(result: anyprobe.Result) -> dict[str, str] | None:
 _SEVERITY = {status.value: status.severity for status in anyprobe.Status}
 
 
-def _addresses(result: anyprobe.Result) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(address, entry)`` for each address a check with ``addresses = "all"``
-    or ``"any"`` checked (``details["addresses"]``)."""
+def _per_address(
+    result: anyprobe.Result,
+    labels: dict[str, str],
+    success: Metric,
+    status: Metric,
+    duration: Metric,
+) -> Iterator[tuple[Metric, dict[str, str], float]]:
+    """``probe_success``, ``anyprobe_status`` and ``probe_duration_seconds``
+    once more for each address a check with ``addresses = "all"`` or
+    ``"any"`` checked (``details["addresses"]``), with an ``address`` label."""
     entries = result.details.get("addresses")
     if not isinstance(entries, list):
         return
     for entry in entries:
-        if isinstance(entry, dict) and isinstance(entry.get("address"), str):
-            yield entry["address"], entry
+        if not isinstance(entry, dict) or not isinstance(entry.get("address"), str):
+            continue
+        per_address = {**labels, "address": entry["address"]}
+        severity = _SEVERITY.get(str(entry.get("status")), 3)
+        yield success, per_address, 1.0 if severity <= 1 else 0.0
+        yield status, per_address, float(severity)
+        seconds = _number(entry.get("duration"))
+        if seconds is not None:
+            yield duration, per_address, seconds
 
 
 def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> Iterator[Metric]:
@@ -217,15 +231,8 @@ def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> I
         leaf = _leaf_certificate(result)
         if leaf is not None:
             add(chain_info, {**labels, **leaf}, 1.0)
-        for address, entry in _addresses(result):
-            # addresses = "all" / "any": the same series once more per address.
-            per_address = {**labels, "address": address}
-            severity = _SEVERITY.get(str(entry.get("status")), 3)
-            add(success, per_address, 1.0 if severity <= 1 else 0.0)
-            add(status, per_address, float(severity))
-            seconds = _number(entry.get("duration"))
-            if seconds is not None:
-                add(duration, per_address, seconds)
+        for series, per_address, value in _per_address(result, labels, success, status, duration):
+            add(series, per_address, value)
         if result.phases:
             metric = f"probe_{label_name(result.probe).lower()}_duration_seconds"
             family = phases.get(metric)
