@@ -81,7 +81,7 @@ async def check_every_address(
             f"resolved {target.host} to {', '.join(addresses)}; "
             f"checking {'each' if len(addresses) > 1 else 'the'} address (addresses = {mode!r})"
         )
-    checks = [AddressCheck(address, _NOT_RUN) for address in addresses]
+    checks = [AddressCheck(address, _not_checked()) for address in addresses]
     limiter = anyio.CapacityLimiter(MAX_CONCURRENT_ADDRESSES)
     async with anyio.create_task_group() as tg:
         for entry in checks:
@@ -99,7 +99,8 @@ async def check_every_address(
     return outcome
 
 
-_NOT_RUN = Outcome(Status.UNKNOWN, "not checked")
+def _not_checked() -> Outcome:
+    return Outcome(Status.UNKNOWN, "not checked")
 
 
 async def _check_one(
@@ -125,10 +126,11 @@ async def _check_one(
     ctx._started = parent._started
     ctx.pinned = (target.host, entry.address)
     # Stop just before the check's deadline, so that the verdict names this
-    # address as timed out rather than the whole check.
-    margin = min(0.1, parent.timeout / 10)
+    # address as timed out rather than the whole check (and just after
+    # Connection.expect stops, so that its summary, quoting what came, wins).
+    margin = min(0.05, parent.timeout / 20)
     start = time.perf_counter()
-    outcome: Outcome = _NOT_RUN
+    outcome = entry.outcome
     with anyio.CancelScope(deadline=parent.deadline - margin) as scope:
         async with limiter:
             start = time.perf_counter()
