@@ -418,6 +418,40 @@ async def test_websocket_checks_each_address(
     assert_partial_outage(result, mode)
 
 
+async def test_https_verifies_each_address_against_the_name(
+    manager: PluginManager, names: Names, http_ca: Any, http_ca_file: str
+) -> None:
+    from .servers.http import server_context, threaded_tls_server
+
+    # The certificate names localhost: SNI and verification use the name at
+    # every address.
+    names(localhost=["127.0.0.2", "127.0.0.1"])
+    with threaded_tls_server(server_context(http_ca, "localhost")) as port:
+        result = await check_one(
+            manager, f"https://localhost:{port}/", addresses="all", ca_file=http_ca_file
+        )
+    assert_partial_outage(result, "all")
+    entry = by_address(result)["127.0.0.1"]
+    assert entry["metrics"]["http_status"] == 200
+    assert "tls" in entry["phases"]
+
+
+async def test_wss_checks_each_address(
+    manager: PluginManager, names: Names, wss_server: int, tls_ca: TlsCa
+) -> None:
+    names(localhost=["127.0.0.2", "127.0.0.1"])
+    result = await check_one(
+        manager,
+        f"wss://localhost:{wss_server}/echo",
+        addresses="any",
+        ca_file=str(tls_ca.ca_file),
+        send="x",
+        expect="x",
+    )
+    assert_partial_outage(result, "any")
+    assert by_address(result)["127.0.0.1"]["metrics"]["cert_expiry_days"] > 80
+
+
 @needs_icmp
 @pytest.mark.parametrize("mode", ["all", "any"])
 async def test_icmp_pings_each_address(manager: PluginManager, names: Names, mode: str) -> None:
