@@ -297,6 +297,27 @@ async def test_an_address_that_never_answers_times_out_alone(
     assert entries["127.0.0.2"]["error"]["type"] == "TimeoutError"
 
 
+async def test_addresses_share_the_one_deadline_concurrently(
+    manager: PluginManager, names: Names, listeners: Callable[..., int]
+) -> None:
+    # Both addresses accept and never send a byte: checked one after the
+    # other, the second would have no time left; checked together, each
+    # waits out the one deadline and says what it was waiting for.
+    port = listeners("127.0.0.1", "127.0.0.2")
+    names(multi_test=["127.0.0.1", "127.0.0.2"])
+    [result] = await anyprobe.check(
+        [f"tcp://multi.test:{port}"],
+        manager=manager,
+        options={"addresses": "all", "expect": "220"},
+        timeout=1,
+    )
+    assert result.status is Status.CRITICAL
+    assert result.summary.startswith("2 of 2 addresses failed: 127.0.0.1: timed out after 1 s")
+    for entry in result.details["addresses"]:
+        assert entry["summary"].startswith("timed out after 1 s during "), entry["summary"]
+        assert "connect" in entry["phases"]
+
+
 # -- every socket probe: one address down of two -------------------------------------------
 
 #: (verdict for the mode, whether the summary names the refused address)
