@@ -35,6 +35,9 @@ AddressMode = Literal["first", "all", "any"]
 
 #: Addresses of one check checked at the same time (each holds a socket).
 MAX_CONCURRENT_ADDRESSES = 8
+#: Most seconds kept, before the check's deadline, to combine the verdicts
+#: (a tenth of the timeout when that is less).
+MAX_MARGIN = 0.25
 
 
 @dataclass(slots=True)
@@ -115,9 +118,15 @@ async def _check_one(
     from ._probe import CheckContext
     from .net import check_destination
 
+    # Each address's check ends a little before the check's deadline: the
+    # time left is for combining the verdicts, so that an address that never
+    # answers is named as timed out, not the whole check (a loaded machine
+    # wakes timers late). The probe's own deadline logic (ctx.remaining(),
+    # Connection.expect) works to this earlier deadline.
+    deadline = parent.deadline - min(MAX_MARGIN, parent.timeout / 10)
     ctx = CheckContext(
         timeout=parent.timeout,
-        deadline=parent.deadline,
+        deadline=deadline,
         attempt=parent.attempt,
         explain=parent.explain,
         resources=parent._resources,
@@ -125,13 +134,9 @@ async def _check_one(
     )
     ctx._started = parent._started
     ctx.pinned = (target.host, entry.address)
-    # Stop just before the check's deadline, so that the verdict names this
-    # address as timed out rather than the whole check (and just after
-    # Connection.expect stops, so that its summary, quoting what came, wins).
-    margin = min(0.05, parent.timeout / 20)
     start = time.perf_counter()
     outcome = entry.outcome
-    with anyio.CancelScope(deadline=parent.deadline - margin) as scope:
+    with anyio.CancelScope(deadline=deadline) as scope:
         async with limiter:
             start = time.perf_counter()
             try:

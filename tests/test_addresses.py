@@ -286,11 +286,11 @@ async def test_an_address_that_never_answers_times_out_alone(
         [f"tcp://multi.test:{one_silent_address}"],
         manager=manager,
         options={"addresses": "all"},
-        timeout=1,
+        timeout=2,
     )
     assert result.status is Status.CRITICAL
     assert result.summary == (
-        "1 of 2 addresses failed: 127.0.0.2: timed out after 1 s during connect"
+        "1 of 2 addresses failed: 127.0.0.2: timed out after 2 s during connect"
     )
     entries = by_address(result)
     assert entries["127.0.0.1"]["status"] == "ok"
@@ -309,12 +309,12 @@ async def test_addresses_share_the_one_deadline_concurrently(
         [f"tcp://multi.test:{port}"],
         manager=manager,
         options={"addresses": "all", "expect": "220"},
-        timeout=1,
+        timeout=2,
     )
     assert result.status is Status.CRITICAL
-    assert result.summary.startswith("2 of 2 addresses failed: 127.0.0.1: timed out after 1 s")
+    assert result.summary.startswith("2 of 2 addresses failed: 127.0.0.1: timed out after 2 s")
     for entry in result.details["addresses"]:
-        assert entry["summary"].startswith("timed out after 1 s during "), entry["summary"]
+        assert entry["summary"].startswith("timed out after 2 s during "), entry["summary"]
         assert "connect" in entry["phases"]
 
 
