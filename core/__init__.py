@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         TraceEvent,
     )
     from ._notify import AlertNotice, Notifier, NotifierError, NotifierOptions, StatusChange
-    from ._options import ProbeOptions
+    from ._options import AddressOptions, ProbeOptions
     from ._patterns import (
         OFF_LOOP_BYTES,
         Pattern,
@@ -103,6 +103,7 @@ _EXPORTS = {
     "show_bytes": "_connection",
     "Probe": "_probe",
     "ProbeOptions": "_options",
+    "AddressOptions": "_options",
     "check_regex": "_probe",
     "check_url_shape": "_probe",
     "MissingDependency": "_probe",
@@ -152,6 +153,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "OFF_LOOP_BYTES",
+    "AddressOptions",
     "AlertNotice",
     "AnyprobeError",
     "AsyncioBridge",

@@ -400,6 +400,12 @@ async def resolve_in_phase(
     """:func:`anyprobe.net.resolve` timed as phase ``resolve``, traced."""
     from .net import resolve
 
+    pinned = ctx.pinned_address(host)
+    if pinned is not None:
+        # Core resolved the name once and runs this check for one address.
+        if ctx.explain:
+            ctx.trace(f"checking {host} at {pinned}")
+        return [pinned]
     with ctx.phase("resolve"):
         addresses = await resolve(host, port, ip_family)
     if ctx.explain:

@@ -13,7 +13,7 @@ import collections.abc
 import functools
 import types
 import typing
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -104,3 +104,24 @@ class ProbeOptions(BaseModel):
         ):
             raise ValueError("warning_after must not be greater than critical_after")
         return self
+
+
+class AddressOptions(ProbeOptions):
+    """Options of a probe that connects to its target's host by name: a
+    subclass of :class:`ProbeOptions` with ``ip_family`` and ``addresses``.
+
+    A probe whose options derive from it, and which connects through
+    ``ctx.connect()``, ``ctx.connect_socket()`` or ``ctx.resolve()``, checks
+    every address of the host with ``addresses = "all"`` (the worst verdict)
+    or ``"any"`` (the best): core resolves the name once and runs the check
+    once per address, pinned to it (see ``docs/addresses.md``).
+    """
+
+    ip_family: Literal["any", "ipv4", "ipv6"] = Field(
+        "any", description="Address family to connect over: any, ipv4 or ipv6."
+    )
+    addresses: Literal["first", "all", "any"] = Field(
+        "first",
+        description="Which addresses of the host to check: first (the first that accepts), "
+        "all (each one; the worst verdict) or any (each one; ok when one passes).",
+    )

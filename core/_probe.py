@@ -199,6 +199,7 @@ class CheckContext:
         "masker",
         "metrics",
         "phases",
+        "pinned",
         "timeout",
         "trace_events",
     )
@@ -221,6 +222,9 @@ class CheckContext:
         self.metrics: dict[str, Any] = {}
         self.current_phase: str | None = None
         self.trace_events: list[TraceEvent] = []
+        #: ``(host, address)`` while core checks one address of ``host``
+        #: (``addresses = "all"`` or ``"any"``): see :meth:`pinned_address`.
+        self.pinned: tuple[str, str] | None = None
         self._resources = resources if resources is not None else {}
         self._started = time.perf_counter()
         #: The secrets of this check (its options' secret fields, and what
@@ -314,11 +318,28 @@ class CheckContext:
     async def resolve(self, host: str, port: int, ip_family: IpFamily = "any") -> list[str]:
         """The addresses of ``host`` (:func:`anyprobe.net.resolve`), timed as
         phase ``resolve`` and traced: for a probe whose library connects by
-        itself. Pass the library an address from the list, not ``host``, so
-        that what was checked against the address policy is what is connected to."""
+        itself (only the pinned address, see :meth:`pinned_address`, when
+        core checks each address of the target's host). Pass the library an
+        address from the list, not ``host``, so that what was checked against
+        the address policy is what is connected to."""
         from ._connection import resolve_in_phase
 
         return await resolve_in_phase(self, host, port, ip_family)
+
+    def pinned_address(self, host: str) -> str | None:
+        """The one address this check connects to for ``host``, or None.
+
+        With ``addresses = "all"`` or ``"any"`` (:class:`~anyprobe.AddressOptions`)
+        core runs the check once per address of the target's host, each run
+        pinned to one address: :meth:`resolve`, :meth:`connect` and
+        :meth:`connect_socket` then give that address for the target's host
+        without asking the resolver again. A probe that keeps connections
+        across checks (a pool) puts this in the pool's key, so that a check
+        pinned to one address never takes a connection to another."""
+        pinned = self.pinned
+        if pinned is not None and host.lower() == pinned[0]:
+            return pinned[1]
+        return None
 
     def record_phase(self, name: str, seconds: float) -> None:
         """Record a phase measured elsewhere (a library's own timing events)."""

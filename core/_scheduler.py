@@ -29,6 +29,7 @@ import anyio
 
 from ._errors import CheckFailed
 from ._model import Attempt, ErrorInfo, Outcome, Result, Status, Target
+from ._outcomes import apply_thresholds, is_cancellation, raised
 from ._probe import CheckContext, Probe
 from .masking import mask_context, mask_outcome, options_masker
 
@@ -369,21 +370,27 @@ class Scheduler:
             check.first_started = start
             check.started = datetime.now(UTC)
         scope.deadline = deadline
+        every_address = getattr(target.options, "addresses", "first") != "first"
         try:
-            outcome = await probe.check(target, target.options, ctx)
+            if every_address:
+                from ._addresses import check_every_address
+
+                outcome = await check_every_address(probe, target, ctx, target.options.addresses)
+            else:
+                outcome = await probe.check(target, target.options, ctx)
         except CheckFailed as failed:
             outcome = failed.to_outcome(ctx.current_phase)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
-            outcome = _raised(probe, exc, ctx)
+            outcome = raised(probe, exc, ctx)
         except BaseException as exc:
             # SystemExit (a library calling sys.exit()), KeyboardInterrupt or
             # any other BaseException from a plugin costs only its own check;
             # only the cancellation anyprobe caused goes on.
-            if _is_cancellation(exc):
+            if is_cancellation(exc):
                 raise
-            outcome = _raised(probe, exc, ctx)
+            outcome = raised(probe, exc, ctx)
         if ctx.masker and isinstance(outcome, Outcome):
             # One rule for every probe: a secret option, or what the check
             # hid, never shows, also where a server echoed it back.
@@ -402,7 +409,7 @@ class Scheduler:
             outcome = self._stalled(check, over, start) or _overran(
                 target, elapsed, ctx, scope.cancel_called
             )
-        else:
+        elif not every_address:  # with every address, each address is held to them
             outcome = apply_thresholds(outcome, target.options, elapsed)
         check.outcome = outcome
 
@@ -495,22 +502,6 @@ class Scheduler:
         )
 
 
-def _raised(probe: Probe[Any], exc: BaseException, ctx: CheckContext) -> Outcome:
-    """The ``unknown`` outcome of a probe that raised ``exc``."""
-    error = ErrorInfo.from_exception(exc, ctx.current_phase)
-    return Outcome(
-        Status.UNKNOWN, f"probe {probe.name} raised {error.type}: {error.message}", error=error
-    )
-
-
-def _is_cancellation(exc: BaseException) -> bool:
-    """Whether ``exc`` is (or carries) the cancellation of a cancel scope."""
-    cancelled = anyio.get_cancelled_exc_class()
-    if isinstance(exc, BaseExceptionGroup):
-        return exc.subgroup(cancelled) is not None
-    return isinstance(exc, cancelled)
-
-
 def _overran(target: Target, elapsed: float, ctx: CheckContext, cancel_called: bool) -> Outcome:
     """The outcome of an attempt that came back after its deadline."""
     over = f"took {elapsed:.1f} s, over the {target.timeout:g} s timeout"
@@ -601,20 +592,3 @@ class _Check:
 
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
-
-
-def apply_thresholds(outcome: Outcome, options: Any, elapsed: float) -> Outcome:
-    """Make a passing outcome a warning or critical when it took too long."""
-    if outcome.status is not Status.OK and outcome.status is not Status.WARNING:
-        return outcome
-    critical_after = getattr(options, "critical_after", None)
-    warning_after = getattr(options, "warning_after", None)
-    if critical_after is not None and elapsed > critical_after:
-        status, limit, name = Status.CRITICAL, critical_after, "critical_after"
-    elif warning_after is not None and elapsed > warning_after and outcome.status is Status.OK:
-        status, limit, name = Status.WARNING, warning_after, "warning_after"
-    else:
-        return outcome
-    outcome.status = status
-    outcome.summary += f" (took {elapsed:.3f} s, over {name} {limit:g} s)"
-    return outcome

@@ -104,6 +104,15 @@ async def resolve(host: str, port: int, ip_family: IpFamily = "any") -> list[str
     An IP literal is returned as it is (when it fits the family). A name that
     does not resolve raises :class:`~anyprobe.CheckFailed`.
     """
+    addresses = await _lookup(host, port, ip_family)
+    check_destination(host, addresses)
+    return addresses
+
+
+async def _lookup(host: str, port: int, ip_family: IpFamily = "any") -> list[str]:
+    """:func:`resolve` without the address policy's verdict on the addresses
+    (only on the name): for a caller that puts each address to the policy on
+    its own (``addresses = "all"``)."""
     check_destination(host)
     try:
         literal = ipaddress.ip_address(host)
@@ -114,7 +123,6 @@ async def resolve(host: str, port: int, ip_family: IpFamily = "any") -> list[str
             ip_family == "ipv6" and literal.version != 6
         ):
             raise CheckFailed(f"{host} is not an {ip_family} address")
-        check_destination(host, [host])
         return [host]
     try:
         infos = await anyio.getaddrinfo(
@@ -129,7 +137,6 @@ async def resolve(host: str, port: int, ip_family: IpFamily = "any") -> list[str
             addresses.append(address)
     if not addresses:
         raise CheckFailed(f"{host} has no {ip_family} address")
-    check_destination(host, addresses)
     return addresses
 
 

@@ -30,7 +30,7 @@ from ._headers import (
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
 
 
-class HttpOptions(TlsOptions):
+class HttpOptions(TlsOptions, anyprobe.AddressOptions):
     """Options of the HTTP probe (the TLS ones are shared with the TCP/TLS probe)."""
 
     method: str = Field("GET", description="Request method: GET, HEAD, POST...")
@@ -258,6 +258,11 @@ class HttpOptions(TlsOptions):
             raise ValueError("set basic authentication or a bearer token, not both")
         if (self.password is not None or self.password_env is not None) and self.username is None:
             raise ValueError("a password needs a username")
+        if self.proxy is not None and self.addresses != "first":
+            raise ValueError(
+                f"addresses = {self.addresses!r} cannot go through a proxy "
+                "(the proxy resolves the name)"
+            )
         if self.json_body is not None:
             import json
 

@@ -20,7 +20,7 @@ __all__ = ["SshOptions", "expand_path", "host_key_algorithms"]
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
 
 
-class SshOptions(anyprobe.ProbeOptions):
+class SshOptions(anyprobe.AddressOptions):
     ip_family: IpFamily = Field(
         "any", description="Address family to connect over: any, ipv4 or ipv6."
     )

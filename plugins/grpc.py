@@ -65,7 +65,7 @@ def _metadata_value_ok(value: str) -> bool:
     return all(" " <= char <= "~" for char in value)
 
 
-class GrpcOptions(TlsOptions):
+class GrpcOptions(TlsOptions, anyprobe.AddressOptions):
     ip_family: IpFamily = Field(
         "any", description="Address family to connect over: any, ipv4 or ipv6."
     )

@@ -177,12 +177,16 @@ def _request_body(options: HttpOptions) -> tuple[bytes | None, str | None]:
     return None, None
 
 
-def _pool_key(hop: Hop, options: HttpOptions, server_name: str) -> Hashable:
-    """What two checks share when one may take the other's idle connection."""
+def _pool_key(
+    hop: Hop, options: HttpOptions, server_name: str, ctx: anyprobe.CheckContext
+) -> Hashable:
+    """What two checks share when one may take the other's idle connection
+    (a check pinned to one address of the host takes only a connection to it)."""
     return (
         hop.scheme,
         hop.host,
         hop.port,
+        ctx.pinned_address(hop.host),
         server_name,
         options.ip_family,
         options.verify,
@@ -420,7 +424,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         a cancellation it is closed instead.
         """
         pool = ctx.shared(ConnectionPool.SHARED_KEY, ConnectionPool)
-        key = _pool_key(hop, options, server_name)
+        key = _pool_key(hop, options, server_name, ctx)
         connection, expired = pool.take(key)
         kept = False
         try:

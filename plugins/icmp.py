@@ -29,7 +29,7 @@ import anyio
 from pydantic import Field, model_validator
 
 import anyprobe
-from anyprobe.net import IpFamily, fail_from_os_error, resolve
+from anyprobe.net import IpFamily, fail_from_os_error
 
 from ._icmp_packets import (
     MSG_ERRQUEUE,
@@ -53,7 +53,7 @@ _ERROR_ANCILLARY = socket.CMSG_SPACE(16 + 28) * 2
 _READS_PER_WAKE = 64
 
 
-class IcmpOptions(anyprobe.ProbeOptions):
+class IcmpOptions(anyprobe.AddressOptions):
     ip_family: IpFamily = Field(
         "any", description="Address family to ping over: any, ipv4 or ipv6."
     )
@@ -257,11 +257,7 @@ class IcmpProbe(anyprobe.Probe[IcmpOptions]):
                 "interval, or raise the timeout",
                 status=anyprobe.Status.UNKNOWN,
             )
-        with ctx.phase("resolve"):
-            addresses = await resolve(target.host, 0, options.ip_family)
-        address = addresses[0]
-        if ctx.explain:
-            ctx.trace(f"resolved {target.host} to {', '.join(addresses)}")
+        address = (await ctx.resolve(target.host, 0, options.ip_family))[0]
         ctx.metrics["address"] = address
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         try:

@@ -8,7 +8,10 @@ per-phase ``probe_<probe>_duration_seconds{phase=...}`` (``probe_http_...``,
 ``probe_dns_...``). anyprobe adds ``anyprobe_status`` (0 ok, 1 warning,
 2 critical, 3 unknown), ``anyprobe_attempts`` and, for a whole run, when and
 how it ended. Every per-check sample carries the labels ``name``, ``target``,
-``probe`` and the check's own labels.
+``probe`` and the check's own labels. A check of every address of its host
+(``addresses = "all"`` or ``"any"``) adds ``probe_success``,
+``probe_duration_seconds`` and ``anyprobe_status`` once more per address,
+with an ``address`` label.
 
 :func:`build_registry` turns results into a ``prometheus_client`` registry;
 anything that serves metrics (a scrape endpoint) can reuse it. This plugin
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
 #: Labels every per-check sample has; a check label with one of these names
 #: (or ``phase``) is exported as ``label_<name>``.
 BASE_LABELS = ("name", "target", "probe")
-_RESERVED = frozenset((*BASE_LABELS, "phase", "status"))
+_RESERVED = frozenset((*BASE_LABELS, "phase", "status", "address"))
 
 #: anyprobe phase names that blackbox_exporter calls differently.
 PHASE_NAMES = {"first_byte": "processing"}
@@ -149,6 +152,34 @@ def _leaf_certificate(result: anyprobe.Result) -> dict[str, str] | None:
     }
 
 
+_SEVERITY = {status.value: status.severity for status in anyprobe.Status}
+
+
+def _per_address(
+    result: anyprobe.Result,
+    labels: dict[str, str],
+    success: Metric,
+    status: Metric,
+    duration: Metric,
+) -> Iterator[tuple[Metric, dict[str, str], float]]:
+    """``probe_success``, ``anyprobe_status`` and ``probe_duration_seconds``
+    once more for each address a check with ``addresses = "all"`` or
+    ``"any"`` checked (``details["addresses"]``), with an ``address`` label."""
+    entries = result.details.get("addresses")
+    if not isinstance(entries, list):
+        return
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("address"), str):
+            continue
+        per_address = {**labels, "address": entry["address"]}
+        severity = _SEVERITY.get(str(entry.get("status")), 3)
+        yield success, per_address, 1.0 if severity <= 1 else 0.0
+        yield status, per_address, float(severity)
+        seconds = _number(entry.get("duration"))
+        if seconds is not None:
+            yield duration, per_address, seconds
+
+
 def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> Iterator[Metric]:
     from prometheus_client.metrics_core import Metric
 
@@ -202,6 +233,8 @@ def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> I
         leaf = _leaf_certificate(result)
         if leaf is not None:
             add(chain_info, {**labels, **leaf}, 1.0)
+        for series, per_address, value in _per_address(result, labels, success, status, duration):
+            add(series, per_address, value)
         if result.phases:
             metric = f"probe_{label_name(result.probe).lower()}_duration_seconds"
             family = phases.get(metric)

@@ -72,7 +72,7 @@ def unescape(text: str) -> bytes:
     return bytes(out)
 
 
-class TcpOptions(TlsOptions):
+class TcpOptions(TlsOptions, anyprobe.AddressOptions):
     ip_family: IpFamily = Field(
         "any", description="Address family to connect over: any, ipv4 or ipv6."
     )

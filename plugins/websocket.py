@@ -76,7 +76,7 @@ def _not_reserved(names: Iterable[str]) -> None:
             raise ValueError(f"header {name} is set by the WebSocket upgrade itself")
 
 
-class WebSocketOptions(TlsOptions):
+class WebSocketOptions(TlsOptions, anyprobe.AddressOptions):
     ip_family: IpFamily = Field(
         "any", description="Address family to connect over: any, ipv4 or ipv6."
     )

@@ -60,6 +60,7 @@ def build_nav(docs: Path) -> list[Any]:
                 "cli.md",
                 "config.md",
                 "runs.md",
+                "addresses.md",
                 "monitor.md",
                 "scale-out.md",
                 "migration.md",

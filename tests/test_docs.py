@@ -341,6 +341,7 @@ REFERENCE = [
     *(
         page
         for page in (
+            "addresses.md",
             "bridge.md",
             "embedding.md",
             "scale-out.md",
