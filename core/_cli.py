@@ -708,7 +708,17 @@ class _ClosedOutput(io.TextIOBase):
 
 def _replace_closed_streams() -> None:
     """Python sets a standard stream it found closed to None; stdin then reads
-    as empty and stdout fails on write."""
+    as empty and stdout fails on write. The closed descriptor itself is taken
+    by /dev/null, so that no socket the run opens gets number 0, 1 or 2 (an
+    event loop such as uvloop refuses to close those)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            taken = os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd
+            if taken != fd:
+                os.dup2(taken, fd)
+                os.close(taken)
     if sys.stdin is None:
         sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (for the process)
     if sys.stdout is None:

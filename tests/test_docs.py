@@ -31,6 +31,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shlex
 import subprocess
 import sys
@@ -451,7 +452,10 @@ def test_toml_examples_load(
     monkeypatch.chdir(tmp_path)
     # Secret options (*_env) must name variables that are set when the config is loaded.
     for key, variable in secret_variables(tomllib.loads(block.code)):
-        placeholder = "http://127.0.0.1/placeholder" if key == "url_env" else "placeholder"
+        placeholder = {
+            "url_env": "http://127.0.0.1/placeholder",
+            "token_env": secrets.token_urlsafe(32),  # a push token: 128 bits at least
+        }.get(key, "placeholder")
         monkeypatch.setenv(variable, placeholder)
     error = config_error(block, tmp_path, builtin_manager)
     assert not error, f"{block}: {error}"
