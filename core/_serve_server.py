@@ -50,6 +50,9 @@ DEFAULT_TIMEOUT_OFFSET = 0.5
 #: A probe's timeout when neither the module nor the scrape sets one, and the
 #: most a scrape's timeout header may ask for (blackbox_exporter's cap).
 FALLBACK_TIMEOUT = 120.0
+#: Scheduled checks started a second when a config's checks start: 10,000
+#: checks start over 10 s, then each keeps its place in its interval.
+START_RATE = 1000.0
 #: Seconds in-flight probes get to finish after SIGTERM before they are cancelled.
 DEFAULT_GRACE = 10.0
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
@@ -504,8 +507,9 @@ class ProbeServer:
         scheduler.resources = self.resources
         previous: dict[str, Status] = {}
 
-        async def loop(target: Target) -> None:
+        async def loop(target: Target, offset: float) -> None:
             every = config.intervals.get(target.name, interval)
+            await anyio.sleep(min(offset, every))
             while True:
                 due = anyio.current_time() + every
                 # The host's slot first: waiting for it holds no probe slot.
@@ -530,8 +534,11 @@ class ProbeServer:
             fanout.start(outer)
             await self.alerts.start(outer, ctx)
             async with anyio.create_task_group() as checks:
-                for target in targets:
-                    checks.start_soon(loop, target)
+                # The first runs are spread, START_RATE a second, so that
+                # thousands of checks do not all fall due at the same instant
+                # at every interval (a small config still starts at once).
+                for index, target in enumerate(targets):
+                    checks.start_soon(loop, target, index / START_RATE)
                 await stop.wait()
                 checks.cancel_scope.cancel()
             summary = RunSummary(
