@@ -87,6 +87,8 @@ def _starlette_app(server: ProbeServer) -> Callable[[Scope, Receive, Send], Awai
         return text("OK: config reloaded")
 
     async def index(request: Request) -> Response:
+        from ._serve_view import help_text
+
         return text(help_text(server))
 
     routes = [
@@ -97,24 +99,6 @@ def _starlette_app(server: ProbeServer) -> Callable[[Scope, Receive, Send], Awai
         *monitor_routes(server),
     ]
     return Starlette(routes=routes)
-
-
-def help_text(server: ProbeServer) -> str:
-    """The endpoints, as /-/help (and / for a client asking for text/plain) lists them."""
-    modules = ", ".join(sorted(server.modules))
-    return (
-        "anyprobe serve\n\n"
-        "/                              the status page (this list for Accept: text/plain)\n"
-        "/check/NAME                    one check's page: history, failures, incidents\n"
-        "/badge/NAME/status.svg         badges: status, uptime-7d, latency (.json: shields.io)\n"
-        "/api/v1/checks                 the checks as JSON (and /results, /api/v1/incidents)\n"
-        "/probe?target=URL&module=NAME  probe a target (modules: " + modules + ")\n"
-        "/probe?...&debug=true          the probe's trace, metrics and module\n"
-        "/metrics                       the server's own metrics and scheduled checks\n"
-        "/-/healthy                     200 while serving\n"
-        "POST /-/reload                 re-read the config file\n"
-        "/-/help                        this list\n"
-    )
 
 
 def monitor_routes(server: ProbeServer) -> list[Any]:

@@ -26,7 +26,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ._serve_view import DETAIL_POINTS, OVERVIEW_POINTS, CheckView, History, StatusView
+from ._serve_view import (
+    DETAIL_POINTS,
+    OVERVIEW_POINTS,
+    CheckView,
+    History,
+    StatusView,
+    help_text,
+)
 from ._store import Record
 
 if TYPE_CHECKING:
@@ -60,7 +67,6 @@ def page_routes(view: StatusView) -> list[BaseRoute]:
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from ._serve_app import help_text
     from ._serve_badges import badge_route
 
     async def index(request: Request) -> Response:

@@ -687,3 +687,23 @@ def _store_error(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "the history store did not answer in time"
     return f"the history store is unavailable ({type(exc).__name__})"
+
+
+def help_text(server: ProbeServer) -> str:
+    """The endpoints, as /-/help (and / for a client asking for text/plain) lists them."""
+    modules = ", ".join(sorted(server.modules))
+    return (
+        "anyprobe serve\n\n"
+        "/                              the status page (this list for Accept: text/plain)\n"
+        "/check/NAME                    one check's page: history, failures, incidents\n"
+        "/badge/NAME/status.svg         badges: status, uptime-7d, latency (.json: shields.io)\n"
+        "/api/v1/checks                 the checks as JSON (and /results, /api/v1/incidents)\n"
+        "/api/v1/maintenance            maintenance windows: GET, POST, DELETE /ID\n"
+        "/push/TOKEN                    a push check's result (GET or POST)\n"
+        "/probe?target=URL&module=NAME  probe a target (modules: " + modules + ")\n"
+        "/probe?...&debug=true          the probe's trace, metrics and module\n"
+        "/metrics                       the server's own metrics and scheduled checks\n"
+        "/-/healthy                     200 while serving\n"
+        "POST /-/reload                 re-read the config file\n"
+        "/-/help                        this list\n"
+    )

@@ -70,38 +70,43 @@ async def slow(request: HttpRequest) -> HttpReply:
     return rdap(domain("slow.test", 100))
 
 
-ROUTES = {
-    "/domain/example.test": rdap(domain("example.test", 400)),
-    "/domain/soon.test": rdap(domain("soon.test", 20)),
-    "/domain/sooner.test": rdap(domain("sooner.test", 3)),
-    "/domain/expired.test": rdap(domain("expired.test", -3)),
-    "/domain/noexpiry.test": rdap(domain("noexpiry.test", None)),
-    "/domain/redemption.test": rdap(domain("redemption.test", 200, status=["redemption period"])),
-    "/domain/baddate.test": rdap(
-        json.dumps(
-            {
-                "objectClassName": "domain",
-                "events": [{"eventAction": "expiration", "eventDate": "next tuesday"}],
-            }
-        )
-    ),
-    "/domain/nic.test": rdap(json.dumps({"objectClassName": "entity", "handle": "X"})),
-    "/domain/limited.test": rdap('{"errorCode": 429}', 429, **{"Retry-After": "120"}),
-    "/domain/broken.test": rdap('{"errorCode": 503, "title": "Backend unavailable"}', 503),
-    "/domain/garbage.test": HttpReply(200, "<html>not json</html>", content_type="text/html"),
-    "/domain/list.test": rdap("[1, 2, 3]"),
-    "/domain/huge.test": rdap(" " * (2 * 1024 * 1024) + "{}"),
-    "/domain/slow.test": slow,
-    "/domain/moved.test": HttpReply(302, "", headers={"Location": "/domain/example.test"}),
-    "/domain/loop.test": HttpReply(302, "", headers={"Location": "/domain/loop.test"}),
-    "/domain/away.test": HttpReply(302, "", headers={"Location": "ftp://127.0.0.1/x"}),
-    "/domain/badport.test": HttpReply(302, "", headers={"Location": "http://127.0.0.1:99999/"}),
-}
+def routes() -> dict[str, HttpReply]:
+    """The local RDAP server's answers, their expiry dates counted from now
+    (built per test: a long run must not age them)."""
+    return {
+        "/domain/example.test": rdap(domain("example.test", 400)),
+        "/domain/soon.test": rdap(domain("soon.test", 20)),
+        "/domain/sooner.test": rdap(domain("sooner.test", 3)),
+        "/domain/expired.test": rdap(domain("expired.test", -3)),
+        "/domain/noexpiry.test": rdap(domain("noexpiry.test", None)),
+        "/domain/redemption.test": rdap(
+            domain("redemption.test", 200, status=["redemption period"])
+        ),
+        "/domain/baddate.test": rdap(
+            json.dumps(
+                {
+                    "objectClassName": "domain",
+                    "events": [{"eventAction": "expiration", "eventDate": "next tuesday"}],
+                }
+            )
+        ),
+        "/domain/nic.test": rdap(json.dumps({"objectClassName": "entity", "handle": "X"})),
+        "/domain/limited.test": rdap('{"errorCode": 429}', 429, **{"Retry-After": "120"}),
+        "/domain/broken.test": rdap('{"errorCode": 503, "title": "Backend unavailable"}', 503),
+        "/domain/garbage.test": HttpReply(200, "<html>not json</html>", content_type="text/html"),
+        "/domain/list.test": rdap("[1, 2, 3]"),
+        "/domain/huge.test": rdap(" " * (2 * 1024 * 1024) + "{}"),
+        "/domain/slow.test": slow,
+        "/domain/moved.test": HttpReply(302, "", headers={"Location": "/domain/example.test"}),
+        "/domain/loop.test": HttpReply(302, "", headers={"Location": "/domain/loop.test"}),
+        "/domain/away.test": HttpReply(302, "", headers={"Location": "ftp://127.0.0.1/x"}),
+        "/domain/badport.test": HttpReply(302, "", headers={"Location": "http://127.0.0.1:99999/"}),
+    }
 
 
 @pytest.fixture
 def rdap_server(anyprobe_http_server: Callable[..., HttpServer]) -> HttpServer:
-    return anyprobe_http_server(ROUTES)
+    return anyprobe_http_server(routes())
 
 
 async def check_one(
@@ -272,7 +277,7 @@ async def test_https_with_a_trusted_certificate(
     http_ca: trustme.CA,
     http_ca_file: str,
 ) -> None:
-    server = anyprobe_http_server(ROUTES, ssl_context=server_context(http_ca, "127.0.0.1"))
+    server = anyprobe_http_server(routes(), ssl_context=server_context(http_ca, "127.0.0.1"))
     result = await check_on(manager, server, "example.test", ca_file=http_ca_file)
     assert result.status is Status.OK, result.summary
     assert "tls" in result.phases
@@ -490,7 +495,7 @@ async def test_the_address_policy_applies_to_the_rdap_server_and_redirects(
     def policy(host: str, addresses: Sequence[str]) -> str | None:
         return None if "127.0.0.2" not in [host, *addresses] else f"{host} is not allowed"
 
-    other = anyprobe_http_server(ROUTES, host="127.0.0.2")
+    other = anyprobe_http_server(routes(), host="127.0.0.2")
     away = anyprobe_http_server(
         {"/domain/example.test": HttpReply(302, "", headers={"Location": other.url("/x")})}
     )
