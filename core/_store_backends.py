@@ -9,6 +9,7 @@ gives the store of a URL.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ class SQLiteConnector:
 
     def __init__(self, path: Path, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> None:
         self.path = path
+        self._file: tuple[int, int] | None = None
         self.busy_timeout = busy_timeout
         self.description = f"sqlite://{path}" if path.is_absolute() else f"sqlite:{path}"
 
@@ -55,6 +57,7 @@ class SQLiteConnector:
         except BaseException:
             conn.close()
             raise
+        self._file = _identity(self.path)  # the file exists once WAL mode is set
         return conn
 
     def sql(self, text: str) -> str:
@@ -78,11 +81,24 @@ class SQLiteConnector:
         # Opening a file again costs little, and a replaced file is then seen.
         return True
 
+    def stale(self, conn: Any) -> bool:
+        """Whether the file was removed or replaced since ``conn`` opened it:
+        writes would go to a file no one can read any more."""
+        return _identity(self.path) != self._file
+
     def close(self, conn: Any) -> None:
         conn.close()
 
     def mask(self, text: str) -> str:
         return text
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 class PostgresConnector:
@@ -136,6 +152,9 @@ class PostgresConnector:
 
     def broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)
+
+    def stale(self, conn: Any) -> bool:
+        return False
 
     def close(self, conn: Any) -> None:
         conn.close()

@@ -116,6 +116,11 @@ class Connector(Protocol):
         """Whether ``conn`` must be replaced after an error."""
         ...
 
+    def stale(self, conn: Any) -> bool:
+        """Whether ``conn`` must be replaced before it is used (a SQLite file
+        removed or replaced under it)."""
+        ...
+
     def close(self, conn: Any) -> None: ...
 
     def mask(self, text: str) -> str:
@@ -210,6 +215,8 @@ class SqlStore:
             if self._closed:
                 raise StoreError(f"store {self.description} is closed")
             try:
+                if self._conn is not None and connector.stale(self._conn):
+                    self._drop()
                 if self._conn is None:
                     conn = connector.connect()
                     try:

@@ -286,3 +286,17 @@ async def test_postgresql_errors_never_show_the_password(
     await good.write([record("api", NOW)])
     assert postgres_server.password not in good.description
     await good.aclose()
+
+
+async def test_a_sqlite_file_removed_under_the_store_is_created_again(tmp_path: Path) -> None:
+    import shutil
+
+    store = open_store("sqlite:history/monitor.db", tmp_path)
+    await store.write([record("api", NOW)])
+    shutil.rmtree(tmp_path / "history")  # the directory removed while the server runs
+    await store.write([record("api", NOW + 1)])
+    await store.aclose()
+    # The writes after the removal are in a new file, where readers find them.
+    again = open_store("sqlite:history/monitor.db", tmp_path)
+    assert await again.results("api", 0) == [record("api", NOW + 1)]
+    await again.aclose()
