@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 TIMEOUT = 10.0
 
@@ -82,6 +83,15 @@ def stopped(start: float) -> float:
     return time.perf_counter() - start
 
 
+def run_loop(main: Any, backend: str) -> Any:
+    """``main()`` on ``backend``: asyncio, uvloop (asyncio on uvloop) or trio."""
+    import anyio
+
+    if backend == "trio":
+        return anyio.run(main, backend="trio")
+    return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": backend == "uvloop"})
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -114,7 +124,6 @@ def start_nginx(prefix: Path, workers: int) -> tuple[subprocess.Popen[bytes], in
 def run_anyprobe_api(
     urls: list[str], concurrency: int, backend: str, reuse: bool = False
 ) -> tuple[float, int]:
-    import anyio
 
     import anyprobe
     import anyprobe._api
@@ -133,7 +142,7 @@ def run_anyprobe_api(
         bad = sum(1 for r in results if r.status is not anyprobe.Status.OK)
         return elapsed, bad + len(urls) - len(results)
 
-    return anyio.run(main, backend=backend)
+    return run_loop(main, backend)
 
 
 def run_tutorial(urls: list[str], concurrency: int, backend: str) -> tuple[float, int]:
@@ -159,7 +168,7 @@ def run_tutorial(urls: list[str], concurrency: int, backend: str) -> tuple[float
                 tg.start_soon(check_url, client, url)
         return stopped(start), results.count(False)
 
-    return anyio.run(main, backend=backend)
+    return run_loop(main, backend)
 
 
 def run_anyprobe_reuse(urls: list[str], concurrency: int, backend: str) -> tuple[float, int]:
@@ -193,7 +202,7 @@ def run_aiohttp(
             await asyncio.gather(*(check_url(session, url) for url in urls))
         return stopped(start), results.count(False)
 
-    return asyncio.run(main())
+    return run_loop(main, backend)
 
 
 def run_aiohttp_keepalive(urls: list[str], concurrency: int, backend: str) -> tuple[float, int]:
@@ -253,7 +262,7 @@ def run_h11_keepalive(urls: list[str], concurrency: int, backend: str) -> tuple[
                 tg.start_soon(worker)
         return stopped(start), results.count(False)
 
-    return anyio.run(main, backend=backend)
+    return run_loop(main, backend)
 
 
 CHECKERS = {
@@ -351,7 +360,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--nginx-workers", type=int, default=1)
-    parser.add_argument("--backends", nargs="+", default=["asyncio", "trio"])
+    parser.add_argument(
+        "--backends", nargs="+", default=["asyncio", "uvloop", "trio"],
+        help="asyncio (plain), uvloop (asyncio on uvloop; aiohttp too), trio",
+    )  # fmt: skip
     parser.add_argument(
         "--false-timeouts",
         action="store_true",
@@ -374,10 +386,10 @@ def main() -> None:
             rows: list[tuple[str, str, float, int, float]] = []
             for backend in args.backends:
                 plan = ["anyprobe-api", "anyprobe-cli", "tutorial-httpx"]
-                if backend == "asyncio":
+                if backend != "trio":
                     plan.append("aiohttp-fresh")
                 plan.append("anyprobe-reuse")
-                if backend == "asyncio":
+                if backend != "trio":
                     plan.append("aiohttp-keepalive")
                 plan.append("anyio-h11-keepalive")
                 for checker in plan:

@@ -5,7 +5,8 @@ handshake a client sees. The probe resolves the name itself (``resolve``
 phase, honouring ``ip_family``), connects to the address (``connect``), does
 the TLS handshake with SNI set to the name (``tls``), sends the request and
 waits for the response head (``first_byte``), then reads the body up to
-``max_body_bytes`` (``transfer``). HTTP/1.1 is spoken with h11 directly; when
+``max_body_bytes`` (``transfer``). HTTP/1.1 is parsed by httptools (llhttp)
+when installed, else by h11 (``ANYPROBE_HTTP_PARSER=h11`` forces h11); when
 ``http2`` is on and the server picks ``h2`` in ALPN, the request goes through
 httpcore's HTTP/2 connection over the same socket.
 
@@ -15,7 +16,7 @@ hide the handshake and, under load, queue healthy checks into false timeouts.
 
 ``reuse_connections`` (off by default) is for many URLs on one host: each
 check takes an idle HTTP/1.1 connection of the run's :class:`ConnectionPool`
-or opens its own, never waits for one, and gives it back only when h11 says
+or opens its own, never waits for one, and gives it back only when its parser says
 the connection can carry another request. A reused check has no ``resolve``,
 ``connect`` or ``tls`` phase; it reports the certificate of its connection's
 handshake. A connection the server closed while it was idle is replaced by a
@@ -42,14 +43,13 @@ from anyprobe.masking import (
 from anyprobe.net import check_destination, connect_tcp
 from anyprobe.tls import CERTIFICATE_MODULES, TlsInfo, start_tls
 
+from ._http1 import HttpRequest, Response, parser_name
 from ._http_client import (
-    HttpRequest,
-    Response,
     StaleConnection,
     exchange_h2,
-    exchange_h11,
+    exchange_http1,
     io_failure,
-    new_h11_connection,
+    new_http1_parser,
     open_tunnel,
     proxy_auth,
 )
@@ -253,7 +253,7 @@ def _request_target(hop: Hop, proxy: SplitResult | None) -> str:
 def _give_back(
     pool: ConnectionPool, key: Hashable, connection: PooledConnection
 ) -> tuple[bool, list[PooledConnection], str | None]:
-    """Give ``connection`` back to ``pool`` if h11 says it can carry another
+    """Give ``connection`` back to ``pool`` if its parser says it can carry another
     request: whether it was kept, the idle connections it displaced (to
     close), and why it was not kept."""
     protocol = connection.protocol
@@ -275,10 +275,13 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
     description = "HTTP(S) request with assertions, like blackbox's http prober and check_http."
 
     def load_dependencies(self, targets: Sequence[anyprobe.Target]) -> None:
-        """h11 always; certificate parsing for https; httpcore and h2 for HTTP/2."""
+        """The HTTP/1.1 parser (h11 always, httptools when used); certificate
+        parsing for https; httpcore and h2 for HTTP/2."""
         import importlib
 
         modules = ["h11", "json", "anyio.streams.tls"]
+        if parser_name() == "httptools":
+            modules.append("httptools")
         https = [t for t in targets if t.url[:6].lower() == "https:" or t.options.proxy]
         if https:
             modules.extend(CERTIFICATE_MODULES)
@@ -416,7 +419,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         """One request on an idle connection of the run's pool, or on a new one.
 
         The connection goes back to the pool only when the exchange finished
-        and h11 says it can carry another request; on any error, a timeout or
+        and its parser says it can carry another request; on any error, a timeout or
         a cancellation it is closed instead.
         """
         pool = ctx.shared(ConnectionPool.SHARED_KEY, ConnectionPool)
@@ -437,7 +440,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
                 ctx.metrics["connection_reused"] = False
                 connection = await self._connect(hop, options, ctx, exchange, server_name, None)
                 if connection.tls is None or connection.tls.alpn != "h2":
-                    connection.protocol = new_h11_connection()
+                    connection.protocol = new_http1_parser()
                 connection.requests = 1
                 response = await self._send(
                     connection, hop, target, options, ctx, redactor, server_name
@@ -556,7 +559,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
                     transport, request, hop.origin, ctx, max_body_bytes=limit, keep_body=keep
                 )
             else:
-                response = await exchange_h11(
+                response = await exchange_http1(
                     transport,
                     request,
                     ctx,
