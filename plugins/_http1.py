@@ -21,6 +21,7 @@ refuses it with its own words.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Sequence
@@ -89,8 +90,9 @@ class RemoteProtocolError(Exception):
     """What the server sent is not HTTP/1.1 (the name h11 gives the same error)."""
 
 
+@functools.cache
 def httptools_available() -> bool:
-    """Whether httptools can be imported here."""
+    """Whether httptools can be imported here (asked once a process)."""
     try:
         import httptools  # noqa: F401
     except ImportError:

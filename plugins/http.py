@@ -96,17 +96,43 @@ class _Redirects:
     seen: list[str]
 
 
-def _hide_request_secrets(
-    target: anyprobe.Target,
+@dataclass(slots=True)
+class _Plan:
+    """What every check with one options object sends and hides, worked out
+    once per run (targets with the same options share the object)."""
+
+    options: HttpOptions
+    base_headers: list[tuple[str, str]]
+    #: The Authorization value the options give (None: maybe from the URL's userinfo).
+    auth: str | None
+    #: The options' secrets (see :func:`_request_secrets`).
+    secrets: Masker
+    body: bytes | None
+    content_type: str | None
+
+
+def _plan(options: HttpOptions) -> _Plan:
+    base_headers = _base_headers(options)
+    auth = auth_header(options, _NO_URL)
+    body, content_type = _request_body(options)
+    secrets = _request_secrets(options, base_headers, auth, Masker())
+    return _Plan(options, base_headers, auth, secrets, body, content_type)
+
+
+_NO_URL = urlsplit("")
+_PLANS = "anyprobe.plugins.http.plans"
+
+
+def _request_secrets(
     options: HttpOptions,
     headers: Sequence[tuple[str, str]],
     auth: str | None,
     masker: Masker,
 ) -> Masker:
-    """Add to the check's ``masker`` (which core fills with the options' secret
-    fields) every other secret one check may send: the values read from the
-    environment, the credential and ``header_env`` headers, the Authorization
-    value, the URL passwords."""
+    """Add to ``masker`` every secret the options make a check send: the values
+    read from the environment, the credential and ``header_env`` headers, the
+    Authorization value, the proxy's password. (Core fills each check's
+    masker with the options' secret fields; the check adds its URL's password.)"""
     for value in options.secret_values():
         masker.add(value)
     secret_headers = {name.lower() for name in options.header_env}
@@ -116,10 +142,25 @@ def _hide_request_secrets(
             masker.add(value)
     if auth is not None:
         masker.add_header("Authorization", auth)
-    masker.add_url(target.url)
     if options.proxy:
         masker.add_url(options.proxy)
     return masker
+
+
+def _base_headers(options: HttpOptions) -> list[tuple[str, str]]:
+    headers = [
+        ("User-Agent", options.user_agent),
+        ("Accept", "*/*"),
+        ("Accept-Encoding", "identity"),
+    ]
+    if not (options.reuse_connections and options.proxy is None):
+        headers.append(("Connection", "close"))
+    given = {k.lower() for k in [*options.headers, *options.header_env]}
+    headers = [(k, v) for k, v in headers if k.lower() not in given]
+    headers.extend(options.headers.items())
+    for name, secret in options.header_env.items():
+        headers.append((name, secret.get_secret_value()))
+    return headers
 
 
 def _cross_origin_headers(
@@ -297,49 +338,65 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         self, target: anyprobe.Target, options: HttpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         started = time.perf_counter()
-        base_headers = self._base_headers(options)
-        auth = auth_header(options, urlsplit(target.url))
+        plans: dict[int, _Plan] = ctx.shared(_PLANS, dict)
+        plan = plans.get(id(options))
+        if plan is None or plan.options is not options:
+            if len(plans) >= 1024:
+                plans.clear()  # a bound: many distinct options, each used rarely
+            plan = plans[id(options)] = _plan(options)
+        url = target.url
+        split = _split(url)
         # Core masks the outcome, trace and metrics with ctx.masker at the end.
-        masker = _hide_request_secrets(target, options, base_headers, auth, ctx.masker)
-        return await self._check(target, options, ctx, masker, base_headers, auth, started)
+        masker = ctx.masker
+        if plan.secrets:
+            masker.update(plan.secrets)
+        auth = plan.auth
+        if "@" in url:
+            masker.add_url(url)
+            if auth is None:
+                auth = auth_header(options, split[0])
+                if auth is not None:
+                    masker.add_header("Authorization", auth)
+        return await self._check(url, split, options, ctx, masker, plan, auth, started)
 
     async def _check(
         self,
-        target: anyprobe.Target,
+        url: str,
+        split: tuple[SplitResult, str, str, int],
         options: HttpOptions,
         ctx: anyprobe.CheckContext,
         redactor: Masker,
-        base_headers: list[tuple[str, str]],
+        plan: _Plan,
         auth: str | None,
         started: float,
     ) -> anyprobe.Outcome:
-        body, content_type = _request_body(options)
-        url = target.url
-        _, scheme, host, port = _split(url)
-        walk = _Redirects((scheme, host, port), options.method, body, content_type, [])
+        _, scheme, host, port = split
+        walk = _Redirects((scheme, host, port), options.method, plan.body, plan.content_type, [])
         walk.seen.append(mask_url_password(url))
         exchange = Exchange()
         while True:
-            hop = self._hop(url, walk, options, base_headers, auth)
+            hop = self._hop(url, split, walk, options, plan.base_headers, auth)
             response = await self._request(hop, options, ctx, redactor, exchange)
             next_url = _follow(hop, response, walk, options, ctx, redactor, exchange)
             if next_url is None:
                 break
-            url = next_url
+            url, split = next_url, _split(next_url)
         elapsed = time.perf_counter() - started
         return await verdict(response, options, exchange, elapsed, ctx, redactor)
 
     def _hop(
         self,
         url: str,
+        split: tuple[SplitResult, str, str, int],
         walk: _Redirects,
         options: HttpOptions,
         base_headers: list[tuple[str, str]],
         auth: str | None,
     ) -> Hop:
-        """The request to ``url``: credentials only for the first origin (unless
-        ``keep_credentials_on_redirect``), the body as the walk has it."""
-        parts, scheme, host, port = _split(url)
+        """The request to ``url`` (``split`` by :func:`_split`): credentials only
+        for the first origin (unless ``keep_credentials_on_redirect``), the body
+        as the walk has it."""
+        parts, scheme, host, port = split
         same_origin = (scheme, host, port) == walk.first_origin
         headers = (
             list(base_headers) if same_origin else _cross_origin_headers(base_headers, options)
@@ -351,21 +408,6 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
             if walk.content_type and not any(k.lower() == "content-type" for k, _ in headers):
                 headers.append(("Content-Type", walk.content_type))
         return Hop(url, parts, scheme, host, port, walk.method, walk.body, headers)
-
-    def _base_headers(self, options: HttpOptions) -> list[tuple[str, str]]:
-        headers = [
-            ("User-Agent", options.user_agent),
-            ("Accept", "*/*"),
-            ("Accept-Encoding", "identity"),
-        ]
-        if not (options.reuse_connections and options.proxy is None):
-            headers.append(("Connection", "close"))
-        given = {k.lower() for k in [*options.headers, *options.header_env]}
-        headers = [(k, v) for k, v in headers if k.lower() not in given]
-        headers.extend(options.headers.items())
-        for name, secret in options.header_env.items():
-            headers.append((name, secret.get_secret_value()))
-        return headers
 
     async def _request(
         self,
