@@ -3,17 +3,28 @@ and aiohttp checkers (a fresh connection per check, and keep-alive), on a
 loopback nginx.
 
     python benchmarks/http_bench.py [--urls 2000] [--concurrency 100] [--repeat 3]
+        [--backends asyncio uvloop trio] [--checkers NAME...] [--h11] [--before DIR]
     python benchmarks/http_bench.py --false-timeouts     # 20,000 checks at c=100 and c=1,000
+
+``--repeat`` runs every checker once per round, in turn, and reports the
+median of the rounds. ``--h11`` runs anyprobe's checkers again with
+``ANYPROBE_HTTP_PARSER=h11`` (rows ``NAME/h11``: httptools off); ``--before
+DIR`` runs them again with the ``anyprobe`` package found in DIR (an earlier
+version, e.g. ``git archive`` of a commit laid out as ``DIR/anyprobe`` with
+``plugins/`` inside: rows ``before:NAME``), in the same rounds.
+``--false-timeouts`` runs with the speed-ups on (uvloop for asyncio,
+httptools) and off (plain asyncio, h11).
 
 nginx (``apt-get install nginx``) is started with a temporary config on a free
 loopback port and stopped at the end. Each measurement runs in a fresh
 subprocess, on asyncio and on trio, over the same distinct URLs
 (``/check/0`` ... ``/check/1999``); the best of ``--repeat`` runs is kept.
 Every checker counts the checks that did not come back healthy: on a healthy
-local server that count must be 0 (a false timeout is a defect). The last
-column is the client's CPU time per check (the least of the runs; for the
-CLI the whole command's, start-up included), which other jobs on a busy
-machine disturb much less than checks/s.
+local server that count must be 0 (a false timeout is a defect). "client CPU
+per check" is the client's CPU time per check in its timed part (for the CLI
+the whole command's, start-up included); "user CPU, whole process" is the
+user CPU time of the checker's whole process, interpreter start and imports
+included. Other jobs on a busy machine disturb both much less than checks/s.
 
 Checkers:
 
@@ -516,7 +527,7 @@ def report(
     print(f"{args.urls} URLs, concurrency {args.concurrency}, median of {args.repeat} rounds")
     print(
         "| backend | checker | checks/s | x aiohttp-fresh | x aiohttp-keepalive | unhealthy "
-        "| CPU per check (timed part) | user CPU, whole process | aiohttp-fresh user CPU / this |"
+        "| client CPU per check | user CPU, whole process | aiohttp-fresh user CPU / this |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for (backend, checker), found in runs.items():
