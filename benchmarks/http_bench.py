@@ -299,8 +299,12 @@ def variant(checker: str) -> tuple[str, dict[str, str]]:
         env["ANYPROBE_HTTP_PARSER"] = "h11"
     if checker.startswith("before:"):
         checker = checker.removeprefix("before:")
-        env["HTTP_BENCH_BEFORE"] = os.environ["HTTP_BENCH_BEFORE"]
+        env["HTTP_BENCH_BEFORE"] = str(BEFORE[0])
     return checker, env
+
+
+#: ``--before DIR``: given to the ``before:`` checkers only (through their environment).
+BEFORE: list[Path | None] = [None]
 
 
 def measure_cli(
@@ -448,7 +452,7 @@ def main() -> None:
     if args.before is not None:
         if not (args.before / "anyprobe" / "_cli.py").exists():
             parser.error(f"--before: no anyprobe package in {args.before}")
-        os.environ["HTTP_BENCH_BEFORE"] = str(args.before.resolve())
+        BEFORE[0] = args.before.resolve()
 
     with tempfile.TemporaryDirectory(prefix="anyprobe-http-bench-") as tmp:
         prefix = Path(tmp)
