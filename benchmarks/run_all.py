@@ -110,9 +110,11 @@ def http_goals(http: str, false_timeouts: str) -> list[Goal]:
         return f"{value:.0f} µs" if value else "?"
 
     goals = []
-    aiohttp = rate.get(("asyncio", "aiohttp-fresh"))
-    keepalive = rate.get(("asyncio", "aiohttp-keepalive"))
-    for backend in ("asyncio", "trio"):
+    for backend in ("asyncio", "uvloop", "trio"):
+        # aiohttp on the same loop (asyncio's for trio, where aiohttp does not run).
+        peer_loop = "asyncio" if backend == "trio" else backend
+        aiohttp = rate.get((peer_loop, "aiohttp-fresh"))
+        keepalive = rate.get((peer_loop, "aiohttp-keepalive"))
         mine = rate.get((backend, "anyprobe-api"))
         tutorial = rate.get((backend, "tutorial-httpx"))
         reuse = rate.get((backend, "anyprobe-reuse"))
@@ -120,11 +122,11 @@ def http_goals(http: str, false_timeouts: str) -> list[Goal]:
             ratio = mine / aiohttp
             why = (
                 f"short by {1 - ratio:.0%}. Client CPU per check: anyprobe "
-                f"{cpu_of(backend, 'anyprobe-api')}, aiohttp {cpu_of('asyncio', 'aiohttp-fresh')}."
-                " Each anyprobe check resolves the name, opens its own connection, times every "
-                "phase and builds a full Result; it parses HTTP with h11 (pure Python) through "
-                "anyio's streams, where aiohttp parses with its C parser (llhttp) inside asyncio "
-                "protocol callbacks, with no stream layer or task per read."
+                f"{cpu_of(backend, 'anyprobe-api')}, aiohttp {cpu_of(peer_loop, 'aiohttp-fresh')}."
+                " Each anyprobe check resolves the name, opens its own connection through "
+                "anyio's socket streams, times every phase and builds a full Result; aiohttp "
+                "reads inside asyncio protocol callbacks, with no stream layer or task per read "
+                "(both parse with llhttp when httptools is installed)."
                 + (" aiohttp runs on asyncio only: this trio figure is compared with aiohttp "
                    "on asyncio." if backend == "trio" else "")
             )  # fmt: skip
@@ -143,8 +145,8 @@ def http_goals(http: str, false_timeouts: str) -> list[Goal]:
             if floor:
                 why += (
                     f" A bare anyio + h11 keep-alive loop does {floor:,.0f} checks/s on "
-                    f"{backend} in this run ({floor / keepalive:.2f}x aiohttp keep-alive: h11 "
-                    "parses in pure Python, aiohttp in C); anyprobe with reuse_connections does "
+                    f"{backend} in this run ({floor / keepalive:.2f}x aiohttp keep-alive; it "
+                    "parses with h11, in pure Python); anyprobe with reuse_connections does "
                     f"{reuse / floor:.0%} of that, and {reuse / (mine or reuse):.1f}x its own "
                     "fresh-connection rate. The rest is anyprobe's per-check work (phases, "
                     "thresholds, assertions, a Result per check, the result stream)."

@@ -31,7 +31,7 @@ from ._errors import CheckFailed
 from ._model import Attempt, ErrorInfo, Outcome, Result, Status, Target
 from ._outcomes import apply_thresholds, is_cancellation, raised
 from ._probe import CheckContext, Probe
-from .masking import mask_context, mask_outcome, options_masker
+from .masking import Masker, mask_context, mask_outcome, options_masker
 
 if TYPE_CHECKING:
     from ._watchdog import LoopWatchdog
@@ -242,6 +242,9 @@ class Scheduler:
         self.explain = explain
         self.watchdog = watchdog
         self.resources: dict[Any, Any] = {}
+        #: options_masker() of each options object seen, by id (the object kept
+        #: with it, so that an id reused by another object is not mistaken).
+        self._maskers: dict[int, tuple[Any, Masker]] = {}
         self.started = 0
         self.finished = 0
 
@@ -362,7 +365,7 @@ class Scheduler:
             attempt=check.attempt,
             explain=self.explain,
             resources=self.resources,
-            masker=options_masker(target.options),
+            masker=self._masker(target.options),
         )
         check.outcome = None
         start = check.attempt_started = time.perf_counter()
@@ -412,6 +415,20 @@ class Scheduler:
         elif not every_address:  # with every address, each address is held to them
             outcome = apply_thresholds(outcome, target.options, elapsed)
         check.outcome = outcome
+
+    def _masker(self, options: Any) -> Masker:
+        """A new masker knowing the secrets of ``options`` (:func:`options_masker`),
+        worked out once per options object: targets share one when their options
+        are the same."""
+        found = self._maskers.get(id(options))
+        if found is None or found[0] is not options:
+            if len(self._maskers) >= 1024:
+                self._maskers.clear()  # a bound: many distinct options, each used rarely
+            found = self._maskers[id(options)] = (options, options_masker(options))
+        masker = Masker()
+        if found[1]:
+            masker.update(found[1])
+        return masker
 
     def _timed_out(self, check: _Check) -> Outcome:
         """The outcome of an attempt its deadline cancelled (see :meth:`_stalled`)."""

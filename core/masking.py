@@ -173,6 +173,15 @@ class Masker:
     def __bool__(self) -> bool:
         return bool(self._secrets)
 
+    def update(self, other: Masker) -> None:
+        """Hide every secret ``other`` hides, from now on (a copy: ``other``
+        does not change). For a check's masker filled from one worked out
+        once, instead of adding the same secrets again at every check."""
+        new = other._secrets - self._secrets
+        if new:
+            self._secrets |= new
+            self._pattern = None
+
     def add(self, secret: str) -> None:
         """Hide ``secret``, and its percent-encoded and base64 forms, from now on."""
         if len(secret) < MIN_SECRET_LENGTH:

@@ -1,6 +1,7 @@
 """anyprobe's HTTP client: one request over a stream that is already open.
 
-:func:`exchange_h11` speaks HTTP/1.1 with h11, :func:`exchange_h2` HTTP/2
+:func:`exchange_http1` speaks HTTP/1.1 (httptools' parser when installed,
+else h11's: see :mod:`anyprobe.plugins._http1`), :func:`exchange_h2` HTTP/2
 through httpcore's connection on the same socket. Both send the request and
 read the response head and a bounded body, each part timed as the phase the
 caller names. The HTTP probe and DNS over HTTPS both go through here.
@@ -14,9 +15,8 @@ is not HTTP, or a connection closed before the answer, is a
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Sequence
+from time import perf_counter
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
@@ -25,7 +25,14 @@ from anyio.abc import ByteStream
 
 import anyprobe
 from anyprobe.net import describe_os_error, fail_from_os_error
-from anyprobe.tls import TlsInfo, describe_tls_error, find_ssl_error
+from anyprobe.tls import describe_tls_error, find_ssl_error
+
+from ._http1 import H11Parser, LlhttpParser, new_parser
+from ._http1 import HttpRequest as HttpRequest  # where DNS over HTTPS imports them from
+from ._http1 import Response as Response
+
+#: The HTTP/1.1 parser of a connection (see :mod:`anyprobe.plugins._http1`).
+Http1Parser = H11Parser | LlhttpParser
 
 #: Bytes asked of the stream at a time.
 READ_SIZE = 65536
@@ -33,55 +40,6 @@ READ_SIZE = 65536
 MAX_HEAD_BYTES = 64 * 1024
 #: The phases a request is timed in by default: up to the response head, then the body.
 PHASES = ("first_byte", "transfer")
-
-
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    """What goes out: ``target`` is the request target (``/path?query``, or
-    the absolute form a proxy wants); header names are ASCII tokens."""
-
-    method: str
-    target: str
-    headers: Sequence[tuple[str, str]]
-    body: bytes | None = None
-
-
-@dataclass(slots=True)
-class Response:
-    """What came back: header names are lower-case; ``body`` holds what was
-    kept of ``body_bytes`` read, ``truncated`` when the body passed the limit."""
-
-    status: int
-    reason: str
-    http_version: str
-    headers: list[tuple[str, str]]
-    body: bytearray
-    body_bytes: int
-    address: str = ""
-    tls: TlsInfo | None = None
-    truncated: bool = False
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (lower-case), or None."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-    def add_body(self, chunk: bytes, limit: int, keep: bool) -> bool:
-        """Count ``chunk`` (and keep it when ``keep``); False once the body
-        passed ``limit`` bytes: it is then truncated, the rest is not read."""
-        size = len(chunk)
-        if self.body_bytes + size > limit:
-            if keep:
-                self.body += chunk[: limit - self.body_bytes]
-            self.body_bytes = limit
-            self.truncated = True
-            return False
-        self.body_bytes += size
-        if keep:
-            self.body += chunk
-        return True
 
 
 class StaleConnection(Exception):
@@ -104,30 +62,23 @@ def io_failure(exc: BaseException, server_name: str) -> anyprobe.CheckFailed:
     return fail_from_os_error(exc)
 
 
-@contextmanager
-def _timed(ctx: anyprobe.CheckContext, phase: str | None) -> Iterator[None]:
-    with ctx.phase(phase) if phase is not None else nullcontext():
-        yield
-
-
 # -- HTTP/1.1 ----------------------------------------------------------------------
 
 
-def new_h11_connection(max_head_bytes: int = MAX_HEAD_BYTES) -> Any:
-    """A client h11 connection that refuses a response head over ``max_head_bytes``."""
-    import h11
+def new_http1_parser(max_head_bytes: int = MAX_HEAD_BYTES) -> Http1Parser:
+    """A parser for a new HTTP/1.1 connection, refusing a head over ``max_head_bytes``:
+    httptools' when installed (see :func:`anyprobe.plugins._http1.parser_name`), else h11's."""
+    return new_parser(max_head_bytes)
 
-    return h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head_bytes)
 
-
-async def exchange_h11(
+async def exchange_http1(
     stream: ByteStream,
     request: HttpRequest,
     ctx: anyprobe.CheckContext,
     *,
     max_body_bytes: int,
     keep_body: bool = True,
-    protocol: Any = None,
+    protocol: Http1Parser | None = None,
     reused: bool = False,
     max_head_bytes: int = MAX_HEAD_BYTES,
     phases: tuple[str, str] | None = PHASES,
@@ -137,43 +88,51 @@ async def exchange_h11(
     Sending and reading the head are timed as ``phases[0]``, reading the body
     (at most ``max_body_bytes``, kept only when ``keep_body``) as
     ``phases[1]``; with ``phases`` None the caller times the whole exchange.
-    ``protocol`` is the h11 connection of a kept connection (else a new one
-    is made, refusing a head over ``max_head_bytes``); on a ``reused`` one, a
+    ``protocol`` is the parser of a kept connection (else a new one is made,
+    refusing a head over ``max_head_bytes``); on a ``reused`` one, a
     connection the server closed before sending a byte raises
     :class:`StaleConnection`.
     """
-    connection = protocol or new_h11_connection(max_head_bytes)
-    data = _request_bytes(connection, request)
-    events = _H11Events(connection, stream, reused=reused)
+    parser = protocol or new_parser(max_head_bytes)
+    data = parser.start(request, max_body_bytes, keep_body)
     head_phase, body_phase = phases or (None, None)
-    with _timed(ctx, head_phase):
+    outer = ctx.current_phase
+    # ctx.phase(), inlined (two phases a check): a failure leaves current_phase
+    # on the phase it happened in.
+    if head_phase is not None:
+        ctx.current_phase = head_phase
+    started = perf_counter()
+    received = False
+    try:
         await _send(stream, data, reused=reused)
-        response = await events.head()
-    with _timed(ctx, body_phase):
-        await events.body(response, max_body_bytes, keep_body)
+        response = parser.head()
+        while response is None:
+            parser.feed(await _receive(stream, reused and not received))
+            received = True
+            response = parser.head()
+    finally:
+        if head_phase is not None:
+            _add_phase(ctx, head_phase, started)
+    if body_phase is not None:
+        ctx.current_phase = body_phase
+    started = perf_counter()
+    try:
+        while not parser.body_done():
+            parser.feed(await _receive(stream, False))
+    finally:
+        if body_phase is not None:
+            _add_phase(ctx, body_phase, started)
+    ctx.current_phase = outer
     return response
 
 
-def _request_bytes(connection: Any, request: HttpRequest) -> bytes:
-    """The request as h11 writes it; a request h11 refuses to send is unknown."""
-    import h11
+#: The name the DNS probe's DNS over HTTPS imports.
+exchange_h11 = exchange_http1
 
-    try:
-        data: bytes = connection.send(
-            h11.Request(
-                method=request.method,
-                target=request.target,
-                headers=encode_headers(request.headers),
-            )
-        )
-        if request.body:
-            data += connection.send(h11.Data(data=request.body))
-        data += connection.send(h11.EndOfMessage())
-    except h11.LocalProtocolError as exc:
-        raise anyprobe.CheckFailed(
-            f"cannot send the request: {exc}", status=anyprobe.Status.UNKNOWN
-        ) from None
-    return data
+
+def _add_phase(ctx: anyprobe.CheckContext, name: str, started: float) -> None:
+    # ctx.phase(), inlined: two phases per check on the hot path.
+    ctx.phases[name] = ctx.phases.get(name, 0.0) + perf_counter() - started
 
 
 async def _send(stream: ByteStream, data: bytes, *, reused: bool) -> None:
@@ -185,85 +144,19 @@ async def _send(stream: ByteStream, data: bytes, *, reused: bool) -> None:
         raise
 
 
-class _H11Events:
-    """The events of one response, read from ``stream`` as h11 needs bytes."""
-
-    def __init__(self, connection: Any, stream: ByteStream, *, reused: bool) -> None:
-        self.connection = connection
-        self.stream = stream
-        self.reused = reused
-        self.closed = False  # the server closed its side
-        self.received = False  # a byte came back
-
-    async def next(self) -> Any:
-        import h11
-
-        while True:
-            event = self._parse()
-            if event is not h11.NEED_DATA:
-                return event
-            self.connection.receive_data(await self._receive())
-
-    def _parse(self) -> Any:
-        import h11
-
-        connection = self.connection
-        try:
-            return connection.next_event()
-        except h11.RemoteProtocolError as exc:
-            if self.closed and connection.their_state is h11.SEND_BODY:
-                summary = "the server closed the connection before the end of the body"
-            elif self.closed:
-                summary = "the server closed the connection without a response"
-            else:
-                summary = f"invalid HTTP response: {exc}"
-            raise anyprobe.CheckFailed(summary, error=exc) from None
-
-    async def _receive(self) -> bytes:
-        try:
-            chunk = await self.stream.receive(READ_SIZE)
-        except anyio.EndOfStream:
-            if self.reused and not self.received:
-                raise StaleConnection("closed") from None
-            chunk = b""
-            self.closed = True
-        except (OSError, anyio.BrokenResourceError) as exc:
-            if self.reused and not self.received:
-                raise StaleConnection(describe_os_error(exc)) from None
-            raise
-        self.received = True
-        return chunk
-
-    async def head(self) -> Response:
-        """The response head (informational 1xx heads are skipped)."""
-        import h11
-
-        while True:
-            event = await self.next()
-            if isinstance(event, h11.Response):
-                break
-            if isinstance(event, h11.ConnectionClosed):
-                raise anyprobe.CheckFailed("the server closed the connection without a response")
-        return Response(
-            status=event.status_code,
-            reason=event.reason.decode("latin-1", errors="replace"),
-            http_version=event.http_version.decode("ascii", errors="replace"),
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers],
-            body=bytearray(),
-            body_bytes=0,
-        )
-
-    async def body(self, response: Response, limit: int, keep: bool) -> None:
-        """Read the body into ``response``, up to ``limit`` bytes."""
-        import h11
-
-        while True:
-            event = await self.next()
-            if isinstance(event, h11.Data):
-                if not response.add_body(event.data, limit, keep):
-                    return
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                return
+async def _receive(stream: ByteStream, stale_if_closed: bool) -> bytes:
+    """The next bytes of the response; ``b""`` when the server closed the
+    connection, or :class:`StaleConnection` when ``stale_if_closed``."""
+    try:
+        return await stream.receive(READ_SIZE)
+    except anyio.EndOfStream:
+        if stale_if_closed:
+            raise StaleConnection("closed") from None
+        return b""
+    except (OSError, anyio.BrokenResourceError) as exc:
+        if stale_if_closed:
+            raise StaleConnection(describe_os_error(exc)) from None
+        raise
 
 
 def proxy_auth(proxy: SplitResult) -> str | None:

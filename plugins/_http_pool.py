@@ -1,7 +1,7 @@
 """Kept HTTP/1.1 connections, for the HTTP probe's ``reuse_connections``.
 
 A check takes an idle connection of the run's :class:`ConnectionPool` or opens
-its own, never waits for one, and gives it back only when h11 says the
+its own, never waits for one, and gives it back only when its parser says the
 connection can carry another request.
 """
 
@@ -26,13 +26,14 @@ IDLE_SECONDS = 15.0
 @dataclass(slots=True, eq=False)
 class PooledConnection:
     """An open connection: the TCP stream, what requests go over, and for
-    HTTP/1.1 under ``reuse_connections`` the h11 state machine that spoke on it."""
+    HTTP/1.1 under ``reuse_connections`` the parser (h11's or httptools') that
+    read its responses."""
 
     socket: ByteStream
     transport: ByteStream  # the TLS stream for https, else ``socket``
     address: str
     tls: TlsInfo | None
-    protocol: Any = None  # h11.Connection, kept across requests
+    protocol: Any = None  # the HTTP/1.1 parser, kept across requests
     requests: int = 0
     idle_since: float = 0.0
 
@@ -139,15 +140,9 @@ async def close_all(connections: Sequence[PooledConnection]) -> None:
 
 
 def why_not_reusable(protocol: Any) -> str | None:
-    """None when the h11 connection can carry another request, else why not."""
+    """None when the connection's HTTP/1.1 parser says it can carry another
+    request, else why not."""
     if protocol is None:
         return "HTTP/2 connections are not reused"
-    import h11
-
-    if protocol.our_state is h11.DONE and protocol.their_state is h11.DONE:
-        return None
-    if protocol.their_state is h11.MUST_CLOSE:
-        return "the server asked to close it"
-    if protocol.our_state is h11.MUST_CLOSE:
-        return "the request asked to close it"
-    return "the response was not read to its end"
+    reason: str | None = protocol.why_not_reusable()
+    return reason

@@ -12,7 +12,7 @@ import anyprobe
 from anyprobe.masking import Masker
 from anyprobe.tls import TlsInfo, client_certificate_expiry_days, expiry_verdict
 
-from ._http_client import Response
+from ._http1 import Response
 from ._http_options import HttpOptions
 
 

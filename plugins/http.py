@@ -5,7 +5,8 @@ handshake a client sees. The probe resolves the name itself (``resolve``
 phase, honouring ``ip_family``), connects to the address (``connect``), does
 the TLS handshake with SNI set to the name (``tls``), sends the request and
 waits for the response head (``first_byte``), then reads the body up to
-``max_body_bytes`` (``transfer``). HTTP/1.1 is spoken with h11 directly; when
+``max_body_bytes`` (``transfer``). HTTP/1.1 is parsed by httptools (llhttp)
+when installed, else by h11 (``ANYPROBE_HTTP_PARSER=h11`` forces h11); when
 ``http2`` is on and the server picks ``h2`` in ALPN, the request goes through
 httpcore's HTTP/2 connection over the same socket.
 
@@ -15,7 +16,7 @@ hide the handshake and, under load, queue healthy checks into false timeouts.
 
 ``reuse_connections`` (off by default) is for many URLs on one host: each
 check takes an idle HTTP/1.1 connection of the run's :class:`ConnectionPool`
-or opens its own, never waits for one, and gives it back only when h11 says
+or opens its own, never waits for one, and gives it back only when its parser says
 the connection can carry another request. A reused check has no ``resolve``,
 ``connect`` or ``tls`` phase; it reports the certificate of its connection's
 handshake. A connection the server closed while it was idle is replaced by a
@@ -42,14 +43,13 @@ from anyprobe.masking import (
 from anyprobe.net import check_destination, connect_tcp
 from anyprobe.tls import CERTIFICATE_MODULES, TlsInfo, start_tls
 
+from ._http1 import HttpRequest, Response, parser_name
 from ._http_client import (
-    HttpRequest,
-    Response,
     StaleConnection,
     exchange_h2,
-    exchange_h11,
+    exchange_http1,
     io_failure,
-    new_h11_connection,
+    new_http1_parser,
     open_tunnel,
     proxy_auth,
 )
@@ -96,17 +96,43 @@ class _Redirects:
     seen: list[str]
 
 
-def _hide_request_secrets(
-    target: anyprobe.Target,
+@dataclass(slots=True)
+class _Plan:
+    """What every check with one options object sends and hides, worked out
+    once per run (targets with the same options share the object)."""
+
+    options: HttpOptions
+    base_headers: list[tuple[str, str]]
+    #: The Authorization value the options give (None: maybe from the URL's userinfo).
+    auth: str | None
+    #: The options' secrets (see :func:`_request_secrets`).
+    secrets: Masker
+    body: bytes | None
+    content_type: str | None
+
+
+def _plan(options: HttpOptions) -> _Plan:
+    base_headers = _base_headers(options)
+    auth = auth_header(options, _NO_URL)
+    body, content_type = _request_body(options)
+    secrets = _request_secrets(options, base_headers, auth, Masker())
+    return _Plan(options, base_headers, auth, secrets, body, content_type)
+
+
+_NO_URL = urlsplit("")
+_PLANS = "anyprobe.plugins.http.plans"
+
+
+def _request_secrets(
     options: HttpOptions,
     headers: Sequence[tuple[str, str]],
     auth: str | None,
     masker: Masker,
 ) -> Masker:
-    """Add to the check's ``masker`` (which core fills with the options' secret
-    fields) every other secret one check may send: the values read from the
-    environment, the credential and ``header_env`` headers, the Authorization
-    value, the URL passwords."""
+    """Add to ``masker`` every secret the options make a check send: the values
+    read from the environment, the credential and ``header_env`` headers, the
+    Authorization value, the proxy's password. (Core fills each check's
+    masker with the options' secret fields; the check adds its URL's password.)"""
     for value in options.secret_values():
         masker.add(value)
     secret_headers = {name.lower() for name in options.header_env}
@@ -116,10 +142,25 @@ def _hide_request_secrets(
             masker.add(value)
     if auth is not None:
         masker.add_header("Authorization", auth)
-    masker.add_url(target.url)
     if options.proxy:
         masker.add_url(options.proxy)
     return masker
+
+
+def _base_headers(options: HttpOptions) -> list[tuple[str, str]]:
+    headers = [
+        ("User-Agent", options.user_agent),
+        ("Accept", "*/*"),
+        ("Accept-Encoding", "identity"),
+    ]
+    if not (options.reuse_connections and options.proxy is None):
+        headers.append(("Connection", "close"))
+    given = {k.lower() for k in [*options.headers, *options.header_env]}
+    headers = [(k, v) for k, v in headers if k.lower() not in given]
+    headers.extend(options.headers.items())
+    for name, secret in options.header_env.items():
+        headers.append((name, secret.get_secret_value()))
+    return headers
 
 
 def _cross_origin_headers(
@@ -257,7 +298,7 @@ def _request_target(hop: Hop, proxy: SplitResult | None) -> str:
 def _give_back(
     pool: ConnectionPool, key: Hashable, connection: PooledConnection
 ) -> tuple[bool, list[PooledConnection], str | None]:
-    """Give ``connection`` back to ``pool`` if h11 says it can carry another
+    """Give ``connection`` back to ``pool`` if its parser says it can carry another
     request: whether it was kept, the idle connections it displaced (to
     close), and why it was not kept."""
     protocol = connection.protocol
@@ -279,10 +320,13 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
     description = "HTTP(S) request with assertions, like blackbox's http prober and check_http."
 
     def load_dependencies(self, targets: Sequence[anyprobe.Target]) -> None:
-        """h11 always; certificate parsing for https; httpcore and h2 for HTTP/2."""
+        """The HTTP/1.1 parser (h11 always, httptools when used); certificate
+        parsing for https; httpcore and h2 for HTTP/2."""
         import importlib
 
         modules = ["h11", "json", "anyio.streams.tls"]
+        if parser_name() == "httptools":
+            modules.append("httptools")
         https = [t for t in targets if t.url[:6].lower() == "https:" or t.options.proxy]
         if https:
             modules.extend(CERTIFICATE_MODULES)
@@ -298,49 +342,65 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         self, target: anyprobe.Target, options: HttpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         started = time.perf_counter()
-        base_headers = self._base_headers(options)
-        auth = auth_header(options, urlsplit(target.url))
+        plans: dict[int, _Plan] = ctx.shared(_PLANS, dict)
+        plan = plans.get(id(options))
+        if plan is None or plan.options is not options:
+            if len(plans) >= 1024:
+                plans.clear()  # a bound: many distinct options, each used rarely
+            plan = plans[id(options)] = _plan(options)
+        url = target.url
+        split = _split(url)
         # Core masks the outcome, trace and metrics with ctx.masker at the end.
-        masker = _hide_request_secrets(target, options, base_headers, auth, ctx.masker)
-        return await self._check(target, options, ctx, masker, base_headers, auth, started)
+        masker = ctx.masker
+        if plan.secrets:
+            masker.update(plan.secrets)
+        auth = plan.auth
+        if "@" in url:
+            masker.add_url(url)
+            if auth is None:
+                auth = auth_header(options, split[0])
+                if auth is not None:
+                    masker.add_header("Authorization", auth)
+        return await self._check(url, split, options, ctx, masker, plan, auth, started)
 
     async def _check(
         self,
-        target: anyprobe.Target,
+        url: str,
+        split: tuple[SplitResult, str, str, int],
         options: HttpOptions,
         ctx: anyprobe.CheckContext,
         redactor: Masker,
-        base_headers: list[tuple[str, str]],
+        plan: _Plan,
         auth: str | None,
         started: float,
     ) -> anyprobe.Outcome:
-        body, content_type = _request_body(options)
-        url = target.url
-        _, scheme, host, port = _split(url)
-        walk = _Redirects((scheme, host, port), options.method, body, content_type, [])
+        _, scheme, host, port = split
+        walk = _Redirects((scheme, host, port), options.method, plan.body, plan.content_type, [])
         walk.seen.append(mask_url_password(url))
         exchange = Exchange()
         while True:
-            hop = self._hop(url, walk, options, base_headers, auth)
+            hop = self._hop(url, split, walk, options, plan.base_headers, auth)
             response = await self._request(hop, options, ctx, redactor, exchange)
             next_url = _follow(hop, response, walk, options, ctx, redactor, exchange)
             if next_url is None:
                 break
-            url = next_url
+            url, split = next_url, _split(next_url)
         elapsed = time.perf_counter() - started
         return await verdict(response, options, exchange, elapsed, ctx, redactor)
 
     def _hop(
         self,
         url: str,
+        split: tuple[SplitResult, str, str, int],
         walk: _Redirects,
         options: HttpOptions,
         base_headers: list[tuple[str, str]],
         auth: str | None,
     ) -> Hop:
-        """The request to ``url``: credentials only for the first origin (unless
-        ``keep_credentials_on_redirect``), the body as the walk has it."""
-        parts, scheme, host, port = _split(url)
+        """The request to ``url`` (``split`` by :func:`_split`): credentials only
+        for the first origin (unless ``keep_credentials_on_redirect``), the body
+        as the walk has it."""
+        parts, scheme, host, port = split
         same_origin = (scheme, host, port) == walk.first_origin
         headers = (
             list(base_headers) if same_origin else _cross_origin_headers(base_headers, options)
@@ -352,21 +412,6 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
             if walk.content_type and not any(k.lower() == "content-type" for k, _ in headers):
                 headers.append(("Content-Type", walk.content_type))
         return Hop(url, parts, scheme, host, port, walk.method, walk.body, headers)
-
-    def _base_headers(self, options: HttpOptions) -> list[tuple[str, str]]:
-        headers = [
-            ("User-Agent", options.user_agent),
-            ("Accept", "*/*"),
-            ("Accept-Encoding", "identity"),
-        ]
-        if not (options.reuse_connections and options.proxy is None):
-            headers.append(("Connection", "close"))
-        given = {k.lower() for k in [*options.headers, *options.header_env]}
-        headers = [(k, v) for k, v in headers if k.lower() not in given]
-        headers.extend(options.headers.items())
-        for name, secret in options.header_env.items():
-            headers.append((name, secret.get_secret_value()))
-        return headers
 
     async def _request(
         self,
@@ -420,7 +465,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
         """One request on an idle connection of the run's pool, or on a new one.
 
         The connection goes back to the pool only when the exchange finished
-        and h11 says it can carry another request; on any error, a timeout or
+        and its parser says it can carry another request; on any error, a timeout or
         a cancellation it is closed instead.
         """
         pool = ctx.shared(ConnectionPool.SHARED_KEY, ConnectionPool)
@@ -441,7 +486,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
                 ctx.metrics["connection_reused"] = False
                 connection = await self._connect(hop, options, ctx, exchange, server_name, None)
                 if connection.tls is None or connection.tls.alpn != "h2":
-                    connection.protocol = new_h11_connection()
+                    connection.protocol = new_http1_parser()
                 connection.requests = 1
                 response = await self._send(
                     connection, hop, target, options, ctx, redactor, server_name
@@ -560,7 +605,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
                     transport, request, hop.origin, ctx, max_body_bytes=limit, keep_body=keep
                 )
             else:
-                response = await exchange_h11(
+                response = await exchange_http1(
                     transport,
                     request,
                     ctx,

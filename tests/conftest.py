@@ -20,3 +20,13 @@ def manager() -> PluginManager:
     manager = PluginManager()
     manager.load_entrypoints(autoload=False)
     return manager
+
+
+@pytest.fixture(params=["h11", "httptools"])
+def http_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The HTTP probe's HTTP/1.1 parser, forced through ANYPROBE_HTTP_PARSER:
+    the HTTP suites run with each (httptools is skipped where not installed)."""
+    if request.param == "httptools":
+        pytest.importorskip("httptools")
+    monkeypatch.setenv("ANYPROBE_HTTP_PARSER", str(request.param))
+    return str(request.param)

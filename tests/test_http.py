@@ -30,7 +30,8 @@ from tests.servers.http import (
     threaded_tls_server,
 )
 
-pytestmark = pytest.mark.anyio
+# Every test runs with each HTTP/1.1 parser (h11, httptools) on each backend.
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("http_parser")]
 
 
 async def probe(

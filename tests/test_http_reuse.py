@@ -27,7 +27,8 @@ from anyprobe._http_server import Request, serve_http
 from anyprobe._run import Run
 from tests.servers.http import cert_files, serve_h2, serve_proxy, server_context
 
-pytestmark = pytest.mark.anyio
+# Every test runs with each HTTP/1.1 parser (h11, httptools) on each backend.
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("http_parser")]
 
 REUSE = {"reuse_connections": True}
 
