@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
 
-from ._serve_view import UPTIME_PERIODS, CheckView, StatusView
+from ._serve_view import UPTIME_PERIODS, CheckView, StatusView, percent, seconds
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -108,8 +108,6 @@ def uptime_color(share: float) -> str:
 
 def make_badge(check: CheckView, kind: str, label: str | None = None) -> Badge:
     """The badge ``kind`` of ``check``."""
-    from ._serve_page import percent, seconds
-
     if kind == "status":
         message, color = _STATUS[check.status_name]
         return Badge(label or check.name, message, color)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import math
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -28,11 +27,14 @@ from urllib.parse import quote
 
 from ._serve_view import (
     DETAIL_POINTS,
+    NONE,
     OVERVIEW_POINTS,
     CheckView,
     History,
     StatusView,
     help_text,
+    percent,
+    seconds,
 )
 from ._store import Record
 
@@ -50,7 +52,6 @@ PAGE_PREFIXES = ("/check/", "/badge/")
 API_PREFIX = "/api/"
 
 #: Shown for a figure without data.
-NONE = "\N{EN DASH}"
 
 #: Bodies smaller than this are sent uncompressed.
 _GZIP_MIN = 1024
@@ -207,26 +208,6 @@ def status_html(status: str, summary: str | None = None) -> Markup:
     if summary:
         html += f'<span class="summary">{escape(summary)}</span>'
     return Markup(html)
-
-
-def percent(value: float | None) -> str:
-    """An uptime share as a percentage, never rounded up to 100 %."""
-    if value is None:
-        return NONE
-    if value >= 1:
-        return "100%"
-    return f"{math.floor(value * 10_000) / 100:.2f}%"
-
-
-def seconds(value: float | None) -> str:
-    """A duration as people read it: ``41 ms``, ``1.25 s``."""
-    if value is None:
-        return NONE
-    if value < 0.0001:
-        return f"{value * 1_000_000:.0f} \N{MICRO SIGN}s"
-    if value < 1:
-        return f"{value * 1000:.0f} ms" if value >= 0.0095 else f"{value * 1000:.1f} ms"
-    return f"{value:.2f} s"
 
 
 def span(value: float | None) -> str:

@@ -689,6 +689,10 @@ def _store_error(exc: BaseException) -> str:
     return f"the history store is unavailable ({type(exc).__name__})"
 
 
+#: What the page, the API and badges show for a missing figure.
+NONE = "\N{EN DASH}"
+
+
 def help_text(server: ProbeServer) -> str:
     """The endpoints, as /-/help (and / for a client asking for text/plain) lists them."""
     modules = ", ".join(sorted(server.modules))
@@ -707,3 +711,23 @@ def help_text(server: ProbeServer) -> str:
         "POST /-/reload                 re-read the config file\n"
         "/-/help                        this list\n"
     )
+
+
+def percent(value: float | None) -> str:
+    """An uptime share as a percentage, never rounded up to 100 %."""
+    if value is None:
+        return NONE
+    if value >= 1:
+        return "100%"
+    return f"{math.floor(value * 10_000) / 100:.2f}%"
+
+
+def seconds(value: float | None) -> str:
+    """A duration as people read it: ``41 ms``, ``1.25 s``."""
+    if value is None:
+        return NONE
+    if value < 0.0001:
+        return f"{value * 1_000_000:.0f} \N{MICRO SIGN}s"
+    if value < 1:
+        return f"{value * 1000:.0f} ms" if value >= 0.0095 else f"{value * 1000:.1f} ms"
+    return f"{value:.2f} s"

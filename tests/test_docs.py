@@ -531,6 +531,7 @@ def validate_command(
     start: arguments, targets, ``--set`` options, reporters and config files go
     through the real CLI. Returns the exit status, stderr and what was validated."""
     import anyprobe._cli
+    import anyprobe._cli_history
     import anyprobe._serve
 
     for name, text in COMMAND_FILES.items():
@@ -554,9 +555,15 @@ def validate_command(
         validated.append(f"serve {config_path}")
         return 0
 
+    def history(manager: PluginManager, names: Any, **history_args: Any) -> int:
+        anyprobe._cli_history.parse_since(history_args["since"])
+        validated.append(f"history {history_args['config_path'] or history_args['store_url']}")
+        return 0
+
     with monkeypatch.context() as patch:
         patch.setattr(anyprobe._cli, "_execute", execute)
         patch.setattr(anyprobe._serve, "main", serve)
+        patch.setattr(anyprobe._cli_history, "history_main", history)
         with pytest.raises(SystemExit) as exit_info:
             anyprobe._cli.main(["--no-plugin-autoload", *args[1:]])
     code = exit_info.value.code
