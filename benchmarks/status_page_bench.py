@@ -12,9 +12,12 @@ uncompressed), and the cold first answer (every check's history read from the
 store before the page could be drawn; later answers draw from the view's
 cache and refresh it after answering).
 
-The store is the in-memory HistoryStore of the tests (tests/memory_store.py),
-filled directly: the figures are the page's own cost (the view, the
-templates, the JSON), without a database's.
+With ``--store memory`` (the default) the store is the in-memory
+HistoryStore of the tests (tests/memory_store.py), filled directly: the
+figures are the page's own cost (the view, the templates, the JSON), without a
+database's. With ``--store sqlite`` the history is written to a SQLite file
+first (the store ``anyprobe serve`` keeps by default) and the server reads it
+from there, as it would in production.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -46,7 +52,48 @@ from anyprobe._store import Record
 from tests.memory_store import MemoryStore, running
 
 
-def fill(store: MemoryStore, names: list[str], days: float, every: float, now: float) -> int:
+class Collect:
+    """Stands for a store while :func:`fill` runs: keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def add(self, record: Record) -> None:
+        self.records.append(record)
+
+
+async def fill_sqlite(path: Path, records: list[Record]) -> None:
+    """Write ``records`` to a SQLite store at ``path``, as the server's writer does."""
+    from anyprobe._store_backends import open_store
+
+    store = open_store(f"sqlite:///{path}", path.parent)
+    try:
+        for start in range(0, len(records), 5000):
+            await store.write(records[start : start + 5000])
+    finally:
+        await store.aclose()
+
+
+@asynccontextmanager
+async def serving_config(manager: PluginManager, config: Path) -> AsyncIterator[tuple[str, Any]]:
+    """``anyprobe serve CONFIG`` in this event loop, with the store its config names."""
+    from anyprobe._serve import ProbeServer, bind, listening_url, load_serve_config, serve
+
+    server = ProbeServer(manager, load_serve_config(str(config), manager), config_path=str(config))
+    sock = bind("127.0.0.1:0")
+    url = listening_url(sock)
+    shutdown = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: serve(server, [sock], shutdown=shutdown, grace=2))
+        try:
+            yield url, server
+        finally:
+            shutdown.set()
+
+
+def fill(
+    store: MemoryStore | Collect, names: list[str], days: float, every: float, now: float
+) -> int:
     """``days`` of results for each check, one every ``every`` s; returns how many."""
     rng = random.Random(16)
     phases_ok = {"resolve": 0.0002, "connect": 0.0011}
@@ -84,6 +131,7 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=3600, help="seconds between results")
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    parser.add_argument("--store", default="memory", choices=["memory", "sqlite"])
     args = parser.parse_args()
 
     listener = socket.socket()
@@ -93,23 +141,35 @@ def main() -> None:
     names = [f"service-{i:04d}" for i in range(args.checks)]
     tmp = Path(tempfile.mkdtemp(prefix="status-bench-"))
     config = tmp / "serve.toml"
+    database = tmp / "history.db"
+    store_table = f'[store]\nurl = "sqlite:///{database}"\n\n' if args.store == "sqlite" else ""
     config.write_text(
         '[serve]\ngroup_by = "team"\n\n'
+        + store_table
         + "".join(
             f'[[check]]\nname = "{name}"\nurl = "tcp://127.0.0.1:{port}"\n'
             f'interval = {args.every:g}\nlabels = {{ team = "team-{i % 10}" }}\n\n'
             for i, name in enumerate(names)
         )
     )
-    store = MemoryStore()
+    store: MemoryStore | None = None
     started = time.perf_counter()
-    records = fill(store, names, args.days, args.every, time.time())
-    # A real store keeps its records in a database, not in this process: the
-    # garbage collector should not walk the in-memory store's million objects.
-    gc.freeze()
+    if args.store == "sqlite":
+        collected = Collect()
+        records = fill(collected, names, args.days, args.every, time.time())
+        anyio.run(fill_sqlite, database, collected.records)
+        del collected
+        where = f"SQLite, {database.stat().st_size / 2**20:.0f} MiB"
+    else:
+        store = MemoryStore()
+        records = fill(store, names, args.days, args.every, time.time())
+        where = "in-memory store"
+        # A real store keeps its records in a database, not in this process: the
+        # garbage collector should not walk the in-memory store's million objects.
+        gc.freeze()
     print(
         f"history: {records:,} records for {args.checks} checks over {args.days:g} days "
-        f"(in-memory store, filled in {time.perf_counter() - started:.1f} s)"
+        f"({where}, filled in {time.perf_counter() - started:.1f} s)"
     )
 
     answers: queue.Queue[object] = queue.Queue()
@@ -118,7 +178,12 @@ def main() -> None:
     async def serve_it() -> None:
         manager = PluginManager()
         manager.load_entrypoints(autoload=False)
-        async with running(manager, config, store) as (url, server):
+        context = (
+            running(manager, config, store)
+            if store is not None
+            else serving_config(manager, config)
+        )
+        async with context as (url, server):
             for _ in range(6000):  # bounded: until every check ran once
                 if len(server.latest) == len(names):
                     break
@@ -179,7 +244,10 @@ def main() -> None:
         thread.join(120)
         listener.close()
 
-    print(f"backend {args.backend}; first page, cold (every history read): {cold * 1000:.0f} ms")
+    print(
+        f"backend {args.backend}, {args.store} store; "
+        f"first page, cold (every history read): {cold * 1000:.0f} ms"
+    )
     print(
         f"{'endpoint':<16} {'median':>9} {'p95':>9} {'sent':>10} {'uncompressed':>13} {'gzip':>9}"
     )
