@@ -21,17 +21,21 @@ import argparse
 import json
 import os
 import resource
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult
 
 
-def run_side(checks: int, interval: float, duration: float, store: bool) -> dict[str, Any]:
+def run_side(
+    checks: int, interval: float, duration: float, store: bool, probe: str = "null"
+) -> dict[str, Any]:
     """One side, in this process: run the server's checks for ``duration`` seconds."""
     import anyio
 
@@ -54,11 +58,6 @@ def run_side(checks: int, interval: float, duration: float, store: bool) -> dict
             options: anyprobe.ProbeOptions,
             ctx: anyprobe.CheckContext,
         ) -> anyprobe.Outcome:
-            now = anyio.current_time()
-            previous = last.get(target.name)
-            if previous is not None:
-                lateness["max"] = max(lateness["max"], now - previous - interval)
-            last[target.name] = now
             await anyio.lowlevel.checkpoint()
             return anyprobe.Outcome.ok("nothing to do")
 
@@ -70,15 +69,49 @@ def run_side(checks: int, interval: float, duration: float, store: bool) -> dict
     directory = Path(tempfile.mkdtemp(prefix="anyprobe-store-bench-"))
     config = directory / "monitor.toml"
     lines = [] if store else ['[store]\nurl = "none"\n']
+    stop_accepting = threading.Event()
+    if probe == "tcp":  # a loopback port whose thread accepts and closes each connection
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4096)
+        listener.settimeout(0.2)
+        port = listener.getsockname()[1]
+
+        def accept() -> None:
+            with listener:
+                while not stop_accepting.is_set():  # bounded by the run's end
+                    try:
+                        connection, _ = listener.accept()
+                    except TimeoutError:
+                        continue
+                    connection.close()
+
+        threading.Thread(target=accept, daemon=True).start()
+        urls = [f"tcp://127.0.0.1:{port}/?n={i}" for i in range(checks)]
+    else:
+        urls = [f"null://t{i}" for i in range(checks)]
     lines += [
-        f'[[check]]\nname = "c{i}"\nurl = "null://t{i}"\ninterval = {interval}\n'
-        for i in range(checks)
+        f'[[check]]\nname = "c{i}"\nurl = "{url}"\ninterval = {interval}\n'
+        for i, url in enumerate(urls)
     ]
     config.write_text("\n".join(lines))
     manager = anyprobe.PluginManager()
     manager.load_entrypoints(autoload=False)
     manager.register(Plugin(), name="null")
     server = ProbeServer(manager, load_serve_config(str(config), manager), config_path=str(config))
+    record = server.record
+
+    async def timed_record(target: anyprobe.Target, result: anyprobe.Result) -> None:
+        # Lateness at the one result path: how much longer than the interval
+        # since the check's previous result.
+        now = anyio.current_time()
+        previous = last.get(target.name)
+        if previous is not None:
+            lateness["max"] = max(lateness["max"], now - previous - interval)
+        last[target.name] = now
+        await record(target, result)
+
+    server.record = timed_record  # type: ignore[method-assign]
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -118,6 +151,7 @@ def run_side(checks: int, interval: float, duration: float, store: bool) -> dict
         found["stored"] = stored
         found["bytes"] = size
         found["bytes_per_check_day"] = size / stored * (86400 / interval) if stored else None
+    stop_accepting.set()
     for path in directory.iterdir():
         path.unlink()
     directory.rmdir()
@@ -129,22 +163,29 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=10_000)
     parser.add_argument("--interval", type=float, default=30.0)
     parser.add_argument("--duration", type=float, default=150.0)
+    parser.add_argument("--probe", choices=["null", "tcp"], default="null")
     parser.add_argument("--side", choices=["store", "none"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
-        found = run_side(args.checks, args.interval, args.duration, args.side == "store")
+        found = run_side(
+            args.checks, args.interval, args.duration, args.side == "store", args.probe
+        )
         print(json.dumps(found))
         return
     results = {}
     for side in ("none", "store"):
         proc = subprocess.run(
             [sys.executable, __file__, "--side", side, "--checks", str(args.checks),
-             "--interval", str(args.interval), "--duration", str(args.duration)],
+             "--interval", str(args.interval), "--duration", str(args.duration),
+             "--probe", args.probe],
             capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"},
         )  # fmt: skip
         results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
     none, store = results["none"], results["store"]
-    print(f"{args.checks} null checks every {args.interval:g} s for {args.duration:g} s, asyncio")
+    print(
+        f"{args.checks} {args.probe} checks every {args.interval:g} s "
+        f"for {args.duration:g} s, asyncio"
+    )
     for name, side in (("no store", none), ("SQLite store", store)):
         print(
             f"{name:13} CPU {side['cpu']:7.2f} s  results {side['recorded']:8.0f}  "
