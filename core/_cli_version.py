@@ -1,4 +1,5 @@
-"""``anyprobe --version``: the version, and with ``-v`` the Python and event loops."""
+"""``anyprobe --version``: the version, and with ``-v`` the Python, the event
+loops and the speed-ups installed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ EVENT_LOOP_LIBRARIES = (
     ("anyio", "runs anyprobe on either loop", "anyprobe"),
     ("trio", "--backend trio", "anyprobe[trio]"),
     ("uvloop", "--backend uvloop, and --backend auto's choice", "anyprobe[speedups]"),
+    ("httptools", "the http probe's HTTP/1.1 parser; h11 without it", "anyprobe[speedups]"),
 )
 
 
