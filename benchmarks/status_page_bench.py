@@ -77,18 +77,12 @@ async def fill_sqlite(path: Path, records: list[Record]) -> None:
 @asynccontextmanager
 async def serving_config(manager: PluginManager, config: Path) -> AsyncIterator[tuple[str, Any]]:
     """``anyprobe serve CONFIG`` in this event loop, with the store its config names."""
-    from anyprobe._serve import ProbeServer, bind, listening_url, load_serve_config, serve
+    from anyprobe._serve import ProbeServer, load_serve_config
+    from tests.servers.push import serving
 
     server = ProbeServer(manager, load_serve_config(str(config), manager), config_path=str(config))
-    sock = bind("127.0.0.1:0")
-    url = listening_url(sock)
-    shutdown = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: serve(server, [sock], shutdown=shutdown, grace=2))
-        try:
-            yield url, server
-        finally:
-            shutdown.set()
+    async with serving(server) as url:
+        yield url, server
 
 
 def fill(

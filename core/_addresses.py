@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from ._errors import CheckFailed
 from ._model import ErrorInfo, Outcome, Status, TraceEvent
 
 if TYPE_CHECKING:
@@ -114,7 +113,7 @@ async def _check_one(
     limiter: anyio.CapacityLimiter,
 ) -> None:
     """The check of one address, pinned to it, its outcome set on ``entry``."""
-    from ._outcomes import apply_thresholds, is_cancellation, raised
+    from ._outcomes import apply_thresholds, outcome_of
     from ._probe import CheckContext
     from .net import check_destination
 
@@ -139,21 +138,14 @@ async def _check_one(
     with anyio.CancelScope(deadline=deadline) as scope:
         async with limiter:
             start = time.perf_counter()
-            try:
+
+            async def check() -> Outcome:
                 # The policy decides on each address alone: one refused
                 # address fails its own check, not the others'.
                 check_destination(target.host, [entry.address])
-                outcome = await probe.check(target, target.options, ctx)
-            except CheckFailed as failed:
-                outcome = failed.to_outcome(ctx.current_phase)
-            except anyio.get_cancelled_exc_class():
-                raise
-            except Exception as exc:
-                outcome = raised(probe, exc, ctx)
-            except BaseException as exc:
-                if is_cancellation(exc):
-                    raise
-                outcome = raised(probe, exc, ctx)
+                return await probe.check(target, target.options, ctx)
+
+            outcome = await outcome_of(probe, ctx, check)
     entry.duration = time.perf_counter() - start
     if scope.cancelled_caught:
         phase = ctx.current_phase

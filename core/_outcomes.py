@@ -4,10 +4,12 @@ scheduler and by the check of every address (``_addresses``)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._errors import CheckFailed
 from ._model import ErrorInfo, Outcome, Status
 
 if TYPE_CHECKING:
@@ -28,6 +30,27 @@ def is_cancellation(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return exc.subgroup(cancelled) is not None
     return isinstance(exc, cancelled)
+
+
+async def outcome_of(
+    probe: Probe[Any], ctx: CheckContext, call: Callable[[], Awaitable[Outcome]]
+) -> Outcome:
+    """What ``await call()`` (a probe's check) comes to: its outcome, a
+    CheckFailed's, or ``unknown`` for any other exception, a BaseException from
+    a plugin (SystemExit, KeyboardInterrupt) included. Only a cancellation goes
+    on: it is anyprobe's own (a deadline, the run stopping)."""
+    try:
+        return await call()
+    except CheckFailed as failed:
+        return failed.to_outcome(ctx.current_phase)
+    except anyio.get_cancelled_exc_class():
+        raise
+    except Exception as exc:
+        return raised(probe, exc, ctx)
+    except BaseException as exc:
+        if is_cancellation(exc):
+            raise
+        return raised(probe, exc, ctx)
 
 
 def apply_thresholds(outcome: Outcome, options: Any, elapsed: float) -> Outcome:

@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._errors import CheckFailed
 from ._model import Attempt, ErrorInfo, Outcome, Result, Status, Target
-from ._outcomes import apply_thresholds, is_cancellation, raised
+from ._outcomes import apply_thresholds, outcome_of
 from ._probe import CheckContext, Probe
 from .masking import Masker, mask_context, mask_outcome, options_masker
 
@@ -374,26 +373,18 @@ class Scheduler:
             check.started = datetime.now(UTC)
         scope.deadline = deadline
         every_address = getattr(target.options, "addresses", "first") != "first"
-        try:
-            if every_address:
-                from ._addresses import check_every_address
+        if every_address:
+            from ._addresses import check_every_address
 
-                outcome = await check_every_address(probe, target, ctx, target.options.addresses)
-            else:
-                outcome = await probe.check(target, target.options, ctx)
-        except CheckFailed as failed:
-            outcome = failed.to_outcome(ctx.current_phase)
-        except anyio.get_cancelled_exc_class():
-            raise
-        except Exception as exc:
-            outcome = raised(probe, exc, ctx)
-        except BaseException as exc:
+            outcome = await outcome_of(
+                probe,
+                ctx,
+                lambda: check_every_address(probe, target, ctx, target.options.addresses),
+            )
+        else:
             # SystemExit (a library calling sys.exit()), KeyboardInterrupt or
-            # any other BaseException from a plugin costs only its own check;
-            # only the cancellation anyprobe caused goes on.
-            if is_cancellation(exc):
-                raise
-            outcome = raised(probe, exc, ctx)
+            # any other BaseException from a plugin costs only its own check.
+            outcome = await outcome_of(probe, ctx, lambda: probe.check(target, target.options, ctx))
         if ctx.masker and isinstance(outcome, Outcome):
             # One rule for every probe: a secret option, or what the check
             # hid, never shows, also where a server echoed it back.

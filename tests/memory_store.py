@@ -22,7 +22,7 @@ import anyio.lowlevel
 
 from anyprobe import PluginManager
 from anyprobe._model import Result, Status, Target
-from anyprobe._serve import ProbeServer, bind, listening_url, load_serve_config, serve
+from anyprobe._serve import ProbeServer, load_serve_config
 from anyprobe._store import Incident, Latency, Record, Rollup, is_up
 
 
@@ -173,15 +173,10 @@ async def running(
 ) -> AsyncIterator[tuple[str, StoringServer]]:
     """``anyprobe serve`` on 127.0.0.1 (an ephemeral port) over ``store`` (None:
     no history) until the block ends; yields the base URL and the server."""
+    from tests.servers.push import serving
+
     path = str(config) if config else None
     server = StoringServer(manager, load_serve_config(path, manager), config_path=path)
     server.store = store
-    sock = bind("127.0.0.1:0")
-    url = listening_url(sock)
-    shutdown = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: serve(server, [sock], shutdown=shutdown, grace=2))
-        try:
-            yield url, server
-        finally:
-            shutdown.set()
+    async with serving(server) as url:
+        yield url, server

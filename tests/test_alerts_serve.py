@@ -17,9 +17,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from anyprobe import PluginManager
-from anyprobe._serve import ProbeServer, bind, listening_url, load_serve_config, serve
+from anyprobe._serve import ProbeServer, load_serve_config
 from tests.memory_store import MemoryStore
 from tests.servers.banner import TlsCa
+from tests.servers.push import serving
 from tests.servers.smtp import SmtpServer
 from tests.servers.webhook import WebhookReceiver
 
@@ -80,15 +81,8 @@ async def running(
     server = ProbeServer(manager, load_serve_config(str(config), manager), config_path=str(config))
     if store is not None:
         server.store = store  # type: ignore[attr-defined]
-    sock = bind("127.0.0.1:0")
-    url = listening_url(sock)
-    shutdown = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: serve(server, [sock], shutdown=shutdown, grace=2))
-        try:
-            yield url, server
-        finally:
-            shutdown.set()
+    async with serving(server) as url:
+        yield url, server
 
 
 def config_file(

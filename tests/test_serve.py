@@ -24,13 +24,10 @@ from anyprobe._serve import (
     FALLBACK_TIMEOUT,
     AllowList,
     ProbeServer,
-    bind,
     is_loopback,
-    listening_url,
     load_serve_config,
     parse_listen,
     probe_timeout,
-    serve,
 )
 from tests.servers.serve import SilentTarget, WebTarget
 
@@ -45,17 +42,12 @@ async def running(
     manager: PluginManager, config: Path | None = None, **options: Any
 ) -> AsyncIterator[str]:
     """Serve on 127.0.0.1 (an ephemeral port) until the block ends; yields the base URL."""
+    from tests.servers.push import serving
+
     path = str(config) if config else None
     server = ProbeServer(manager, load_serve_config(path, manager), config_path=path, **options)
-    sock = bind("127.0.0.1:0")
-    url = listening_url(sock)
-    shutdown = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: serve(server, [sock], shutdown=shutdown, grace=2))
-        try:
-            yield url
-        finally:
-            shutdown.set()
+    async with serving(server) as url:
+        yield url
 
 
 def samples(text: str) -> dict[str, float]:

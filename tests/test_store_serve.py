@@ -26,10 +26,11 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from anyprobe import ConfigError, PluginManager, Status
-from anyprobe._serve import ProbeServer, bind, listening_url, load_serve_config, serve
+from anyprobe._serve import ProbeServer, load_serve_config
 from anyprobe._store_backends import open_store
 from tests.cli import anyprobe, assert_one_clear_line
 from tests.servers.postgres import PostgresServer
+from tests.servers.push import serving as serving_server
 from tests.servers.serve import WebTarget
 
 #: Longest a test waits for the server to reach a state (a bound, not an assertion).
@@ -55,15 +56,8 @@ async def serving(manager: PluginManager, config: Path) -> AsyncIterator[tuple[P
     stopped: its history flushed and its store closed)."""
     path = str(config)
     server = ProbeServer(manager, load_serve_config(path, manager), config_path=path)
-    sock = bind("127.0.0.1:0")
-    url = listening_url(sock)
-    shutdown = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: serve(server, [sock], shutdown=shutdown, grace=2))
-        try:
-            yield server, url
-        finally:
-            shutdown.set()
+    async with serving_server(server) as url:
+        yield server, url
 
 
 async def wait_for(
