@@ -688,3 +688,21 @@ def test_figures_as_the_page_shows_them() -> None:
     assert span(None) == "ongoing" and span(45) == "45 s" and span(3 * 3600 + 300) == "3 h 5 min"
     assert is_page_path("/") and is_page_path("/badge/a/status.svg") and is_page_path("/check/a")
     assert not is_page_path("/api/v1/checks") and not is_page_path("/metrics")
+
+
+def test_a_row_is_drawn_again_only_when_what_it_shows_changed() -> None:
+    from anyprobe._serve_page import RowCache
+    from anyprobe._serve_view import CheckView, Current
+
+    def view(status: Status, summary: str, history: object = None) -> CheckView:
+        current = Current(status, summary, 1000.0, 0.01, {}, None, ())
+        return CheckView("api", "Checks", {}, "http", "http://a.test/", current, history)  # type: ignore[arg-type]
+
+    rows = RowCache()
+    first = rows.start(view(Status.OK, "HTTP 200"))
+    assert rows.start(view(Status.OK, "HTTP 200")) is first
+    down = rows.start(view(Status.CRITICAL, "HTTP 503: <expected 2xx>"))
+    assert down is not first
+    assert 'data-status="critical"' in down and "&lt;expected 2xx&gt;" in down
+    rows.forget(set())
+    assert rows.start(view(Status.CRITICAL, "HTTP 503: <expected 2xx>")) is not down
