@@ -12,16 +12,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from ._errors import ConfigError, did_you_mean
 from ._maintenance import Selector, check_names_known, parse_duration
 from ._model import Status, Target
 from ._notify import Notifier
+from ._options import SettingsModel
 from ._reporter import Reporter
 
 
-class AlertSettings(BaseModel):
+class AlertSettings(SettingsModel):
     """An ``[[alert]]`` table."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

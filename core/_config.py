@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from ._defaults import DEFAULT_TIMEOUT
 from ._errors import ConfigError, OptionsError, TargetError, UsageError, did_you_mean
 from ._inputs import TomlLimitError, loads_toml
 from ._manager import PluginManager
 from ._model import Target
+from ._options import SettingsModel
 from ._reporter import Reporter
 from ._targets import (
     CHECK_FIELDS,
@@ -48,7 +49,7 @@ RUN_SETTINGS = ("timeout", "retries", "concurrency", "per_host", "labels", "repo
 MAX_CONFIG_BYTES = 64 * 2**20
 
 
-class RunDefaults(BaseModel):
+class RunDefaults(SettingsModel):
     """The run settings of ``[defaults]`` (probe options there are checked per probe)."""
 
     # Built on first use: `anyprobe check` imports this module but reads no config.
@@ -64,7 +65,7 @@ class RunDefaults(BaseModel):
     )
 
 
-class CheckSettings(BaseModel):
+class CheckSettings(SettingsModel):
     """The fields of a ``[[check]]`` that core handles (the rest are probe options)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._errors import ConfigError, did_you_mean
+from ._options import SettingsModel
 
 if TYPE_CHECKING:
     from ._model import Target
@@ -106,7 +107,7 @@ def check_names_known(
             raise fail(f"no [[check]] is named {name!r}{did_you_mean(name, known)}")
 
 
-class MaintenanceSettings(BaseModel):
+class MaintenanceSettings(SettingsModel):
     """A ``[[maintenance]]`` table."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -336,7 +337,7 @@ def parse_maintenance(
 # -- the API: ad-hoc windows --------------------------------------------------------
 
 
-class AdHocRequest(BaseModel):
+class AdHocRequest(SettingsModel):
     """The JSON body of ``POST /api/v1/maintenance``."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

@@ -1,10 +1,13 @@
-"""What every options model shares: one value where a list is expected is a list of one.
+"""What every options model shares: one value where a list is expected is a
+list of one, and ``true`` is not a number.
 
 ``--set expect_answers=127.0.0.1`` and ``expect_answers = "127.0.0.1"`` in a
 config mean ``["127.0.0.1"]``, for every list option of every probe and
 reporter, built-in or not: :class:`~anyprobe.ProbeOptions` and
 :class:`~anyprobe.ReporterOptions` apply :func:`one_value_as_list` before
-validation.
+validation. They, and every table of a config file (:class:`SettingsModel`),
+also apply :func:`numbers_not_bools`: ``retries = true`` is refused, naming
+the field, where pydantic alone would read it as 1.
 """
 
 from __future__ import annotations
@@ -52,6 +55,53 @@ def _list_fields(model: type[BaseModel]) -> frozenset[str]:
     return frozenset(names)
 
 
+def _is_number(annotation: Any) -> bool:
+    """An int or float type, or a union of them with None (``float | None``)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_number(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return bool(members) and all(_is_number(a) for a in members)
+    return annotation is int or annotation is float
+
+
+@functools.cache
+def _number_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The names (and aliases) of ``model``'s fields that take an int or a float."""
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        if _is_number(info.annotation):
+            names.add(name)
+            if info.alias:
+                names.add(info.alias)
+    return frozenset(names)
+
+
+def numbers_not_bools(model: type[BaseModel], data: Any) -> Any:
+    """``data`` with each ``true`` or ``false`` given to a number field turned
+    into that text, which the field's validation then refuses by name."""
+    if not isinstance(data, collections.abc.Mapping):
+        return data
+    fields = _number_fields(model)
+    if not any(isinstance(data[key], bool) for key in fields.intersection(data)):
+        return data
+    return {
+        key: ("true" if value else "false") if key in fields and isinstance(value, bool) else value
+        for key, value in data.items()
+    }
+
+
+class SettingsModel(BaseModel):
+    """Base of the models of a config file's tables (``[defaults]``,
+    ``[[check]]``, ``[store]``...): a number field refuses ``true`` and ``false``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        return numbers_not_bools(cls, data)
+
+
 def one_value_as_list(model: type[BaseModel], data: Any) -> Any:
     """``data`` with each single value given to a list field wrapped in a list of one."""
     if not isinstance(data, collections.abc.Mapping):
@@ -93,7 +143,7 @@ class ProbeOptions(BaseModel):
     @classmethod
     def _one_value_is_a_list_of_one(cls, data: Any) -> Any:
         # One rule for every probe's list options: `--set expect_answers=10.0.0.1`.
-        return one_value_as_list(cls, data)
+        return numbers_not_bools(cls, one_value_as_list(cls, data))
 
     @model_validator(mode="after")
     def _thresholds_in_order(self) -> ProbeOptions:

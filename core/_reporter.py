@@ -33,7 +33,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ._model import Result, RunSummary
-from ._options import one_value_as_list
+from ._options import numbers_not_bools, one_value_as_list
 
 
 class ReporterOptions(BaseModel):
@@ -50,7 +50,7 @@ class ReporterOptions(BaseModel):
     @classmethod
     def _one_value_is_a_list_of_one(cls, data: Any) -> Any:
         # The same rule as for probe options: a single value is a list of one.
-        return one_value_as_list(cls, data)
+        return numbers_not_bools(cls, one_value_as_list(cls, data))
 
 
 ReporterOptionsT = TypeVar("ReporterOptionsT", bound=ReporterOptions)

@@ -20,10 +20,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from ._errors import ConfigError, OptionsError, did_you_mean
 from ._manager import PluginManager
+from ._options import SettingsModel
 from ._serve_security import AllowList
 from ._store_config import StoreTable, parse_store_table
 from ._targets import options_error
@@ -53,7 +54,7 @@ BUILTIN_MODULES: dict[str, dict[str, Any]] = {
 # -- config: [module.NAME] and [serve] -----------------------------------------
 
 
-class ModuleSettings(BaseModel):
+class ModuleSettings(SettingsModel):
     """The fields of a ``[module.NAME]`` table that are not the probe's options."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -74,7 +75,7 @@ class ModuleSettings(BaseModel):
 MODULE_FIELDS = tuple(ModuleSettings.model_fields)
 
 
-class ServeSettings(BaseModel):
+class ServeSettings(SettingsModel):
     """The ``[serve]`` table."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

@@ -42,11 +42,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, quote
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from ._errors import ConfigError, did_you_mean
 from ._inputs import escape_controls
 from ._model import Result, Status, Target
+from ._options import SettingsModel
 from ._secrets import SecretEnv
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def push_url(name: str) -> str:
 # -- config ------------------------------------------------------------------------
 
 
-class PushSettings(BaseModel):
+class PushSettings(SettingsModel):
     """The fields of a ``[[check]]`` with ``push = true``."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)

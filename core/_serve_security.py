@@ -45,9 +45,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from ._errors import UsageError
+from ._options import SettingsModel
 
 log = logging.getLogger("anyprobe.serve")
 
@@ -168,7 +169,7 @@ def _brackets_pair(pattern: str) -> bool:
     return re.fullmatch(r"[^\[\]]*(\[[^\[\]]+\][^\[\]]*)*", pattern) is not None
 
 
-class _TlsServerConfig(BaseModel):
+class _TlsServerConfig(SettingsModel):
     model_config = ConfigDict(extra="forbid")
 
     cert_file: str = Field(description="PEM certificate chain the listener presents.")
@@ -198,7 +199,7 @@ def access_part(path: str) -> str:
     return "protected"
 
 
-class _Access(BaseModel):
+class _Access(SettingsModel):
     model_config = ConfigDict(extra="forbid")
 
     public: list[Literal["page", "badges"]] = Field(
@@ -207,7 +208,7 @@ class _Access(BaseModel):
     )
 
 
-class _WebConfigFile(BaseModel):
+class _WebConfigFile(SettingsModel):
     model_config = ConfigDict(extra="forbid")
 
     tls_server_config: _TlsServerConfig | None = None

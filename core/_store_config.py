@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from ._errors import ConfigError, UsageError
+from ._options import SettingsModel
 from ._store import DEFAULT_RETENTION_DAYS, DEFAULT_ROLLUP_DAYS
 from .masking import redact_url
 
@@ -42,7 +43,7 @@ NO_STORE = ("none", "off")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class StoreSettings(BaseModel):
+class StoreSettings(SettingsModel):
     """The ``[store]`` table."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

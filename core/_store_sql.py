@@ -283,6 +283,11 @@ class SqlStore:
         """Open the connection now (and migrate); raises :class:`StoreError`."""
         await self._call(lambda conn: None)
 
+    def connect_now(self) -> None:
+        """:meth:`connect` in the calling thread: for a server's start, before
+        its loop serves anything (a local file opens in milliseconds)."""
+        self._locked(lambda conn: None)
+
     async def schema_version(self) -> int:
         rows = await self._call(self._execute, "SELECT MAX(version) FROM schema_version")
         return int(rows[0][0])

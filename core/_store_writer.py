@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
+from ._errors import ConfigError
 from ._model import ErrorInfo, Result, Target
 from ._store import Record
 from ._store_config import StoreSettings, StoreTable, configured_store
@@ -272,6 +273,25 @@ def result_of(record: Record, target: Target) -> Result:
     )
 
 
+def _refuse_broken_file(store: SqlStore, source: str) -> None:
+    """A SQLite store that cannot be opened at the start (not a database, a
+    directory that cannot be made, a newer schema) is a mistake in the config,
+    not an outage to wait out: refused with one line. A file locked by another
+    process is waited for, as a database server that is down is."""
+    from ._store_backends import SQLiteConnector
+    from ._store_sql import StoreError
+
+    if not isinstance(store.connector, SQLiteConnector):
+        return
+    try:
+        store.connect_now()
+    except StoreError as exc:
+        message = str(exc)
+        if "locked" in message or "busy" in message:
+            return
+        raise ConfigError(f"[store] {message}", source=source, field="url") from None
+
+
 class _Server(Protocol):
     """What the history needs of a ProbeServer."""
 
@@ -288,6 +308,7 @@ def open_history(server: _Server, registry: CollectorRegistry) -> HistoryWriter 
     store = configured_store(config, table)
     if store is None:
         return None
+    _refuse_broken_file(store, config.path)
     settings = table.settings if table is not None else StoreSettings.model_validate({})
 
     def fill(records: dict[str, Record]) -> None:
