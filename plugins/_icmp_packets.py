@@ -88,11 +88,15 @@ class NoIcmpSocket(Exception):
 def checksum(data: bytes) -> int:
     """The Internet checksum of ``data`` (RFC 1071): the ones' complement of
     the ones' complement sum of its 16-bit words."""
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+    # Read as one big number, the words are its digits in base 2**16, and
+    # 2**16 is 1 modulo 0xFFFF: the number modulo 0xFFFF is the sum of the
+    # words with the carries added back in (an odd length is padded with a
+    # zero byte). Only a nonzero sum that is a multiple of 0xFFFF is 0xFFFF,
+    # not 0, in ones' complement: the one correction.
+    number = int.from_bytes(data, "big") << (8 * (len(data) % 2))
+    total = number % 0xFFFF
+    if total == 0 and number:
+        total = 0xFFFF
     return ~total & 0xFFFF
 
 

@@ -14,11 +14,15 @@ Nothing runs in the background. While checks wait, one of them (the reader)
 waits for the socket to be readable and hands every message it reads to its
 check; the others wait on an event. When the reader's own wait ends (a
 reply for it, its next request due, its deadline, a cancellation), it hands
-the role to a waiting check. The socket is counted in and out: the first
-check that needs it opens it, the last one to finish closes it, so a socket
-lives no longer than the checks using it, whether the run is anyprobe's own,
-a server's or ``anyprobe.check()`` called by a host program. No task is
-started, so none can outlive a check.
+the role to a waiting check. No task is started, so none can outlive a
+check, and nothing blocks the event loop.
+
+The sockets belong to the run (``ctx.shared``): the first check that needs
+one opens it and the run closes it when it ends (core calls ``aclose`` on
+its shared resources), whether the run is ``anyprobe check``, a server's
+lifetime or one ``anyprobe.check()`` call of a host program (each call its
+own run, with its own sockets). A probe called outside a run, with a context
+of its own, has its sockets closed when that context is dropped.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import math
 import random
 import socket
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,13 +94,19 @@ class Tally:
         }
         if self.duplicates:
             found["duplicates"] = self.duplicates
-        if self.rtts:
-            rtts = list(self.rtts.values())
-            average = sum(rtts) / len(rtts)
+        rtts = self.rtts
+        if len(rtts) == 1:
+            [rtt] = rtts.values()
+            found.update(rtt_min=rtt, rtt_avg=rtt, rtt_max=rtt, rtt_stddev=0.0)
+        elif rtts:
+            values = list(rtts.values())
+            average = sum(values) / len(values)
             # The population standard deviation, as ping's mdev (statistics.pstdev
             # computes it exactly, with fractions: far slower for the same figure).
-            spread = math.sqrt(sum((rtt - average) ** 2 for rtt in rtts) / len(rtts))
-            found.update(rtt_min=min(rtts), rtt_avg=average, rtt_max=max(rtts), rtt_stddev=spread)
+            spread = math.sqrt(sum((rtt - average) ** 2 for rtt in values) / len(values))
+            found.update(
+                rtt_min=min(values), rtt_avg=average, rtt_max=max(values), rtt_stddev=spread
+            )
         if self.ttls:
             found["reply_ttl"] = min(self.ttls)
         return found
@@ -314,7 +325,14 @@ class EchoSocket:
 
     # -- receiving ---------------------------------------------------------------
 
-    def _receive(self) -> None:
+    def receive_queued(self) -> None:
+        """Read the replies already queued, without waiting: a near target's
+        reply is often there as soon as the request is sent (on loopback the
+        kernel answers within the send), and then no check has to wait for
+        it. Costs one read that finds nothing otherwise."""
+        self._receive(woken=False)
+
+    def _receive(self, woken: bool = True) -> None:
         """Read what is waiting; hand each reply to the check it answers."""
         sock, family, raw, identifier = self.sock, self.family, self.raw, self.identifier
         pending = self._pending
@@ -322,7 +340,7 @@ class EchoSocket:
             try:
                 data, ancillary, _flags, peer = sock.recvmsg(65535, _ANCILLARY)
             except (BlockingIOError, InterruptedError):
-                if index == 0:  # woken with nothing to read: an error is queued
+                if index == 0 and woken:  # woken with nothing to read: an error is queued
                     self._receive_errors()
                 return
             except OSError:  # an ICMP error came: the kernel queued it
@@ -368,16 +386,19 @@ class EchoSocket:
 
 class EchoSockets:
     """The run's shared ICMP sockets (``ctx.shared``), by address family,
-    socket type asked for and TTL; each open while a check uses it."""
+    socket type asked for and TTL: opened by the first check that needs one,
+    closed when the run ends (:meth:`aclose`, which core calls), or when the
+    run's resources are dropped without it (a probe called outside a run)."""
 
     def __init__(self) -> None:
         self._open: dict[tuple[int, str, int | None], EchoSocket] = {}
+        weakref.finalize(self, _close_all, self._open)
 
     def acquire(
         self, family: int, socket_type: SocketType, ttl: int | None, refused: dict[str, str]
     ) -> EchoSocket:
-        """The socket for these settings, opened if no check has it open;
-        every acquire is paired with a :meth:`release`."""
+        """The socket for these settings, opened if none is; every acquire
+        is paired with a :meth:`release`."""
         key = (family, socket_type, ttl)
         shared = self._open.get(key)
         if shared is None:
@@ -386,19 +407,18 @@ class EchoSockets:
         return shared
 
     def release(self, shared: EchoSocket) -> None:
-        """One check less on ``shared``; the last one closes it."""
+        """One check less on ``shared`` (it stays open for the run's next checks)."""
         shared.users -= 1
-        if shared.users == 0:
-            for key, value in list(self._open.items()):
-                if value is shared:
-                    del self._open[key]
-            shared.close()
 
     def __len__(self) -> int:
         return len(self._open)
 
     async def aclose(self) -> None:
-        """At the end of a run: close what a check left open (none should be)."""
-        for shared in self._open.values():
-            shared.close()
-        self._open.clear()
+        """Close the sockets: the run is over, no check uses them any more."""
+        _close_all(self._open)
+
+
+def _close_all(sockets: dict[Any, EchoSocket]) -> None:
+    for shared in sockets.values():
+        shared.close()
+    sockets.clear()

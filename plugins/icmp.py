@@ -117,7 +117,7 @@ class IcmpProbe(anyprobe.Probe[IcmpOptions]):
         self, target: anyprobe.Target, options: IcmpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         needed = (options.count - 1) * options.interval
-        if needed >= ctx.remaining():
+        if needed and needed >= ctx.remaining():
             raise anyprobe.CheckFailed(
                 f"{options.count} requests {options.interval:g} s apart need {needed:g} s, "
                 f"more than the check's timeout of {ctx.timeout:g} s: lower count or "
@@ -172,10 +172,9 @@ async def _exchange(
     that the verdict is on the replies rather than a timeout."""
     tally = exchange.tally
     stop_at = ctx.deadline - min(0.1, ctx.timeout / 10)
-    next_send = anyio.current_time()
+    now = next_send = anyio.current_time()
     last_reply_at = stop_at
     while True:
-        now = anyio.current_time()
         if tally.sent < options.count and next_send <= now < stop_at:
             try:
                 shared.send(exchange)
@@ -188,13 +187,14 @@ async def _exchange(
             next_send = max(next_send + options.interval, now + options.interval / 2)
             if tally.sent == options.count:
                 last_reply_at = min(now + options.reply_timeout, stop_at)
-            continue
+            shared.receive_queued()
         if tally.sent == options.count and len(tally.rtts) + tally.errors >= tally.sent:
             return  # every request answered, by its reply or by an ICMP error
         if now >= last_reply_at or now >= stop_at:
             return
         wake = min(next_send if tally.sent < options.count else last_reply_at, stop_at)
         await shared.wait(exchange, wake)
+        now = anyio.current_time()
 
 
 def _all_lost(tally: Tally, address: str) -> anyprobe.CheckFailed:
@@ -234,26 +234,26 @@ def _verdict(
     """
     status = anyprobe.Status.OK
     verdicts: list[str] = []
-    checks = (
-        (options.rtt_critical, rtt_avg, anyprobe.Status.CRITICAL, "rtt_critical"),
-        (options.rtt_warning, rtt_avg, anyprobe.Status.WARNING, "rtt_warning"),
-        (options.loss_critical, loss, anyprobe.Status.CRITICAL, "loss_critical"),
-        (options.loss_warning, loss, anyprobe.Status.WARNING, "loss_warning"),
-    )
-    crossed: set[str] = set()
-    for limit, value, level, name in checks:
-        kind = name.split("_")[0]
-        if limit is None or kind in crossed:
-            continue
-        if kind == "rtt" and value > limit:
-            verdicts.append(f"rtt avg {_ms(value)} ms over {name} {_ms(limit)} ms")
-        elif kind == "loss" and value >= limit:
-            verdicts.append(f"{value:.0f}% loss at or over {name} {limit:g}%")
-        else:
-            continue
-        crossed.add(kind)
-        if level is anyprobe.Status.CRITICAL or status is anyprobe.Status.OK:
-            status = level
+    for kind, value, critical, warning in (
+        ("rtt", rtt_avg, options.rtt_critical, options.rtt_warning),
+        ("loss", loss, options.loss_critical, options.loss_warning),
+    ):
+        for level, limit in (
+            (anyprobe.Status.CRITICAL, critical),
+            (anyprobe.Status.WARNING, warning),
+        ):
+            if limit is None:
+                continue
+            name = f"{kind}_{level.value}"
+            if kind == "rtt" and value > limit:
+                verdicts.append(f"rtt avg {_ms(value)} ms over {name} {_ms(limit)} ms")
+            elif kind == "loss" and value >= limit:
+                verdicts.append(f"{value:.0f}% loss at or over {name} {limit:g}%")
+            else:
+                continue
+            if level is anyprobe.Status.CRITICAL or status is anyprobe.Status.OK:
+                status = level
+            break  # the worst threshold crossed speaks for this measure
     return status, verdicts
 
 
