@@ -154,12 +154,13 @@ def parse_reply(
     checksum is verified here too when ``addresses`` (the reply's source and
     destination, which it covers) are given.
     """
-    ttl = _ancillary_ttl(ancillary)
     if family == socket.AF_INET and raw:
         if len(data) < 20 or data[0] >> 4 != 4:
             return None
-        ttl = data[8]
+        ttl: int | None = data[8]
         data = data[(data[0] & 0x0F) * 4 :]
+    else:
+        ttl = _ancillary_ttl(ancillary)
     if len(data) < _HEADER.size:
         return None
     kind, code, _sum, identifier, sequence = _HEADER.unpack_from(data)
@@ -171,9 +172,6 @@ def parse_reply(
     elif raw and checksum(data) != 0:
         return None
     return Echo(identifier, sequence, data[_HEADER.size :], ttl)
-
-
-_TTL_MESSAGES = ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT))
 
 
 def arrival_ns(ancillary: list[tuple[int, int, bytes]]) -> int | None:

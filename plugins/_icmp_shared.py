@@ -33,6 +33,7 @@ import random
 import socket
 import time
 import weakref
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,9 +208,15 @@ class EchoSocket:
 
     @classmethod
     def open(
-        cls, family: int, socket_type: SocketType, ttl: int | None, refused: dict[str, str]
+        cls,
+        family: int,
+        socket_type: SocketType,
+        ttl: int | None,
+        refused: dict[str, str],
+        taken: Collection[int] = (),
     ) -> EchoSocket:
-        """Open and set up a socket (raises NoIcmpSocket, OSError)."""
+        """Open and set up a socket (raises NoIcmpSocket, OSError); a raw
+        one gets an identifier not in ``taken`` (the run's other sockets')."""
         sock, kind = open_socket(family, socket_type, refused)
         try:
             port = set_up(sock, family, kind == "raw", ttl)
@@ -221,7 +228,12 @@ class EchoSocket:
             if kind == "datagram":
                 identifier = port
             else:
-                identifier = random.getrandbits(16)
+                start = random.getrandbits(16)
+                identifier = next(
+                    (start + n) % _SEQUENCES
+                    for n in range(_SEQUENCES)
+                    if (start + n) % _SEQUENCES not in taken
+                )
                 only_replies_to(sock, family, identifier)
         except BaseException:
             sock.close()
@@ -402,7 +414,9 @@ class EchoSockets:
         key = (family, socket_type, ttl)
         shared = self._open.get(key)
         if shared is None:
-            shared = self._open[key] = EchoSocket.open(family, socket_type, ttl, refused)
+            taken = {other.identifier for other in self._open.values()}
+            shared = EchoSocket.open(family, socket_type, ttl, refused, taken)
+            self._open[key] = shared
         shared.users += 1
         return shared
 
