@@ -88,23 +88,25 @@ class Tally:
         return 100.0 * (self.sent - len(self.rtts)) / self.sent if self.sent else 100.0
 
     def metrics(self) -> dict[str, Any]:
+        rtts = self.rtts
+        received = len(rtts)
         found: dict[str, Any] = {
             "packets_sent": self.sent,
-            "packets_received": len(self.rtts),
+            "packets_received": received,
             "loss_percent": round(self.loss, 3),
         }
         if self.duplicates:
             found["duplicates"] = self.duplicates
-        rtts = self.rtts
-        if len(rtts) == 1:
+        if received == 1:
             [rtt] = rtts.values()
-            found.update(rtt_min=rtt, rtt_avg=rtt, rtt_max=rtt, rtt_stddev=0.0)
-        elif rtts:
+            found["rtt_min"] = found["rtt_avg"] = found["rtt_max"] = rtt
+            found["rtt_stddev"] = 0.0
+        elif received:
             values = list(rtts.values())
-            average = sum(values) / len(values)
+            average = sum(values) / received
             # The population standard deviation, as ping's mdev (statistics.pstdev
             # computes it exactly, with fractions: far slower for the same figure).
-            spread = math.sqrt(sum((rtt - average) ** 2 for rtt in values) / len(values))
+            spread = math.sqrt(sum((rtt - average) ** 2 for rtt in values) / received)
             found.update(
                 rtt_min=min(values), rtt_avg=average, rtt_max=max(values), rtt_stddev=spread
             )
@@ -337,18 +339,23 @@ class EchoSocket:
 
     # -- receiving ---------------------------------------------------------------
 
-    def receive_queued(self) -> None:
-        """Read the replies already queued, without waiting: a near target's
-        reply is often there as soon as the request is sent (on loopback the
-        kernel answers within the send), and then no check has to wait for
-        it. Costs one read that finds nothing otherwise."""
-        self._receive(woken=False)
+    def receive_queued(self, exchange: Exchange) -> None:
+        """Read the replies already queued, without waiting, up to the first
+        one for ``exchange``: a near target's reply is often there as soon as
+        the request is sent (on loopback the kernel answers within the send),
+        and then the check does not wait for it. Costs one read that finds
+        nothing otherwise. What is left queued wakes the reader, if a check
+        waits."""
+        self._receive(woken=False, until_news_for=exchange)
 
-    def _receive(self, woken: bool = True) -> None:
+    def _receive(self, woken: bool = True, until_news_for: Exchange | None = None) -> None:
         """Read what is waiting; hand each reply to the check it answers."""
         sock, family, raw, identifier = self.sock, self.family, self.raw, self.identifier
         pending = self._pending
+        news = until_news_for.news if until_news_for is not None else -1
         for index in range(_READS_PER_WAKE):
+            if until_news_for is not None and until_news_for.news != news:
+                return
             try:
                 data, ancillary, _flags, peer = sock.recvmsg(65535, _ANCILLARY)
             except (BlockingIOError, InterruptedError):

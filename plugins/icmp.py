@@ -187,7 +187,7 @@ async def _exchange(
             next_send = max(next_send + options.interval, now + options.interval / 2)
             if tally.sent == options.count:
                 last_reply_at = min(now + options.reply_timeout, stop_at)
-            shared.receive_queued()
+            shared.receive_queued(exchange)
         if tally.sent == options.count and len(tally.rtts) + tally.errors >= tally.sent:
             return  # every request answered, by its reply or by an ICMP error
         if now >= last_reply_at or now >= stop_at:
@@ -211,15 +211,27 @@ def _outcome(
 ) -> anyprobe.Outcome:
     metrics = tally.metrics()
     ctx.metrics.update(metrics)
-    received = len(tally.rtts)
+    rtt_min, rtt_avg, rtt_max = metrics["rtt_min"], metrics["rtt_avg"], metrics["rtt_max"]
     # The rtt phase is the average round trip (the time spent waiting is the duration).
-    ctx.phases["rtt"] = metrics["rtt_avg"]
+    ctx.phases["rtt"] = rtt_avg
+    average = _ms(rtt_avg)
+    if rtt_min == rtt_max:  # one reply, or all alike: formatted once
+        spread = f"{average}/{average}/{average}"
+    else:
+        spread = f"{_ms(rtt_min)}/{average}/{_ms(rtt_max)}"
+    loss = tally.loss
     summary = (
-        f"{received}/{tally.sent} replies from {address} ({tally.loss:.0f}% loss), "
-        f"rtt min/avg/max {_ms(metrics['rtt_min'])}/{_ms(metrics['rtt_avg'])}/"
-        f"{_ms(metrics['rtt_max'])} ms"
+        f"{len(tally.rtts)}/{tally.sent} replies from {address} ({loss:.0f}% loss), "
+        f"rtt min/avg/max {spread} ms"
     )
-    status, verdicts = _verdict(metrics["rtt_avg"], tally.loss, options)
+    if (
+        options.rtt_warning is None
+        and options.rtt_critical is None
+        and options.loss_warning is None
+        and options.loss_critical is None
+    ):
+        return anyprobe.Outcome(anyprobe.Status.OK, summary)
+    status, verdicts = _verdict(rtt_avg, loss, options)
     return anyprobe.Outcome(status, "; ".join([summary, *verdicts]))
 
 
