@@ -431,9 +431,6 @@ class EchoSockets:
         """One check less on ``shared`` (it stays open for the run's next checks)."""
         shared.users -= 1
 
-    def __len__(self) -> int:
-        return len(self._open)
-
     async def aclose(self) -> None:
         """Close the sockets: the run is over, no check uses them any more."""
         _close_all(self._open)
