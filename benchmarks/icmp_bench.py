@@ -22,6 +22,7 @@ import socket
 import statistics
 import struct
 import time
+from typing import Any
 
 from _compare import parse_args, timed_workers
 
@@ -77,13 +78,23 @@ async def probe_direct(checks: int, concurrency: int) -> tuple[float, float]:
 
     manager, [target] = anyprobe.prepare([URL], options=OPTIONS)
     probe = manager.probes[target.probe]
+    # The run's shared resources, as the scheduler hands every check of a run
+    # (the shared ICMP socket lives there).
+    resources: dict[Any, Any] = {}
 
     async def one_check() -> bool:
-        ctx = anyprobe.CheckContext(timeout=5, deadline=anyio.current_time() + 5)
+        ctx = anyprobe.CheckContext(
+            timeout=5, deadline=anyio.current_time() + 5, resources=resources
+        )
         outcome = await probe.check(target, target.options, ctx)
         return outcome.status is anyprobe.Status.OK
 
-    return await timed_workers(one_check, checks, concurrency)
+    try:
+        return await timed_workers(one_check, checks, concurrency)
+    finally:
+        for resource in resources.values():
+            if hasattr(resource, "aclose"):
+                await resource.aclose()
 
 
 async def anyprobe_checks(checks: int, concurrency: int) -> tuple[float, float]:

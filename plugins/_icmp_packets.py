@@ -5,19 +5,22 @@ Two kinds of socket send echo requests:
 - an ICMP *datagram* socket (``SOCK_DGRAM`` with ``IPPROTO_ICMP`` or
   ``IPPROTO_ICMPV6``), which Linux lets a user open when one of the user's
   groups is in ``net.ipv4.ping_group_range`` (the range applies to IPv6 too).
-  The kernel picks the echo identifier and hands the socket only the replies
-  that carry it; what is read is the ICMP message alone.
+  The kernel picks the echo identifier (the socket's port), hands the socket
+  only the replies that carry it, and fills in the checksum; what is read is
+  the ICMP message alone.
 - a *raw* socket (``SOCK_RAW``), for root or a process with ``CAP_NET_RAW``.
-  It would receive a copy of every ICMP message the host gets from the
-  address it is connected to (with IPv4, behind the IP header); a kernel
-  filter, as ping's, passes it only the echo replies with its identifier.
+  It would receive a copy of every ICMP message the host gets (with IPv4,
+  behind the IP header); a kernel filter, as ping's, passes it only the echo
+  replies with its identifier.
 
-Replies are matched in full either way: type, identifier, sequence number,
-payload and checksum. Both sockets are connected to the target, so the
-kernel passes on only what comes from that address, and both ask for ICMP
-errors about their requests (``IP_RECVERR``): unreachable, TTL exceeded and
-the like come through the socket's error queue, with the router that sent
-them.
+The probe's checks share one socket (:mod:`anyprobe.plugins._icmp_shared`),
+unconnected; replies are matched on identifier, sequence number, payload and
+the address they come from. The kernel has verified a reply's checksum
+before a datagram socket or a raw ICMPv6 socket sees it; a raw IPv4 socket
+gets the message before the kernel's checks, so its checksum is verified
+here. Both kinds ask for ICMP errors about their requests (``IP_RECVERR``):
+unreachable, TTL exceeded and the like come through the socket's error
+queue, with the router that sent them and the request they are about.
 """
 
 from __future__ import annotations
@@ -85,11 +88,15 @@ class NoIcmpSocket(Exception):
 def checksum(data: bytes) -> int:
     """The Internet checksum of ``data`` (RFC 1071): the ones' complement of
     the ones' complement sum of its 16-bit words."""
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+    # Read as one big number, the words are its digits in base 2**16, and
+    # 2**16 is 1 modulo 0xFFFF: the number modulo 0xFFFF is the sum of the
+    # words with the carries added back in (an odd length is padded with a
+    # zero byte). Only a nonzero sum that is a multiple of 0xFFFF is 0xFFFF,
+    # not 0, in ones' complement: the one correction.
+    number = int.from_bytes(data, "big") << (8 * (len(data) % 2))
+    total = number % 0xFFFF
+    if total == 0 and number:
+        total = 0xFFFF
     return ~total & 0xFFFF
 
 
@@ -104,12 +111,21 @@ def _pseudo_header(source: str, destination: str, length: int) -> bytes:
 
 
 def echo_request(
-    family: int, identifier: int, sequence: int, payload: bytes, source: str, destination: str
+    family: int,
+    identifier: int,
+    sequence: int,
+    payload: bytes,
+    source: str | None = None,
+    destination: str | None = None,
 ) -> bytes:
-    """An echo request, checksum included (ICMPv6's covers the addresses too)."""
+    """An echo request, checksum included. ICMPv6's covers the addresses too:
+    without ``source`` and ``destination`` it is left at zero, for the kernel
+    fills it in on every ICMPv6 socket."""
     header = _HEADER.pack(ECHO_REQUEST[family], 0, 0, identifier, sequence)
     covered = header + payload
     if family == socket.AF_INET6:
+        if source is None or destination is None:
+            return covered
         covered = _pseudo_header(source, destination, len(header) + len(payload)) + covered
     return _HEADER.pack(ECHO_REQUEST[family], 0, checksum(covered), identifier, sequence) + payload
 
@@ -125,36 +141,37 @@ class Echo:
 
 
 def parse_reply(
-    family: int, raw: bool, data: bytes, ancillary: list[tuple[int, int, bytes]], peer: str,
-    local: str, expected: int,
+    family: int, raw: bool, data: bytes, ancillary: list[tuple[int, int, bytes]], expected: int,
+    addresses: tuple[str, str] | None = None,
 ) -> Echo | None:  # fmt: skip
     """The echo reply with identifier ``expected`` in ``data``, or None for
     anything else (another ICMP message or identifier, a truncated or corrupt
     one).
 
     With IPv4 on a raw socket ``data`` starts with the IP header, which holds
-    the TTL; otherwise the TTL (hop limit) comes in ``ancillary`` data.
+    the TTL, and the checksum is verified; otherwise the TTL (hop limit) comes
+    in ``ancillary`` data, and the kernel has verified the checksum. An ICMPv6
+    checksum is verified here too when ``addresses`` (the reply's source and
+    destination, which it covers) are given.
     """
-    ttl = _ancillary_ttl(ancillary)
     if family == socket.AF_INET and raw:
         if len(data) < 20 or data[0] >> 4 != 4:
             return None
-        ttl = data[8]
+        ttl: int | None = data[8]
         data = data[(data[0] & 0x0F) * 4 :]
+    else:
+        ttl = _ancillary_ttl(ancillary)
     if len(data) < _HEADER.size:
         return None
     kind, code, _sum, identifier, sequence = _HEADER.unpack_from(data)
     if kind != ECHO_REPLY[family] or code != 0 or identifier != expected:
         return None
-    covered = data
     if family == socket.AF_INET6:
-        covered = _pseudo_header(peer, local, len(data)) + data
-    if checksum(covered) != 0:
+        if addresses is not None and checksum(_pseudo_header(*addresses, len(data)) + data):
+            return None
+    elif raw and checksum(data) != 0:
         return None
     return Echo(identifier, sequence, data[_HEADER.size :], ttl)
-
-
-_TTL_MESSAGES = ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT))
 
 
 def arrival_ns(ancillary: list[tuple[int, int, bytes]]) -> int | None:
@@ -255,9 +272,10 @@ _JEQ_K, _RET_K = 0x15, 0x06
 def only_replies_to(sock: socket.socket, family: int, identifier: int) -> None:
     """Have the kernel pass a raw socket only echo replies that carry
     ``identifier`` (ICMP errors come through the error queue, which no filter
-    touches). Without it, every check pinging a host would read every other
-    check's requests and replies. A kernel that refuses the filter only costs
-    time: replies are matched in full anyway."""
+    touches). Without it, the socket would read every ICMP message the host
+    gets: every other program's pings, and our own requests to a local
+    address. A kernel that refuses the filter only costs time: replies are
+    matched in full anyway."""
     # With IPv4 the message starts after the IP header: X is its length.
     ld_h, ld_b = (_LD_H_IND, _LD_B_IND) if family == socket.AF_INET else (_LD_H_ABS, _LD_B_ABS)
     program = [
@@ -275,11 +293,9 @@ def only_replies_to(sock: socket.socket, family: int, identifier: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-def prepare(
-    sock: socket.socket, family: int, raw: bool, address: str, ttl: int | None
-) -> tuple[str, int]:
-    """Set the TTL, ask for the replies' TTL, connect to ``address``; the local
-    address and port (a datagram socket's port is its echo identifier)."""
+def set_up(sock: socket.socket, family: int, raw: bool, ttl: int | None) -> int:
+    """Set the TTL, ask for the replies' TTL, ICMP errors and receive times;
+    the local port (a datagram socket's port is its echo identifier)."""
     # With RECVERR the kernel queues every ICMP error about our requests
     # (unreachable, TTL exceeded), not only the "hard" ones.
     if family == socket.AF_INET:
@@ -296,6 +312,7 @@ def prepare(
     # The kernel's receive time, as ping uses: not the event loop's wake-up.
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    sock.connect((address, 0))
-    local = sock.getsockname()
-    return str(local[0]), int(local[1])
+    if raw:
+        return 0
+    sock.bind(("0.0.0.0", 0) if family == socket.AF_INET else ("::", 0))
+    return int(sock.getsockname()[1])

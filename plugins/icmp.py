@@ -7,21 +7,19 @@ like check_ping's ``-w 100,20% -c 500,60%``.
 
 It uses an unprivileged ICMP datagram socket where the kernel allows one
 (``net.ipv4.ping_group_range``) and a raw socket otherwise (root or
-``CAP_NET_RAW``); see :mod:`anyprobe.plugins._icmp_packets`. Sockets are
-non-blocking and waited on with :func:`anyio.wait_readable`, so the same
-code runs on asyncio and trio.
+``CAP_NET_RAW``); see :mod:`anyprobe.plugins._icmp_packets`. The checks
+running at the same time share one socket per address family, kind and TTL
+(:mod:`anyprobe.plugins._icmp_shared`), opened by the first and closed by the
+last. Sockets are non-blocking and waited on with
+:func:`anyio.wait_readable`, so the same code runs on asyncio and trio.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import random
 import socket
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult
 
@@ -31,26 +29,8 @@ from pydantic import Field, model_validator
 import anyprobe
 from anyprobe.net import IpFamily, fail_from_os_error
 
-from ._icmp_packets import (
-    MSG_ERRQUEUE,
-    NoIcmpSocket,
-    SocketType,
-    arrival_ns,
-    describe_error,
-    echo_request,
-    only_replies_to,
-    open_socket,
-    parse_reply,
-    prepare,
-)
-
-#: Bytes of ancillary data asked of recvmsg: room for the TTL (hop limit).
-_ANCILLARY = socket.CMSG_SPACE(4) * 2 + socket.CMSG_SPACE(16)
-#: Room for an error queue's sock_extended_err and the sender's address.
-_ERROR_ANCILLARY = socket.CMSG_SPACE(16 + 28) * 2
-#: Most messages read at one wake-up (a raw socket sees every ICMP message
-#: from the target, not only ours).
-_READS_PER_WAKE = 64
+from ._icmp_packets import NoIcmpSocket, SocketType, open_socket
+from ._icmp_shared import EchoSocket, EchoSockets, Exchange, Tally
 
 
 class IcmpOptions(anyprobe.AddressOptions):
@@ -110,119 +90,6 @@ class IcmpOptions(anyprobe.AddressOptions):
         return self
 
 
-@dataclass
-class _Tally:
-    """What came back: round trips by sequence number, duplicates, TTLs, errors."""
-
-    sent: int = 0
-    rtts: dict[int, float] = field(default_factory=dict)
-    duplicates: int = 0
-    ttls: list[int] = field(default_factory=list)
-    error: str | None = None  # the last ICMP error about our requests, in words
-    errors: int = 0
-
-    @property
-    def loss(self) -> float:
-        return 100.0 * (self.sent - len(self.rtts)) / self.sent if self.sent else 100.0
-
-    def metrics(self) -> dict[str, Any]:
-        found: dict[str, Any] = {
-            "packets_sent": self.sent,
-            "packets_received": len(self.rtts),
-            "loss_percent": round(self.loss, 3),
-        }
-        if self.duplicates:
-            found["duplicates"] = self.duplicates
-        if self.rtts:
-            rtts = list(self.rtts.values())
-            average = sum(rtts) / len(rtts)
-            # The population standard deviation, as ping's mdev (statistics.pstdev
-            # computes it exactly, with fractions: far slower for the same figure).
-            spread = math.sqrt(sum((rtt - average) ** 2 for rtt in rtts) / len(rtts))
-            found.update(rtt_min=min(rtts), rtt_avg=average, rtt_max=max(rtts), rtt_stddev=spread)
-        if self.ttls:
-            found["reply_ttl"] = min(self.ttls)
-        return found
-
-
-@dataclass
-class _Session:
-    """One check's socket and what identifies its replies."""
-
-    sock: socket.socket
-    family: int
-    raw: bool
-    address: str
-    local: str
-    identifier: int
-    payload: bytes
-    # sequence -> when it was sent, on the performance counter and in real-time ns
-    sequences: dict[int, tuple[float, int]] = field(default_factory=dict)
-
-    def send(self, sequence: int) -> None:
-        packet = echo_request(
-            self.family, self.identifier, sequence, self.payload, self.local, self.address
-        )
-        self.sequences[sequence] = (time.perf_counter(), time.time_ns())
-        self.sock.send(packet)
-
-    def receive(self, tally: _Tally, ctx: anyprobe.CheckContext) -> None:
-        """Read what is waiting; count each reply that answers one of our requests."""
-        for index in range(_READS_PER_WAKE):
-            try:
-                data, ancillary, _flags, _peer = self.sock.recvmsg(65535, _ANCILLARY)
-            except (BlockingIOError, InterruptedError):
-                if index == 0:  # woken with nothing to read: an error is queued
-                    self._receive_errors(tally, ctx)
-                return
-            except OSError:  # an ICMP error came: the kernel queued it
-                self._receive_errors(tally, ctx)
-                continue
-            arrived = time.perf_counter()
-            echo = parse_reply(
-                self.family, self.raw, data, ancillary, self.address, self.local, self.identifier
-            )
-            if echo is None or echo.sequence not in self.sequences or echo.payload != self.payload:
-                continue  # another program's ping, or not an echo reply
-            if echo.sequence in tally.rtts:
-                tally.duplicates += 1
-                continue
-            rtt = _round_trip(self.sequences[echo.sequence], arrived, arrival_ns(ancillary))
-            tally.rtts[echo.sequence] = rtt
-            if echo.ttl is not None:
-                tally.ttls.append(echo.ttl)
-            ctx.trace(f"reply icmp_seq={echo.sequence} ttl={echo.ttl} time={rtt * 1000:.3f} ms")
-
-    def _receive_errors(self, tally: _Tally, ctx: anyprobe.CheckContext) -> None:
-        """Drain the error queue: ICMP errors about our requests (unreachable,
-        TTL exceeded). Left there, they would wake every wait at once."""
-        for _ in range(_READS_PER_WAKE):
-            try:
-                _data, ancillary, _flags, _peer = self.sock.recvmsg(
-                    0, _ERROR_ANCILLARY, MSG_ERRQUEUE
-                )
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            text = describe_error(ancillary)
-            if text is not None:
-                tally.error = text
-                tally.errors += 1
-                ctx.trace(f"ICMP error: {text}")
-
-
-def _round_trip(sent: tuple[float, int], arrived: float, kernel_ns: int | None) -> float:
-    """The round trip to the kernel's receive time when it is known and
-    plausible (the real-time clock may have been stepped), else to the read."""
-    read = arrived - sent[0]
-    if kernel_ns is not None:
-        kernel = (kernel_ns - sent[1]) / 1e9
-        if 0 < kernel <= read:
-            return kernel
-    return read
-
-
 class IcmpProbe(anyprobe.Probe[IcmpOptions]):
     """Send ICMP echo requests and judge round-trip time and packet loss."""
 
@@ -250,7 +117,7 @@ class IcmpProbe(anyprobe.Probe[IcmpOptions]):
         self, target: anyprobe.Target, options: IcmpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         needed = (options.count - 1) * options.interval
-        if needed >= ctx.remaining():
+        if needed and needed >= ctx.remaining():
             raise anyprobe.CheckFailed(
                 f"{options.count} requests {options.interval:g} s apart need {needed:g} s, "
                 f"more than the check's timeout of {ctx.timeout:g} s: lower count or "
@@ -260,58 +127,59 @@ class IcmpProbe(anyprobe.Probe[IcmpOptions]):
         address = (await ctx.resolve(target.host, 0, options.ip_family))[0]
         ctx.metrics["address"] = address
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sockets = ctx.shared("anyprobe.icmp sockets", EchoSockets)
         try:
             # Once refused, a kind of socket is not asked for again in the run.
             refused = ctx.shared(("anyprobe.icmp refused sockets", family), dict[str, str])
-            sock, kind = open_socket(family, options.socket_type, refused)
+            shared = sockets.acquire(family, options.socket_type, options.ttl, refused)
         except NoIcmpSocket as exc:
             raise anyprobe.CheckFailed(str(exc), status=anyprobe.Status.UNKNOWN) from None
-        ctx.metrics["socket_type"] = kind
-        tally = _Tally()
-        with sock, ctx.phase("rtt"):
-            try:
-                local, port = prepare(sock, family, kind == "raw", address, options.ttl)
-            except OSError as exc:  # no route: connecting looks the route up
-                raise fail_from_os_error(exc) from None
-            # A datagram socket's identifier is its port, chosen by the kernel.
-            if kind == "datagram":
-                identifier = port
-            else:
-                identifier = random.getrandbits(16)
-                only_replies_to(sock, family, identifier)
-            ctx.trace(f"{kind} socket from {local}, echo identifier {identifier}")
-            session = _Session(
-                sock, family, kind == "raw", address, local, identifier, _payload(options)
-            )
-            await _exchange(session, tally, options, ctx)
-            if not tally.rtts:
-                raise _all_lost(tally, address)
-        return _outcome(tally, address, options, ctx)
+        except OSError as exc:
+            raise fail_from_os_error(exc) from None
+        exchange = Exchange(address, _payload(options), ctx)
+        try:
+            ctx.metrics["socket_type"] = shared.kind
+            if ctx.explain:
+                ctx.trace(
+                    f"{shared.kind} socket, echo identifier {shared.identifier}, "
+                    f"shared by {shared.users} check(s) of the run"
+                )
+            with ctx.phase("rtt"):
+                await _exchange(shared, exchange, options, ctx)
+                if not exchange.tally.rtts:
+                    raise _all_lost(exchange.tally, address)
+        finally:
+            shared.forget(exchange)
+            sockets.release(shared)
+        return _outcome(exchange.tally, address, options, ctx)
 
 
 def _payload(options: IcmpOptions) -> bytes:
     """A random cookie (this check's alone), then ping's byte pattern, cut to size."""
-    pattern = os.urandom(8) + bytes(range(8, 256)) * (options.payload_size // 248 + 1)
-    return pattern[: options.payload_size]
+    cookie = random.getrandbits(64).to_bytes(8, "big")
+    return (cookie + _PATTERN[: max(0, options.payload_size - 8)])[: options.payload_size]
+
+
+#: ping's payload after its 8 first bytes: 8, 9, ... 255, 8, 9 ... (up to 65,487 bytes).
+_PATTERN = bytes(range(8, 256)) * (65487 // 248 + 1)
 
 
 async def _exchange(
-    session: _Session, tally: _Tally, options: IcmpOptions, ctx: anyprobe.CheckContext
+    shared: EchoSocket, exchange: Exchange, options: IcmpOptions, ctx: anyprobe.CheckContext
 ) -> None:
     """Send ``count`` requests ``interval`` apart, reading replies meanwhile,
     then wait ``reply_timeout`` for the rest; stop short of the deadline, so
     that the verdict is on the replies rather than a timeout."""
+    tally = exchange.tally
     stop_at = ctx.deadline - min(0.1, ctx.timeout / 10)
-    next_send = anyio.current_time()
+    now = next_send = anyio.current_time()
     last_reply_at = stop_at
     while True:
-        now = anyio.current_time()
         if tally.sent < options.count and next_send <= now < stop_at:
-            sequence = tally.sent + 1
             try:
-                session.send(sequence)
+                shared.send(exchange)
             except BlockingIOError:
-                ctx.trace(f"icmp_seq={sequence} not sent: the socket's buffer is full")
+                ctx.trace(f"icmp_seq={tally.sent + 1} not sent: the socket's buffer is full")
             except OSError as exc:
                 raise fail_from_os_error(exc) from None
             tally.sent += 1
@@ -319,18 +187,17 @@ async def _exchange(
             next_send = max(next_send + options.interval, now + options.interval / 2)
             if tally.sent == options.count:
                 last_reply_at = min(now + options.reply_timeout, stop_at)
-            continue
+            shared.receive_queued(exchange)
         if tally.sent == options.count and len(tally.rtts) + tally.errors >= tally.sent:
             return  # every request answered, by its reply or by an ICMP error
         if now >= last_reply_at or now >= stop_at:
             return
         wake = min(next_send if tally.sent < options.count else last_reply_at, stop_at)
-        with anyio.move_on_after(max(0.0, wake - now)):
-            await anyio.wait_readable(session.sock)
-            session.receive(tally, ctx)
+        await shared.wait(exchange, wake)
+        now = anyio.current_time()
 
 
-def _all_lost(tally: _Tally, address: str) -> anyprobe.CheckFailed:
+def _all_lost(tally: Tally, address: str) -> anyprobe.CheckFailed:
     """Critical: not one reply (and the ICMP error a router sent, if any)."""
     why = f": {tally.error}" if tally.error else ""
     return anyprobe.CheckFailed(
@@ -340,19 +207,31 @@ def _all_lost(tally: _Tally, address: str) -> anyprobe.CheckFailed:
 
 
 def _outcome(
-    tally: _Tally, address: str, options: IcmpOptions, ctx: anyprobe.CheckContext
+    tally: Tally, address: str, options: IcmpOptions, ctx: anyprobe.CheckContext
 ) -> anyprobe.Outcome:
     metrics = tally.metrics()
     ctx.metrics.update(metrics)
-    received = len(tally.rtts)
+    rtt_min, rtt_avg, rtt_max = metrics["rtt_min"], metrics["rtt_avg"], metrics["rtt_max"]
     # The rtt phase is the average round trip (the time spent waiting is the duration).
-    ctx.phases["rtt"] = metrics["rtt_avg"]
+    ctx.phases["rtt"] = rtt_avg
+    average = _ms(rtt_avg)
+    if rtt_min == rtt_max:  # one reply, or all alike: formatted once
+        spread = f"{average}/{average}/{average}"
+    else:
+        spread = f"{_ms(rtt_min)}/{average}/{_ms(rtt_max)}"
+    loss = tally.loss
     summary = (
-        f"{received}/{tally.sent} replies from {address} ({tally.loss:.0f}% loss), "
-        f"rtt min/avg/max {_ms(metrics['rtt_min'])}/{_ms(metrics['rtt_avg'])}/"
-        f"{_ms(metrics['rtt_max'])} ms"
+        f"{len(tally.rtts)}/{tally.sent} replies from {address} ({loss:.0f}% loss), "
+        f"rtt min/avg/max {spread} ms"
     )
-    status, verdicts = _verdict(metrics["rtt_avg"], tally.loss, options)
+    if (
+        options.rtt_warning is None
+        and options.rtt_critical is None
+        and options.loss_warning is None
+        and options.loss_critical is None
+    ):
+        return anyprobe.Outcome(anyprobe.Status.OK, summary)
+    status, verdicts = _verdict(rtt_avg, loss, options)
     return anyprobe.Outcome(status, "; ".join([summary, *verdicts]))
 
 
@@ -367,26 +246,26 @@ def _verdict(
     """
     status = anyprobe.Status.OK
     verdicts: list[str] = []
-    checks = (
-        (options.rtt_critical, rtt_avg, anyprobe.Status.CRITICAL, "rtt_critical"),
-        (options.rtt_warning, rtt_avg, anyprobe.Status.WARNING, "rtt_warning"),
-        (options.loss_critical, loss, anyprobe.Status.CRITICAL, "loss_critical"),
-        (options.loss_warning, loss, anyprobe.Status.WARNING, "loss_warning"),
-    )
-    crossed: set[str] = set()
-    for limit, value, level, name in checks:
-        kind = name.split("_")[0]
-        if limit is None or kind in crossed:
-            continue
-        if kind == "rtt" and value > limit:
-            verdicts.append(f"rtt avg {_ms(value)} ms over {name} {_ms(limit)} ms")
-        elif kind == "loss" and value >= limit:
-            verdicts.append(f"{value:.0f}% loss at or over {name} {limit:g}%")
-        else:
-            continue
-        crossed.add(kind)
-        if level is anyprobe.Status.CRITICAL or status is anyprobe.Status.OK:
-            status = level
+    for kind, value, critical, warning in (
+        ("rtt", rtt_avg, options.rtt_critical, options.rtt_warning),
+        ("loss", loss, options.loss_critical, options.loss_warning),
+    ):
+        for level, limit in (
+            (anyprobe.Status.CRITICAL, critical),
+            (anyprobe.Status.WARNING, warning),
+        ):
+            if limit is None:
+                continue
+            name = f"{kind}_{level.value}"
+            if kind == "rtt" and value > limit:
+                verdicts.append(f"rtt avg {_ms(value)} ms over {name} {_ms(limit)} ms")
+            elif kind == "loss" and value >= limit:
+                verdicts.append(f"{value:.0f}% loss at or over {name} {limit:g}%")
+            else:
+                continue
+            if level is anyprobe.Status.CRITICAL or status is anyprobe.Status.OK:
+                status = level
+            break  # the worst threshold crossed speaks for this measure
     return status, verdicts
 
 

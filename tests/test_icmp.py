@@ -27,7 +27,8 @@ from anyprobe.plugins._icmp_packets import (
     open_socket,
     parse_reply,
 )
-from anyprobe.plugins.icmp import IcmpOptions, _round_trip, _verdict
+from anyprobe.plugins._icmp_shared import round_trip
+from anyprobe.plugins.icmp import IcmpOptions, _verdict
 
 
 def _icmp_refused(family: int) -> str | None:
@@ -257,29 +258,37 @@ def test_icmpv6_checksum_covers_the_addresses() -> None:
     reply = bytes([129]) + packet[1:]  # type 129, the checksum now off by 1 << 8
     fixed = struct.pack("!H", (struct.unpack("!H", packet[2:4])[0] - 0x0100) % 0xFFFF)
     reply = reply[:2] + fixed + reply[4:]
-    echo = parse_reply(socket.AF_INET6, False, reply, [], "::1", "::1", 7)
+    echo = parse_reply(socket.AF_INET6, False, reply, [], 7, ("::1", "::1"))
     assert echo is not None and (echo.identifier, echo.sequence, echo.payload) == (7, 9, b"xyz")
     # The same bytes from another address do not add up: refused.
-    assert parse_reply(socket.AF_INET6, False, reply, [], "::2", "::1", 7) is None
+    assert parse_reply(socket.AF_INET6, False, reply, [], 7, ("::2", "::1")) is None
+    # Without the addresses the kernel's verification is trusted (a shared
+    # socket does not know which of its addresses a reply came to).
+    assert parse_reply(socket.AF_INET6, False, reply, [], 7) is not None
+    # The kernel fills in the checksum when the addresses are not given.
+    assert echo_request(socket.AF_INET6, 7, 9, b"xyz")[2:4] == b"\0\0"
 
 
 def test_corrupt_or_other_messages_are_not_replies() -> None:
     request = echo_request(socket.AF_INET, 1, 1, b"data", "127.0.0.1", "127.0.0.1")
-    assert parse_reply(socket.AF_INET, False, request, [], "", "", 1) is None  # a request
+    assert parse_reply(socket.AF_INET, True, request, [], 1) is None  # a request
     reply = (
         b"\0"
         + request[1:2]
         + struct.pack("!H", checksum(b"\0" + request[1:2] + b"\0\0" + request[4:]))
         + request[4:]
     )
-    assert parse_reply(socket.AF_INET, False, reply, [], "", "", 1) is not None
-    assert parse_reply(socket.AF_INET, False, reply, [], "", "", 2) is None  # not ours
-    corrupt = reply[:-1] + b"X"
-    assert parse_reply(socket.AF_INET, False, corrupt, [], "", "", 1) is None
-    assert parse_reply(socket.AF_INET, False, reply[:5], [], "", "", 1) is None
-    # A raw IPv4 socket reads the IP header first: its TTL is the reply's.
     header = bytes([0x45, 0, 0, 0, 0, 0, 0, 0, 57, 1, 0, 0]) + bytes(8)
-    echo = parse_reply(socket.AF_INET, True, header + reply, [], "", "", 1)
+    assert parse_reply(socket.AF_INET, True, header + reply, [], 1) is not None
+    assert parse_reply(socket.AF_INET, True, header + reply, [], 2) is None  # not ours
+    # A raw IPv4 socket gets the message before the kernel checks it: the
+    # checksum is verified here (a datagram socket only gets verified ones).
+    corrupt = reply[:-1] + b"X"
+    assert parse_reply(socket.AF_INET, True, header + corrupt, [], 1) is None
+    assert parse_reply(socket.AF_INET, False, corrupt, [], 1) is not None
+    assert parse_reply(socket.AF_INET, False, reply[:5], [], 1) is None
+    # A raw IPv4 socket reads the IP header first: its TTL is the reply's.
+    echo = parse_reply(socket.AF_INET, True, header + reply, [], 1)
     assert echo is not None and echo.ttl == 57
 
 
@@ -296,7 +305,7 @@ def test_round_trip_prefers_the_kernels_receive_time(
     kernel_ns: int | None, expected: float
 ) -> None:
     sent = (10.0, 1_000_000_000)  # on the performance counter, and in real-time ns
-    assert _round_trip(sent, 10.0003, kernel_ns) == pytest.approx(expected)
+    assert round_trip(sent, 10.0003, kernel_ns) == pytest.approx(expected)
 
 
 @settings(

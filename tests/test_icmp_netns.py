@@ -107,6 +107,32 @@ class Hosts:
         return record, done
 
 
+def run_config(namespace: str, backend: str, config: str) -> dict[str, dict[str, Any]]:
+    """``anyprobe run --explain`` of a TOML ``config`` in ``namespace``: each
+    check's JSON Lines record, by check name (the run's checks share sockets)."""
+    done = subprocess.run(
+        ["ip", "netns", "exec", namespace, sys.executable, "-m", "anyprobe", "run",
+         "--backend", backend, "--no-progress", "--explain", "-r", "jsonl", "-"],
+        input=config, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    return {record["name"]: record for record in records}
+
+
+def icmp_errors(record: dict[str, Any]) -> list[str]:
+    """The ICMP errors a check's trace says it received."""
+    return [e["message"] for e in record["trace"] if e["message"].startswith("ICMP error")]
+
+
+def checks_toml(*checks: tuple[str, str, str]) -> str:
+    """A config of icmp checks: (name, address, more options as TOML)."""
+    return "".join(
+        f'[[check]]\nname = "{name}"\nurl = "{url(address)}"\ntimeout = 5\n{extra}\n'
+        for name, address, extra in checks
+    )
+
+
 @pytest.fixture(scope="module")
 def hosts() -> Iterator[Hosts]:
     if os.geteuid() != 0 or shutil.which("ip") is None:
@@ -343,6 +369,40 @@ def test_absent_neighbour_is_host_unreachable(clean: Hosts, backend: str, socket
     assert record["error"]["phase"] == "rtt"
 
 
+@BACKENDS
+@pytest.mark.parametrize("socket_type", ["raw", "datagram"])
+def test_errors_go_to_the_check_whose_request_failed(
+    clean: Hosts, backend: str, socket_type: str
+) -> None:
+    # One run, one shared socket: an absent host's "host unreachable" must
+    # not count against the checks of hosts that answer, nor a missing route
+    # fail the others' requests.
+    clean.ping_group_range("0 2147483647")
+    options = f'count = 3\ninterval = 0.05\nreply_timeout = 3\nsocket_type = "{socket_type}"'
+    records = run_config(
+        clean.client,
+        backend,
+        checks_toml(
+            ("first", SERVER_V4, options),
+            ("absent", ABSENT_V4, options),
+            ("unrouted", UNROUTED_V4, options),
+            ("second", SERVER_V4, options),
+            ("v6", SERVER_V6, options),
+        ),
+    )
+    for name in ("first", "second", "v6"):
+        assert records[name]["status"] == "ok", records[name]["summary"]
+        assert records[name]["metrics"]["packets_received"] == 3
+        assert records[name]["metrics"]["socket_type"] == socket_type
+        assert icmp_errors(records[name]) == []
+    assert len(icmp_errors(records["absent"])) >= 1
+    assert records["absent"]["summary"] == (
+        f"no reply from {ABSENT_V4} to 3 echo requests (100% loss): "
+        f"host unreachable (from {CLIENT_V4})"
+    )
+    assert records["unrouted"]["summary"] == "network unreachable"
+
+
 # -- a router between client and host ------------------------------------------
 
 ROUTED_CLIENT = ("10.248.14.1", "fd00:248:14::1")
@@ -416,6 +476,34 @@ def test_ttl_running_out_at_a_router_is_critical_and_names_it(
     assert done.returncode == 0, record["summary"]
     # The far host's replies leave with 64 and cross the router: one less.
     assert record["metrics"]["reply_ttl"] == 63
+
+
+@BACKENDS
+@pytest.mark.parametrize("socket_type", ["raw", "datagram"])
+def test_ttl_exceeded_goes_to_the_check_with_that_ttl(
+    hosts: Hosts, routed: str, backend: str, socket_type: str
+) -> None:
+    # Checks with TTL 1, 2 and the default to one host, in one run: the
+    # router's "TTL exceeded" is about the TTL 1 requests alone.
+    options = f'count = 2\ninterval = 0.02\nreply_timeout = 3\nsocket_type = "{socket_type}"'
+    checks = [
+        (f"{family} ttl {ttl}", FAR_HOST[index], f"{options}\nttl = {ttl}" if ttl else options)
+        for index, family in enumerate(("ipv4", "ipv6"))
+        for ttl in (1, 2, 0)
+    ]
+    records = run_config(routed, backend, checks_toml(*checks))
+    for index, family in enumerate(("ipv4", "ipv6")):
+        expired = "time to live exceeded" if index == 0 else "hop limit exceeded"
+        assert records[f"{family} ttl 1"]["summary"] == (
+            f"no reply from {FAR_HOST[index]} to 2 echo requests (100% loss): "
+            f"{expired} in transit (from {ROUTER_NEAR[index]})"
+        )
+        assert len(icmp_errors(records[f"{family} ttl 1"])) == 2
+        for ttl in (2, 0):
+            record = records[f"{family} ttl {ttl}"]
+            assert record["status"] == "ok", record["summary"]
+            assert record["metrics"]["packets_received"] == 2
+            assert icmp_errors(record) == []
 
 
 @BACKENDS
