@@ -529,7 +529,7 @@ def _reporters(
     Every output path is checked here, before the first check runs; none may
     be ``reads``, the config or targets file the run reads."""
     from ._cli_reporters import check_outputs, parse_report
-    from ._config import make_reporter
+    from ._targets import make_reporter
 
     reporters = list(configured)
     shown_as = {id(reporter): f"reporter {name}" for name, reporter in configured}

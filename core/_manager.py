@@ -16,15 +16,17 @@ import traceback
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
-from pydantic import BaseModel
 
 from . import hookspecs
 from ._errors import PluginError
 from ._probe import Probe
 from ._reporter import Reporter
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 log = logging.getLogger("anyprobe.plugins")
 

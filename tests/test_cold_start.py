@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,21 @@ def test_tcp_check_imports_no_http_dns_or_ssh_plugin(tmp_path: Path, backend: st
     assert not {"rich", "prometheus_client", "httpx", "anyprobe._serve_config"} & modules
     if backend == "trio":
         assert "asyncio" not in modules  # the asyncio bridge imports it only when used
+    # No option set: the tcp probe's and the table's defaults, no model built.
+    assert not {m for m in modules if m.partition(".")[0] in ("pydantic", "pydantic_core")}
+    assert not {"anyprobe.plugins._tcp_options", "anyprobe._options", "anyprobe.tls"} & modules
+
+
+def test_tcp_check_with_an_option_validates_it(tmp_path: Path) -> None:
+    with accept_in_thread(lambda client: None) as port:
+        proc, modules = modules_of_run(
+            tmp_path, "check", "--set", "max_bytes=10", f"tcp://127.0.0.1:{port}"
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert {"pydantic", "anyprobe.plugins._tcp_options"} <= modules
+    proc, _ = modules_of_run(tmp_path, "check", "--set", "max_bytes=0", "tcp://127.0.0.1:1")
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1 and "max_bytes" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -188,3 +204,58 @@ def test_version_verbose_names_the_event_loops_available() -> None:
             (line,) = [line for line in lines if line.startswith(f"{module}: ")]
             installed = importlib.util.find_spec(module) is not None
             assert ("not installed" not in line) is installed, line
+
+
+@pytest.mark.parametrize(
+    ("plugin_type", "model"),
+    [
+        ("anyprobe.plugins.tcp:TcpProbe", "anyprobe.plugins._tcp_options:TcpOptions"),
+        ("anyprobe.plugins.table:TableReporter", "anyprobe.plugins._table_options:TableOptions"),
+    ],
+)
+def test_option_defaults_are_the_models_defaults(plugin_type: str, model: str) -> None:
+    import importlib
+
+    def load(path: str) -> Any:
+        module, _, name = path.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    kind, options_model = load(plugin_type), load(model)
+    assert kind.Options is options_model
+    built = options_model()
+    assert kind.option_defaults == {
+        name: getattr(built, name) for name in options_model.model_fields
+    }
+    for name, value in kind.option_defaults.items():
+        assert type(value) is type(getattr(built, name)), name
+
+
+def test_default_options_answer_as_the_model() -> None:
+    from anyprobe._option_defaults import DefaultOptions
+    from anyprobe.plugins.tcp import TcpOptions, TcpProbe
+
+    assert TcpProbe.option_defaults is not None
+    options: Any = DefaultOptions(TcpProbe, TcpProbe.option_defaults)
+    assert options.max_bytes == 4096
+    assert isinstance(options, TcpOptions)
+    assert options == TcpOptions()
+    assert options.model_dump() == TcpOptions().model_dump()
+    assert repr(options) == repr(TcpOptions())
+    with pytest.raises(ValueError, match="frozen"):
+        options.max_bytes = 1
+    with pytest.raises(AttributeError):
+        options.no_such_option  # noqa: B018
+
+
+def test_lazy_model_imports_its_model_when_read() -> None:
+    import anyprobe
+
+    class Holder:
+        Options = anyprobe.lazy_model("anyprobe.plugins._table_options:TableOptions")
+
+    from anyprobe.plugins._table_options import TableOptions
+
+    assert Holder.Options is TableOptions
+    assert Holder().Options is TableOptions
+    with pytest.raises(ValueError, match="module:Name"):
+        anyprobe.lazy_model("no_colon")
