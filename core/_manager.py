@@ -645,11 +645,17 @@ def _discover(
     loaded = _import_builtins(builtins)
     if not autoload:
         return loaded
-    import importlib.metadata
-
     # Every built-in name, loaded or not: an entry point of that name is one of
     # anyprobe's own (pyproject.toml names them all) or would shadow one.
     names = {module.rpartition(".")[2] for module in BUILTIN_PLUGINS}
+    from ._entry_scan import only_known_entry_points
+
+    if only_known_entry_points(
+        ENTRY_POINT_GROUP, lambda name, module: module in BUILTIN_PLUGINS or name in names
+    ):
+        return loaded  # no third-party plugin: importlib.metadata is not needed
+    import importlib.metadata
+
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.module in BUILTIN_PLUGINS or ep.name in names:
             continue

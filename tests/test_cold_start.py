@@ -61,6 +61,17 @@ def imported(modules: set[str], plugin: str) -> list[str]:
     )
 
 
+def third_party_plugins() -> list[str]:
+    import importlib.metadata
+
+    names = {module.rpartition(".")[2] for module in BUILTIN_PLUGINS}
+    return [
+        ep.name
+        for ep in importlib.metadata.entry_points(group="anyprobe")
+        if ep.module not in BUILTIN_PLUGINS and ep.name not in names
+    ]
+
+
 def serve_http(client: socket.socket) -> None:
     client.recv(65536)
     client.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
@@ -80,9 +91,12 @@ def test_tcp_check_imports_no_http_dns_or_ssh_plugin(tmp_path: Path, backend: st
     assert not {"rich", "prometheus_client", "httpx", "anyprobe._serve_config"} & modules
     if backend == "trio":
         assert "asyncio" not in modules  # the asyncio bridge imports it only when used
-    # No option set: the tcp probe's and the table's defaults, no model built.
-    assert not {m for m in modules if m.partition(".")[0] in ("pydantic", "pydantic_core")}
-    assert not {"anyprobe.plugins._tcp_options", "anyprobe._options", "anyprobe.tls"} & modules
+    if not third_party_plugins():  # what a third-party plugin imports is its own choice
+        # No option set: the tcp probe's and the table's defaults, no model built.
+        assert not {m for m in modules if m.partition(".")[0] in ("pydantic", "pydantic_core")}
+        assert not {"anyprobe.plugins._tcp_options", "anyprobe._options", "anyprobe.tls"} & modules
+        # No third-party plugin installed: found without importlib.metadata.
+        assert not {"importlib.metadata", "email", "csv"} & modules
 
 
 def test_tcp_check_with_an_option_validates_it(tmp_path: Path) -> None:
@@ -259,3 +273,35 @@ def test_lazy_model_imports_its_model_when_read() -> None:
     assert Holder().Options is TableOptions
     with pytest.raises(ValueError, match="module:Name"):
         anyprobe.lazy_model("no_colon")
+
+
+def _dist(site: Path, name: str, entry_points: str) -> None:
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_entry_scan_answers_maybe_for_any_unknown_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anyprobe._entry_scan import only_known_entry_points
+
+    def known(name: str, module: str) -> bool:
+        return module.startswith("anyprobe.plugins.")
+
+    site = tmp_path / "site"
+    _dist(site, "anyprobe", "[console_scripts]\nanyprobe = anyprobe._cli:main\n"
+          "[anyprobe]\ntcp = anyprobe.plugins.tcp\n  # a comment\n")  # fmt: skip
+    _dist(site, "other", "[other]\nanyprobe = other.anyprobe:plugin\n")
+    monkeypatch.setattr(sys, "path", [str(site), str(tmp_path / "missing")])
+    assert only_known_entry_points("anyprobe", known)
+
+    _dist(site, "anyprobe_redis", "[anyprobe]\nredis = anyprobe_redis:plugin [extra]\n")
+    assert not only_known_entry_points("anyprobe", known)
+
+    (site / "anyprobe_redis-1.0.dist-info" / "entry_points.txt").unlink()
+    assert only_known_entry_points("anyprobe", known)
+    zipped = tmp_path / "plugins.zip"
+    zipped.write_bytes(b"PK")
+    monkeypatch.setattr(sys, "path", [str(site), str(zipped)])
+    assert not only_known_entry_points("anyprobe", known)
