@@ -305,3 +305,37 @@ def test_entry_scan_answers_maybe_for_any_unknown_plugin(
     zipped.write_bytes(b"PK")
     monkeypatch.setattr(sys, "path", [str(site), str(zipped)])
     assert not only_known_entry_points("anyprobe", known)
+
+
+#: main() as the console script calls it (no argv), then how many objects the
+#: garbage collector left frozen when the process exits.
+RUN_AND_COUNT_FROZEN = """
+import atexit, gc, sys
+atexit.register(lambda: sys.stderr.write(f"frozen={gc.get_freeze_count()}\\n"))
+from anyprobe._cli import main
+sys.argv = ["anyprobe", *sys.argv[1:]]
+main() if sys.argv[1] != "--with-argv" else main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("as_script", [True, False])
+def test_the_console_script_leaves_its_objects_to_the_exit(as_script: bool) -> None:
+    """Tearing down every module with the collector walking every object costs a
+    one-check run nearly as much as its check: the console script freezes them."""
+    with accept_in_thread(lambda client: None) as port:
+        args = ["check", f"tcp://127.0.0.1:{port}"]
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                RUN_AND_COUNT_FROZEN,
+                *([] if as_script else ["--with-argv"]),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 0, proc.stderr
+    frozen = int(proc.stderr.rpartition("frozen=")[2])
+    assert (frozen > 1000) is as_script, frozen
