@@ -311,7 +311,13 @@ def test_entry_scan_answers_maybe_for_any_unknown_plugin(
 #: garbage collector left frozen when the process exits.
 RUN_AND_COUNT_FROZEN = """
 import atexit, gc, sys
+import anyio
 atexit.register(lambda: sys.stderr.write(f"frozen={gc.get_freeze_count()}\\n"))
+run = anyio.run
+def run_and_tell(*args, **kwargs):
+    sys.stderr.write(f"collecting={gc.isenabled()}\\n")
+    return run(*args, **kwargs)
+anyio.run = run_and_tell
 from anyprobe._cli import main
 sys.argv = ["anyprobe", *sys.argv[1:]]
 main() if sys.argv[1] != "--with-argv" else main(sys.argv[2:])
@@ -339,3 +345,26 @@ def test_the_console_script_leaves_its_objects_to_the_exit(as_script: bool) -> N
     assert proc.returncode == 0, proc.stderr
     frozen = int(proc.stderr.rpartition("frozen=")[2])
     assert (frozen > 1000) is as_script, frozen
+    assert "collecting=True" in proc.stderr  # the checks run with the collector on
+
+
+def test_serve_runs_with_the_collector_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    import anyprobe._serve
+    from anyprobe import _cli_gc
+    from anyprobe._cli import cli
+
+    seen: list[bool] = []
+    monkeypatch.setattr(
+        anyprobe._serve, "main", lambda *args, **kwargs: seen.append(gc.isenabled())
+    )
+    assert gc.isenabled()
+    try:
+        _cli_gc.hold_collector()
+        assert not gc.isenabled()
+        cli.main(["--no-plugin-autoload", "serve"], standalone_mode=False)
+    finally:
+        _cli_gc.start_collecting()
+        gc.unfreeze()
+    assert seen == [True]
