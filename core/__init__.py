@@ -37,7 +37,8 @@ if TYPE_CHECKING:
         TraceEvent,
     )
     from ._notify import AlertNotice, Notifier, NotifierError, NotifierOptions, StatusChange
-    from ._options import AddressOptions, ProbeOptions
+    from ._option_defaults import lazy_model
+    from ._options import AddressOptions, ProbeOptions, ReporterOptions
     from ._patterns import (
         OFF_LOOP_BYTES,
         Pattern,
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
         check_url_shape,
         require,
     )
-    from ._reporter import OutputFile, ReportContext, Reporter, ReporterOptions, ResultStream
+    from ._reporter import OutputFile, ReportContext, Reporter, ResultStream
     from ._run import Run, RunInfo
     from ._secrets import SecretEnv
     from .bridge import AsyncioBridge, asyncio_bridge
@@ -108,6 +109,7 @@ _EXPORTS = {
     "check_url_shape": "_probe",
     "MissingDependency": "_probe",
     "require": "_probe",
+    "lazy_model": "_option_defaults",
     "OFF_LOOP_BYTES": "_patterns",
     "Pattern": "_patterns",
     "PatternError": "_patterns",
@@ -122,7 +124,7 @@ _EXPORTS = {
     "AlertNotice": "_notify",
     "StatusChange": "_notify",
     "Reporter": "_reporter",
-    "ReporterOptions": "_reporter",
+    "ReporterOptions": "_options",
     "ResultStream": "_reporter",
     "Run": "_run",
     "RunInfo": "_run",
@@ -213,6 +215,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "host_problem",
+    "lazy_model",
     "off_loop",
     "prepare",
     "require",

@@ -19,6 +19,7 @@ import click
 
 from ._backend import BACKENDS, require_backend
 from ._backend import run as run_on
+from ._cli_gc import hold_collector, leave_objects_to_exit, start_collecting
 from ._cli_signals import Interrupted, Signals
 from ._cli_version import VersionOption
 from ._errors import AnyprobeError, OptionsError, UsageError
@@ -446,6 +447,7 @@ def serve(state: _State, /, config: str | None, shard: str | None, **serve_args:
     """
     from ._serve import main as serve_main
 
+    start_collecting()
     if _signals is not None:
         _signals.uninstall()
     for info in state.manager.broken:
@@ -529,7 +531,7 @@ def _reporters(
     Every output path is checked here, before the first check runs; none may
     be ``reads``, the config or targets file the run reads."""
     from ._cli_reporters import check_outputs, parse_report
-    from ._config import make_reporter
+    from ._targets import make_reporter
 
     reporters = list(configured)
     shown_as = {id(reporter): f"reporter {name}" for name, reporter in configured}
@@ -588,6 +590,7 @@ def _execute(
 
 def _run_backend(main: Callable[[], Any], backend: str) -> RunSummary:
     require_backend(backend)
+    start_collecting()
     if _signals is not None:
         # From here the run's own receiver handles signals; one that comes
         # before it opens is kept and replayed (see _run_with_signals).
@@ -729,6 +732,10 @@ def main(argv: Sequence[str] | None = None, *, pending_signals: Sequence[str] = 
     """The console script: run the CLI and exit with its status.
     ``pending_signals`` came before it was called (``python -m anyprobe``)."""
     global _signals
+    if argv is None:
+        # The process's own command line, not a program or a test that calls
+        # main(args) and goes on: see _cli_gc.
+        hold_collector()
     _replace_closed_streams()
     _signals = Signals()
     _signals.install()
@@ -763,4 +770,6 @@ def main(argv: Sequence[str] | None = None, *, pending_signals: Sequence[str] = 
     # Everything is reported: from here a signal ends the process as usual,
     # even one stuck at exit behind a thread a plugin left blocked.
     _signals.uninstall()
+    if argv is None:
+        leave_objects_to_exit()
     sys.exit(code if isinstance(code, int) else 0)

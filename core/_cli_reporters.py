@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._errors import UsageError
 from ._model import Result, Status
-from ._reporter import ReportContext, Reporter, ReporterOptions, ResultStream
+from ._option_defaults import DefaultOptions
+from ._reporter import ReportContext, Reporter, ResultStream
 
 if TYPE_CHECKING:
     from ._manager import PluginManager
+    from ._reporter import ReporterOptions
 
 
 REPORT_SYNTAX = "expected NAME, NAME=DEST or NAME:KEY=VALUE[,KEY=VALUE...]"
@@ -108,13 +110,18 @@ def any_stdout(outputs: Sequence[str | None]) -> bool:
     return False
 
 
-class Collect(Reporter[ReporterOptions]):
+def _no_options(reporter_type: type[Reporter[Any]]) -> ReporterOptions:
+    """The options of a reporter the CLI adds for itself (none are set), without pydantic."""
+    return cast("ReporterOptions", DefaultOptions(reporter_type, {"path": None}))
+
+
+class Collect(Reporter["ReporterOptions"]):
     """Keeps the results (the demo compares them with the verdicts it expects)."""
 
     name = "_collect"
 
     def __init__(self, into: list[Result]) -> None:
-        super().__init__(ReporterOptions())
+        super().__init__(_no_options(type(self)))
         self.into = into
 
     async def report(self, results: ResultStream, ctx: ReportContext) -> None:
@@ -122,13 +129,13 @@ class Collect(Reporter[ReporterOptions]):
             self.into.append(result)
 
 
-class Progress(Reporter[ReporterOptions]):
+class Progress(Reporter["ReporterOptions"]):
     """A rich progress bar on stderr."""
 
     name = "_progress"
 
     def __init__(self) -> None:
-        super().__init__(ReporterOptions())
+        super().__init__(_no_options(type(self)))
 
     async def report(self, results: ResultStream, ctx: ReportContext) -> None:
         from rich.console import Console
@@ -142,14 +149,14 @@ class Progress(Reporter[ReporterOptions]):
                 bar.advance(task, len(batch))
 
 
-class Diagnostics(Reporter[ReporterOptions]):
+class Diagnostics(Reporter["ReporterOptions"]):
     """``-v``: a line on stderr for each check that is not ok; ``-vv``: for
     every check, with its attempts, phases and error."""
 
     name = "_diagnostics"
 
     def __init__(self, verbosity: int) -> None:
-        super().__init__(ReporterOptions())
+        super().__init__(_no_options(type(self)))
         self.verbosity = verbosity
 
     def outputs(self) -> list[str | None]:

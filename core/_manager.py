@@ -16,15 +16,17 @@ import traceback
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
-from pydantic import BaseModel
 
 from . import hookspecs
 from ._errors import PluginError
 from ._probe import Probe
 from ._reporter import Reporter
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 log = logging.getLogger("anyprobe.plugins")
 
@@ -643,11 +645,17 @@ def _discover(
     loaded = _import_builtins(builtins)
     if not autoload:
         return loaded
-    import importlib.metadata
-
     # Every built-in name, loaded or not: an entry point of that name is one of
     # anyprobe's own (pyproject.toml names them all) or would shadow one.
     names = {module.rpartition(".")[2] for module in BUILTIN_PLUGINS}
+    from ._entry_scan import only_known_entry_points
+
+    if only_known_entry_points(
+        ENTRY_POINT_GROUP, lambda name, module: module in BUILTIN_PLUGINS or name in names
+    ):
+        return loaded  # no third-party plugin: importlib.metadata is not needed
+    import importlib.metadata
+
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.module in BUILTIN_PLUGINS or ep.name in names:
             continue

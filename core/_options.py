@@ -175,3 +175,20 @@ class AddressOptions(ProbeOptions):
         description="Which addresses of the host to check: first (the first that accepts), "
         "all (each one; the worst verdict) or any (each one; ok when one passes).",
     )
+
+
+class ReporterOptions(BaseModel):
+    """Base of every reporter's options; ``path`` is where the output goes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    path: str | None = Field(
+        default=None,
+        description="File to write; '-' or unset for standard output (-r NAME=PATH).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_value_is_a_list_of_one(cls, data: Any) -> Any:
+        # The same rules as for probe options.
+        return numbers_not_bools(cls, one_value_as_list(cls, data))

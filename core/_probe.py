@@ -30,7 +30,7 @@ from urllib.parse import SplitResult
 
 from ._errors import TargetError, UsageError
 from ._model import Outcome, Target, TraceEvent
-from ._options import ProbeOptions
+from ._option_defaults import lazy_model
 from .masking import Masker
 
 if TYPE_CHECKING:
@@ -38,13 +38,14 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from ._connection import Connection
+    from ._options import ProbeOptions
     from .net import IpFamily
     from .tls import TlsOptions
 
 T = TypeVar("T")
 
 
-OptionsT = TypeVar("OptionsT", bound=ProbeOptions)
+OptionsT = TypeVar("OptionsT", bound="ProbeOptions")
 
 
 def check_regex(
@@ -410,7 +411,12 @@ class Probe(Generic[OptionsT]):
 
     name: ClassVar[str]
     schemes: ClassVar[tuple[str, ...]]
-    Options: ClassVar[type[ProbeOptions]] = ProbeOptions
+    Options: ClassVar[type[ProbeOptions]] = lazy_model("anyprobe._options:ProbeOptions")  # type: ignore[assignment]
+    #: Optional: the options of a target that sets none, as plain values (every
+    #: field of ``Options`` with its default). Given, core checks such a target
+    #: without validating its options, so a run that sets none need not import
+    #: pydantic (see :class:`~anyprobe.lazy_model`). Must equal the model's defaults.
+    option_defaults: ClassVar[Mapping[str, Any] | None] = None
     default_ports: ClassVar[Mapping[str, int]] = {}
     description: ClassVar[str] = ""
 

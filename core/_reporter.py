@@ -24,36 +24,31 @@ import errno
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any, ClassVar, Generic, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TextIO, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ._model import Result, RunSummary
-from ._options import numbers_not_bools, one_value_as_list
+from ._option_defaults import lazy_model
+
+if TYPE_CHECKING:
+    from ._options import ReporterOptions as ReporterOptions
 
 
-class ReporterOptions(BaseModel):
-    """Base of every reporter's options; ``path`` is where the output goes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    path: str | None = Field(
-        default=None,
-        description="File to write; '-' or unset for standard output (-r NAME=PATH).",
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_value_is_a_list_of_one(cls, data: Any) -> Any:
-        # The same rule as for probe options: a single value is a list of one.
-        return numbers_not_bools(cls, one_value_as_list(cls, data))
+ReporterOptionsT = TypeVar("ReporterOptionsT", bound="ReporterOptions")
 
 
-ReporterOptionsT = TypeVar("ReporterOptionsT", bound=ReporterOptions)
+def __getattr__(name: str) -> Any:
+    # ReporterOptions is a pydantic model: imported when asked for, not with the
+    # Reporter base class (a run that sets no reporter option needs no pydantic).
+    if name == "ReporterOptions":
+        from ._options import ReporterOptions
+
+        return ReporterOptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ReportContext:
@@ -122,7 +117,10 @@ class Reporter(Generic[ReporterOptionsT]):
     """Base class of reporters. Subclasses set ``name`` and ``Options``."""
 
     name: ClassVar[str]
-    Options: ClassVar[type[ReporterOptions]] = ReporterOptions
+    Options: ClassVar[type[ReporterOptions]] = lazy_model("anyprobe._options:ReporterOptions")  # type: ignore[assignment]
+    #: Optional: the options when none are set, as plain values (see
+    #: :attr:`anyprobe.Probe.option_defaults`); must equal the model's defaults.
+    option_defaults: ClassVar[Mapping[str, Any] | None] = None
     description: ClassVar[str] = ""
     #: The option that ``-r NAME=DEST`` sets: ``path`` for a file reporter,
     #: ``url`` for a notifier (see :class:`anyprobe.Notifier`).

@@ -10,16 +10,20 @@ from __future__ import annotations
 import re
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, BinaryIO, NamedTuple, overload
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, overload
 from urllib.parse import SplitResult, urlsplit
-
-from pydantic import BaseModel, ValidationError
 
 from ._defaults import DEFAULT_TIMEOUT
 from ._errors import OptionsError, TargetError, UsageError, did_you_mean
 from ._inputs import MAX_TOML_DEPTH, TomlLimitError, find_control, host_problem, loads_toml
 from ._manager import PluginManager
 from ._model import Target
+from ._option_defaults import DefaultOptions
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
+    from ._reporter import Reporter
 
 # The one URL redactor lives in anyprobe.masking; the name stays importable here.
 from .masking import redact_url as redact_url
@@ -165,6 +169,8 @@ def _plain(value: Any, annotation: Any = None) -> Any:
 
 def validate_options(model: type[BaseModel], raw: Mapping[str, Any], *, what: str) -> BaseModel:
     """Validate ``raw`` against ``model``; the first problem becomes an OptionsError."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(dict(raw))
     except ValidationError as exc:
@@ -226,8 +232,12 @@ class TargetFactory:
         key = (probe_name, repr(sorted(raw.items())) if raw else "")
         options = self._options_cache.get(key)
         if options is None:
-            model = self.manager.probes[probe_name].Options
-            options = validate_options(model, raw, what=f"probe {probe_name}")
+            probe_type = type(self.manager.probes[probe_name])
+            if not raw and probe_type.option_defaults is not None:
+                # Nothing to validate: pydantic and the model are left unbuilt.
+                options = DefaultOptions(probe_type, probe_type.option_defaults)
+            else:
+                options = validate_options(probe_type.Options, raw, what=f"probe {probe_name}")
             self._options_cache[key] = options
         return options
 
@@ -308,6 +318,22 @@ def check_shared_options(
             raise OptionsError(
                 f"unknown option for {names}{did_you_mean(key, known)}", field=key, source=what
             )
+
+
+def make_reporter(
+    manager: PluginManager, name: str, options: Mapping[str, Any]
+) -> tuple[str, Reporter[Any]]:
+    """An instance of reporter ``name`` with validated ``options``."""
+    reporter_type = manager.reporter_type(name)
+    if reporter_type is None:
+        known = ", ".join(sorted(manager.reporters)) or "none"
+        raise OptionsError(
+            f"unknown reporter {name!r}{did_you_mean(name, manager.reporters)} (known: {known})"
+        )
+    if not options and reporter_type.option_defaults is not None:
+        return name, reporter_type(DefaultOptions(reporter_type, reporter_type.option_defaults))
+    validated = validate_options(reporter_type.Options, options, what=f"reporter {name}")
+    return name, reporter_type(validated)
 
 
 _COMMENT = re.compile(r"\s#")

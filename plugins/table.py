@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
-
-from pydantic import Field
+from typing import TYPE_CHECKING, Any
 
 import anyprobe
+
+if TYPE_CHECKING:
+    from anyprobe.plugins._table_options import TableOptions  # noqa: F401 - in a quoted base
 
 STYLES = {
     anyprobe.Status.OK: "green",
@@ -22,19 +23,13 @@ STYLES = {
 }
 
 
-class TableOptions(anyprobe.ReporterOptions):
-    sort: str = Field(
-        "latency",
-        pattern="^(latency|status|name|none)$",
-        description="Row order: latency (fastest first), status (worst first), name, none.",
-    )
-
-
-class TableReporter(anyprobe.Reporter[TableOptions]):
+class TableReporter(anyprobe.Reporter["TableOptions"]):
     """A table of every result, then the run summary."""
 
     name = "table"
-    Options = TableOptions
+    # A run that sets no table option imports no pydantic (see anyprobe.lazy_model).
+    Options = anyprobe.lazy_model("anyprobe.plugins._table_options:TableOptions")
+    option_defaults = {"path": None, "sort": "latency"}
     description = "A table sorted by latency (coloured in a terminal) and a summary line."
 
     async def report(self, results: anyprobe.ResultStream, ctx: anyprobe.ReportContext) -> None:
@@ -50,6 +45,12 @@ class TableReporter(anyprobe.Reporter[TableOptions]):
             else:
                 text = render_plain(rows, summary, explain=ctx.explain)
             await out.write(text)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TableOptions":  # still importable from here
+        return TableReporter.Options
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def sort_rows(rows: list[anyprobe.Result], order: str) -> list[anyprobe.Result]:

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from pydantic import Field, field_validator, model_validator
 
 import anyprobe
-from anyprobe import CheckFailed, Connection, Expectation, host_problem, show_bytes
-from anyprobe.net import IpFamily
-from anyprobe.tls import CERTIFICATE_MODULES, TlsInfo, TlsOptions, expiry_verdict
+from anyprobe import CheckFailed, Connection, Expectation, show_bytes
+
+if TYPE_CHECKING:
+    from anyprobe.plugins._tcp_options import TcpOptions
+    from anyprobe.tls import TlsInfo
 
 __all__ = ["TcpOptions", "TcpProbe", "show_bytes", "unescape"]
 
@@ -72,92 +73,36 @@ def unescape(text: str) -> bytes:
     return bytes(out)
 
 
-class TcpOptions(TlsOptions, anyprobe.AddressOptions):
-    ip_family: IpFamily = Field(
-        "any", description="Address family to connect over: any, ipv4 or ipv6."
-    )
-    send: str | None = Field(
-        None,
-        description=r"Bytes to send once connected (after TLS), with escapes \r \n \t \0 "
-        r"\e \\ \xHH. Never shown in results.",
-        json_schema_extra={"secret": True},
-    )
-    expect: str | None = Field(
-        None,
-        description="Text (same escapes) that must appear in what the server sends, "
-        "read until it does, the connection closes or max_bytes arrive.",
-    )
-    expect_regex: str | None = Field(
-        None,
-        description="Regular expression (RE2 syntax, on bytes, multi-line: ^ matches at "
-        "each line) that what the server sends must match; instead of expect.",
-    )
-    expect_timeout: float | None = Field(
-        None,
-        gt=0,
-        description="Seconds to wait for the expected reply; default: until the check's "
-        "timeout. A reply that does not come in time is critical.",
-    )
-    max_bytes: int = Field(
-        4096, ge=1, le=16 * 1024 * 1024, description="Most bytes read looking for expect."
-    )
-    quit: str | None = Field(
-        None, description="Bytes (same escapes) to send before closing, e.g. QUIT\\r\\n."
-    )
-    starttls: Literal["smtp", "imap", "pop3"] | None = Field(
-        None,
-        description="On tcp://, upgrade to TLS with the protocol's STARTTLS command "
-        "(SMTP on 25/587, IMAP on 143, POP3 on 110), then check the certificate.",
-    )
-    helo_name: str = Field(
-        "localhost", description="Name sent in SMTP's EHLO when starttls = smtp."
-    )
-
-    @field_validator("send", "expect", "quit")
-    @classmethod
-    def _valid_escapes(cls, value: str | None) -> str | None:
-        if value is not None:
-            unescape(value)
-        return value
-
-    @field_validator("expect_regex")
-    @classmethod
-    def _valid_regex(cls, value: str | None) -> str | None:
-        return anyprobe.check_regex(value, binary=True, multiline=True)
-
-    @field_validator("helo_name")
-    @classmethod
-    def _helo_name_is_a_host(cls, value: str) -> str:
-        # Sent in the EHLO line: a CR or LF would start another SMTP command.
-        if value.startswith("[") and value.endswith("]"):
-            problem = None if _is_address(value[1:-1]) else f"{value} is not an address"
-        else:
-            problem = host_problem(value)
-        if problem is not None:
-            raise ValueError(
-                f"must be a host name or an address literal like [192.0.2.1] ({problem})"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _one_expectation(self) -> TcpOptions:
-        if self.expect is not None and self.expect_regex is not None:
-            raise ValueError("set expect or expect_regex, not both")
-        if self.expect == "":
-            raise ValueError("expect must not be empty")
-        if self.expect_timeout is not None and self.expect is None and self.expect_regex is None:
-            raise ValueError("expect_timeout needs expect or expect_regex")
-        return self
+#: TcpOptions() as plain values (tests/test_cold_start.py keeps them equal).
+TCP_DEFAULTS = {
+    "warning_after": None,
+    "critical_after": None,
+    "ip_family": "any",
+    "addresses": "first",
+    "verify": True,
+    "ca_file": None,
+    "client_cert": None,
+    "client_key": None,
+    "server_name": None,
+    "cert_expiry_warning_days": 21,
+    "cert_expiry_critical_days": 7,
+    "tls_min_version": None,
+    "tls_max_version": None,
+    "send": None,
+    "expect": None,
+    "expect_regex": None,
+    "expect_timeout": None,
+    "max_bytes": 4096,
+    "quit": None,
+    "starttls": None,
+    "helo_name": "localhost",
+}
 
 
-def _is_address(text: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(text.removeprefix("IPv6:"))
-    except ValueError:
-        return False
-    return True
+def __getattr__(name: str) -> Any:
+    if name == "TcpOptions":  # still importable from here
+        return TcpProbe.Options
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _expectation(options: TcpOptions) -> Expectation | None:
@@ -172,12 +117,15 @@ def _expectation(options: TcpOptions) -> Expectation | None:
     return None
 
 
-class TcpProbe(anyprobe.Probe[TcpOptions]):
+class TcpProbe(anyprobe.Probe["TcpOptions"]):
     """Open a TCP connection, optionally with TLS and a send/expect exchange."""
 
     name = "tcp"
     schemes = ("tcp", "tls")
-    Options = TcpOptions
+    # The model is imported when a target sets an option: a check with none
+    # needs no pydantic (see anyprobe.lazy_model; tests/test_cold_start.py).
+    Options = anyprobe.lazy_model("anyprobe.plugins._tcp_options:TcpOptions")
+    option_defaults = TCP_DEFAULTS
     description = "TCP connect, TLS handshake, STARTTLS, send/expect; like check_tcp."
 
     def load_dependencies(self, targets: Sequence[anyprobe.Target]) -> None:
@@ -185,6 +133,8 @@ class TcpProbe(anyprobe.Probe[TcpOptions]):
         import importlib
 
         if any(t.url[:4].lower() == "tls:" or t.options.starttls for t in targets):
+            from anyprobe.tls import CERTIFICATE_MODULES
+
             for module in ("anyio.streams.tls", *CERTIFICATE_MODULES):
                 importlib.import_module(module)
 
@@ -239,6 +189,8 @@ def _outcome(
     status = anyprobe.Status.OK
     details: dict[str, Any] = {}
     if tls is not None:
+        from anyprobe.tls import expiry_verdict
+
         details["tls"] = tls.details()
         days = tls.cert_expiry_days()
         if days is not None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,17 @@ def imported(modules: set[str], plugin: str) -> list[str]:
     )
 
 
+def third_party_plugins() -> list[str]:
+    import importlib.metadata
+
+    names = {module.rpartition(".")[2] for module in BUILTIN_PLUGINS}
+    return [
+        ep.name
+        for ep in importlib.metadata.entry_points(group="anyprobe")
+        if ep.module not in BUILTIN_PLUGINS and ep.name not in names
+    ]
+
+
 def serve_http(client: socket.socket) -> None:
     client.recv(65536)
     client.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
@@ -79,6 +91,24 @@ def test_tcp_check_imports_no_http_dns_or_ssh_plugin(tmp_path: Path, backend: st
     assert not {"rich", "prometheus_client", "httpx", "anyprobe._serve_config"} & modules
     if backend == "trio":
         assert "asyncio" not in modules  # the asyncio bridge imports it only when used
+    if not third_party_plugins():  # what a third-party plugin imports is its own choice
+        # No option set: the tcp probe's and the table's defaults, no model built.
+        assert not {m for m in modules if m.partition(".")[0] in ("pydantic", "pydantic_core")}
+        assert not {"anyprobe.plugins._tcp_options", "anyprobe._options", "anyprobe.tls"} & modules
+        # No third-party plugin installed: found without importlib.metadata.
+        assert not {"importlib.metadata", "email", "csv"} & modules
+
+
+def test_tcp_check_with_an_option_validates_it(tmp_path: Path) -> None:
+    with accept_in_thread(lambda client: None) as port:
+        proc, modules = modules_of_run(
+            tmp_path, "check", "--set", "max_bytes=10", f"tcp://127.0.0.1:{port}"
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert {"pydantic", "anyprobe.plugins._tcp_options"} <= modules
+    proc, _ = modules_of_run(tmp_path, "check", "--set", "max_bytes=0", "tcp://127.0.0.1:1")
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1 and "max_bytes" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -188,3 +218,153 @@ def test_version_verbose_names_the_event_loops_available() -> None:
             (line,) = [line for line in lines if line.startswith(f"{module}: ")]
             installed = importlib.util.find_spec(module) is not None
             assert ("not installed" not in line) is installed, line
+
+
+@pytest.mark.parametrize(
+    ("plugin_type", "model"),
+    [
+        ("anyprobe.plugins.tcp:TcpProbe", "anyprobe.plugins._tcp_options:TcpOptions"),
+        ("anyprobe.plugins.table:TableReporter", "anyprobe.plugins._table_options:TableOptions"),
+    ],
+)
+def test_option_defaults_are_the_models_defaults(plugin_type: str, model: str) -> None:
+    import importlib
+
+    def load(path: str) -> Any:
+        module, _, name = path.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    kind, options_model = load(plugin_type), load(model)
+    assert kind.Options is options_model
+    built = options_model()
+    assert kind.option_defaults == {
+        name: getattr(built, name) for name in options_model.model_fields
+    }
+    for name, value in kind.option_defaults.items():
+        assert type(value) is type(getattr(built, name)), name
+
+
+def test_default_options_answer_as_the_model() -> None:
+    from anyprobe._option_defaults import DefaultOptions
+    from anyprobe.plugins.tcp import TcpOptions, TcpProbe
+
+    assert TcpProbe.option_defaults is not None
+    options: Any = DefaultOptions(TcpProbe, TcpProbe.option_defaults)
+    assert options.max_bytes == 4096
+    assert isinstance(options, TcpOptions)
+    assert options == TcpOptions()
+    assert options.model_dump() == TcpOptions().model_dump()
+    assert repr(options) == repr(TcpOptions())
+    with pytest.raises(ValueError, match="frozen"):
+        options.max_bytes = 1
+    with pytest.raises(AttributeError):
+        options.no_such_option  # noqa: B018
+
+
+def test_lazy_model_imports_its_model_when_read() -> None:
+    import anyprobe
+
+    class Holder:
+        Options = anyprobe.lazy_model("anyprobe.plugins._table_options:TableOptions")
+
+    from anyprobe.plugins._table_options import TableOptions
+
+    assert Holder.Options is TableOptions
+    assert Holder().Options is TableOptions
+    with pytest.raises(ValueError, match="module:Name"):
+        anyprobe.lazy_model("no_colon")
+
+
+def _dist(site: Path, name: str, entry_points: str) -> None:
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_entry_scan_answers_maybe_for_any_unknown_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anyprobe._entry_scan import only_known_entry_points
+
+    def known(name: str, module: str) -> bool:
+        return module.startswith("anyprobe.plugins.")
+
+    site = tmp_path / "site"
+    _dist(site, "anyprobe", "[console_scripts]\nanyprobe = anyprobe._cli:main\n"
+          "[anyprobe]\ntcp = anyprobe.plugins.tcp\n  # a comment\n")  # fmt: skip
+    _dist(site, "other", "[other]\nanyprobe = other.anyprobe:plugin\n")
+    monkeypatch.setattr(sys, "path", [str(site), str(tmp_path / "missing")])
+    assert only_known_entry_points("anyprobe", known)
+
+    _dist(site, "anyprobe_redis", "[anyprobe]\nredis = anyprobe_redis:plugin [extra]\n")
+    assert not only_known_entry_points("anyprobe", known)
+
+    (site / "anyprobe_redis-1.0.dist-info" / "entry_points.txt").unlink()
+    assert only_known_entry_points("anyprobe", known)
+    zipped = tmp_path / "plugins.zip"
+    zipped.write_bytes(b"PK")
+    monkeypatch.setattr(sys, "path", [str(site), str(zipped)])
+    assert not only_known_entry_points("anyprobe", known)
+
+
+#: main() as the console script calls it (no argv), then how many objects the
+#: garbage collector left frozen when the process exits.
+RUN_AND_COUNT_FROZEN = """
+import atexit, gc, sys
+import anyio
+atexit.register(lambda: sys.stderr.write(f"frozen={gc.get_freeze_count()}\\n"))
+run = anyio.run
+def run_and_tell(*args, **kwargs):
+    sys.stderr.write(f"collecting={gc.isenabled()}\\n")
+    return run(*args, **kwargs)
+anyio.run = run_and_tell
+from anyprobe._cli import main
+sys.argv = ["anyprobe", *sys.argv[1:]]
+main() if sys.argv[1] != "--with-argv" else main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("as_script", [True, False])
+def test_the_console_script_leaves_its_objects_to_the_exit(as_script: bool) -> None:
+    """Tearing down every module with the collector walking every object costs a
+    one-check run nearly as much as its check: the console script freezes them."""
+    with accept_in_thread(lambda client: None) as port:
+        args = ["check", f"tcp://127.0.0.1:{port}"]
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                RUN_AND_COUNT_FROZEN,
+                *([] if as_script else ["--with-argv"]),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 0, proc.stderr
+    frozen = int(proc.stderr.rpartition("frozen=")[2])
+    assert (frozen > 1000) is as_script, frozen
+    assert "collecting=True" in proc.stderr  # the checks run with the collector on
+
+
+def test_serve_runs_with_the_collector_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    import anyprobe._serve
+    from anyprobe import _cli_gc
+    from anyprobe._cli import cli
+
+    seen: list[bool] = []
+    monkeypatch.setattr(
+        anyprobe._serve, "main", lambda *args, **kwargs: seen.append(gc.isenabled())
+    )
+    assert gc.isenabled()
+    try:
+        _cli_gc.hold_collector()
+        assert not gc.isenabled()
+        cli.main(["--no-plugin-autoload", "serve"], standalone_mode=False)
+    finally:
+        _cli_gc.start_collecting()
+        gc.unfreeze()
+    assert seen == [True]
