@@ -88,6 +88,22 @@ def start(args: list[str], site: Path | None = None) -> subprocess.Popen[str]:
     )
 
 
+def wait_for_handler(proc: subprocess.Popen[str], signum: signal.Signals) -> None:
+    """Wait until ``proc`` catches ``signum`` (its bit in /proc/PID/status
+    SigCgt): before that, during the interpreter's own start, the signal's
+    default action would kill it, which is not what a test of anyprobe asks."""
+    bit = 1 << (signum - 1)
+    status = Path(f"/proc/{proc.pid}/status")
+    for _ in range(3000):  # 30 s at most
+        if proc.poll() is not None:
+            return
+        for line in status.read_text().splitlines():
+            if line.startswith("SigCgt:") and int(line.split()[1], 16) & bit:
+                return
+        time.sleep(0.01)
+    pytest.fail(f"anyprobe never installed its {signum.name} handler")
+
+
 def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
     try:
         return proc.communicate(timeout=timeout)
@@ -201,6 +217,7 @@ def test_a_signal_while_100000_targets_are_validated_ends_cleanly(
         "-r", f"jsonl={reports / 'r.jsonl'}", "-r", f"junit={reports / 'r.xml'}",
     ])  # fmt: skip
     try:
+        wait_for_handler(proc, signum)
         time.sleep(delay)
         os.kill(proc.pid, signum)
     finally:
