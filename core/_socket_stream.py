@@ -11,8 +11,9 @@ and yields to the loop after every send: for a check that sends one request
 and reads one answer, that was about a tenth of the loop's work.
 
 A send or receive that completes at once does not yield to the event loop
-(it still raises when the task's scope is cancelled): the next receive of an
-exchange waits anyway. Errors are anyio's: ``BrokenResourceError`` (from the
+(the next receive of an exchange waits anyway), except every
+:data:`YIELD_EVERY` in a row: a peer that always has bytes ready cannot keep
+the other tasks, or a deadline, waiting. Errors are anyio's: ``BrokenResourceError`` (from the
 ``OSError``), ``EndOfStream``, ``ClosedResourceError``, ``BusyResourceError``.
 """
 
@@ -22,19 +23,23 @@ import socket
 
 import anyio
 import anyio.abc
-from anyio.lowlevel import checkpoint_if_cancelled
+from anyio.lowlevel import checkpoint
+
+#: Sends and receives completing at once, in a row, before one yields to the loop.
+YIELD_EVERY = 32
 
 
 class RawSocketStream(anyio.abc.SocketStream):
     """``sock`` (connected, non-blocking; the stream owns it) as an anyio stream."""
 
-    __slots__ = ("_closed", "_receiving", "_sending", "_socket")
+    __slots__ = ("_closed", "_receiving", "_sending", "_socket", "_unyielded")
 
     def __init__(self, sock: socket.socket) -> None:
         self._socket = sock
         self._closed = False
         self._receiving = False
         self._sending = False
+        self._unyielded = 0
 
     @property
     def _raw_socket(self) -> socket.socket:
@@ -62,8 +67,10 @@ class RawSocketStream(anyio.abc.SocketStream):
                         raise anyio.ClosedResourceError from None
                     raise anyio.BrokenResourceError from exc
                 break
-            if not waited:
-                await checkpoint_if_cancelled()
+            if waited:
+                self._unyielded = 0
+            else:
+                await self._maybe_yield()
         finally:
             self._receiving = False
         if not data:
@@ -75,28 +82,34 @@ class RawSocketStream(anyio.abc.SocketStream):
             raise anyio.BusyResourceError("writing to")
         self._sending = True
         try:
-            await self._send_all(memoryview(item))
+            view = memoryview(item)
+            waited = False
+            while view:
+                if self._closed:
+                    raise anyio.ClosedResourceError
+                try:
+                    sent = self._socket.send(view)
+                except BlockingIOError:
+                    await anyio.wait_writable(self._socket)
+                    waited = True
+                    continue
+                except OSError as exc:
+                    if self._closed:
+                        raise anyio.ClosedResourceError from None
+                    raise anyio.BrokenResourceError from exc
+                view = view[sent:]
+            if waited:
+                self._unyielded = 0
+            else:
+                await self._maybe_yield()
         finally:
             self._sending = False
 
-    async def _send_all(self, view: memoryview) -> None:
-        waited = False
-        while view:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            try:
-                sent = self._socket.send(view)
-            except BlockingIOError:
-                await anyio.wait_writable(self._socket)
-                waited = True
-                continue
-            except OSError as exc:
-                if self._closed:
-                    raise anyio.ClosedResourceError from None
-                raise anyio.BrokenResourceError from exc
-            view = view[sent:]
-        if not waited:
-            await checkpoint_if_cancelled()
+    async def _maybe_yield(self) -> None:
+        self._unyielded += 1
+        if self._unyielded >= YIELD_EVERY:
+            self._unyielded = 0
+            await checkpoint()
 
     async def send_eof(self) -> None:
         try:
@@ -108,8 +121,9 @@ class RawSocketStream(anyio.abc.SocketStream):
         if self._closed:
             return
         self._closed = True
-        if self._socket.fileno() >= 0:
-            # Wakes a task waiting on the socket (ClosedResourceError) and
-            # drops the event loop's registration before the descriptor goes.
+        if (self._receiving or self._sending) and self._socket.fileno() >= 0:
+            # A task waits on the socket: wake it (ClosedResourceError) and
+            # drop the event loop's registration before the descriptor goes.
+            # (No task waits otherwise: each wait ends with its registration.)
             anyio.notify_closing(self._socket)
         self._socket.close()
