@@ -20,6 +20,7 @@ the other tasks, or a deadline, waiting. Errors are anyio's: ``BrokenResourceErr
 from __future__ import annotations
 
 import socket
+from contextlib import suppress
 
 import anyio
 import anyio.abc
@@ -112,10 +113,9 @@ class RawSocketStream(anyio.abc.SocketStream):
             await checkpoint()
 
     async def send_eof(self) -> None:
-        try:
+        # As anyio's streams: a connection already gone has no more to send.
+        with suppress(OSError):
             self._socket.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # as anyio's streams: a connection already gone has no more to send
 
     async def aclose(self) -> None:
         if self._closed:
