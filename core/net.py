@@ -8,6 +8,7 @@ blackbox_exporter does.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import os
 import re
@@ -114,14 +115,9 @@ async def _lookup(host: str, port: int, ip_family: IpFamily = "any") -> list[str
     (only on the name): for a caller that puts each address to the policy on
     its own (``addresses = "all"``)."""
     check_destination(host)
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None:
-        if (ip_family == "ipv4" and literal.version != 4) or (
-            ip_family == "ipv6" and literal.version != 6
-        ):
+    version = _ip_version(host)
+    if version:
+        if (ip_family == "ipv4" and version != 4) or (ip_family == "ipv6" and version != 6):
             raise CheckFailed(f"{host} is not an {ip_family} address")
         return [host]
     try:
@@ -138,6 +134,15 @@ async def _lookup(host: str, port: int, ip_family: IpFamily = "any") -> list[str
     if not addresses:
         raise CheckFailed(f"{host} has no {ip_family} address")
     return addresses
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_version(host: str) -> int:
+    """4 or 6 for an IP literal, 0 for a name (kept: a run checks few hosts many times)."""
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return 0
 
 
 _ERRNO_TEXT = {
@@ -203,17 +208,25 @@ async def connect_socket(address: str, port: int) -> socket.socket:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         code = sock.connect_ex((address, port))
-        if code not in (0, errno.EINPROGRESS):
-            raise OSError(code, os.strerror(code))
+        if code == errno.EINPROGRESS:
+            # Asking again costs a system call, waiting a trip through the
+            # event loop: a loopback or LAN handshake is often over already.
+            code = sock.connect_ex((address, port))
+            if code == errno.EISCONN:
+                code = 0
+            elif code in _CONNECTING:
+                await anyio.wait_writable(sock)
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
-            await anyio.wait_writable(sock)
-            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if code:
-                raise OSError(code, os.strerror(code))
+            raise OSError(code, os.strerror(code))
         return sock
     except BaseException:
         sock.close()
         raise
+
+
+#: What asking a non-blocking socket to connect again says while it still connects.
+_CONNECTING = frozenset({errno.EINPROGRESS, errno.EALREADY, errno.EAGAIN, errno.EWOULDBLOCK})
 
 
 async def _connect_first(addresses: Sequence[str], port: int) -> tuple[socket.socket, str]:
@@ -232,12 +245,12 @@ async def _connect_first(addresses: Sequence[str], port: int) -> tuple[socket.so
 
 
 async def _stream_from_socket(sock: socket.socket) -> anyio.abc.SocketStream:
-    """``sock`` (connected) as an anyio stream that owns it; closes it on failure."""
-    try:
-        return await anyio.abc.SocketStream.from_socket(sock)
-    except BaseException:
-        sock.close()
-        raise
+    """``sock`` (connected, non-blocking) as an anyio stream that owns it
+    (:class:`~anyprobe._socket_stream.RawSocketStream`: no transport to build,
+    no trip through the event loop)."""
+    from ._socket_stream import RawSocketStream
+
+    return RawSocketStream(sock)
 
 
 async def open_connection(address: str, port: int) -> anyio.abc.SocketStream:

@@ -114,9 +114,9 @@ def parser_name() -> str:
     return "httptools" if httptools_available() else "h11"
 
 
-def new_parser(max_head_bytes: int) -> H11Parser | LlhttpParser:
-    """A parser for a new connection (see :func:`parser_name`)."""
-    if parser_name() == "httptools":
+def new_parser(max_head_bytes: int, name: str | None = None) -> H11Parser | LlhttpParser:
+    """A parser for a new connection: ``name``'s, or :func:`parser_name`'s."""
+    if (name or parser_name()) == "httptools":
         return LlhttpParser(max_head_bytes)
     return H11Parser(max_head_bytes)
 

@@ -65,10 +65,11 @@ def io_failure(exc: BaseException, server_name: str) -> anyprobe.CheckFailed:
 # -- HTTP/1.1 ----------------------------------------------------------------------
 
 
-def new_http1_parser(max_head_bytes: int = MAX_HEAD_BYTES) -> Http1Parser:
+def new_http1_parser(max_head_bytes: int = MAX_HEAD_BYTES, name: str | None = None) -> Http1Parser:
     """A parser for a new HTTP/1.1 connection, refusing a head over ``max_head_bytes``:
-    httptools' when installed (see :func:`anyprobe.plugins._http1.parser_name`), else h11's."""
-    return new_parser(max_head_bytes)
+    ``name``'s (``h11`` or ``httptools``), by default httptools' when installed
+    (see :func:`anyprobe.plugins._http1.parser_name`), else h11's."""
+    return new_parser(max_head_bytes, name)
 
 
 async def exchange_http1(

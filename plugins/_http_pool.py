@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import ByteStream
 
 from anyprobe.tls import TlsInfo
@@ -137,6 +138,9 @@ async def close_all(connections: Sequence[PooledConnection]) -> None:
         with anyio.CancelScope(shield=True):
             for connection in connections:
                 await connection.aclose()
+            # Let the server see the close before this check opens another
+            # connection (closing a socket does not yield to the event loop).
+            await anyio.lowlevel.checkpoint()
 
 
 def why_not_reusable(protocol: Any) -> str | None:

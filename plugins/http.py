@@ -121,6 +121,12 @@ def _plan(options: HttpOptions) -> _Plan:
 
 _NO_URL = urlsplit("")
 _PLANS = "anyprobe.plugins.http.plans"
+_PARSER = "anyprobe.plugins.http.parser"
+
+
+def _parser(ctx: anyprobe.CheckContext) -> str:
+    """The run's HTTP/1.1 parser (``ANYPROBE_HTTP_PARSER`` read once a run, not per check)."""
+    return ctx.shared(_PARSER, parser_name)
 
 
 def _request_secrets(
@@ -486,7 +492,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
                 ctx.metrics["connection_reused"] = False
                 connection = await self._connect(hop, options, ctx, exchange, server_name, None)
                 if connection.tls is None or connection.tls.alpn != "h2":
-                    connection.protocol = new_http1_parser()
+                    connection.protocol = new_http1_parser(name=_parser(ctx))
                 connection.requests = 1
                 response = await self._send(
                     connection, hop, target, options, ctx, redactor, server_name
@@ -560,8 +566,15 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
             # The proxy resolves the name: it must be allowed as it is.
             check_destination(hop.host, [hop.host])
         addresses = await ctx.resolve(connect_host, connect_port, options.ip_family)
-        with ctx.phase("connect"):
+        # ctx.phase("connect"), inlined: once for every check.
+        outer = ctx.current_phase
+        ctx.current_phase = "connect"
+        started = time.perf_counter()
+        try:
             stream, address = await connect_tcp(addresses, connect_port)
+        finally:
+            ctx.phases["connect"] = ctx.phases.get("connect", 0.0) + time.perf_counter() - started
+        ctx.current_phase = outer
         if ctx.explain:
             ctx.trace(f"connected to {address} port {connect_port}")
         try:
@@ -611,7 +624,7 @@ class HttpProbe(anyprobe.Probe[HttpOptions]):
                     ctx,
                     max_body_bytes=limit,
                     keep_body=keep,
-                    protocol=connection.protocol,
+                    protocol=connection.protocol or new_http1_parser(name=_parser(ctx)),
                     reused=reused,
                 )
         except (anyprobe.CheckFailed, StaleConnection):
