@@ -15,6 +15,7 @@ requests/s and the ratio to blackbox_exporter.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -141,10 +142,10 @@ class Servers:
         wait_until(lambda: answers(f"{base}/-/healthy"), "blackbox_exporter")
         return base
 
-    def anyprobe(self, backend: str) -> str:
+    def anyprobe(self, backend: str, server: str) -> str:
         command = [sys.executable, "-m", "anyprobe", "serve", "--listen", "127.0.0.1:0"]
         process = self.start(
-            [*command, "--backend", backend],
+            [*command, "--backend", backend, "--server", server],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env={**os.environ, "ANYPROBE_LOAD_PLUGINS": ""},
@@ -153,7 +154,9 @@ class Servers:
         line = process.stderr.readline().decode()
         match = re.search(r"serving on (http://\S+)", line)
         if not match:
-            raise SystemExit(f"anyprobe serve --backend {backend} did not start: {line}")
+            raise SystemExit(
+                f"anyprobe serve --backend {backend} --server {server} did not start: {line}"
+            )
         return match.group(1)
 
 
@@ -215,7 +218,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--backends", nargs="+", default=["asyncio", "trio"])
+    parser.add_argument("--backends", nargs="+", default=["asyncio", "uvloop", "trio"])
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=["hypercorn", "uvicorn"],
+        help="anyprobe serve's HTTP servers to measure (uvicorn runs on asyncio only)",
+    )
     parser.add_argument("--generator", choices=["wrk", "httpx"], default=None)
     parser.add_argument(
         "--gomaxprocs",
@@ -225,7 +234,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     generator = args.generator or ("wrk" if shutil.which("wrk") else "httpx")
-    load = run_wrk if generator == "wrk" else run_httpx
+    drive = run_wrk if generator == "wrk" else run_httpx
     for tool in ("nginx", "prometheus-blackbox-exporter"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed")
@@ -236,7 +245,13 @@ def main() -> None:
             target = servers.nginx()
             bases = {"blackbox_exporter 0.23": servers.blackbox(args.gomaxprocs)}
             for backend in args.backends:
-                bases[f"anyprobe serve ({backend})"] = servers.anyprobe(backend)
+                if backend == "uvloop" and importlib.util.find_spec("uvloop") is None:
+                    continue
+                for server in args.servers:
+                    if server == "uvicorn" and backend == "trio":
+                        continue  # uvicorn serves asyncio only
+                    name = f"anyprobe {backend}, {server}"
+                    bases[name] = servers.anyprobe(backend, server)
             for base in bases.values():
                 check_probe(base, target)
             rates: dict[str, list[float]] = {name: [] for name in bases}
@@ -246,22 +261,25 @@ def main() -> None:
                 shift = round_number % len(names)
                 for name in names[shift:] + names[:shift]:
                     url = f"{bases[name]}/probe?target={target}&module=http_2xx"
-                    rate, bad = load(url, args.connections, args.duration)
+                    rate, bad = drive(url, args.connections, args.duration)
                     rates[name].append(rate)
                     failures[name] += bad
         finally:
             servers.stop()
 
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     print(
+        f"load average {load} at the end; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, generator {generator}, "
         f"{args.connections} connections, {args.duration:g} s x {args.rounds} rounds "
         f"(median), blackbox GOMAXPROCS {args.gomaxprocs or 'default'}"
     )
     baseline = statistics.median(rates["blackbox_exporter 0.23"])
-    print(f"{'server':<28}{'probes/s':>10}{'vs blackbox':>13}{'failed':>8}")
+    print(f"| {'server':<30} | {'probes/s':>9} | {'x blackbox':>10} | {'failed':>6} |")
+    print(f"|{'-' * 32}|{'-' * 10}:|{'-' * 11}:|{'-' * 7}:|")
     for name, values in rates.items():
         median = statistics.median(values)
-        print(f"{name:<28}{median:>10.1f}{median / baseline:>12.2f}x{failures[name]:>8}")
+        print(f"| {name:<30} | {median:>9.1f} | {median / baseline:>10.2f} | {failures[name]:>6} |")
 
 
 if __name__ == "__main__":
