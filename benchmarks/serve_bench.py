@@ -108,6 +108,14 @@ class Servers:
                 process.kill()
                 process.wait()
 
+    def package_of(self, source: Path) -> Path:
+        """A directory importing ``anyprobe`` from ``source``'s core/ and plugins/."""
+        root = self.directory / "baseline"
+        if not root.exists():
+            shutil.copytree(source / "core", root / "anyprobe")
+            shutil.copytree(source / "plugins", root / "anyprobe" / "plugins")
+        return root
+
     def nginx(self) -> str:
         port = free_port()
         conf = self.directory / "nginx.conf"
@@ -142,21 +150,21 @@ class Servers:
         wait_until(lambda: answers(f"{base}/-/healthy"), "blackbox_exporter")
         return base
 
-    def anyprobe(self, backend: str, server: str) -> str:
+    def anyprobe(self, backend: str, server: str | None, source: Path | None = None) -> str:
+        """``anyprobe serve`` (``source``: the one of another source tree)."""
         command = [sys.executable, "-m", "anyprobe", "serve", "--listen", "127.0.0.1:0"]
-        process = self.start(
-            [*command, "--backend", backend, "--server", server],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "ANYPROBE_LOAD_PLUGINS": ""},
-        )
+        command += ["--backend", backend]
+        if server is not None:
+            command += ["--server", server]
+        env = {**os.environ, "ANYPROBE_LOAD_PLUGINS": ""}
+        if source is not None:
+            env["PYTHONPATH"] = str(self.package_of(source))
+        process = self.start(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         assert process.stderr is not None
         line = process.stderr.readline().decode()
         match = re.search(r"serving on (http://\S+)", line)
         if not match:
-            raise SystemExit(
-                f"anyprobe serve --backend {backend} --server {server} did not start: {line}"
-            )
+            raise SystemExit(f"{' '.join(command)} did not start: {line}")
         return match.group(1)
 
 
@@ -227,6 +235,13 @@ def main() -> None:
     )
     parser.add_argument("--generator", choices=["wrk", "httpx"], default=None)
     parser.add_argument(
+        "--baseline-source",
+        type=Path,
+        default=None,
+        help="an anyprobe source tree (core/, plugins/) measured too, as 'before' "
+        "(e.g. a checkout of main), with its own default server",
+    )
+    parser.add_argument(
         "--gomaxprocs",
         type=int,
         default=None,
@@ -252,6 +267,9 @@ def main() -> None:
                         continue  # uvicorn serves asyncio only
                     name = f"anyprobe {backend}, {server}"
                     bases[name] = servers.anyprobe(backend, server)
+                if args.baseline_source is not None:
+                    name = f"before: anyprobe {backend}"
+                    bases[name] = servers.anyprobe(backend, None, args.baseline_source)
             for base in bases.values():
                 check_probe(base, target)
             rates: dict[str, list[float]] = {name: [] for name in bases}

@@ -204,6 +204,7 @@ async def run_uvicorn(
         log_config=None,
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # no client address is used: nothing to take from X-Forwarded-For
         timeout_keep_alive=int(KEEP_ALIVE),
     )
     # uvicorn reads it as seconds for asyncio.timeout: a float does.
