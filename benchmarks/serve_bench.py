@@ -9,7 +9,10 @@ server's ``/probe?target=<nginx>&module=http_2xx`` with the same load
 generator (wrk when installed, else an anyio + httpx client with a fixed
 number of connections), for the same time, rotating the order each round.
 Every server is started and stopped here, by PID. The table gives the median
-requests/s and the ratio to blackbox_exporter.
+requests/s and the median (and range) of each round's ratio to blackbox_exporter.
+``--servers`` picks anyprobe's HTTP servers (uvicorn on asyncio only);
+``--baseline-source DIR`` adds an anyprobe from another source tree (say, a
+checkout of main) per backend, as "before".
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ class Servers:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.processes: list[subprocess.Popen[bytes]] = []
+        #: The PID of the process serving each base URL.
+        self.pids: dict[str, int] = {}
 
     def start(self, command: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(command, **kwargs)  # type: ignore[call-overload]
@@ -148,6 +153,7 @@ class Servers:
         )
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: answers(f"{base}/-/healthy"), "blackbox_exporter")
+        self.pids[base] = self.processes[-1].pid
         return base
 
     def anyprobe(self, backend: str, server: str | None, source: Path | None = None) -> str:
@@ -165,6 +171,7 @@ class Servers:
         match = re.search(r"serving on (http://\S+)", line)
         if not match:
             raise SystemExit(f"{' '.join(command)} did not start: {line}")
+        self.pids[match.group(1)] = process.pid
         return match.group(1)
 
 
@@ -176,6 +183,12 @@ def check_probe(base: str, target: str) -> None:
     )
     if response.status_code != 200 or not re.search(r"^probe_success 1", response.text, re.M):
         raise SystemExit(f"{base}: the probe of {target} does not succeed:\n{response.text}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far, every thread included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_wrk(url: str, connections: int, duration: float) -> tuple[float, int]:
@@ -273,13 +286,18 @@ def main() -> None:
             for base in bases.values():
                 check_probe(base, target)
             rates: dict[str, list[float]] = {name: [] for name in bases}
+            # CPU seconds per probe: what the machine's load moves least.
+            costs: dict[str, list[float]] = {name: [] for name in bases}
             failures = dict.fromkeys(bases, 0)
             names = list(bases)
             for round_number in range(args.rounds):
                 shift = round_number % len(names)
                 for name in names[shift:] + names[:shift]:
                     url = f"{bases[name]}/probe?target={target}&module=http_2xx"
+                    pid = servers.pids[bases[name]]
+                    before = cpu_seconds(pid)
                     rate, bad = drive(url, args.connections, args.duration)
+                    costs[name].append((cpu_seconds(pid) - before) / (rate * args.duration))
                     rates[name].append(rate)
                     failures[name] += bad
         finally:
@@ -292,12 +310,30 @@ def main() -> None:
         f"{args.connections} connections, {args.duration:g} s x {args.rounds} rounds "
         f"(median), blackbox GOMAXPROCS {args.gomaxprocs or 'default'}"
     )
-    baseline = statistics.median(rates["blackbox_exporter 0.23"])
-    print(f"| {'server':<30} | {'probes/s':>9} | {'x blackbox':>10} | {'failed':>6} |")
-    print(f"|{'-' * 32}|{'-' * 10}:|{'-' * 11}:|{'-' * 7}:|")
+    report(rates, costs, failures)
+
+
+def report(
+    rates: dict[str, list[float]], costs: dict[str, list[float]], failures: dict[str, int]
+) -> None:
+    """The table: probes/s and CPU per probe, each as the median of each
+    round's ratio to blackbox_exporter's in the same round (the machine's
+    load moves between rounds, less within one)."""
+    baseline, baseline_cost = rates["blackbox_exporter 0.23"], costs["blackbox_exporter 0.23"]
+    print(
+        "| server | probes/s | x blackbox | range | CPU ms/probe | "
+        "x blackbox, probes per CPU s | range | failed |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, values in rates.items():
-        median = statistics.median(values)
-        print(f"| {name:<30} | {median:>9.1f} | {median / baseline:>10.2f} | {failures[name]:>6} |")
+        ratios = [value / base for value, base in zip(values, baseline, strict=True)]
+        efficiency = [base / cost for cost, base in zip(costs[name], baseline_cost, strict=True)]
+        print(
+            f"| {name} | {statistics.median(values):.1f} | {statistics.median(ratios):.2f} | "
+            f"{min(ratios):.2f}-{max(ratios):.2f} | {statistics.median(costs[name]) * 1000:.3f} | "
+            f"{statistics.median(efficiency):.2f} | "
+            f"{min(efficiency):.2f}-{max(efficiency):.2f} | {failures[name]} |"
+        )
 
 
 if __name__ == "__main__":
