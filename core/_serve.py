@@ -153,7 +153,9 @@ async def serve(
     """
     security = ListenerSecurity(web_config)
     app = create_app(server, security if security.users or web_config else None)
-    run_server = runner(resolve_server(server_name, trio=running_on_trio()))
+    chosen = resolve_server(server_name, trio=running_on_trio())
+    run_server = runner(chosen)
+    log.info("serving with %s", describe(chosen))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.run_checks)
@@ -335,7 +337,6 @@ def main(
         owned = sum(1 for key in checks if shard.owns(key))
         replica = f" as shard {shard} ({owned} of {len(checks)} checks)"
     announce(f"serving on {url} (/probe, /metrics, /-/healthy, POST /-/reload){replica}")
-    log.info("serving with %s", describe(chosen))
     if server.history is not None:
         announce(f"keeping the checks' history in {server.history.store.description}")
 
