@@ -1,6 +1,6 @@
 """``/probe`` requests per second: anyprobe serve next to blackbox_exporter.
 
-    python benchmarks/serve_bench.py [--duration 5] [--connections 16] [--rounds 3]
+    python benchmarks/serve_bench.py [--duration 3] [--connections 16] [--rounds 7]
 
 Starts, on loopback, an nginx target answering 200, Debian's
 ``prometheus-blackbox-exporter`` with an ``http_2xx`` module, and ``anyprobe
@@ -236,9 +236,9 @@ def run_httpx(url: str, connections: int, duration: float) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--backends", nargs="+", default=["asyncio", "uvloop", "trio"])
     parser.add_argument(
         "--servers",
