@@ -1,6 +1,6 @@
 """``/probe`` requests per second: anyprobe serve next to blackbox_exporter.
 
-    python benchmarks/serve_bench.py [--duration 5] [--connections 16] [--rounds 3]
+    python benchmarks/serve_bench.py [--duration 3] [--connections 16] [--rounds 7]
 
 Starts, on loopback, an nginx target answering 200, Debian's
 ``prometheus-blackbox-exporter`` with an ``http_2xx`` module, and ``anyprobe
@@ -9,12 +9,16 @@ server's ``/probe?target=<nginx>&module=http_2xx`` with the same load
 generator (wrk when installed, else an anyio + httpx client with a fixed
 number of connections), for the same time, rotating the order each round.
 Every server is started and stopped here, by PID. The table gives the median
-requests/s and the ratio to blackbox_exporter.
+requests/s and the median (and range) of each round's ratio to blackbox_exporter.
+``--servers`` picks anyprobe's HTTP servers (uvicorn on asyncio only);
+``--baseline-source DIR`` adds an anyprobe from another source tree (say, a
+checkout of main) per backend, as "before".
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -90,6 +94,8 @@ class Servers:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.processes: list[subprocess.Popen[bytes]] = []
+        #: The PID of the process serving each base URL.
+        self.pids: dict[str, int] = {}
 
     def start(self, command: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(command, **kwargs)  # type: ignore[call-overload]
@@ -106,6 +112,14 @@ class Servers:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    def package_of(self, source: Path) -> Path:
+        """A directory importing ``anyprobe`` from ``source``'s core/ and plugins/."""
+        root = self.directory / "baseline"
+        if not root.exists():
+            shutil.copytree(source / "core", root / "anyprobe")
+            shutil.copytree(source / "plugins", root / "anyprobe" / "plugins")
+        return root
 
     def nginx(self) -> str:
         port = free_port()
@@ -139,21 +153,25 @@ class Servers:
         )
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: answers(f"{base}/-/healthy"), "blackbox_exporter")
+        self.pids[base] = self.processes[-1].pid
         return base
 
-    def anyprobe(self, backend: str) -> str:
+    def anyprobe(self, backend: str, server: str | None, source: Path | None = None) -> str:
+        """``anyprobe serve`` (``source``: the one of another source tree)."""
         command = [sys.executable, "-m", "anyprobe", "serve", "--listen", "127.0.0.1:0"]
-        process = self.start(
-            [*command, "--backend", backend],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "ANYPROBE_LOAD_PLUGINS": ""},
-        )
+        command += ["--backend", backend]
+        if server is not None:
+            command += ["--server", server]
+        env = {**os.environ, "ANYPROBE_LOAD_PLUGINS": ""}
+        if source is not None:
+            env["PYTHONPATH"] = str(self.package_of(source))
+        process = self.start(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         assert process.stderr is not None
         line = process.stderr.readline().decode()
         match = re.search(r"serving on (http://\S+)", line)
         if not match:
-            raise SystemExit(f"anyprobe serve --backend {backend} did not start: {line}")
+            raise SystemExit(f"{' '.join(command)} did not start: {line}")
+        self.pids[match.group(1)] = process.pid
         return match.group(1)
 
 
@@ -165,6 +183,12 @@ def check_probe(base: str, target: str) -> None:
     )
     if response.status_code != 200 or not re.search(r"^probe_success 1", response.text, re.M):
         raise SystemExit(f"{base}: the probe of {target} does not succeed:\n{response.text}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far, every thread included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_wrk(url: str, connections: int, duration: float) -> tuple[float, int]:
@@ -212,11 +236,24 @@ def run_httpx(url: str, connections: int, duration: float) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--backends", nargs="+", default=["asyncio", "trio"])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--backends", nargs="+", default=["asyncio", "uvloop", "trio"])
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=["hypercorn", "uvicorn"],
+        help="anyprobe serve's HTTP servers to measure (uvicorn runs on asyncio only)",
+    )
     parser.add_argument("--generator", choices=["wrk", "httpx"], default=None)
+    parser.add_argument(
+        "--baseline-source",
+        type=Path,
+        default=None,
+        help="an anyprobe source tree (core/, plugins/) measured too, as 'before' "
+        "(e.g. a checkout of main), with its own default server",
+    )
     parser.add_argument(
         "--gomaxprocs",
         type=int,
@@ -225,7 +262,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     generator = args.generator or ("wrk" if shutil.which("wrk") else "httpx")
-    load = run_wrk if generator == "wrk" else run_httpx
+    drive = run_wrk if generator == "wrk" else run_httpx
     for tool in ("nginx", "prometheus-blackbox-exporter"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed")
@@ -236,32 +273,67 @@ def main() -> None:
             target = servers.nginx()
             bases = {"blackbox_exporter 0.23": servers.blackbox(args.gomaxprocs)}
             for backend in args.backends:
-                bases[f"anyprobe serve ({backend})"] = servers.anyprobe(backend)
+                if backend == "uvloop" and importlib.util.find_spec("uvloop") is None:
+                    continue
+                for server in args.servers:
+                    if server == "uvicorn" and backend == "trio":
+                        continue  # uvicorn serves asyncio only
+                    name = f"anyprobe {backend}, {server}"
+                    bases[name] = servers.anyprobe(backend, server)
+                if args.baseline_source is not None:
+                    name = f"before: anyprobe {backend}"
+                    bases[name] = servers.anyprobe(backend, None, args.baseline_source)
             for base in bases.values():
                 check_probe(base, target)
             rates: dict[str, list[float]] = {name: [] for name in bases}
+            # CPU seconds per probe: what the machine's load moves least.
+            costs: dict[str, list[float]] = {name: [] for name in bases}
             failures = dict.fromkeys(bases, 0)
             names = list(bases)
             for round_number in range(args.rounds):
                 shift = round_number % len(names)
                 for name in names[shift:] + names[:shift]:
                     url = f"{bases[name]}/probe?target={target}&module=http_2xx"
-                    rate, bad = load(url, args.connections, args.duration)
+                    pid = servers.pids[bases[name]]
+                    before = cpu_seconds(pid)
+                    rate, bad = drive(url, args.connections, args.duration)
+                    costs[name].append((cpu_seconds(pid) - before) / (rate * args.duration))
                     rates[name].append(rate)
                     failures[name] += bad
         finally:
             servers.stop()
 
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     print(
+        f"load average {load} at the end; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, generator {generator}, "
         f"{args.connections} connections, {args.duration:g} s x {args.rounds} rounds "
         f"(median), blackbox GOMAXPROCS {args.gomaxprocs or 'default'}"
     )
-    baseline = statistics.median(rates["blackbox_exporter 0.23"])
-    print(f"{'server':<28}{'probes/s':>10}{'vs blackbox':>13}{'failed':>8}")
+    report(rates, costs, failures)
+
+
+def report(
+    rates: dict[str, list[float]], costs: dict[str, list[float]], failures: dict[str, int]
+) -> None:
+    """The table: probes/s and CPU per probe, each as the median of each
+    round's ratio to blackbox_exporter's in the same round (the machine's
+    load moves between rounds, less within one)."""
+    baseline, baseline_cost = rates["blackbox_exporter 0.23"], costs["blackbox_exporter 0.23"]
+    print(
+        "| server | probes/s | x blackbox | range | CPU ms/probe | "
+        "x blackbox, probes per CPU s | range | failed |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, values in rates.items():
-        median = statistics.median(values)
-        print(f"{name:<28}{median:>10.1f}{median / baseline:>12.2f}x{failures[name]:>8}")
+        ratios = [value / base for value, base in zip(values, baseline, strict=True)]
+        efficiency = [base / cost for cost, base in zip(costs[name], baseline_cost, strict=True)]
+        print(
+            f"| {name} | {statistics.median(values):.1f} | {statistics.median(ratios):.2f} | "
+            f"{min(ratios):.2f}-{max(ratios):.2f} | {statistics.median(costs[name]) * 1000:.3f} | "
+            f"{statistics.median(efficiency):.2f} | "
+            f"{min(efficiency):.2f}-{max(efficiency):.2f} | {failures[name]} |"
+        )
 
 
 if __name__ == "__main__":

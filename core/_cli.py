@@ -433,6 +433,15 @@ def demo(state: _State, /, **run_args: Any) -> int:
     "(docs: scale-out, monitor).",
 )
 @click.option(
+    "--server",
+    "server_name",
+    type=click.Choice(("auto", "hypercorn", "uvicorn")),
+    default="auto",
+    show_default=True,
+    help="The HTTP server: auto (uvicorn on asyncio when installed, else hypercorn), "
+    "hypercorn (asyncio or trio), uvicorn (asyncio).",
+)
+@click.option(
     "--shard",
     metavar="I/N",
     help="Run only shard I of N of the config's checks (hashmod of the target URL, "

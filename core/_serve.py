@@ -8,8 +8,9 @@ server's own metrics and the latest results of the config file's scheduled
 ``[[check]]`` entries; ``/-/healthy`` answers 200; ``POST /-/reload`` re-reads
 the config file and keeps the running one when the new one is invalid.
 
-The app is an ASGI app (Starlette) served by hypercorn, on asyncio or trio,
-whichever event loop runs :func:`serve`. This module binds, serves and
+The app is an ASGI app (Starlette) served by uvicorn (asyncio) or hypercorn
+(asyncio or trio), on whichever event loop runs :func:`serve`
+(:mod:`anyprobe._serve_asgi` picks and runs the server). This module binds, serves and
 handles signals; the server's state (config, limits, metrics, the probes it
 runs) is in :mod:`anyprobe._serve_server`, the config tables it reads in
 :mod:`anyprobe._serve_config`, the allow-list, TLS and basic authentication of
@@ -24,15 +25,17 @@ import logging
 import math
 import socket
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import anyio
 
-from ._backend import require_backend, running_on_trio
+from ._backend import resolve_backend, running_on_trio
 from ._backend import run as run_on
 from ._errors import ConfigError, UsageError
 from ._manager import PluginManager
 from ._probe import import_dependencies
 from ._serve_app import create_app
+from ._serve_asgi import SERVERS, describe, resolve_server, runner
 from ._serve_config import (
     BUILTIN_MODULES,
     DEFAULT_INTERVAL,
@@ -49,7 +52,6 @@ from ._serve_security import (
     AllowList,
     ListenerSecurity,
     WebConfig,
-    hypercorn_config_class,
     load_web_config,
 )
 from ._serve_server import (
@@ -69,6 +71,7 @@ __all__ = [
     "DEFAULT_INTERVAL",
     "FALLBACK_TIMEOUT",
     "MODULE_FIELDS",
+    "SERVERS",
     "AllowList",
     "Module",
     "ModuleSettings",
@@ -139,29 +142,20 @@ async def serve(
     shutdown: anyio.Event,
     grace: float = DEFAULT_GRACE,
     web_config: WebConfig | None = None,
+    server_name: str = "auto",
 ) -> None:
     """Serve ``server`` on ``sockets`` until ``shutdown`` is set, on the running
     event loop (asyncio or trio); in-flight requests get ``grace`` seconds.
-    ``web_config`` adds TLS and basic authentication to the listener.
+    ``web_config`` adds TLS and basic authentication to the listener;
+    ``server_name`` picks the ASGI server (anyprobe._serve_asgi.resolve_server).
 
     The sockets are handed over to the server, which closes them.
     """
     security = ListenerSecurity(web_config)
-    config = hypercorn_config_class(security)()
-    if web_config is not None and web_config.tls:
-        config.certfile = str(web_config.cert_file)
-        config.keyfile = str(web_config.key_file)
-    config.bind = [f"fd://{sock.detach()}" for sock in sockets]
-    config.graceful_timeout = grace
-    config.accesslog = None
-    config.errorlog = logging.getLogger("anyprobe.serve.http")
-    config.include_server_header = False
-    config.keep_alive_timeout = 75.0  # longer than Prometheus keeps idle connections
     app = create_app(server, security if security.users or web_config else None)
-    if running_on_trio():
-        from hypercorn.trio import serve as hypercorn_serve
-    else:
-        from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
+    chosen = resolve_server(server_name, trio=running_on_trio())
+    run_server = runner(chosen)
+    log.info("serving with %s", describe(chosen))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.run_checks)
@@ -173,13 +167,21 @@ async def serve(
 
         tg.start_soon(watch_web_config)
         try:
-            await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait, mode="asgi")
+            await run_server(
+                app,
+                sockets,
+                shutdown=shutdown,
+                grace=grace,
+                security=security,
+                web_config=web_config,
+                abort=server.abort_requests,
+            )
         except Exception as exc:
             # Cancelled in its grace period, hypercorn's asyncio worker raises
             # InvalidStateError from its own clean-up; the shutdown was ours.
             if not server.aborting:
                 raise
-            log.debug("hypercorn stopped while aborting: %r", exc)
+            log.debug("the server stopped while aborting: %r", exc)
         finally:
             server.stop_checks()
             watching.cancel()
@@ -192,6 +194,7 @@ async def serve_until_signalled(
     *,
     grace: float = DEFAULT_GRACE,
     web_config: WebConfig | None = None,
+    server_name: str = "auto",
 ) -> str:
     """:func:`serve` until SIGTERM or SIGINT (a second one cancels in-flight
     probes at once); SIGHUP reloads the config. Returns the signal's name."""
@@ -238,7 +241,14 @@ async def serve_until_signalled(
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
         with serving:
-            await serve(server, sockets, shutdown=shutdown, grace=grace, web_config=web_config)
+            await serve(
+                server,
+                sockets,
+                shutdown=shutdown,
+                grace=grace,
+                web_config=web_config,
+                server_name=server_name,
+            )
         watching.cancel()
         later.cancel()
     return received[0] if received else "shutdown"
@@ -272,6 +282,7 @@ def main(
     grace: float = DEFAULT_GRACE,
     web_config: str | None = None,
     shard: Shard | None = None,
+    server_name: str = "auto",
     announce: Callable[[str], None] = print,
 ) -> int:
     """``anyprobe serve``: load, bind, serve until SIGTERM or SIGINT; exit status 0.
@@ -281,7 +292,8 @@ def main(
     """
     from ._scheduler import resolve_concurrency
 
-    require_backend(backend)
+    # The loop and the server, now: a missing one is one line before binding.
+    chosen = resolve_server(server_name, trio=resolve_backend(backend) == "trio")
     for option, value in (("--grace", grace), ("--timeout-offset", timeout_offset)):
         if not math.isfinite(value) or value < 0:
             raise UsageError(f"{option} {value}: expected a finite number of seconds, 0 or more")
@@ -328,11 +340,8 @@ def main(
     if server.history is not None:
         announce(f"keeping the checks' history in {server.history.store.description}")
 
-    async def run() -> str:
-        return await serve_until_signalled(server, [sock], grace=grace, web_config=web)
-
+    run = partial(serve_until_signalled, server, [sock], grace=grace, web_config=web)
     logging.getLogger("asyncio").addFilter(_drop_cancelled_connection_callback)
-
-    signal_name = run_on(run, backend)
+    signal_name = run_on(partial(run, server_name=chosen), backend)
     log.info("stopped after %s", signal_name)
     return 0

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from ._config import Config, RunDefaults, load_config
 from ._errors import OptionsError, TargetError, UsageError, did_you_mean
+from ._exposition import TextExposition
 from ._fanout import Fanout
 from ._inputs import escape_controls
 from ._manager import PluginManager
@@ -158,6 +159,23 @@ class _Metrics:
             registry=registry,
         )
 
+        # Each module's children of the counters above, looked up once.
+        self._children: dict[tuple[str, bool], tuple[Any, Any]] = {}
+
+    def probe_done(self, module: str, result: Result) -> None:
+        """Count one /probe probe of ``module``, its duration and its error."""
+        success = result.status in (Status.OK, Status.WARNING)
+        children = self._children.get((module, success))
+        if children is None:
+            children = self._children[module, success] = (
+                self.probes.labels(module, "success" if success else "failure"),
+                self.durations.labels(module),
+            )
+        children[0].inc()
+        children[1].observe(result.duration)
+        if not success and result.error is not None:
+            self.errors.labels(module, result.error.type).inc()
+
     def shard_info(self, shard: Shard) -> None:
         """``anyprobe_shard_info{shard, shards} 1``: which shard this replica runs."""
         from prometheus_client import Gauge
@@ -199,6 +217,8 @@ class ProbeServer:
         self.timeout_offset = timeout_offset
         self.extra_allow = AllowList(extra_allow)
         self.metrics = _Metrics()
+        #: The text format writer, its families' header lines kept (anyprobe._exposition).
+        self.exposition = TextExposition()
         self.resources: dict[Any, Any] = {}
         self.latest: dict[str, Result] = {}
         self._waiting = 0
@@ -386,11 +406,7 @@ class ProbeServer:
             # redirect hop, is checked against the allow-list (anyprobe.net).
             with address_policy(policy.refusal if policy else None):
                 result = await scheduler.check(target)
-        success = result.status in (Status.OK, Status.WARNING)
-        self.metrics.probes.labels(module.name, "success" if success else "failure").inc()
-        self.metrics.durations.labels(module.name).observe(result.duration)
-        if not success and result.error is not None:
-            self.metrics.errors.labels(module.name, result.error.type).inc()
+        self.metrics.probe_done(module.name, result)
         return result
 
     def _registry(self, results: Sequence[Result], *, check_labels: bool) -> CollectorRegistry:
@@ -408,21 +424,15 @@ class ProbeServer:
 
     def probe_exposition(self, result: Result) -> bytes:
         """A /probe answer's body: ``result``'s metrics, without per-check labels."""
-        from prometheus_client import generate_latest
-
-        data: bytes = generate_latest(self._registry([result], check_labels=False))
-        return data
+        return self.exposition(self._registry([result], check_labels=False))
 
     def metrics_exposition(self) -> bytes:
         """/metrics' body: the server's own metrics, then the scheduled checks'."""
-        from prometheus_client import generate_latest
-
-        own: bytes = generate_latest(self.metrics.registry)
+        own = self.exposition(self.metrics.registry)
         if not self.latest:
             return own
         latest = list(self.latest.values())
-        checks: bytes = generate_latest(self._registry(latest, check_labels=True))
-        return own + checks
+        return own + self.exposition(self._registry(latest, check_labels=True))
 
     # -- scheduled checks -------------------------------------------------------
 

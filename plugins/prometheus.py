@@ -156,12 +156,8 @@ _SEVERITY = {status.value: status.severity for status in anyprobe.Status}
 
 
 def _per_address(
-    result: anyprobe.Result,
-    labels: dict[str, str],
-    success: Metric,
-    status: Metric,
-    duration: Metric,
-) -> Iterator[tuple[Metric, dict[str, str], float]]:
+    result: anyprobe.Result, labels: dict[str, str]
+) -> Iterator[tuple[str, dict[str, str], float]]:
     """``probe_success``, ``anyprobe_status`` and ``probe_duration_seconds``
     once more for each address a check with ``addresses = "all"`` or
     ``"any"`` checked (``details["addresses"]``), with an ``address`` label."""
@@ -173,93 +169,85 @@ def _per_address(
             continue
         per_address = {**labels, "address": entry["address"]}
         severity = _SEVERITY.get(str(entry.get("status")), 3)
-        yield success, per_address, 1.0 if severity <= 1 else 0.0
-        yield status, per_address, float(severity)
+        yield "probe_success", per_address, 1.0 if severity <= 1 else 0.0
+        yield "anyprobe_status", per_address, float(severity)
         seconds = _number(entry.get("duration"))
         if seconds is not None:
-            yield duration, per_address, seconds
+            yield "probe_duration_seconds", per_address, seconds
+
+
+#: The per-check gauges, in the order they are written: name and help text.
+_GAUGES = {
+    "probe_success": "Whether the check succeeded (ok or warning).",
+    "probe_duration_seconds": "How long the check took: from its first attempt's start to "
+    "its verdict, retries and the backoff between them included.",
+    "anyprobe_status": "The check's status: 0 ok, 1 warning, 2 critical, 3 unknown.",
+    "anyprobe_attempts": "Attempts the check made.",
+    "probe_dns_lookup_time_seconds": "Time taken to resolve the target's name.",
+    "probe_http_status_code": "The HTTP response's status code.",
+    "probe_ssl_earliest_cert_expiry": "When the earliest certificate presented expires, "
+    "as a Unix timestamp.",
+    "probe_ssl_last_chain_info": "The server's leaf certificate: its SHA-256 fingerprint, "
+    "subject, issuer and subject alternative names (as labels; the value is 1).",
+}
 
 
 def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> Iterator[Metric]:
     from prometheus_client.metrics_core import Metric
 
-    def gauge(metric: str, documentation: str) -> Metric:
-        return Metric(metric, documentation, "gauge")
-
-    success = gauge("probe_success", "Whether the check succeeded (ok or warning).")
-    duration = gauge(
-        "probe_duration_seconds",
-        "How long the check took: from its first attempt's start to its verdict, "
-        "retries and the backoff between them included.",
-    )
-    status = gauge("anyprobe_status", "The check's status: 0 ok, 1 warning, 2 critical, 3 unknown.")
-    attempts = gauge("anyprobe_attempts", "Attempts the check made.")
-    lookup = gauge("probe_dns_lookup_time_seconds", "Time taken to resolve the target's name.")
-    http_status = gauge("probe_http_status_code", "The HTTP response's status code.")
-    cert_expiry = gauge(
-        "probe_ssl_earliest_cert_expiry",
-        "When the earliest certificate presented expires, as a Unix timestamp.",
-    )
-    chain_info = gauge(
-        "probe_ssl_last_chain_info",
-        "The server's leaf certificate: its SHA-256 fingerprint, subject, issuer and "
-        "subject alternative names (as labels; the value is 1).",
-    )
-    phases: dict[str, Metric] = {}
-
+    # Family name -> {sorted labels: value}. Checks may carry different
+    # labels: each sample has its own set, which the exposition format allows.
+    # Two checks with the same labels (one URL given twice) would be a
+    # duplicate series, which makes node_exporter reject the whole file: the
+    # later result wins.
     samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    phase_help: dict[str, str] = {}
 
-    def add(family: Metric, labels: dict[str, str], value: float) -> None:
-        # Checks may carry different labels: each sample has its own set,
-        # which the exposition format allows. Two checks with the same labels
-        # (one URL given twice) would be a duplicate series, which makes
-        # node_exporter reject the whole file: the later result wins.
-        samples.setdefault(family.name, {})[tuple(sorted(labels.items()))] = value
+    def add(family: str, labels: dict[str, str], value: float) -> None:
+        key = tuple(sorted(labels.items())) if labels else ()
+        per_family = samples.get(family)
+        if per_family is None:
+            per_family = samples[family] = {}
+        per_family[key] = value
 
     for result in results:
         labels = _check_labels(result) if check_labels else {}
-        add(success, labels, 1.0 if result.status.severity <= 1 else 0.0)
-        add(duration, labels, result.duration)
-        add(status, labels, float(result.status.severity))
-        add(attempts, labels, float(result.attempts))
-        if "resolve" in result.phases:
-            add(lookup, labels, result.phases["resolve"])
-        code = _number(result.metrics.get("http_status"))
+        severity = result.status.severity
+        add("probe_success", labels, 1.0 if severity <= 1 else 0.0)
+        add("probe_duration_seconds", labels, result.duration)
+        add("anyprobe_status", labels, float(severity))
+        add("anyprobe_attempts", labels, float(result.attempts))
+        phases = result.phases
+        if "resolve" in phases:
+            add("probe_dns_lookup_time_seconds", labels, phases["resolve"])
+        metrics = result.metrics
+        code = _number(metrics.get("http_status"))
         if code is not None:
-            add(http_status, labels, code)
-        days = _number(result.metrics.get("cert_expiry_days"))
+            add("probe_http_status_code", labels, code)
+        days = _number(metrics.get("cert_expiry_days"))
         if days is not None:
-            add(cert_expiry, labels, result.started.timestamp() + days * _SECONDS_PER_DAY)
-        leaf = _leaf_certificate(result)
-        if leaf is not None:
-            add(chain_info, {**labels, **leaf}, 1.0)
-        for series, per_address, value in _per_address(result, labels, success, status, duration):
-            add(series, per_address, value)
-        if result.phases:
+            expiry = result.started.timestamp() + days * _SECONDS_PER_DAY
+            add("probe_ssl_earliest_cert_expiry", labels, expiry)
+        if result.details:
+            leaf = _leaf_certificate(result)
+            if leaf is not None:
+                add("probe_ssl_last_chain_info", {**labels, **leaf}, 1.0)
+            for series, per_address, value in _per_address(result, labels):
+                add(series, per_address, value)
+        if phases:
             metric = f"probe_{label_name(result.probe).lower()}_duration_seconds"
-            family = phases.get(metric)
-            if family is None:
-                family = phases[metric] = gauge(
-                    metric, f"Duration of the {result.probe} check by phase."
-                )
-            for phase, seconds in result.phases.items():
-                add(family, {**labels, "phase": PHASE_NAMES.get(phase, phase)}, seconds)
+            phase_help.setdefault(metric, f"Duration of the {result.probe} check by phase.")
+            for phase, seconds in phases.items():
+                add(metric, {**labels, "phase": PHASE_NAMES.get(phase, phase)}, seconds)
 
-    for family in (
-        success,
-        duration,
-        status,
-        attempts,
-        lookup,
-        http_status,
-        cert_expiry,
-        chain_info,
-        *phases.values(),
-    ):
-        for key, value in samples.get(family.name, {}).items():
-            family.add_sample(family.name, dict(key), value)
-        if family.samples:
-            yield family
+    for name, documentation in (*_GAUGES.items(), *phase_help.items()):
+        values = samples.get(name)
+        if not values:
+            continue
+        family = Metric(name, documentation, "gauge")
+        for key, value in values.items():
+            family.add_sample(name, dict(key), value)
+        yield family
 
 
 def _domain_expiry(results: list[anyprobe.Result], *, check_labels: bool) -> Iterator[Metric]:

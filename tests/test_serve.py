@@ -31,7 +31,7 @@ from anyprobe._serve import (
 )
 from tests.servers.serve import SilentTarget, WebTarget
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("asgi_server")]
 
 #: Longest any request of these tests may take (a bound, not an assertion on time).
 REQUEST_LIMIT = 30.0

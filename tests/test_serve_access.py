@@ -19,7 +19,7 @@ from anyprobe._serve_push import new_token
 from anyprobe._serve_security import access_part, load_web_config
 from tests.servers.push import client, serving
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("asgi_server")]
 
 GOOD = ("prometheus", "right-password")
 #: Every part of the server: (method, path).

@@ -334,6 +334,7 @@ def test_every_report_masks_an_ssh_password_the_remote_prints(
 # -- denial of service: requests that never end, requests too large -------------------
 
 
+@pytest.mark.usefixtures("asgi_server")
 @pytest.mark.anyio
 async def test_unfinished_and_oversized_requests_do_not_stop_probes(
     manager: PluginManager, reflector: EncodingReflector

@@ -31,7 +31,7 @@ from anyprobe._serve_security import AllowList
 from tests.cli import anyprobe as run_anyprobe
 from tests.cli import assert_one_clear_line
 from tests.servers.reflect import SESSION_COOKIE, ReflectServer, start_reflect_server
-from tests.servers.serve import SilentTarget, WebTarget
+from tests.servers.serve import BACKEND_SERVERS, SilentTarget, WebTarget
 from tests.test_serve import get, running, samples
 
 #: Longest a server process may take to start or to stop (a bound, not a timing).
@@ -72,6 +72,7 @@ def test_a_module_with_control_characters_in_a_host_option_is_refused(tmp_path: 
     assert_one_clear_line(proc, "module m", "control characters", "server_name")
 
 
+@pytest.mark.usefixtures("asgi_server")
 @pytest.mark.anyio
 async def test_a_name_resolving_outside_the_networks_is_refused_at_connect(
     manager: PluginManager, web_target: WebTarget, tmp_path: Path
@@ -91,6 +92,7 @@ async def test_a_name_resolving_outside_the_networks_is_refused_at_connect(
     assert web_target.paths == []
 
 
+@pytest.mark.usefixtures("asgi_server")
 @pytest.mark.anyio
 async def test_a_redirect_outside_the_allow_list_ends_the_probe(
     manager: PluginManager, web_target: WebTarget, tmp_path: Path
@@ -337,6 +339,7 @@ def test_the_scrape_timeout_header_cannot_raise_the_timeout_past_the_cap() -> No
             probe_timeout(None, bad, 0.5)
 
 
+@pytest.mark.usefixtures("asgi_server")
 @pytest.mark.anyio
 async def test_probes_of_clients_that_disconnect_free_their_slots(
     manager: PluginManager, silent_target: SilentTarget, web_target: WebTarget
@@ -381,11 +384,13 @@ async def test_probes_of_clients_that_disconnect_free_their_slots(
 
 
 @contextmanager
-def serve_process(backend: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def serve_process(
+    backend: str, server: str, *args: str
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``anyprobe serve`` on an ephemeral loopback port; yields the process and its URL."""
     command = [sys.executable, "-m", "anyprobe", "serve", "--listen", "127.0.0.1:0"]
     process = subprocess.Popen(
-        [*command, "--backend", backend, *args],
+        [*command, "--backend", backend, "--server", server, *args],
         env={k: v for k, v in os.environ.items() if k != "ANYPROBE_LOAD_PLUGINS"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -427,9 +432,9 @@ def _peer_serial(url: str, ca_file: Path) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize(("backend", "server"), BACKEND_SERVERS)
 def test_the_listener_speaks_tls_and_wants_credentials(
-    backend: str, tmp_path: Path, web_target: WebTarget
+    backend: str, server: str, tmp_path: Path, web_target: WebTarget
 ) -> None:
     import trustme
 
@@ -444,7 +449,7 @@ def test_the_listener_speaks_tls_and_wants_credentials(
         '[tls_server_config]\ncert_file = "server.crt"\nkey_file = "server.key"\n'
         f'[basic_auth_users]\nprometheus = "{_bcrypt_hash("right-password")}"\n'
     )
-    with serve_process(backend, "--web-config", str(web)) as (process, url):
+    with serve_process(backend, server, "--web-config", str(web)) as (process, url):
         assert url.startswith("https://127.0.0.1:")
         good = ("prometheus", "right-password")
         import ssl
@@ -495,11 +500,11 @@ def first_serial(cert: Any) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize(("backend", "server"), BACKEND_SERVERS)
 def test_a_second_sigterm_during_the_grace_ends_serve_with_exit_0(
-    backend: str, silent_target: SilentTarget
+    backend: str, server: str, silent_target: SilentTarget
 ) -> None:
-    with serve_process(backend, "--grace", "60") as (process, url):
+    with serve_process(backend, server, "--grace", "60") as (process, url):
         answers: list[object] = []
 
         def request() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers.serve import SilentTarget
+from tests.servers.serve import BACKEND_SERVERS, SilentTarget
 
 #: Longest the server process may take to start or to stop.
 PROCESS_LIMIT = 60.0
@@ -24,11 +24,13 @@ pytestmark = pytest.mark.slow
 
 
 @contextmanager
-def serve_process(backend: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def serve_process(
+    backend: str, server: str, *args: str
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``anyprobe serve`` on an ephemeral loopback port; yields the process and its URL."""
     command = [sys.executable, "-m", "anyprobe", "serve", "--listen", "127.0.0.1:0"]
     process = subprocess.Popen(
-        [*command, "--backend", backend, *args],
+        [*command, "--backend", backend, "--server", server, *args],
         env={**os.environ, "ANYPROBE_LOAD_PLUGINS": ""},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -62,11 +64,11 @@ def _probe_in_thread(url: str, params: dict[str, str], headers: dict[str, str]) 
     return outcome
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize(("backend", "server"), BACKEND_SERVERS)
 def test_sigterm_lets_in_flight_probes_finish_then_exits_0(
-    backend: str, silent_target: SilentTarget
+    backend: str, server: str, silent_target: SilentTarget
 ) -> None:
-    with serve_process(backend, "--grace", "20") as (process, url):
+    with serve_process(backend, server, "--grace", "20") as (process, url):
         # This probe times out after 1 s (1.5 s scrape timeout less 0.5 s): within the grace.
         pending = _probe_in_thread(
             url, {"target": silent_target.url}, {"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}
@@ -85,11 +87,11 @@ def test_sigterm_lets_in_flight_probes_finish_then_exits_0(
         assert "Traceback" not in process.stderr.read()
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize(("backend", "server"), BACKEND_SERVERS)
 def test_sigterm_cancels_probes_past_the_grace_and_exits_0(
-    backend: str, silent_target: SilentTarget, tmp_path: Path
+    backend: str, server: str, silent_target: SilentTarget, tmp_path: Path
 ) -> None:
-    with serve_process(backend, "--grace", "0.5") as (process, url):
+    with serve_process(backend, server, "--grace", "0.5") as (process, url):
         # No scrape timeout, no module timeout: this probe would wait 120 s.
         pending = _probe_in_thread(url, {"target": silent_target.url}, {})
         assert silent_target.wait_connected()
@@ -103,11 +105,11 @@ def test_sigterm_cancels_probes_past_the_grace_and_exits_0(
         assert "Traceback" not in process.stderr.read()
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_sighup_reloads_and_keeps_serving(backend: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("backend", "server"), BACKEND_SERVERS)
+def test_sighup_reloads_and_keeps_serving(backend: str, server: str, tmp_path: Path) -> None:
     config = tmp_path / "serve.toml"
     config.write_text('[module.first]\nprobe = "tcp"\n')
-    with serve_process(backend, str(config)) as (process, url):
+    with serve_process(backend, server, str(config)) as (process, url):
         assert "first" in httpx.get(f"{url}/-/help", timeout=30).text
         config.write_text('[module.second]\nprobe = "tcp"\n')
         process.send_signal(signal.SIGHUP)

@@ -21,7 +21,29 @@ import pytest
 
 from anyprobe.testing import HttpReply, HttpRequest, HttpServer
 
-__all__ = ["push_receiver", "silent_target", "web_target"]
+__all__ = ["asgi_server", "push_receiver", "silent_target", "web_target"]
+
+#: The (backend, --server) pairs anyprobe serve runs on: uvicorn serves asyncio only.
+BACKEND_SERVERS = [("asyncio", "hypercorn"), ("asyncio", "uvicorn"), ("trio", "hypercorn")]
+
+
+@pytest.fixture(params=["hypercorn", "uvicorn"])
+def asgi_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The HTTP server ``serve()`` picks in this test (``--server auto``):
+    each test using it runs with hypercorn and, on asyncio, with uvicorn."""
+    from anyprobe import _serve_asgi
+
+    name: str = request.param
+    on_trio = (
+        "anyio_backend" in request.fixturenames
+        and request.getfixturevalue("anyio_backend") == "trio"
+    )
+    if name == "uvicorn" and on_trio:
+        pytest.skip("uvicorn serves asyncio only (trio is served by hypercorn)")
+    if name == "uvicorn" and not _serve_asgi.uvicorn_available():
+        pytest.skip("uvicorn and httptools are not installed")
+    monkeypatch.setattr(_serve_asgi, "AUTO_PREFERENCE", (name,))
+    return name
 
 
 @dataclass
