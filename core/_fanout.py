@@ -70,6 +70,8 @@ class Fanout:
             send, receive = anyio.create_memory_object_stream[Result](buffer)
             self._channels.append(_Channel(name, reporter, send, receive))
         self._live = list(self._channels)
+        #: Lists every result is appended to (see :meth:`collect`).
+        self._collectors: list[list[Result]] = []
         self._closed = False
         self.timeout = timeout
         self._running = 0
@@ -85,6 +87,12 @@ class Fanout:
         self._channels.append(channel)
         self._live.append(channel)
         return receive
+
+    def collect(self, into: list[Result]) -> None:
+        """Append every result to ``into`` as it is sent: for a consumer that
+        only wants them all at the end (``anyprobe.check()``), without a stream
+        and a wake-up of the consumer's task per result."""
+        self._collectors.append(into)
 
     @property
     def failures(self) -> list[str]:
@@ -195,6 +203,8 @@ class Fanout:
 
     async def send(self, result: Result) -> None:
         """Give ``result`` to every live reporter, waiting while one's buffer is full."""
+        for collected in self._collectors:
+            collected.append(result)
         for channel in self._live:
             try:
                 try:

@@ -125,6 +125,13 @@ class Run:
         reporter (call before :meth:`execute`; it ends when the run does)."""
         return self._fanout.tap()
 
+    def collect(self) -> list[Result]:
+        """A list that every result of this run is appended to as it completes,
+        for a consumer that wants them all at the end (call before :meth:`execute`)."""
+        collected: list[Result] = []
+        self._fanout.collect(collected)
+        return collected
+
     async def load_dependencies(self) -> None:
         """Import what the run's probes need (:meth:`Probe.load_dependencies`)
         before any check starts; raises :class:`~anyprobe.MissingDependency`.
