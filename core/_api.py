@@ -76,6 +76,9 @@ USE_ASYNC_WITH = (
     "`async with anyprobe.stream(targets) as results: async for result in results: ...`"
 )
 
+#: Most results a stream hands over without a checkpoint (see RunStream.__anext__).
+CHECKPOINT_EVERY = 1024
+
 
 class Results(list[Result]):
     """The results of :func:`check` (a plain list of :class:`~anyprobe.Result`)
@@ -123,6 +126,7 @@ class RunStream:
         # leave early, so the run is never interrupted on leaving the block.
         self._collected: list[Result] | None = None
         self._ended = False
+        self._taken = 0
         self._summary: RunSummary | None = None
         self.summary: RunSummary | None = None
 
@@ -132,10 +136,24 @@ class RunStream:
         return self
 
     async def __anext__(self) -> Result:
-        if self._state != "open" or self._receive is None:
+        receive = self._receive
+        if self._state != "open" or receive is None:
             raise TypeError(USE_ASYNC_WITH)
+        # The results already waiting are taken without a trip through the
+        # event loop each (a run's checks can finish hundreds per trip), with
+        # a checkpoint every CHECKPOINT_EVERY results and whenever none waits.
+        self._taken += 1
+        if self._taken < CHECKPOINT_EVERY:
+            try:
+                return receive.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+            except anyio.EndOfStream:
+                self._ended = True
+                raise StopAsyncIteration from None
+        self._taken = 0
         try:
-            return await self._receive.receive()
+            return await receive.receive()
         except anyio.EndOfStream:
             self._ended = True
             raise StopAsyncIteration from None

@@ -79,10 +79,13 @@ class Fanout:
         self._finish_scope: anyio.CancelScope | None = None
         self._hurry: tuple[float, str] | None = None  # (grace, signal name)
 
-    def tap(self, name: str = "tap") -> MemoryObjectReceiveStream[Result]:
+    def tap(
+        self, name: str = "tap", buffer: int | None = None
+    ) -> MemoryObjectReceiveStream[Result]:
         """A stream of every result for a consumer that is not a reporter task
-        (the embedding API's iterator). Closing it early just stops its delivery."""
-        send, receive = anyio.create_memory_object_stream[Result](self.buffer)
+        (the embedding API's iterator), holding ``buffer`` results at most (by
+        default the reporters'). Closing it early just stops its delivery."""
+        send, receive = anyio.create_memory_object_stream[Result](buffer or self.buffer)
         channel = _Channel(name, None, send, receive)
         self._channels.append(channel)
         self._live.append(channel)
