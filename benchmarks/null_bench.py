@@ -50,7 +50,13 @@ def bare(n: int) -> float:
 def scheduled(n: int) -> float:
     """The same no-op as an anyprobe probe plugin, through the public API."""
     import anyprobe
-    import anyprobe._api  # imported up front, as anyio is for the bare loop
+
+    # Imported up front, as anyio is for the bare loop: the first call of a
+    # process imports them (a worker thread, about 30 ms), every later one not.
+    import anyprobe._api
+    from anyprobe._api_prepare import _import_run_modules
+
+    _import_run_modules()
 
     class NullProbe(anyprobe.Probe[anyprobe.ProbeOptions]):
         name = "null"
