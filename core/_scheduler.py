@@ -403,8 +403,9 @@ class Scheduler:
             outcome = self._stalled(check, over, start) or _overran(
                 target, elapsed, ctx, scope.cancel_called
             )
-        elif plan.thresholds and not every_address:  # with every address, each address is
-            outcome = apply_thresholds(outcome, target.options, elapsed)  # held to them
+        elif plan.thresholds and not every_address:
+            # (With every address, each address is held to the thresholds.)
+            outcome = apply_thresholds(outcome, target.options, elapsed)
         check.outcome = outcome
 
     def _plan(self, target: Target) -> _Plan:
@@ -502,7 +503,8 @@ class Scheduler:
             labels=target.labels,
             details=outcome.details,
             trace=tuple(ctx.trace_events),
-            thresholds=check.plan.thresholds,
+            # A result's own copy: one result's dict changed must not change another's.
+            thresholds=dict(check.plan.thresholds) if check.plan.thresholds else _NO_THRESHOLDS,
             attempt_log=attempt_log,
         )
 
