@@ -76,6 +76,9 @@ USE_ASYNC_WITH = (
     "`async with anyprobe.stream(targets) as results: async for result in results: ...`"
 )
 
+#: Most results a stream hands over without a checkpoint (see RunStream.__anext__).
+CHECKPOINT_EVERY = 1024
+
 
 class Results(list[Result]):
     """The results of :func:`check` (a plain list of :class:`~anyprobe.Result`)
@@ -118,7 +121,12 @@ class RunStream:
         self._run: Run | None = None
         self._receive: MemoryObjectReceiveStream[Result] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
+        # check() takes every result at the end: a list, not a stream read
+        # (and the reading task woken) once per result. There is no reader to
+        # leave early, so the run is never interrupted on leaving the block.
+        self._collected: list[Result] | None = None
         self._ended = False
+        self._taken = 0
         self._summary: RunSummary | None = None
         self.summary: RunSummary | None = None
 
@@ -128,10 +136,24 @@ class RunStream:
         return self
 
     async def __anext__(self) -> Result:
-        if self._state != "open" or self._receive is None:
+        receive = self._receive
+        if self._state != "open" or receive is None:
             raise TypeError(USE_ASYNC_WITH)
+        # The results already waiting are taken without a trip through the
+        # event loop each (a run's checks can finish hundreds per trip), with
+        # a checkpoint every CHECKPOINT_EVERY results and whenever none waits.
+        self._taken += 1
+        if self._taken < CHECKPOINT_EVERY:
+            try:
+                return receive.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+            except anyio.EndOfStream:
+                self._ended = True
+                raise StopAsyncIteration from None
+        self._taken = 0
         try:
-            return await self._receive.receive()
+            return await receive.receive()
         except anyio.EndOfStream:
             self._ended = True
             raise StopAsyncIteration from None
@@ -167,7 +189,10 @@ class RunStream:
         self._run = run
         # A missing package is one error here, before any task starts.
         await run.load_dependencies()
-        self._receive = run.results()
+        if self._collected is not None:
+            self._collected = run.collect()
+        else:
+            self._receive = run.results()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -197,14 +222,14 @@ class RunStream:
         traceback: TracebackType | None,
     ) -> bool:
         assert self._task_group is not None and self._run is not None
-        assert self._receive is not None
         self._state = "closed"
         cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
         if not self._ended and not cancelled:
             # Left early (break, return, an exception): stop the checks; what
             # finished still reaches the reporters.
             self._run.interrupt("the caller left the stream")
-        self._receive.close()
+        if self._receive is not None:
+            self._receive.close()
         try:
             if cancelled:
                 await self._task_group.__aexit__(exc_type, exc, traceback)
@@ -239,6 +264,14 @@ class RunStream:
         for index, target in enumerate(self._run.targets):
             positions.setdefault((target.name, target.display_url), deque()).append(index)
         return sorted(results, key=lambda r: positions[(r.name, r.target)].popleft())
+
+
+def _collecting_stream(targets: Targets, kwargs: dict[str, Any]) -> RunStream:
+    """:func:`stream` for :func:`check`: the run's results gathered in a list."""
+    results = stream(targets, **kwargs)
+    results._collected = []
+    results._ended = True
+    return results
 
 
 def stream(
@@ -305,8 +338,11 @@ async def check(
     """
     check_flag("ordered", ordered)
     check_flag("raise_on_reporter_failure", raise_on_reporter_failure)
-    async with stream(targets, **kwargs) as results:
-        collected = [result async for result in results]
+    results = _collecting_stream(targets, kwargs)
+    async with results:
+        pass  # leaving the block waits for the run to end
+    assert results._collected is not None
+    collected = results._collected
     if ordered:
         collected = results._input_order(collected)
     assert results.summary is not None

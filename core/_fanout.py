@@ -70,6 +70,8 @@ class Fanout:
             send, receive = anyio.create_memory_object_stream[Result](buffer)
             self._channels.append(_Channel(name, reporter, send, receive))
         self._live = list(self._channels)
+        #: Lists every result is appended to (see :meth:`collect`).
+        self._collectors: list[list[Result]] = []
         self._closed = False
         self.timeout = timeout
         self._running = 0
@@ -77,14 +79,23 @@ class Fanout:
         self._finish_scope: anyio.CancelScope | None = None
         self._hurry: tuple[float, str] | None = None  # (grace, signal name)
 
-    def tap(self, name: str = "tap") -> MemoryObjectReceiveStream[Result]:
+    def tap(
+        self, name: str = "tap", buffer: int | None = None
+    ) -> MemoryObjectReceiveStream[Result]:
         """A stream of every result for a consumer that is not a reporter task
-        (the embedding API's iterator). Closing it early just stops its delivery."""
-        send, receive = anyio.create_memory_object_stream[Result](self.buffer)
+        (the embedding API's iterator), holding ``buffer`` results at most (by
+        default the reporters'). Closing it early just stops its delivery."""
+        send, receive = anyio.create_memory_object_stream[Result](buffer or self.buffer)
         channel = _Channel(name, None, send, receive)
         self._channels.append(channel)
         self._live.append(channel)
         return receive
+
+    def collect(self, into: list[Result]) -> None:
+        """Append every result to ``into`` as it is sent: for a consumer that
+        only wants them all at the end (``anyprobe.check()``), without a stream
+        and a wake-up of the consumer's task per result."""
+        self._collectors.append(into)
 
     @property
     def failures(self) -> list[str]:
@@ -195,6 +206,8 @@ class Fanout:
 
     async def send(self, result: Result) -> None:
         """Give ``result`` to every live reporter, waiting while one's buffer is full."""
+        for collected in self._collectors:
+            collected.append(result)
         for channel in self._live:
             try:
                 try:

@@ -123,7 +123,18 @@ class Run:
     def results(self) -> MemoryObjectReceiveStream[Result]:
         """A stream of every result of this run, for a consumer that is not a
         reporter (call before :meth:`execute`; it ends when the run does)."""
-        return self._fanout.tap()
+        # Room for two results per worker: on trio the reading task may run
+        # first in one turn of the event loop and last in the next, while every
+        # worker finishes a check in each; a full stream would make the workers
+        # wait for it (a cancel scope and a wake-up per result).
+        return self._fanout.tap(buffer=max(self.reporter_buffer, 2 * self.concurrency))
+
+    def collect(self) -> list[Result]:
+        """A list that every result of this run is appended to as it completes,
+        for a consumer that wants them all at the end (call before :meth:`execute`)."""
+        collected: list[Result] = []
+        self._fanout.collect(collected)
+        return collected
 
     async def load_dependencies(self) -> None:
         """Import what the run's probes need (:meth:`Probe.load_dependencies`)

@@ -241,9 +241,9 @@ class Scheduler:
         self.explain = explain
         self.watchdog = watchdog
         self.resources: dict[Any, Any] = {}
-        #: options_masker() of each options object seen, by id (the object kept
-        #: with it, so that an id reused by another object is not mistaken).
-        self._maskers: dict[int, tuple[Any, Masker]] = {}
+        #: The _Plan of each options object seen, by id (the plan keeps the
+        #: object, so that an id reused by another object is not mistaken).
+        self._plans: dict[int, _Plan] = {}
         self.started = 0
         self.finished = 0
 
@@ -300,7 +300,7 @@ class Scheduler:
                 if target is None:
                     return
                 self.started += 1
-                check = current[0] = _Check(target, self.probes[target.probe])
+                check = current[0] = _Check(target, self.probes[target.probe], self._plan(target))
             elif check.retrying and check.backoff:
                 await anyio.sleep(backoff_delay(check.attempt - check.reran))
             if self.limiter is None:
@@ -331,7 +331,7 @@ class Scheduler:
     def _start(self, target: Target) -> _Check:
         """A parked target, taken with its host's slot, as the worker's next check."""
         self.started += 1
-        return _Check(target, self.probes[target.probe])
+        return _Check(target, self.probes[target.probe], self._plan(target))
 
     async def check(self, target: Target) -> Result:
         """Every attempt of one target's check, within the limits; one result.
@@ -353,7 +353,7 @@ class Scheduler:
         (The watchdog finds the check that blocks the loop by this method's
         name and its ``check``, ``target`` and ``probe`` locals.)
         """
-        target, probe = check.target, check.probe
+        target, probe, plan = check.target, check.probe, check.plan
         check.attempt += 1
         check.retrying = False
         check.stalled = None
@@ -364,7 +364,7 @@ class Scheduler:
             attempt=check.attempt,
             explain=self.explain,
             resources=self.resources,
-            masker=self._masker(target.options),
+            masker=plan.masker(),
         )
         check.outcome = None
         start = check.attempt_started = time.perf_counter()
@@ -372,7 +372,7 @@ class Scheduler:
             check.first_started = start
             check.started = datetime.now(UTC)
         scope.deadline = deadline
-        every_address = getattr(target.options, "addresses", "first") != "first"
+        every_address = plan.every_address
         if every_address:
             from ._addresses import check_every_address
 
@@ -403,23 +403,21 @@ class Scheduler:
             outcome = self._stalled(check, over, start) or _overran(
                 target, elapsed, ctx, scope.cancel_called
             )
-        elif not every_address:  # with every address, each address is held to them
+        elif plan.thresholds and not every_address:
+            # (With every address, each address is held to the thresholds.)
             outcome = apply_thresholds(outcome, target.options, elapsed)
         check.outcome = outcome
 
-    def _masker(self, options: Any) -> Masker:
-        """A new masker knowing the secrets of ``options`` (:func:`options_masker`),
-        worked out once per options object: targets share one when their options
-        are the same."""
-        found = self._maskers.get(id(options))
-        if found is None or found[0] is not options:
-            if len(self._maskers) >= 1024:
-                self._maskers.clear()  # a bound: many distinct options, each used rarely
-            found = self._maskers[id(options)] = (options, options_masker(options))
-        masker = Masker()
-        if found[1]:
-            masker.update(found[1])
-        return masker
+    def _plan(self, target: Target) -> _Plan:
+        """What the scheduler needs to know of ``target``'s options, worked out
+        once per options object: targets share one when their options are the same."""
+        options = target.options
+        plan = self._plans.get(id(options))
+        if plan is None or plan.options is not options:
+            if len(self._plans) >= 1024:
+                self._plans.clear()  # a bound: many distinct options, each used rarely
+            plan = self._plans[id(options)] = _Plan(options)
+        return plan
 
     def _timed_out(self, check: _Check) -> Outcome:
         """The outcome of an attempt its deadline cancelled (see :meth:`_stalled`)."""
@@ -505,7 +503,8 @@ class Scheduler:
             labels=target.labels,
             details=outcome.details,
             trace=tuple(ctx.trace_events),
-            thresholds=_thresholds(target.options),
+            # A result's own copy: one result's dict changed must not change another's.
+            thresholds=dict(check.plan.thresholds) if check.plan.thresholds else _NO_THRESHOLDS,
             attempt_log=attempt_log,
         )
 
@@ -559,6 +558,27 @@ def _thresholds(options: Any) -> dict[str, float]:
     return {k: v for k, v in found.items() if v is not None}
 
 
+class _Plan:
+    """What the scheduler reads of one options object, read once: the secrets
+    its checks must mask (:func:`options_masker`), whether each address of the
+    host is checked, the latency thresholds."""
+
+    __slots__ = ("_secrets", "every_address", "options", "thresholds")
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+        self._secrets = options_masker(options)
+        self.every_address = getattr(options, "addresses", "first") != "first"
+        self.thresholds = _thresholds(options)
+
+    def masker(self) -> Masker:
+        """A new masker for one attempt, knowing the options' secrets."""
+        masker = Masker()
+        if self._secrets:
+            masker.update(self._secrets)
+        return masker
+
+
 class _Check:
     """One target's check as the scheduler carries it from attempt to attempt."""
 
@@ -571,6 +591,7 @@ class _Check:
         "first_started",
         "log",
         "outcome",
+        "plan",
         "probe",
         "reran",
         "retrying",
@@ -579,9 +600,10 @@ class _Check:
         "target",
     )
 
-    def __init__(self, target: Target, probe: Probe[Any]) -> None:
+    def __init__(self, target: Target, probe: Probe[Any], plan: _Plan) -> None:
         self.target = target
         self.probe = probe
+        self.plan = plan
         self.started = _EPOCH
         self.attempt = 0
         self.attempt_started = 0.0

@@ -36,7 +36,7 @@ from anyprobe.plugins.udp import (
     DatagramSocket,
     datagram_error,
     no_reply_summary,
-    reply_wait,
+    reply_deadline,
     where,
 )
 
@@ -172,7 +172,7 @@ class NtpProbe(anyprobe.Probe[NtpOptions]):
         at = where(address, target.port)
         ctx.metrics.update(address=address, port=target.port)
         transmit = int.from_bytes(secrets.token_bytes(8), "big")
-        async with DatagramSocket.connect(address, target.port) as udp:
+        with DatagramSocket.connect(address, target.port) as udp:
             with ctx.phase("send"):
                 sent_at = time.time()
                 started = time.perf_counter()
@@ -195,9 +195,9 @@ async def _wait_for_reply(
     at: str,
 ) -> NtpReply:
     """The server's reply to this request; datagrams that are not are ignored."""
-    wait, own_timeout = reply_wait(options.reply_timeout, ctx)
+    deadline, own_timeout = reply_deadline(options.reply_timeout, ctx)
     ignored: list[str] = []
-    with anyio.move_on_after(wait), ctx.phase("reply"):
+    with anyio.CancelScope(deadline=deadline), ctx.phase("reply"):
         while len(ignored) < MAX_IGNORED:
             try:
                 data = await udp.receive()
@@ -214,7 +214,7 @@ async def _wait_for_reply(
             f"no reply to the request from {at} in {MAX_IGNORED} datagrams; "
             f"the last one: {ignored[-1]}"
         )
-    waited = wait if own_timeout else ctx.timeout
+    waited = options.reply_timeout if own_timeout and options.reply_timeout else ctx.timeout
     message = no_reply_summary("NTP reply", at, waited)
     if ignored:
         message += f"; ignored {len(ignored)} datagrams, the last one: {ignored[-1]}"

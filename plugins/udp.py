@@ -19,7 +19,6 @@ with the NTP probe.
 from __future__ import annotations
 
 import errno
-import math
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -64,24 +63,33 @@ class DatagramSocket:
         self.port = port
 
     @classmethod
-    @asynccontextmanager
-    async def connect(cls, address: str, port: int) -> AsyncIterator[DatagramSocket]:
+    def connect(cls, address: str, port: int) -> DatagramSocket:
         """A socket connected to ``address`` (an IP address) and ``port``,
-        once the address policy in force allows it; closed on exit."""
+        once the address policy in force allows it; use it as ``with
+        DatagramSocket.connect(address, port) as udp:``, which closes it.
+        (Opening and closing never wait, so this is a plain context manager:
+        no coroutine to run on every check.)"""
         check_destination(address, [address])
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            try:
-                sock.connect((address, port))
-            except OSError as exc:
-                raise anyprobe.CheckFailed(
-                    f"cannot send to {where(address, port)}: {describe_os_error(exc)}", error=exc
-                ) from None
-            yield cls(sock, address, port)
-        finally:
+            sock.connect((address, port))
+        except OSError as exc:
             sock.close()
+            raise anyprobe.CheckFailed(
+                f"cannot send to {where(address, port)}: {describe_os_error(exc)}", error=exc
+            ) from None
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, address, port)
+
+    def __enter__(self) -> DatagramSocket:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.sock.close()
 
     async def send(self, data: bytes) -> None:
         """Send one datagram; OSError when the kernel refuses it."""
@@ -109,12 +117,15 @@ class DatagramSocket:
         raise OSError(errno.EAGAIN, "the socket kept waking up with nothing to read")
 
 
-def reply_wait(reply_timeout: float | None, ctx: anyprobe.CheckContext) -> tuple[float, bool]:
-    """How long to wait for a reply, and whether that is ``reply_timeout``
-    (else it is the check's deadline, less a margin to say what happened)."""
-    wait = reply_timeout if reply_timeout is not None else math.inf
-    until_deadline = max(0.0, ctx.remaining() - min(DEADLINE_MARGIN, ctx.timeout / 10))
-    return min(wait, until_deadline), wait <= until_deadline
+def reply_deadline(reply_timeout: float | None, ctx: anyprobe.CheckContext) -> tuple[float, bool]:
+    """When to stop waiting for a reply (on ``anyio.current_time()``'s clock),
+    and whether that is ``reply_timeout``'s doing (else it is the check's
+    deadline, less a margin to say what happened)."""
+    last = ctx.deadline - min(DEADLINE_MARGIN, ctx.timeout / 10)
+    if reply_timeout is None:
+        return last, False
+    own = anyio.current_time() + reply_timeout
+    return (own, True) if own <= last else (last, False)
 
 
 def no_reply_summary(what: str, at: str, waited: float) -> str:
@@ -211,7 +222,7 @@ class UdpProbe(anyprobe.Probe[UdpOptions]):
         at = where(address, target.port)
         ctx.metrics.update(address=address, port=target.port)
         payload = unescape(options.send) if options.send is not None else b""
-        async with DatagramSocket.connect(address, target.port) as udp:
+        with DatagramSocket.connect(address, target.port) as udp:
             with ctx.phase("send"):
                 try:
                     await udp.send(payload)
@@ -240,8 +251,8 @@ async def _wait_for_reply(
     udp: DatagramSocket, options: UdpOptions, ctx: anyprobe.CheckContext, at: str
 ) -> bytes:
     """The first datagram back, or CheckFailed: refused, an ICMP error, no reply."""
-    wait, own_timeout = reply_wait(options.reply_timeout, ctx)
-    with anyio.move_on_after(wait), ctx.phase("reply"):
+    deadline, own_timeout = reply_deadline(options.reply_timeout, ctx)
+    with anyio.CancelScope(deadline=deadline), ctx.phase("reply"):
         try:
             reply = await udp.receive()
         except OSError as exc:
@@ -249,7 +260,7 @@ async def _wait_for_reply(
         if ctx.explain:
             ctx.trace(f"received {len(reply)} bytes: {show_bytes(reply)}")
         return reply
-    waited = wait if own_timeout else ctx.timeout
+    waited = options.reply_timeout if own_timeout and options.reply_timeout else ctx.timeout
     message = no_reply_summary("reply", at, waited)
     error = None if own_timeout else TimeoutError(message)
     raise anyprobe.CheckFailed(message, error=error)

@@ -96,3 +96,55 @@ async def test_options_apply_to_the_probes_that_have_them(
     with pytest.raises(anyprobe.OptionsError) as error:
         await anyprobe.check(["test://ok"], manager=manager, options={"slep": 1})
     assert "did you mean 'sleep'?" in str(error.value)
+
+
+async def test_stream_hands_over_every_result_when_more_finish_at_once_than_it_buffers(
+    manager: PluginManager,
+) -> None:
+    # 1,500 workers each finish a check per turn of the event loop: more than
+    # the reporters' buffer (1,024) wait for the reader at once.
+    manager.register(probes)
+    urls = [f"test://ok-{i}" for i in range(3000)]
+    seen = []
+    async with anyprobe.stream(urls, manager=manager, concurrency=1500) as results:
+        async for result in results:
+            seen.append(result.target)
+    assert sorted(seen) == sorted(urls)
+    assert results.summary is not None and results.summary.counts == {Status.OK: 3000}
+
+
+async def test_a_reader_that_cancels_itself_stops_though_results_keep_waiting(
+    manager: PluginManager,
+) -> None:
+    # Results already waiting are handed over without a trip through the event
+    # loop each, but with a checkpoint often enough for a cancellation to land.
+    from anyprobe._api import CHECKPOINT_EVERY
+
+    manager.register(probes)
+    urls = [f"test://ok-{i}" for i in range(3 * CHECKPOINT_EVERY)]
+    seen = 0
+    with anyio.CancelScope() as scope:
+        async with anyprobe.stream(urls, manager=manager, concurrency=50) as results:
+            async for _ in results:
+                seen += 1
+                scope.cancel()
+    assert scope.cancelled_caught
+    assert 1 <= seen <= CHECKPOINT_EVERY
+    assert results.summary is None
+
+
+async def test_check_returns_what_stream_gives(manager: PluginManager) -> None:
+    manager.register(probes)
+    urls = ["test://ok", "test://fail", "test://raise", "test://ok-2"]
+    checked = await anyprobe.check(urls, manager=manager, retries=1, ordered=True)
+    async with anyprobe.stream(urls, manager=manager, retries=1) as results:
+        streamed = {result.target: result async for result in results}
+    assert [r.target for r in checked] == urls
+    for result in checked:
+        other = streamed[result.target]
+        assert (result.status, result.summary, result.attempts) == (
+            other.status,
+            other.summary,
+            other.attempts,
+        )
+    assert checked.summary.counts == results.summary.counts  # type: ignore[union-attr]
