@@ -4,6 +4,11 @@ Secrets come from the options (``password``, ``bearer_token``) or from
 environment variables (``password_env``, ``bearer_token_env``, ``header_env``:
 :class:`anyprobe.SecretEnv`), read and checked when the options are
 validated, before the run.
+
+A target that sets no option gets no model: the probe's ``option_defaults``
+(:data:`~anyprobe.plugins._http_defaults.HTTP_DEFAULTS`) stand in for
+``HttpOptions()``, with what the model computes worked out by the same
+functions (``compile_assertions``, ``reads_body``, ``secret_values``).
 """
 
 from __future__ import annotations
