@@ -13,7 +13,7 @@ accounting of the finished child):
 - monitoring-plugins' ``check_tcp`` and ``check_http`` on the same ports, where
   installed (Debian: monitoring-plugins-basic);
 - ``python -c pass``, the floor every Python command pays;
-- with ``--before DIR``, the two asyncio checks again with the ``anyprobe``
+- with ``--before DIR``, the four checks again with the ``anyprobe``
   package found in DIR (an earlier version, to time before and after in one
   run; build it from a commit with ``git archive COMMIT core plugins``, then
   ``core/`` as ``DIR/anyprobe`` and ``plugins/`` as ``DIR/anyprobe/plugins``).
@@ -59,11 +59,8 @@ WHY = {
         "and anyprobe's own modules; the Cold start section has the profile."
     ),
     "anyprobe check http://": (
-        "The HTTP probe's options are still built with pydantic (HttpOptions has "
-        "computed private attributes and methods, so it has no option_defaults): "
-        "pydantic, pydantic-core and importlib.metadata (pydantic's plugin scan) are "
-        "imported and four options models built; and the HTTP client imports h11 "
-        "beside httptools. The Cold start section has the profile."
+        "Beside what the tcp:// check imports, the HTTP probe's modules and its "
+        "HTTP/1.1 parser; the Cold start section has the profile."
     ),
 }
 
@@ -140,6 +137,9 @@ def commands(tcp_port: int, http_port: int, before: Path | None) -> dict[str, li
         )
         plan["before: anyprobe check tcp://"] = [sys.executable, "-c", launch, "check", tcp]
         plan["before: anyprobe check http://"] = [sys.executable, "-c", launch, "check", web]
+        for name, url in (("tcp", tcp), ("http", web)):
+            trio = [sys.executable, "-c", launch, "check", "--backend", "trio", url]
+            plan[f"before: anyprobe check --backend trio {name}://"] = trio
     if (PLUGINS / "check_tcp").exists():
         plan["check_tcp"] = [str(PLUGINS / "check_tcp"), "-H", "127.0.0.1", "-p", str(tcp_port)]
     if (PLUGINS / "check_http").exists():

@@ -47,47 +47,59 @@ class lazy_model:  # a class attribute's value, named like property
 class DefaultOptions:
     """A plugin's default options: ``values`` read as attributes, without the model.
 
+    ``values`` holds every field's default and, for a plugin whose code reads
+    more of its options than fields, the rest under the same names: the value
+    of a computed attribute (a property, a private attribute the model sets in
+    ``model_post_init``) and, for a method, a callable taking no argument
+    (``options.secret_values()`` calls ``values["secret_values"]()``), each
+    computed from the defaults as the model computes it. They are the
+    instance's own attributes, read as fast as a model's.
+
     Anything else (``model_dump()``, ``model_fields``, ``isinstance``,
     equality, ``repr``) is answered by ``plugin_type.Options()``, built (and
     pydantic imported) the first time it is needed, so code that treats the
     options as the model still works.
     """
 
-    __slots__ = ("_built", "_plugin_type", "_values")
-
     def __init__(self, plugin_type: type, values: Mapping[str, Any]) -> None:
-        object.__setattr__(self, "_plugin_type", plugin_type)
-        object.__setattr__(self, "_values", values)
-        object.__setattr__(self, "_built", None)
-
-    def model(self) -> Any:
-        """The real options model instance, built on first call."""
-        built = object.__getattribute__(self, "_built")
-        if built is None:
-            built = object.__getattribute__(self, "_plugin_type").Options()
-            object.__setattr__(self, "_built", built)
-        return built
+        own = object.__getattribute__(self, "__dict__")
+        own.update(values)
+        # Mangled names: a plugin's option may be called anything else.
+        own["_DefaultOptions__plugin_type"] = plugin_type
+        own["_DefaultOptions__built"] = None
 
     def __getattr__(self, name: str) -> Any:
-        values = object.__getattribute__(self, "_values")
-        if name in values:
-            return values[name]
-        return getattr(self.model(), name)
+        # Only for what is not in values: the model answers (or says it has no such name).
+        if name.startswith("_DefaultOptions__"):
+            raise AttributeError(name)
+        return getattr(built_model(self), name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self.model(), name, value)  # the model says why it is frozen
+        setattr(built_model(self), name, value)  # the model says why it is frozen
+
+    def __delattr__(self, name: str) -> None:
+        delattr(built_model(self), name)
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # isinstance(options, TheModel) holds
-        return type(self.model())
+        return type(built_model(self))
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, DefaultOptions):
-            other = other.model()
-        return bool(self.model() == other)
+        if type(other) is DefaultOptions:
+            other = built_model(other)
+        return bool(built_model(self) == other)
 
     def __hash__(self) -> int:
-        return hash(self.model())
+        return hash(built_model(self))
 
     def __repr__(self) -> str:
-        return repr(self.model())
+        return repr(built_model(self))
+
+
+def built_model(options: DefaultOptions) -> Any:
+    """The real options model instance behind ``options``, built on first call."""
+    own = object.__getattribute__(options, "__dict__")
+    built = own["_DefaultOptions__built"]
+    if built is None:
+        built = own["_DefaultOptions__built"] = own["_DefaultOptions__plugin_type"].Options()
+    return built

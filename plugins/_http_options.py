@@ -4,14 +4,18 @@ Secrets come from the options (``password``, ``bearer_token``) or from
 environment variables (``password_env``, ``bearer_token_env``, ``header_env``:
 :class:`anyprobe.SecretEnv`), read and checked when the options are
 validated, before the run.
+
+A target that sets no option gets no model: the probe's ``option_defaults``
+(:data:`~anyprobe.plugins._http_defaults.HTTP_DEFAULTS`) stand in for
+``HttpOptions()``, with what the model computes worked out by the same
+functions (``compile_assertions``, ``reads_body``, ``secret_values``).
 """
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Any
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
@@ -26,6 +30,8 @@ from ._headers import (
     check_secret_headers,
     header_value_ok,
 )
+from ._http_defaults import USER_AGENT, compile_assertions, reads_body, secret_values
+from ._http_defaults import auth_header as auth_header  # where it was defined before
 
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
 
@@ -110,9 +116,7 @@ class HttpOptions(TlsOptions, anyprobe.AddressOptions):
         description="Bytes of body read at most; a longer body is critical "
         "(it is never read whole into memory).",
     )
-    user_agent: str = Field(
-        "anyprobe/" + anyprobe.__version__, description="The User-Agent header."
-    )
+    user_agent: str = Field(USER_AGENT, description="The User-Agent header.")
     reuse_connections: bool = Field(
         False,
         description="Keep HTTP/1.1 connections open and reuse them for later checks of the "
@@ -274,67 +278,19 @@ class HttpOptions(TlsOptions, anyprobe.AddressOptions):
         return self
 
     def model_post_init(self, context: Any, /) -> None:
-        compile_pattern = anyprobe.compile_pattern  # validated: they compile
-        self._body_patterns = tuple(compile_pattern(p) for p in self.body_matches)
-        self._body_antipatterns = tuple(compile_pattern(p) for p in self.body_not_matches)
-        self._header_patterns = tuple(
-            (name.lower(), compile_pattern(p)) for name, p in self.expect_headers.items()
-        )
-        if self.json_assertions:
-            import jmespath  # type: ignore[import-untyped]
-            from jmespath.exceptions import JMESPathError  # type: ignore[import-untyped]
-
-            compiled = []
-            for text in self.json_assertions:
-                try:
-                    compiled.append((text, jmespath.compile(text)))
-                except RecursionError:
-                    raise ValueError(
-                        f"json_assertions: bad JSON assertion {text[:40]!r}...: nested too deep"
-                    ) from None
-                except JMESPathError as exc:
-                    reason = str(exc).splitlines()[0].removesuffix(", for expression:")
-                    raise ValueError(
-                        f"json_assertions: bad JSON assertion {text!r}: {reason}"
-                    ) from None
-            self._json_expressions = tuple(compiled)
+        # The same functions work out a target's default options (HTTP_DEFAULTS).
+        (
+            self._body_patterns,
+            self._body_antipatterns,
+            self._header_patterns,
+            self._json_expressions,
+        ) = compile_assertions(self)
 
     @property
     def needs_body(self) -> bool:
         """True when an assertion reads the body (else it is only counted)."""
-        return bool(
-            self.body_contains or self.body_matches or self.body_not_matches or self.json_assertions
-        )
+        return reads_body(self)
 
     def secret_values(self) -> list[str]:
         """Every secret this check may send, to redact from any text shown."""
-        secrets = [
-            *self.header_env.values(),
-            self.password,
-            self.password_env,
-            self.bearer_token,
-            self.bearer_token_env,
-        ]
-        values = [s.get_secret_value() for s in secrets if s is not None]
-        return [v for v in values if len(v) >= 3]
-
-
-def auth_header(options: HttpOptions, url: SplitResult) -> str | None:
-    """The Authorization value: a bearer token, basic authentication from the
-    options or from the URL's userinfo; None without credentials."""
-    if options.bearer_token is not None:
-        return "Bearer " + options.bearer_token.get_secret_value()
-    if options.bearer_token_env is not None:
-        return "Bearer " + options.bearer_token_env.get_secret_value()
-    username = options.username
-    password = ""
-    if options.password is not None:
-        password = options.password.get_secret_value()
-    elif options.password_env is not None:
-        password = options.password_env.get_secret_value()
-    if username is None and url.username is not None:
-        username, password = unquote(url.username), unquote(url.password or "")
-    if username is None:
-        return None
-    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-    return "Basic " + token
+        return secret_values(self)

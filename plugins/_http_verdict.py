@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyprobe
 from anyprobe.masking import Masker
 from anyprobe.tls import TlsInfo, client_certificate_expiry_days, expiry_verdict
 
 from ._http1 import Response
-from ._http_options import HttpOptions
+
+if TYPE_CHECKING:
+    from ._http_options import HttpOptions
 
 
 @dataclass(slots=True)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 import anyio
@@ -53,9 +53,12 @@ from ._http_client import (
     open_tunnel,
     proxy_auth,
 )
-from ._http_options import HttpOptions, auth_header
+from ._http_defaults import HTTP_DEFAULTS, auth_header, needs_h11
 from ._http_pool import ConnectionPool, PooledConnection, close_all, why_not_reusable
 from ._http_verdict import Exchange, verdict
+
+if TYPE_CHECKING:
+    from ._http_options import HttpOptions
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -316,23 +319,34 @@ def _give_back(
     return kept, displaced, None if kept else "the run is over"
 
 
-class HttpProbe(anyprobe.Probe[HttpOptions]):
+def __getattr__(name: str) -> Any:
+    if name == "HttpOptions":  # still importable from here
+        return HttpProbe.Options
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class HttpProbe(anyprobe.Probe["HttpOptions"]):
     """Send one HTTP request (following redirects) over a fresh connection."""
 
     name = "http"
     schemes = ("http", "https")
-    Options = HttpOptions
+    # The model is imported when a target sets an option: a check with none
+    # needs no pydantic (see anyprobe.lazy_model; tests/test_cold_start.py).
+    Options = anyprobe.lazy_model("anyprobe.plugins._http_options:HttpOptions")
+    option_defaults = HTTP_DEFAULTS
     default_ports = DEFAULT_PORTS
     description = "HTTP(S) request with assertions, like blackbox's http prober and check_http."
 
     def load_dependencies(self, targets: Sequence[anyprobe.Target]) -> None:
-        """The HTTP/1.1 parser (h11 always, httptools when used); certificate
-        parsing for https; httpcore and h2 for HTTP/2."""
+        """The HTTP/1.1 parser (httptools when used; h11 when used, or when a
+        target may need it beside httptools); certificate parsing for https;
+        httpcore and h2 for HTTP/2."""
         import importlib
 
-        modules = ["h11", "json", "anyio.streams.tls"]
-        if parser_name() == "httptools":
-            modules.append("httptools")
+        parser = parser_name()
+        modules = ["json", "anyio.streams.tls", parser]
+        if parser == "httptools" and any(needs_h11(t.options) for t in targets):
+            modules.append("h11")
         https = [t for t in targets if t.url[:6].lower() == "https:" or t.options.proxy]
         if https:
             modules.extend(CERTIFICATE_MODULES)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 
 from anyprobe._manager import BUILTIN_PLUGINS, BUILTIN_REGISTERS, PluginManager, builtins_for
 
-from .servers.threaded import accept_in_thread
+from .servers.threaded import accept_in_thread, blocking_tls_server
 
 #: Runs the CLI like the console script, then writes the imported modules'
 #: names to the file named by the first argument when the process exits.
@@ -111,8 +112,30 @@ def test_tcp_check_with_an_option_validates_it(tmp_path: Path) -> None:
     assert proc.stderr.count("\n") == 1 and "max_bytes" in proc.stderr, proc.stderr
 
 
+#: What a check that sets no HTTP option leaves out: pydantic (and what it
+#: imports), the options models.
+NO_MODEL = (
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "typing_inspection",
+    "anyprobe._options",
+    "anyprobe._tls_options",
+    "anyprobe._secrets",
+    "anyprobe.plugins._http_options",
+    "anyprobe.plugins._headers",
+)
+
+
+def packages_in(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    """The modules of ``modules`` that are one of ``names`` or inside one."""
+    return sorted(m for m in modules if any(m == n or m.startswith(f"{n}.") for n in names))
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_http_check_imports_no_dns_or_ssh_plugin(tmp_path: Path, backend: str) -> None:
+    from anyprobe.plugins._http1 import parser_name
+
     with accept_in_thread(serve_http) as port:
         proc, modules = modules_of_run(
             tmp_path, "check", "--backend", backend, f"http://127.0.0.1:{port}/"
@@ -121,6 +144,95 @@ def test_http_check_imports_no_dns_or_ssh_plugin(tmp_path: Path, backend: str) -
     assert "anyprobe.plugins.http" in modules
     assert imported(modules, "dns") == []
     assert imported(modules, "ssh") == []
+    if not third_party_plugins():  # what a third-party plugin imports is its own choice
+        # No option set: the http probe's and the table's defaults, no model built.
+        assert packages_in(modules, (*NO_MODEL, "importlib.metadata", "email")) == []
+    # One HTTP/1.1 parser: h11 only when it is the one that parses.
+    parser = parser_name()
+    assert parser in modules
+    assert ("h11" in modules) is (parser == "h11")
+
+
+def test_http_check_with_the_h11_parser_imports_h11_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANYPROBE_HTTP_PARSER", "h11")
+    with accept_in_thread(serve_http) as port:
+        proc, modules = modules_of_run(tmp_path, "check", f"http://127.0.0.1:{port}/")
+    assert proc.returncode == 0, proc.stderr
+    assert "h11" in modules
+    assert "httptools" not in modules
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_http_check_with_an_option_validates_it(tmp_path: Path, backend: str) -> None:
+    with accept_in_thread(serve_http) as port:
+        proc, modules = modules_of_run(
+            tmp_path,
+            "check",
+            "--backend",
+            backend,
+            "--set",
+            "body_contains=ok",
+            f"http://127.0.0.1:{port}/",
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert {"pydantic", "anyprobe.plugins._http_options", "anyprobe._tls_options"} <= modules
+        for bad, field in (("max_redirects=-1", "max_redirects"), ("tls_min_version=1.9", "1.9")):
+            proc, _ = modules_of_run(
+                tmp_path, "check", "--backend", backend, "--set", bad, f"http://127.0.0.1:{port}/"
+            )
+            assert proc.returncode == 3, proc.stderr
+            assert proc.stderr.count("\n") == 1 and field in proc.stderr, proc.stderr
+            assert "Traceback" not in proc.stderr
+
+
+def serve_tls_http(tls: ssl.SSLSocket) -> None:
+    tls.recv(65536)
+    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_https_check_of_an_untrusted_certificate_with_no_option_needs_no_model(
+    tmp_path: Path, backend: str
+) -> None:
+    """A certificate that fails verification is fetched again, unverified, to
+    say what it is: with the defaults, not with a copy of a model."""
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    with blocking_tls_server(context, serve_tls_http) as port:
+        proc, modules = modules_of_run(
+            tmp_path, "check", "--backend", backend, "--explain", f"https://127.0.0.1:{port}/"
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert "certificate" in proc.stdout, proc.stdout
+    assert "unverified certificate: " in proc.stdout, proc.stdout  # fetched again
+    if not third_party_plugins():
+        assert packages_in(modules, NO_MODEL) == []
+
+
+def test_tls_helpers_import_no_pydantic_and_tls_options_stays_importable() -> None:
+    script = """
+import sys
+import anyprobe.tls
+assert "pydantic" not in sys.modules, "anyprobe.tls imported pydantic"
+from anyprobe.tls import TlsOptions
+import anyprobe._tls_options
+assert TlsOptions is anyprobe.tls.TlsOptions is anyprobe._tls_options.TlsOptions
+assert TlsOptions().cert_expiry_warning_days == 21
+print("ok")
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.stdout == "ok\n", proc.stderr
+    import anyprobe.tls
+
+    with pytest.raises(AttributeError, match="no attribute 'TlsOption'"):
+        anyprobe.tls.TlsOption  # noqa: B018
 
 
 def test_a_reporter_asked_for_is_imported_and_no_other(tmp_path: Path) -> None:
@@ -259,6 +371,44 @@ def test_default_options_answer_as_the_model() -> None:
         options.max_bytes = 1
     with pytest.raises(AttributeError):
         options.no_such_option  # noqa: B018
+
+
+def test_http_defaults_answer_what_the_model_answers() -> None:
+    """Every field, computed attribute and method the HTTP probe reads of its
+    options: the defaults give the model's own answer."""
+    import inspect
+
+    from anyprobe._option_defaults import DefaultOptions
+    from anyprobe.plugins._http_options import HttpOptions
+    from anyprobe.plugins.http import HttpProbe
+
+    assert HttpProbe.Options is HttpOptions
+    defaults = HttpProbe.option_defaults
+    assert defaults is not None
+    built = HttpOptions()
+    fields = set(HttpOptions.model_fields)
+    for name in fields:
+        assert defaults[name] == getattr(built, name), name
+        assert type(defaults[name]) is type(getattr(built, name)), name
+    computed = {
+        name
+        for name, value in vars(HttpOptions).items()
+        if isinstance(value, property)
+        or (inspect.isfunction(value) and name[0] != "_" and not name.startswith("model_"))
+    }
+    assert computed == {"needs_body", "secret_values"}  # a new one needs its default too
+    extras = set(defaults) - fields
+    assert extras == computed | set(HttpOptions.__private_attributes__)
+    options: Any = DefaultOptions(HttpProbe, defaults)
+    for name in sorted(extras):
+        answer = getattr(built, name)
+        if callable(answer):
+            assert getattr(options, name)() == answer(), name
+        else:
+            assert getattr(options, name) == answer, name
+    assert isinstance(options, HttpOptions)
+    assert options == built
+    assert options.model_dump() == built.model_dump()
 
 
 def test_lazy_model_imports_its_model_when_read() -> None:
