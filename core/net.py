@@ -21,6 +21,7 @@ from typing import Literal
 import anyio
 
 from ._errors import CheckFailed
+from ._socket_stream import RawSocketStream
 
 __all__ = [
     "AddressPolicy",
@@ -248,8 +249,6 @@ async def _stream_from_socket(sock: socket.socket) -> anyio.abc.SocketStream:
     """``sock`` (connected, non-blocking) as an anyio stream that owns it
     (:class:`~anyprobe._socket_stream.RawSocketStream`: no transport to build,
     no trip through the event loop)."""
-    from ._socket_stream import RawSocketStream
-
     return RawSocketStream(sock)
 
 

@@ -29,8 +29,10 @@ class Boom(Exception):
     """The loop body's own exception."""
 
 
-def client_sockets(port: int) -> int:
-    """This process's open TCP sockets whose remote end is ``port`` on loopback."""
+def client_sockets(port: int) -> set[str]:
+    """The inodes of this process's open TCP sockets whose remote end is
+    ``port`` on loopback (the fixture's own fillers among them: those may
+    leave the table when their unanswered connect times out)."""
     inodes = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -39,7 +41,7 @@ def client_sockets(port: int) -> int:
             continue
         if link.startswith("socket:["):
             inodes.add(link[len("socket:[") : -1])
-    count = 0
+    found = set()
     for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
         with open(table, encoding="ascii") as lines:
             next(lines)
@@ -47,8 +49,8 @@ def client_sockets(port: int) -> int:
                 fields = line.split()
                 remote_port = int(fields[2].rsplit(":", 1)[1], 16)
                 if remote_port == port and fields[9] in inodes:
-                    count += 1
-    return count
+                    found.add(fields[9])
+    return found
 
 
 @pytest.fixture
@@ -109,7 +111,7 @@ async def test_leaving_the_stream_early_leaves_nothing_behind(
         else:
             await consume(targets, leave_after, pause)
         assert len(anyio.get_running_tasks()) == tasks_before
-        assert client_sockets(blackhole_port) == sockets_before
+        assert client_sockets(blackhole_port) <= sockets_before
 
 
 async def test_iterating_without_async_with_raises_at_once(scripted: PluginManager) -> None:
@@ -159,4 +161,4 @@ async def test_an_outer_cancel_scope_cancels_the_stream_cleanly(
     assert scope.cancelled_caught
     assert results.summary is None
     assert len(anyio.get_running_tasks()) == tasks_before
-    assert client_sockets(blackhole_port) == sockets_before
+    assert client_sockets(blackhole_port) <= sockets_before
