@@ -16,6 +16,12 @@ EVENT_LOOP_LIBRARIES = (
     ("trio", "--backend trio", "anyprobe[trio]"),
     ("uvloop", "--backend uvloop, and --backend auto's choice", "anyprobe[speedups]"),
     ("httptools", "the http probe's HTTP/1.1 parser; h11 without it", "anyprobe[speedups]"),
+    (
+        "hypercorn",
+        "anyprobe serve's HTTP server on trio, and on asyncio without uvicorn",
+        "anyprobe[serve]",
+    ),
+    ("uvicorn", "anyprobe serve's HTTP server on asyncio, with httptools", "anyprobe[speedups]"),
 )
 
 
@@ -42,6 +48,9 @@ def version_lines(verbose: int) -> list[str]:
             version = "installed"
         lines.append(f"{module}: {version} ({role})")
     lines.append(f"--backend auto runs on: {resolve_backend('auto')}")
+    from ._serve_asgi import resolve_server
+
+    lines.append(f"anyprobe serve --server auto runs on: {resolve_server('auto', trio=False)}")
     return lines
 
 

@@ -72,6 +72,10 @@ def test_version_says_which_loop_auto_runs_on() -> None:
     assert proc.returncode == 0
     expected = "uvloop" if _backend.uvloop_available() else "asyncio"
     assert f"--backend auto runs on: {expected}" in proc.stdout
+    from anyprobe._serve_asgi import uvicorn_available
+
+    server = "uvicorn" if uvicorn_available() else "hypercorn"
+    assert f"anyprobe serve --server auto runs on: {server}" in proc.stdout
 
 
 def test_check_sync_refuses_an_unknown_backend() -> None:
