@@ -27,9 +27,12 @@ async def main(spec: list[tuple[str, dict[str, object]]]) -> None:
         targets.extend(built)
     run = Run(targets, manager, watchdog=False)
     statuses: dict[str, str] = {}
+    # Before execute(), as Run.results() asks: a check refused at once may
+    # finish before a task started beside execute() would have subscribed.
+    results = run.results()
 
     async def collect() -> None:
-        async with run.results() as results:
+        async with results:
             async for result in results:
                 statuses[result.target] = result.status.value
 
