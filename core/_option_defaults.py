@@ -17,6 +17,25 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
+#: The defaults of the options every TLS-speaking socket probe shares
+#: (ProbeOptions, AddressOptions, TlsOptions), for its ``option_defaults``;
+#: tests/test_cold_start.py compares them with the models'.
+SOCKET_TLS_DEFAULTS: Mapping[str, Any] = {
+    "warning_after": None,
+    "critical_after": None,
+    "ip_family": "any",
+    "addresses": "first",
+    "verify": True,
+    "ca_file": None,
+    "client_cert": None,
+    "client_key": None,
+    "server_name": None,
+    "cert_expiry_warning_days": 21,
+    "cert_expiry_critical_days": 7,
+    "tls_min_version": None,
+    "tls_max_version": None,
+}
+
 
 class lazy_model:  # a class attribute's value, named like property
     """A class attribute naming a pydantic model ``module:Name``, imported on first read::

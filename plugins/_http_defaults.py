@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import SplitResult, unquote
 
 import anyprobe
+from anyprobe._option_defaults import SOCKET_TLS_DEFAULTS
 
 if TYPE_CHECKING:
     from ._http_options import HttpOptions
@@ -132,19 +133,7 @@ def needs_h11(options: Any) -> bool:
 
 #: HttpOptions() as plain values, field by field.
 HTTP_FIELD_DEFAULTS: dict[str, Any] = {
-    "warning_after": None,
-    "critical_after": None,
-    "ip_family": "any",
-    "addresses": "first",
-    "verify": True,
-    "ca_file": None,
-    "client_cert": None,
-    "client_key": None,
-    "server_name": None,
-    "cert_expiry_warning_days": 21,
-    "cert_expiry_critical_days": 7,
-    "tls_min_version": None,
-    "tls_max_version": None,
+    **SOCKET_TLS_DEFAULTS,
     "method": "GET",
     "headers": {},
     "header_env": {},

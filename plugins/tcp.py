@@ -21,6 +21,7 @@ import anyio
 
 import anyprobe
 from anyprobe import CheckFailed, Connection, Expectation, show_bytes
+from anyprobe._option_defaults import SOCKET_TLS_DEFAULTS
 
 if TYPE_CHECKING:
     from anyprobe.plugins._tcp_options import TcpOptions
@@ -75,19 +76,7 @@ def unescape(text: str) -> bytes:
 
 #: TcpOptions() as plain values (tests/test_cold_start.py keeps them equal).
 TCP_DEFAULTS = {
-    "warning_after": None,
-    "critical_after": None,
-    "ip_family": "any",
-    "addresses": "first",
-    "verify": True,
-    "ca_file": None,
-    "client_cert": None,
-    "client_key": None,
-    "server_name": None,
-    "cert_expiry_warning_days": 21,
-    "cert_expiry_critical_days": 7,
-    "tls_min_version": None,
-    "tls_max_version": None,
+    **SOCKET_TLS_DEFAULTS,
     "send": None,
     "expect": None,
     "expect_regex": None,
