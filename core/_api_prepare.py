@@ -308,6 +308,9 @@ def _target_source(targets: object) -> Iterable[object]:
     return targets
 
 
+_NO_OPTIONS: Mapping[str, Any] = {}
+
+
 class _TargetBuilder:
     """Validates targets one at a time, as :func:`~anyprobe._targets.build_targets`
     and the config loader do, so that the caller can yield between them."""
@@ -372,10 +375,11 @@ class _TargetBuilder:
         self.compact = None
 
     def _from_url(self, text: str) -> Target:
-        probe = self.manager.probe_for_scheme(text.partition(":")[0])
-        raw: Mapping[str, Any] = {}
-        if probe is not None and self.shared:
-            raw = self._shared_for(probe.name)
+        raw: Mapping[str, Any] = _NO_OPTIONS
+        if self.shared:
+            probe = self.manager.probe_for_scheme(text.partition(":")[0])
+            if probe is not None:
+                raw = self._shared_for(probe.name)
         try:
             target = self.factory.build(
                 text,

@@ -282,7 +282,7 @@ class TargetFactory:
         :func:`options_for_probe` to pick them out of a shared set).
         """
         url = split_url(text)
-        display = redact_url(text)
+        display = text if "@" not in text else redact_url(text)
         scheme = url.scheme.lower()
         probe = self.manager.probe_for_scheme(scheme)
         if probe is None:
@@ -540,9 +540,9 @@ def build_targets(
     labels = dict(labels) if labels else _EMPTY_LABELS
 
     def build(text: str) -> Target:
-        probe = manager.probe_for_scheme(text.partition(":")[0])
         raw = _EMPTY
-        if probe is not None and shared:
+        probe = manager.probe_for_scheme(text.partition(":")[0]) if shared else None
+        if probe is not None:
             raw = per_probe.get(probe.name)  # type: ignore[assignment]
             if raw is None:
                 raw = per_probe[probe.name] = options_for_probe(manager, probe.name, shared)
