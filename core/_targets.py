@@ -459,7 +459,12 @@ class TargetList(Sequence[Target]):
             template = self._template_index[target.probe] = len(self._templates)
             self._templates.append(target)
         self._probe.append(template)
-        start = target.url.lower().find(target.host) if target.host else -1
+        start = -1
+        if target.host:
+            # Any place where the URL spells the host does: _make lowers the slice.
+            start = target.url.find(target.host)
+            if start < 0:
+                start = target.url.lower().find(target.host)
         if start < 0:
             self._odd_hosts[index] = target.host
             start = 0
