@@ -55,6 +55,10 @@ _WELL_FORMED = re.compile(
 )
 
 
+#: SplitResult(...) without the frame of its generated __new__.
+_new_split = tuple.__new__
+
+
 def split_url(text: str) -> SplitResult:
     """Split a target URL, with one clear error for anything unparseable.
 
@@ -65,9 +69,9 @@ def split_url(text: str) -> SplitResult:
     if text and not _REFUSED.search(text):
         match = _WELL_FORMED.fullmatch(text)
         if match is not None:
-            scheme, netloc, port, path, query, fragment = match.groups()
-            if port is None or int(port) <= 65535:
-                return SplitResult(scheme.lower(), netloc, path or "", query or "", fragment or "")
+            scheme, netloc, port, path, query, fragment = match.groups("")
+            if not port or int(port) <= 65535:
+                return _new_split(SplitResult, (scheme.lower(), netloc, path, query, fragment))
     return _split_url_slowly(text)
 
 
