@@ -16,6 +16,7 @@ this way leaves its file as it was (see :class:`~anyprobe.OutputFile`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,12 +207,34 @@ class Fanout:
 
     async def send(self, result: Result) -> None:
         """Give ``result`` to every live reporter, waiting while one's buffer is full."""
+        pending = self.offer(result)
+        if pending is not None:
+            await pending
+
+    def offer(self, result: Result) -> Awaitable[None] | None:
+        """Give ``result`` to every live reporter that has room, at once: None
+        when all took it, else what to await to give it to the others (waiting
+        while a buffer is full). The common case costs no coroutine and no
+        trip through the event loop."""
         for collected in self._collectors:
             collected.append(result)
-        for channel in self._live:
+        live = self._live
+        for index, channel in enumerate(live):
+            try:
+                channel.send.send_nowait(result)
+            except anyio.WouldBlock:
+                return self._send_waiting(result, live[index:])
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._drop(channel)
+        return None
+
+    async def _send_waiting(self, result: Result, channels: list[_Channel]) -> None:
+        """Give ``result`` to ``channels``, the first of which has no room."""
+        for channel in channels:
+            if channel not in self._live:
+                continue
             try:
                 try:
-                    # The common case, without a trip through the event loop.
                     channel.send.send_nowait(result)
                 except anyio.WouldBlock:
                     with anyio.move_on_after(self.timeout) as waited:

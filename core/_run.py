@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -153,9 +153,14 @@ class Run:
         self.manager.call_lifecycle("anyprobe_run_started", run=info)
         start = time.perf_counter()
 
-        async def emit(result: Result) -> None:
-            self.counts[result.status] += 1
-            await fanout.send(result)
+        counts = self.counts
+        offer = fanout.offer
+
+        def emit(result: Result) -> Awaitable[None] | None:
+            # None once every reporter has it: the scheduler awaits only a
+            # reporter whose buffer is full.
+            counts[result.status] += 1
+            return offer(result)
 
         async with (
             _closing(self.scheduler.resources),

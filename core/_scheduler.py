@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._errors import CheckFailed
 from ._model import Attempt, ErrorInfo, Outcome, Result, Status, Target
-from ._outcomes import apply_thresholds, outcome_of
+from ._outcomes import apply_thresholds, is_cancellation, outcome_of, raised
 from ._probe import CheckContext, Probe
 from .masking import Masker, mask_context, mask_outcome, options_masker
 
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from ._watchdog import LoopWatchdog
 
 log = logging.getLogger("anyprobe.scheduler")
+
+#: Hands a result on: None when done, else an awaitable that finishes it.
+Emit = Callable[[Result], Awaitable[None] | None]
 
 DEFAULT_CONCURRENCY = 100
 #: File descriptors kept free for the process itself (reporters, logs, imports).
@@ -247,10 +251,12 @@ class Scheduler:
         self.started = 0
         self.finished = 0
 
-    async def run(
-        self, targets: Iterable[Target], emit: Callable[[Result], Awaitable[None]], total: int
-    ) -> None:
-        """Check every target; returns when all are done (or raises when cancelled)."""
+    async def run(self, targets: Iterable[Target], emit: Emit, total: int) -> None:
+        """Check every target; returns when all are done (or raises when cancelled).
+
+        ``emit(result)`` hands each result on; it returns None when it is done,
+        or an awaitable to finish it (a reporter's buffer is full).
+        """
         iterator = iter(targets)
         feed = None
         if self.host_limits.per_host:
@@ -262,14 +268,18 @@ class Scheduler:
     async def _worker(
         self,
         iterator: Iterator[Target],
-        emit: Callable[[Result], Awaitable[None]],
+        emit: Emit,
         feed: _Feed | None = None,
     ) -> None:
         # One cancel scope serves a worker's checks one after the other, its
         # deadline moved for each attempt: entering a scope per attempt costs
         # more than the rest of the scheduler's work for a quick check. When a
         # deadline fires, the attempt's cancellation ends the scope; the check
-        # is settled out here and the worker opens a new scope.
+        # is settled out here and the worker opens a new scope. The deadline
+        # of an attempt that ended stays set until the next attempt moves it
+        # (one change of the deadline per check, not two): nothing between
+        # them yields to the event loop, except the awaits below, which are
+        # preceded by ``scope.deadline = math.inf``.
         current: list[_Check | None] = [None]
         while True:
             with anyio.CancelScope() as scope:
@@ -288,7 +298,7 @@ class Scheduler:
         iterator: Iterator[Target],
         current: list[_Check | None],
         scope: anyio.CancelScope,
-        emit: Callable[[Result], Awaitable[None]],
+        emit: Emit,
         feed: _Feed | None,
     ) -> None:
         """Run checks under ``scope`` until the targets run out (``current`` is
@@ -296,17 +306,23 @@ class Scheduler:
         while True:
             check = current[0]
             if check is None:
-                target = next(iterator, None) if feed is None else await feed.next()
+                if feed is None:
+                    target = next(iterator, None)
+                else:
+                    scope.deadline = math.inf
+                    target = await feed.next()
                 if target is None:
                     return
                 self.started += 1
                 check = current[0] = _Check(target, self.probes[target.probe], self._plan(target))
             elif check.retrying and check.backoff:
+                scope.deadline = math.inf
                 await anyio.sleep(backoff_delay(check.attempt - check.reran))
             if self.limiter is None:
                 # The workers alone bound the concurrency: no limiter to pay for.
                 await self._attempt(check, scope)
             else:
+                scope.deadline = math.inf  # waiting for the limiter is no part of an attempt
                 async with self.limiter:
                     await self._attempt(check, scope)
             if scope.cancel_called:
@@ -315,17 +331,20 @@ class Scheduler:
                 # _deliver, inlined: one coroutine less per check on the hot path.
                 self.finished += 1
                 following = feed.done(check.target.host) if feed is not None else None
-                await emit(self._result(check))
+                pending = emit(self._result(check))
+                if pending is not None:
+                    scope.deadline = math.inf
+                    await pending
                 current[0] = None if following is None else self._start(following)
 
-    async def _deliver(
-        self, check: _Check, emit: Callable[[Result], Awaitable[None]], feed: _Feed | None
-    ) -> _Check | None:
+    async def _deliver(self, check: _Check, emit: Emit, feed: _Feed | None) -> _Check | None:
         """Emit ``check``'s result; with a per-host limit, free its host's slot,
         or take a target parked for that host (returned, to run next)."""
         self.finished += 1
         following = feed.done(check.target.host) if feed is not None else None
-        await emit(self._result(check))
+        pending = emit(self._result(check))
+        if pending is not None:
+            await pending
         return None if following is None else self._start(following)
 
     def _start(self, target: Target) -> _Check:
@@ -340,7 +359,7 @@ class Scheduler:
         """
         results: list[Result] = []
 
-        async def keep(result: Result) -> None:
+        def keep(result: Result) -> None:
             results.append(result)
 
         async with self.host_limits.hold(target.host):
@@ -382,15 +401,26 @@ class Scheduler:
                 lambda: check_every_address(probe, target, ctx, target.options.addresses),
             )
         else:
+            # outcome_of(), inlined: a coroutine and a lambda less per check.
             # SystemExit (a library calling sys.exit()), KeyboardInterrupt or
             # any other BaseException from a plugin costs only its own check.
-            outcome = await outcome_of(probe, ctx, lambda: probe.check(target, target.options, ctx))
+            try:
+                outcome = await probe.check(target, target.options, ctx)
+            except CheckFailed as failed:
+                outcome = failed.to_outcome(ctx.current_phase)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                outcome = raised(probe, exc, ctx)
+            except BaseException as exc:
+                if is_cancellation(exc):
+                    raise
+                outcome = raised(probe, exc, ctx)
         if ctx.masker and isinstance(outcome, Outcome):
             # One rule for every probe: a secret option, or what the check
             # hid, never shows, also where a server echoed it back.
             outcome = mask_outcome(outcome, ctx.masker)
             mask_context(ctx, ctx.masker)
-        scope.deadline = math.inf
         elapsed = check.elapsed = time.perf_counter() - start
         if not isinstance(outcome, Outcome):
             error = ErrorInfo("TypeError", f"check() returned {type(outcome).__name__}")
@@ -399,6 +429,9 @@ class Scheduler:
             )
         elif elapsed > target.timeout:
             # Late: its own doing, unless another check held the loop meanwhile.
+            # (The deadline cleared first: trio's cancel_called turns true
+            # once a deadline has passed, fired or not.)
+            scope.deadline = math.inf
             over = f"took {elapsed:.1f} s, over the {target.timeout:g} s timeout"
             outcome = self._stalled(check, over, start) or _overran(
                 target, elapsed, ctx, scope.cancel_called

@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 import anyprobe
-from anyprobe import PluginManager, Reporter, ReporterOptions, Result, Run
+from anyprobe import PluginManager, Reporter, ReporterOptions, Result, Run, Status
 from anyprobe._targets import build_targets
 from tests import probes
 
@@ -82,6 +82,19 @@ async def test_slow_reporter_applies_back_pressure_not_memory(scripted: PluginMa
     assert len(slow.results) == 200
     # Finished checks never get more than the buffer (+ those in flight) ahead of it.
     assert max(seen_lag) <= 10 + 8 + 2
+
+
+async def test_waiting_for_a_full_reporter_is_no_part_of_a_checks_timeout(
+    scripted: PluginManager,
+) -> None:
+    # Each result waits for a reporter slower than the checks' timeout: the
+    # wait for room in its buffer must not count against the check's deadline.
+    targets = build_targets(scripted, [f"test://ok-{i}" for i in range(4)], timeout=0.2)
+    slow = Collect(delay=0.6)
+    run = Run(targets, scripted, [("slow", slow)], concurrency=1, reporter_buffer=1)
+    summary = await run.execute()
+    assert [r.status for r in slow.results] == [Status.OK] * 4, [r.summary for r in slow.results]
+    assert summary.counts == {Status.OK: 4}
 
 
 async def test_reporter_that_stops_reading_is_reported(scripted: PluginManager) -> None:
