@@ -37,6 +37,7 @@ from anyprobe.plugins.udp import (
     datagram_error,
     no_reply_summary,
     reply_deadline,
+    send_datagram,
     where,
 )
 
@@ -166,23 +167,22 @@ class NtpProbe(anyprobe.Probe[NtpOptions]):
     async def check(
         self, target: anyprobe.Target, options: NtpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
-        assert target.port is not None
-        addresses = await ctx.resolve(target.host, target.port, options.ip_family)
-        address = addresses[0]
-        at = where(address, target.port)
-        ctx.metrics.update(address=address, port=target.port)
+        port = target.port
+        assert port is not None
+        address = (await ctx.resolve(target.host, port, options.ip_family))[0]
+        at = where(address, port)
+        metrics = ctx.metrics
+        metrics["address"] = address
+        metrics["port"] = port
         transmit = int.from_bytes(secrets.token_bytes(8), "big")
-        with DatagramSocket.connect(address, target.port) as udp:
-            with ctx.phase("send"):
-                sent_at = time.time()
-                started = time.perf_counter()
-                try:
-                    await udp.send(request(transmit))
-                except OSError as exc:
-                    raise datagram_error(exc, at) from None
+        with DatagramSocket.connect(address, port) as udp:
+            data = request(transmit)
+            sent_at = time.time()
+            started = time.perf_counter()
+            await send_datagram(udp, data, ctx, at)
             if ctx.explain:
                 ctx.trace(f"sent an NTPv4 client request to {at}")
-            reply = await _wait_for_reply(udp, transmit, options, ctx, at)
+            reply = await _wait_for_reply(udp, transmit, options.reply_timeout, ctx, at)
             received_at = sent_at + (time.perf_counter() - started)
         return _verdict(reply, sent_at, received_at, options, ctx, at)
 
@@ -190,35 +190,59 @@ class NtpProbe(anyprobe.Probe[NtpOptions]):
 async def _wait_for_reply(
     udp: DatagramSocket,
     transmit: int,
-    options: NtpOptions,
+    reply_timeout: float | None,
     ctx: anyprobe.CheckContext,
     at: str,
 ) -> NtpReply:
-    """The server's reply to this request; datagrams that are not are ignored."""
-    deadline, own_timeout = reply_deadline(options.reply_timeout, ctx)
+    """The server's reply to this request; datagrams that are not are ignored.
+    Phase ``reply`` (timed from the call)."""
+    outer = ctx.current_phase
+    ctx.current_phase = "reply"
+    started = time.perf_counter()
+    sent = anyio.current_time() if reply_timeout is not None else None
     ignored: list[str] = []
-    with anyio.CancelScope(deadline=deadline), ctx.phase("reply"):
-        while len(ignored) < MAX_IGNORED:
-            try:
-                data = await udp.receive()
-            except OSError as exc:
-                raise datagram_error(exc, at) from None
-            reply = NtpReply.parse(data)
-            why = _not_the_reply(reply, transmit, len(data))
-            if why is None:
-                assert reply is not None
-                return reply
-            ctx.trace(f"ignored a datagram from {at}: {why}")
-            ignored.append(why)
-        raise anyprobe.CheckFailed(
-            f"no reply to the request from {at} in {MAX_IGNORED} datagrams; "
-            f"the last one: {ignored[-1]}"
-        )
-    waited = options.reply_timeout if own_timeout and options.reply_timeout else ctx.timeout
-    message = no_reply_summary("NTP reply", at, waited)
-    if ignored:
-        message += f"; ignored {len(ignored)} datagrams, the last one: {ignored[-1]}"
-    raise anyprobe.CheckFailed(message, error=None if own_timeout else TimeoutError(message))
+    try:
+        # The reply is often there after a checkpoint: no cancel scope then.
+        reply = _reply_or_why(await udp.receive_soon(), transmit, ctx, at, ignored)
+        if reply is None:
+            deadline, own_timeout = reply_deadline(reply_timeout, ctx, sent)
+            with anyio.CancelScope(deadline=deadline):
+                while reply is None and len(ignored) < MAX_IGNORED:
+                    reply = _reply_or_why(await udp.receive(), transmit, ctx, at, ignored)
+                if reply is None:
+                    raise anyprobe.CheckFailed(
+                        f"no reply to the request from {at} in {MAX_IGNORED} datagrams; "
+                        f"the last one: {ignored[-1]}"
+                    )
+            if reply is None:
+                waited = reply_timeout if own_timeout and reply_timeout else ctx.timeout
+                message = no_reply_summary("NTP reply", at, waited)
+                if ignored:
+                    message += f"; ignored {len(ignored)} datagrams, the last one: {ignored[-1]}"
+                error = None if own_timeout else TimeoutError(message)
+                raise anyprobe.CheckFailed(message, error=error)
+    except OSError as exc:
+        raise datagram_error(exc, at) from None
+    finally:
+        ctx.phases["reply"] = time.perf_counter() - started
+    ctx.current_phase = outer
+    return reply
+
+
+def _reply_or_why(
+    data: bytes | None, transmit: int, ctx: anyprobe.CheckContext, at: str, ignored: list[str]
+) -> NtpReply | None:
+    """``data`` as the reply to the request, or None: nothing came yet, or it
+    is not the reply (why is traced and added to ``ignored``)."""
+    if data is None:
+        return None
+    reply = NtpReply.parse(data)
+    why = _not_the_reply(reply, transmit, len(data))
+    if why is None:
+        return reply
+    ctx.trace(f"ignored a datagram from {at}: {why}")
+    ignored.append(why)
+    return None
 
 
 def _not_the_reply(reply: NtpReply | None, transmit: int, size: int) -> str | None:
