@@ -18,7 +18,7 @@ the send and receive times taken here.
 
 from __future__ import annotations
 
-import secrets
+import os
 import socket
 import struct
 import time
@@ -140,7 +140,7 @@ class NtpReply:
         at stratum 0 and 1, else the IPv4 address (or IPv6 hash) of the upstream."""
         if self.stratum <= 1:
             return self.reference_id.rstrip(b"\0").decode("ascii", errors="replace")
-        return ".".join(str(b) for b in self.reference_id)
+        return socket.inet_ntoa(self.reference_id)
 
 
 def to_unix(timestamp: int, near: float) -> float:
@@ -153,6 +153,10 @@ def to_unix(timestamp: int, near: float) -> float:
 def request(transmit: int) -> bytes:
     """An NTPv4 client request (mode 3) whose transmit timestamp is ``transmit``."""
     return PACKET.pack((0 << 6) | (4 << 3) | 3, 0, 0, 0, 0, 0, b"\0" * 4, 0, 0, 0, transmit)
+
+
+#: A request without its transmit timestamp (the packet's last 8 bytes).
+REQUEST_HEAD = request(0)[:-8]
 
 
 class NtpProbe(anyprobe.Probe[NtpOptions]):
@@ -174,9 +178,11 @@ class NtpProbe(anyprobe.Probe[NtpOptions]):
         metrics = ctx.metrics
         metrics["address"] = address
         metrics["port"] = port
-        transmit = int.from_bytes(secrets.token_bytes(8), "big")
+        # request(transmit), without packing the fields that never change.
+        random = os.urandom(8)
+        transmit = int.from_bytes(random, "big")
         with DatagramSocket.connect(address, port) as udp:
-            data = request(transmit)
+            data = REQUEST_HEAD + random
             sent_at = time.time()
             started = time.perf_counter()
             await send_datagram(udp, data, ctx, at)
@@ -267,21 +273,22 @@ def _verdict(
     at: str,
 ) -> anyprobe.Outcome:
     """Status and summary for a reply to the request: synchronisation, then offset."""
+    reference = reply.reference()
     ctx.metrics.update(
         stratum=reply.stratum,
         root_delay=reply.root_delay,
         root_dispersion=reply.root_dispersion,
-        reference_id=reply.reference(),
+        reference_id=reference,
     )
     details = {"leap": reply.leap, "version": reply.version}
     if ctx.explain:
         ctx.trace(
             f"reply from {at}: leap indicator {reply.leap}, version {reply.version}, "
-            f"stratum {reply.stratum}, reference {reply.reference()}, "
+            f"stratum {reply.stratum}, reference {reference}, "
             f"root delay {reply.root_delay:g} s, root dispersion {reply.root_dispersion:g} s"
         )
     if reply.stratum == 0:
-        code = reply.reference()
+        code = reference
         meaning = KISS_CODES.get(code, "an unknown kiss code")
         return anyprobe.Outcome.critical(
             f"kiss-o'-death {code} from {at}: {meaning}", details=details
@@ -301,7 +308,7 @@ def _verdict(
     rtt = max(0.0, (received_at - sent_at) - (server_sent - server_received))
     ctx.metrics.update(offset=offset, rtt=rtt)
     summary = (
-        f"offset {_seconds(offset)} from {at}, stratum {reply.stratum} ({reply.reference()}), "
+        f"offset {_seconds(offset)} from {at}, stratum {reply.stratum} ({reference}), "
         f"rtt {rtt * 1000:.1f} ms"
     )
     status = anyprobe.Status.OK
