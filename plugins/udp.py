@@ -40,6 +40,10 @@ MAX_DATAGRAM = 65535
 #: Part of the check's timeout kept back after the wait for a reply, so that
 #: the check can still say that nothing came instead of only "timed out".
 DEADLINE_MARGIN = 0.1
+#: Where the system has it (Linux), a socket created non-blocking: one system
+#: call less than ``setblocking(False)`` after.
+_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
+_NONBLOCKING_DATAGRAM = socket.SOCK_DGRAM | _SOCK_NONBLOCK
 
 
 def where(address: str, port: int) -> str:
@@ -73,9 +77,10 @@ class DatagramSocket:
         no coroutine to run on every check.)"""
         check_destination(address, [address])
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = socket.socket(family, _NONBLOCKING_DATAGRAM)
         try:
-            sock.setblocking(False)
+            if not _SOCK_NONBLOCK:
+                sock.setblocking(False)
             sock.connect((address, port))
         except OSError as exc:
             sock.close()
