@@ -98,10 +98,13 @@ class NtpOptions(anyprobe.ProbeOptions):
         return self
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NtpReply:
     """The fields of a server's reply that a check reads: root delay and
-    dispersion in seconds, timestamps as sent (64-bit NTP timestamps)."""
+    dispersion in seconds, timestamps as sent (64-bit NTP timestamps).
+
+    Read-only by convention, not frozen: a frozen dataclass's ``__init__``
+    costs more than the rest of parsing, once per check."""
 
     leap: int
     version: int
@@ -274,12 +277,11 @@ def _verdict(
 ) -> anyprobe.Outcome:
     """Status and summary for a reply to the request: synchronisation, then offset."""
     reference = reply.reference()
-    ctx.metrics.update(
-        stratum=reply.stratum,
-        root_delay=reply.root_delay,
-        root_dispersion=reply.root_dispersion,
-        reference_id=reference,
-    )
+    metrics = ctx.metrics
+    metrics["stratum"] = reply.stratum
+    metrics["root_delay"] = reply.root_delay
+    metrics["root_dispersion"] = reply.root_dispersion
+    metrics["reference_id"] = reference
     details = {"leap": reply.leap, "version": reply.version}
     if ctx.explain:
         ctx.trace(
@@ -306,7 +308,8 @@ def _verdict(
     server_sent = to_unix(reply.transmit, sent_at)
     offset = ((server_received - sent_at) + (server_sent - received_at)) / 2
     rtt = max(0.0, (received_at - sent_at) - (server_sent - server_received))
-    ctx.metrics.update(offset=offset, rtt=rtt)
+    metrics["offset"] = offset
+    metrics["rtt"] = rtt
     summary = (
         f"offset {_seconds(offset)} from {at}, stratum {reply.stratum} ({reference}), "
         f"rtt {rtt * 1000:.1f} ms"
