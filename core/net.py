@@ -106,6 +106,13 @@ async def resolve(host: str, port: int, ip_family: IpFamily = "any") -> list[str
     An IP literal is returned as it is (when it fits the family). A name that
     does not resolve raises :class:`~anyprobe.CheckFailed`.
     """
+    # An IP literal with no address policy in force: nothing to look up and
+    # nothing to ask, and it is on every check of a target given by address.
+    version = _literal_version(host)
+    if version and _policy.get() is None:
+        if (ip_family == "ipv4" and version != 4) or (ip_family == "ipv6" and version != 6):
+            raise CheckFailed(f"{host} is not an {ip_family} address")
+        return [host]
     addresses = await _lookup(host, port, ip_family)
     check_destination(host, addresses)
     return addresses
@@ -144,6 +151,15 @@ def _ip_version(host: str) -> int:
         return ipaddress.ip_address(host).version
     except ValueError:
         return 0
+
+
+@functools.lru_cache(maxsize=4096)
+def _literal_version(host: str) -> int:
+    """:func:`_ip_version` for a host that is safe to use as it is: 0 also for
+    an IPv6 literal whose scope holds a space or a control character
+    (``ipaddress`` accepts ``fe80::1%a b``), which :func:`check_destination`
+    refuses."""
+    return 0 if _UNSAFE_HOST.search(host) else _ip_version(host)
 
 
 _ERRNO_TEXT = {

@@ -18,7 +18,7 @@ the send and receive times taken here.
 
 from __future__ import annotations
 
-import secrets
+import os
 import socket
 import struct
 import time
@@ -37,6 +37,7 @@ from anyprobe.plugins.udp import (
     datagram_error,
     no_reply_summary,
     reply_deadline,
+    send_datagram,
     where,
 )
 
@@ -97,10 +98,13 @@ class NtpOptions(anyprobe.ProbeOptions):
         return self
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NtpReply:
     """The fields of a server's reply that a check reads: root delay and
-    dispersion in seconds, timestamps as sent (64-bit NTP timestamps)."""
+    dispersion in seconds, timestamps as sent (64-bit NTP timestamps).
+
+    Read-only by convention, not frozen: a frozen dataclass's ``__init__``
+    costs more than the rest of parsing, once per check."""
 
     leap: int
     version: int
@@ -139,7 +143,7 @@ class NtpReply:
         at stratum 0 and 1, else the IPv4 address (or IPv6 hash) of the upstream."""
         if self.stratum <= 1:
             return self.reference_id.rstrip(b"\0").decode("ascii", errors="replace")
-        return ".".join(str(b) for b in self.reference_id)
+        return socket.inet_ntoa(self.reference_id)
 
 
 def to_unix(timestamp: int, near: float) -> float:
@@ -154,6 +158,10 @@ def request(transmit: int) -> bytes:
     return PACKET.pack((0 << 6) | (4 << 3) | 3, 0, 0, 0, 0, 0, b"\0" * 4, 0, 0, 0, transmit)
 
 
+#: A request without its transmit timestamp (the packet's last 8 bytes).
+REQUEST_HEAD = request(0)[:-8]
+
+
 class NtpProbe(anyprobe.Probe[NtpOptions]):
     """Ask an NTP server for the time; verdict on offset and synchronisation."""
 
@@ -166,23 +174,24 @@ class NtpProbe(anyprobe.Probe[NtpOptions]):
     async def check(
         self, target: anyprobe.Target, options: NtpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
-        assert target.port is not None
-        addresses = await ctx.resolve(target.host, target.port, options.ip_family)
-        address = addresses[0]
-        at = where(address, target.port)
-        ctx.metrics.update(address=address, port=target.port)
-        transmit = int.from_bytes(secrets.token_bytes(8), "big")
-        with DatagramSocket.connect(address, target.port) as udp:
-            with ctx.phase("send"):
-                sent_at = time.time()
-                started = time.perf_counter()
-                try:
-                    await udp.send(request(transmit))
-                except OSError as exc:
-                    raise datagram_error(exc, at) from None
+        port = target.port
+        assert port is not None
+        address = (await ctx.resolve(target.host, port, options.ip_family))[0]
+        at = where(address, port)
+        metrics = ctx.metrics
+        metrics["address"] = address
+        metrics["port"] = port
+        # request(transmit), without packing the fields that never change.
+        random = os.urandom(8)
+        transmit = int.from_bytes(random, "big")
+        with DatagramSocket.connect(address, port) as udp:
+            data = REQUEST_HEAD + random
+            sent_at = time.time()
+            started = time.perf_counter()
+            await send_datagram(udp, data, ctx, at)
             if ctx.explain:
                 ctx.trace(f"sent an NTPv4 client request to {at}")
-            reply = await _wait_for_reply(udp, transmit, options, ctx, at)
+            reply = await _wait_for_reply(udp, transmit, options.reply_timeout, ctx, at)
             received_at = sent_at + (time.perf_counter() - started)
         return _verdict(reply, sent_at, received_at, options, ctx, at)
 
@@ -190,35 +199,59 @@ class NtpProbe(anyprobe.Probe[NtpOptions]):
 async def _wait_for_reply(
     udp: DatagramSocket,
     transmit: int,
-    options: NtpOptions,
+    reply_timeout: float | None,
     ctx: anyprobe.CheckContext,
     at: str,
 ) -> NtpReply:
-    """The server's reply to this request; datagrams that are not are ignored."""
-    deadline, own_timeout = reply_deadline(options.reply_timeout, ctx)
+    """The server's reply to this request; datagrams that are not are ignored.
+    Phase ``reply`` (timed from the call)."""
+    outer = ctx.current_phase
+    ctx.current_phase = "reply"
+    started = time.perf_counter()
+    sent = anyio.current_time() if reply_timeout is not None else None
     ignored: list[str] = []
-    with anyio.CancelScope(deadline=deadline), ctx.phase("reply"):
-        while len(ignored) < MAX_IGNORED:
-            try:
-                data = await udp.receive()
-            except OSError as exc:
-                raise datagram_error(exc, at) from None
-            reply = NtpReply.parse(data)
-            why = _not_the_reply(reply, transmit, len(data))
-            if why is None:
-                assert reply is not None
-                return reply
-            ctx.trace(f"ignored a datagram from {at}: {why}")
-            ignored.append(why)
-        raise anyprobe.CheckFailed(
-            f"no reply to the request from {at} in {MAX_IGNORED} datagrams; "
-            f"the last one: {ignored[-1]}"
-        )
-    waited = options.reply_timeout if own_timeout and options.reply_timeout else ctx.timeout
-    message = no_reply_summary("NTP reply", at, waited)
-    if ignored:
-        message += f"; ignored {len(ignored)} datagrams, the last one: {ignored[-1]}"
-    raise anyprobe.CheckFailed(message, error=None if own_timeout else TimeoutError(message))
+    try:
+        # The reply is often there after a checkpoint: no cancel scope then.
+        reply = _reply_or_why(await udp.receive_soon(), transmit, ctx, at, ignored)
+        if reply is None:
+            deadline, own_timeout = reply_deadline(reply_timeout, ctx, sent)
+            with anyio.CancelScope(deadline=deadline):
+                while reply is None and len(ignored) < MAX_IGNORED:
+                    reply = _reply_or_why(await udp.receive(), transmit, ctx, at, ignored)
+                if reply is None:
+                    raise anyprobe.CheckFailed(
+                        f"no reply to the request from {at} in {MAX_IGNORED} datagrams; "
+                        f"the last one: {ignored[-1]}"
+                    )
+            if reply is None:
+                waited = reply_timeout if own_timeout and reply_timeout else ctx.timeout
+                message = no_reply_summary("NTP reply", at, waited)
+                if ignored:
+                    message += f"; ignored {len(ignored)} datagrams, the last one: {ignored[-1]}"
+                error = None if own_timeout else TimeoutError(message)
+                raise anyprobe.CheckFailed(message, error=error)
+    except OSError as exc:
+        raise datagram_error(exc, at) from None
+    finally:
+        ctx.phases["reply"] = time.perf_counter() - started
+    ctx.current_phase = outer
+    return reply
+
+
+def _reply_or_why(
+    data: bytes | None, transmit: int, ctx: anyprobe.CheckContext, at: str, ignored: list[str]
+) -> NtpReply | None:
+    """``data`` as the reply to the request, or None: nothing came yet, or it
+    is not the reply (why is traced and added to ``ignored``)."""
+    if data is None:
+        return None
+    reply = NtpReply.parse(data)
+    why = _not_the_reply(reply, transmit, len(data))
+    if why is None:
+        return reply
+    ctx.trace(f"ignored a datagram from {at}: {why}")
+    ignored.append(why)
+    return None
 
 
 def _not_the_reply(reply: NtpReply | None, transmit: int, size: int) -> str | None:
@@ -243,21 +276,21 @@ def _verdict(
     at: str,
 ) -> anyprobe.Outcome:
     """Status and summary for a reply to the request: synchronisation, then offset."""
-    ctx.metrics.update(
-        stratum=reply.stratum,
-        root_delay=reply.root_delay,
-        root_dispersion=reply.root_dispersion,
-        reference_id=reply.reference(),
-    )
+    reference = reply.reference()
+    metrics = ctx.metrics
+    metrics["stratum"] = reply.stratum
+    metrics["root_delay"] = reply.root_delay
+    metrics["root_dispersion"] = reply.root_dispersion
+    metrics["reference_id"] = reference
     details = {"leap": reply.leap, "version": reply.version}
     if ctx.explain:
         ctx.trace(
             f"reply from {at}: leap indicator {reply.leap}, version {reply.version}, "
-            f"stratum {reply.stratum}, reference {reply.reference()}, "
+            f"stratum {reply.stratum}, reference {reference}, "
             f"root delay {reply.root_delay:g} s, root dispersion {reply.root_dispersion:g} s"
         )
     if reply.stratum == 0:
-        code = reply.reference()
+        code = reference
         meaning = KISS_CODES.get(code, "an unknown kiss code")
         return anyprobe.Outcome.critical(
             f"kiss-o'-death {code} from {at}: {meaning}", details=details
@@ -275,9 +308,10 @@ def _verdict(
     server_sent = to_unix(reply.transmit, sent_at)
     offset = ((server_received - sent_at) + (server_sent - received_at)) / 2
     rtt = max(0.0, (received_at - sent_at) - (server_sent - server_received))
-    ctx.metrics.update(offset=offset, rtt=rtt)
+    metrics["offset"] = offset
+    metrics["rtt"] = rtt
     summary = (
-        f"offset {_seconds(offset)} from {at}, stratum {reply.stratum} ({reply.reference()}), "
+        f"offset {_seconds(offset)} from {at}, stratum {reply.stratum} ({reference}), "
         f"rtt {rtt * 1000:.1f} ms"
     )
     status = anyprobe.Status.OK

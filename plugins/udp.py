@@ -19,7 +19,9 @@ with the NTP probe.
 from __future__ import annotations
 
 import errno
+import functools
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -38,6 +40,10 @@ MAX_DATAGRAM = 65535
 #: Part of the check's timeout kept back after the wait for a reply, so that
 #: the check can still say that nothing came instead of only "timed out".
 DEADLINE_MARGIN = 0.1
+#: Where the system has it (Linux), a socket created non-blocking: one system
+#: call less than ``setblocking(False)`` after.
+_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
+_NONBLOCKING_DATAGRAM = socket.SOCK_DGRAM | _SOCK_NONBLOCK
 
 
 def where(address: str, port: int) -> str:
@@ -71,9 +77,10 @@ class DatagramSocket:
         no coroutine to run on every check.)"""
         check_destination(address, [address])
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = socket.socket(family, _NONBLOCKING_DATAGRAM)
         try:
-            sock.setblocking(False)
+            if not _SOCK_NONBLOCK:
+                sock.setblocking(False)
             sock.connect((address, port))
         except OSError as exc:
             sock.close()
@@ -91,6 +98,15 @@ class DatagramSocket:
     def __exit__(self, *exc_info: object) -> None:
         self.sock.close()
 
+    def send_nowait(self, data: bytes) -> bool:
+        """Send one datagram if the socket takes it at once (True), else False
+        (then :meth:`send` waits); OSError when the kernel refuses it."""
+        try:
+            self.sock.send(data)
+        except BlockingIOError:
+            return False
+        return True
+
     async def send(self, data: bytes) -> None:
         """Send one datagram; OSError when the kernel refuses it."""
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -102,12 +118,27 @@ class DatagramSocket:
                 await anyio.wait_writable(self.sock)
         raise OSError(errno.ENOBUFS, "the socket stayed unwritable")
 
+    async def receive_soon(self) -> bytes | None:
+        """The next datagram if one is there once the other tasks have had
+        their turn (a checkpoint), else None; OSError as :meth:`receive`.
+
+        Over loopback or a LAN the reply to a datagram sent just before is
+        often there by then: reading it straight away spares the event loop
+        registering the socket with its selector (epoll) and removing it,
+        which costs more than the checkpoint. Call :meth:`receive` when this
+        gives None."""
+        await anyio.lowlevel.checkpoint()
+        try:
+            return self.sock.recv(MAX_DATAGRAM)
+        except BlockingIOError:
+            return None
+
     async def receive(self) -> bytes:
         """The next datagram; OSError (ConnectionRefusedError for an ICMP port
         unreachable) when the kernel reports an error for the destination."""
-        # A reply is rarely there already: wait first (a checkpoint too), then
-        # read. A wake-up with nothing to read (a datagram with a bad checksum
-        # is dropped only on read) waits again.
+        # Wait first (a checkpoint too), then read: receive_soon() has read
+        # already. A wake-up with nothing to read (a datagram with a bad
+        # checksum is dropped only on read) waits again.
         for _ in range(1000):
             await anyio.wait_readable(self.sock)
             try:
@@ -117,15 +148,40 @@ class DatagramSocket:
         raise OSError(errno.EAGAIN, "the socket kept waking up with nothing to read")
 
 
-def reply_deadline(reply_timeout: float | None, ctx: anyprobe.CheckContext) -> tuple[float, bool]:
-    """When to stop waiting for a reply (on ``anyio.current_time()``'s clock),
-    and whether that is ``reply_timeout``'s doing (else it is the check's
-    deadline, less a margin to say what happened)."""
+def reply_deadline(
+    reply_timeout: float | None, ctx: anyprobe.CheckContext, sent: float | None = None
+) -> tuple[float, bool]:
+    """When to stop waiting for a reply (on ``anyio.current_time()``'s clock,
+    ``reply_timeout`` after ``sent``, default now), and whether that is
+    ``reply_timeout``'s doing (else it is the check's deadline, less a margin
+    to say what happened)."""
     last = ctx.deadline - min(DEADLINE_MARGIN, ctx.timeout / 10)
     if reply_timeout is None:
         return last, False
-    own = anyio.current_time() + reply_timeout
+    own = (anyio.current_time() if sent is None else sent) + reply_timeout
     return (own, True) if own <= last else (last, False)
+
+
+async def send_datagram(
+    udp: DatagramSocket, data: bytes, ctx: anyprobe.CheckContext, at: str
+) -> None:
+    """Send ``data`` as phase ``send``; CheckFailed when the kernel refuses it.
+
+    For a reply awaited just after: when the socket takes the datagram at
+    once, this is no checkpoint (the wait for the reply is one). The phase is
+    timed here rather than with ``ctx.phase()``, whose context manager costs
+    more than the send on loopback."""
+    outer = ctx.current_phase
+    ctx.current_phase = "send"
+    started = time.perf_counter()
+    try:
+        if not udp.send_nowait(data):
+            await udp.send(data)
+    except OSError as exc:
+        raise datagram_error(exc, at) from None
+    finally:
+        ctx.phases["send"] = time.perf_counter() - started
+    ctx.current_phase = outer
 
 
 def no_reply_summary(what: str, at: str, waited: float) -> str:
@@ -191,13 +247,22 @@ class UdpOptions(anyprobe.ProbeOptions):
         return self
 
 
-def _expectation(options: UdpOptions) -> anyprobe.Expectation | None:
-    """What the reply must hold: a substring or a regular expression, if anything."""
-    if options.expect is not None:
-        return anyprobe.Expectation.of(unescape(options.expect))
-    if options.expect_regex is not None:
+@functools.lru_cache(maxsize=256)
+def _payload(send: str | None) -> bytes:
+    """The datagram to send for the ``send`` option (kept: it is the same on
+    every check of a target)."""
+    return unescape(send) if send is not None else b""
+
+
+@functools.lru_cache(maxsize=256)
+def _expectation(expect: str | None, expect_regex: str | None) -> anyprobe.Expectation | None:
+    """What the reply must hold: a substring or a regular expression, if
+    anything (kept, as :func:`_payload`)."""
+    if expect is not None:
+        return anyprobe.Expectation.of(unescape(expect))
+    if expect_regex is not None:
         return anyprobe.Expectation.of(
-            anyprobe.compile_pattern(options.expect_regex, binary=True, multiline=True)
+            anyprobe.compile_pattern(expect_regex, binary=True, multiline=True)
         )
     return None
 
@@ -213,27 +278,27 @@ class UdpProbe(anyprobe.Probe[UdpOptions]):
     async def check(
         self, target: anyprobe.Target, options: UdpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
+        payload = _payload(options.send)
         # A server that echoes the payload must not reveal it in a summary.
-        if options.send:
-            ctx.hide(unescape(options.send))
-        assert target.port is not None
-        addresses = await ctx.resolve(target.host, target.port, options.ip_family)
-        address = addresses[0]
-        at = where(address, target.port)
-        ctx.metrics.update(address=address, port=target.port)
-        payload = unescape(options.send) if options.send is not None else b""
-        with DatagramSocket.connect(address, target.port) as udp:
-            with ctx.phase("send"):
-                try:
-                    await udp.send(payload)
-                except OSError as exc:
-                    raise datagram_error(exc, at) from None
+        if payload:
+            ctx.hide(payload)
+        port = target.port
+        assert port is not None
+        address = (await ctx.resolve(target.host, port, options.ip_family))[0]
+        at = where(address, port)
+        metrics = ctx.metrics
+        metrics["address"] = address
+        metrics["port"] = port
+        with DatagramSocket.connect(address, port) as udp:
+            await send_datagram(udp, payload, ctx, at)
             if ctx.explain:
                 ctx.trace(f"sent {len(payload)} bytes to {at}")
-            reply = await _wait_for_reply(udp, options, ctx, at)
-        ctx.metrics["bytes_received"] = len(reply)
-        expected = _expectation(options)
-        took = ctx.phases.get("reply", 0.0) * 1000
+            reply = await _wait_for_reply(udp, options.reply_timeout, ctx, at)
+        metrics["bytes_received"] = len(reply)
+        if ctx.explain:
+            ctx.trace(f"received {len(reply)} bytes: {show_bytes(reply)}")
+        expected = _expectation(options.expect, options.expect_regex)
+        took = ctx.phases["reply"] * 1000
         if expected is None:
             return anyprobe.Outcome.ok(f"reply from {at} in {took:.1f} ms ({len(reply)} bytes)")
         if await expected.find(reply) is None:
@@ -248,22 +313,33 @@ class UdpProbe(anyprobe.Probe[UdpOptions]):
 
 
 async def _wait_for_reply(
-    udp: DatagramSocket, options: UdpOptions, ctx: anyprobe.CheckContext, at: str
+    udp: DatagramSocket, reply_timeout: float | None, ctx: anyprobe.CheckContext, at: str
 ) -> bytes:
-    """The first datagram back, or CheckFailed: refused, an ICMP error, no reply."""
-    deadline, own_timeout = reply_deadline(options.reply_timeout, ctx)
-    with anyio.CancelScope(deadline=deadline), ctx.phase("reply"):
-        try:
-            reply = await udp.receive()
-        except OSError as exc:
-            raise datagram_error(exc, at) from None
-        if ctx.explain:
-            ctx.trace(f"received {len(reply)} bytes: {show_bytes(reply)}")
-        return reply
-    waited = options.reply_timeout if own_timeout and options.reply_timeout else ctx.timeout
-    message = no_reply_summary("reply", at, waited)
-    error = None if own_timeout else TimeoutError(message)
-    raise anyprobe.CheckFailed(message, error=error)
+    """The first datagram back, or CheckFailed: refused, an ICMP error, no
+    reply. Phase ``reply`` (timed from the call)."""
+    outer = ctx.current_phase
+    ctx.current_phase = "reply"
+    started = time.perf_counter()
+    sent = anyio.current_time() if reply_timeout is not None else None
+    try:
+        reply = await udp.receive_soon()
+        if reply is None:
+            # Nothing yet: wait, under a deadline of its own only now (a
+            # cancel scope is a good part of a check's cost).
+            deadline, own_timeout = reply_deadline(reply_timeout, ctx, sent)
+            with anyio.CancelScope(deadline=deadline):
+                reply = await udp.receive()
+            if reply is None:
+                waited = reply_timeout if own_timeout and reply_timeout else ctx.timeout
+                message = no_reply_summary("reply", at, waited)
+                error = None if own_timeout else TimeoutError(message)
+                raise anyprobe.CheckFailed(message, error=error)
+    except OSError as exc:
+        raise datagram_error(exc, at) from None
+    finally:
+        ctx.phases["reply"] = time.perf_counter() - started
+    ctx.current_phase = outer
+    return reply
 
 
 # -- demo -----------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -191,3 +192,43 @@ async def test_demo_rows_get_their_verdicts(anyio_backend: str, manager: PluginM
         for demo in checks:
             result = await check_one(manager, demo.url, **demo.options)
             assert result.status is demo.expect, (demo.name, result.summary)
+
+
+@contextlib.contextmanager
+def run_slow_udp_server(delay: float) -> Iterator[int]:
+    """A UDP server on 127.0.0.1 that answers ``LATE`` ``delay`` seconds after
+    each datagram; yields its port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                _data, peer = sock.recvfrom(65535)
+            except OSError:  # the read timeout, or an ICMP error for a reply
+                continue
+            if not stop.wait(delay):
+                with contextlib.suppress(OSError):
+                    sock.sendto(b"LATE", peer)
+
+    thread = threading.Thread(target=serve, name="udp-slow", daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        sock.close()
+
+
+async def test_reply_that_is_not_there_at_once_is_waited_for(
+    anyio_backend: str, manager: PluginManager
+) -> None:
+    # The probe reads once without waiting; a reply that comes later must
+    # still be read before reply_timeout.
+    with run_slow_udp_server(0.2) as port:
+        result = await check_one(manager, f"udp://127.0.0.1:{port}", expect="LATE", reply_timeout=4)
+    assert result.status is Status.OK, result.summary
+    assert result.summary.endswith("; got 'LATE' in 4 bytes")
