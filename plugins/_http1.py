@@ -330,6 +330,11 @@ def write_head(headers: Sequence[tuple[str, str]], body: bytes | None) -> bytes 
     return b"".join(lines)
 
 
+#: Response header names as received, and lower-cased: the same in every response.
+_NAMES: dict[bytes, str] = {}
+_MAX_NAMES = 4096
+
+
 @functools.cache
 def _httptools() -> Any:
     """The httptools module (imported the first time a parser needs it)."""
@@ -403,7 +408,12 @@ class LlhttpParser:
         self.reason = reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1").strip(" \t")))
+        lower = _NAMES.get(name)
+        if lower is None:
+            if len(_NAMES) >= _MAX_NAMES:
+                _NAMES.clear()  # a bound: a server inventing names
+            lower = _NAMES[name] = name.decode("latin-1").lower()
+        self.headers.append((lower, value.decode("latin-1").strip(" \t")))
 
     def on_headers_complete(self) -> None:
         if self.response is not None:
@@ -538,5 +548,5 @@ class LlhttpParser:
         return "the response was not read to its end"
 
     def start_next_cycle(self) -> None:
-        """Ready for the next request on the same connection."""
-        self._reset()
+        """Ready for the next request on the same connection (:meth:`start`
+        starts each exchange afresh: nothing left to do)."""

@@ -83,8 +83,10 @@ def _follow(
 ) -> str | None:
     """The URL ``response`` redirects the check to, or None when the walk ends
     there; a refused destination, a loop or too many redirects fail the check."""
+    if response.status not in REDIRECT_CODES or not options.follow_redirects:
+        return None
     location = response.header("location")
-    if not (options.follow_redirects and response.status in REDIRECT_CODES and location):
+    if not location:
         return None
     next_url = urljoin(hop.url, location.strip())
     shown = redactor.text(mask_url_password(next_url))
