@@ -46,6 +46,10 @@ class HttpRequest:
     target: str
     headers: Sequence[tuple[str, str]]
     body: bytes | None = None
+    #: The header lines and the blank line ending the head, as
+    #: :func:`write_head` wrote them for ``headers`` and ``body`` (worked
+    #: out once for many requests), or None: written for this request.
+    head: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -290,9 +294,25 @@ def write_request(request: HttpRequest) -> bytes | None:
     method, target = request.method.encode("ascii", "replace"), request.target.encode("utf-8")
     if not (_TOKEN.fullmatch(method) and _REQUEST_TARGET.fullmatch(target)):
         return None
-    lines = [method + b" " + target + b" HTTP/1.1\r\n"]
+    head = request.head
+    if head is None:
+        head = write_head(request.headers, request.body)
+        if head is None:
+            return None
+    body = request.body
+    if body:
+        return b"".join((method, b" ", target, b" HTTP/1.1\r\n", head, body))
+    return b"".join((method, b" ", target, b" HTTP/1.1\r\n", head))
+
+
+def write_head(headers: Sequence[tuple[str, str]], body: bytes | None) -> bytes | None:
+    """The header lines of a request with ``headers`` and ``body`` and the
+    blank line after them, as h11 writes them; None when they are out of the
+    ordinary (see :func:`write_request`). The same for every request that
+    sends them: worth keeping for a run's many requests to one origin."""
+    lines: list[bytes] = []
     hosts = lengths = 0
-    for name, value in request.headers:
+    for name, value in headers:
         lower = name.lower()
         if lower == "host":
             hosts += 1
@@ -304,13 +324,23 @@ def write_request(request: HttpRequest) -> bytes | None:
         if line is None:
             return None
         lines.append(line)
-    body = request.body or b""
     if hosts != 1 or (body and not lengths) or (lengths and not body):
         return None
     lines.append(b"\r\n")
-    if body:
-        lines.append(body)
     return b"".join(lines)
+
+
+#: Response header names as received, and lower-cased: the same in every response.
+_NAMES: dict[bytes, str] = {}
+_MAX_NAMES = 4096
+
+
+@functools.cache
+def _httptools() -> Any:
+    """The httptools module (imported the first time a parser needs it)."""
+    import httptools
+
+    return httptools
 
 
 class LlhttpParser:
@@ -325,6 +355,8 @@ class LlhttpParser:
         self.max_head_bytes = max_head_bytes
         self.request: HttpRequest | None = None
         self.request_closes = False
+        self._closes_of: tuple[tuple[str, str], ...] | None = None
+        self._closes = False
         self.limit = 0
         self.keep = True
         self._reset()
@@ -345,8 +377,6 @@ class LlhttpParser:
 
     def start(self, request: HttpRequest, limit: int, keep: bool) -> bytes:
         """The request's bytes; read a body of at most ``limit`` bytes (kept when ``keep``)."""
-        import httptools
-
         data = write_request(request)
         if data is None:
             import h11
@@ -354,9 +384,17 @@ class LlhttpParser:
             data = h11_request_bytes(h11.Connection(h11.CLIENT), request)
         self._reset()
         self.request = request
-        self.request_closes = _closes(request.headers)
+        headers = request.headers
+        if headers is not self._closes_of:
+            closes = _closes(headers)
+            if isinstance(headers, tuple):
+                # A kept connection often sends the same (immutable) headers again.
+                self._closes_of, self._closes = headers, closes
+            self.request_closes = closes
+        else:
+            self.request_closes = self._closes
         self.limit, self.keep = limit, keep
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = _httptools().HttpResponseParser(self)
         return data
 
     # httptools' callbacks
@@ -370,7 +408,12 @@ class LlhttpParser:
         self.reason = reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1").strip(" \t")))
+        lower = _NAMES.get(name)
+        if lower is None:
+            if len(_NAMES) >= _MAX_NAMES:
+                _NAMES.clear()  # a bound: a server inventing names
+            lower = _NAMES[name] = name.decode("latin-1").lower()
+        self.headers.append((lower, value.decode("latin-1").strip(" \t")))
 
     def on_headers_complete(self) -> None:
         if self.response is not None:
@@ -413,8 +456,6 @@ class LlhttpParser:
 
     def feed(self, data: bytes) -> None:
         """Bytes from the server; ``b""`` when it closed the connection."""
-        import httptools
-
         if not data:
             self._closed()
             return
@@ -426,9 +467,12 @@ class LlhttpParser:
             self.received_size += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refused("the server switched protocols")
-        except httptools.HttpParserError as exc:
+        except Exception as exc:
+            httptools = _httptools()
+            if isinstance(exc, httptools.HttpParserUpgrade):
+                self._refused("the server switched protocols")
+            if not isinstance(exc, httptools.HttpParserError):
+                raise
             if self.complete or self.stopped:
                 self.extra = True  # garbage after the response
             else:
@@ -504,5 +548,5 @@ class LlhttpParser:
         return "the response was not read to its end"
 
     def start_next_cycle(self) -> None:
-        """Ready for the next request on the same connection."""
-        self._reset()
+        """Ready for the next request on the same connection (:meth:`start`
+        starts each exchange afresh: nothing left to do)."""

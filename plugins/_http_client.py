@@ -103,13 +103,29 @@ async def exchange_http1(
     if head_phase is not None:
         ctx.current_phase = head_phase
     started = perf_counter()
-    received = False
+    # _send() and _receive(), inlined here: a coroutine less per read.
+    stale_if_closed = reused
     try:
-        await _send(stream, data, reused=reused)
+        try:
+            await stream.send(data)
+        except (OSError, anyio.BrokenResourceError) as exc:
+            if reused:
+                raise StaleConnection(describe_os_error(exc)) from None
+            raise
         response = parser.head()
         while response is None:
-            parser.feed(await _receive(stream, reused and not received))
-            received = True
+            try:
+                chunk = await stream.receive(READ_SIZE)
+            except anyio.EndOfStream:
+                if stale_if_closed:
+                    raise StaleConnection("closed") from None
+                chunk = b""
+            except (OSError, anyio.BrokenResourceError) as exc:
+                if stale_if_closed:
+                    raise StaleConnection(describe_os_error(exc)) from None
+                raise
+            stale_if_closed = False
+            parser.feed(chunk)
             response = parser.head()
     finally:
         if head_phase is not None:

@@ -70,16 +70,17 @@ class ConnectionPool:
         """How many connections wait in the pool."""
         return len(self._oldest_first)
 
-    def take(self, key: Hashable) -> tuple[PooledConnection | None, list[PooledConnection]]:
+    def take(self, key: Hashable) -> tuple[PooledConnection | None, Sequence[PooledConnection]]:
         """An idle connection for ``key`` (None: open one), and the expired
         ones the caller must close. Pair every call with :meth:`give_back`
         or :meth:`release`."""
         self._in_use += 1
-        self._peak = max(self._peak, self._in_use)
-        expired: list[PooledConnection] = []
+        if self._in_use > self._peak:
+            self._peak = self._in_use
         stack = self._idle.get(key)
         if stack is None:
-            return None, expired
+            return None, ()
+        expired: list[PooledConnection] | None = None
         found: PooledConnection | None = None
         now = time.monotonic()
         while stack:
@@ -88,14 +89,16 @@ class ConnectionPool:
             if now - candidate.idle_since < IDLE_SECONDS:
                 found = candidate
                 break
+            if expired is None:
+                expired = []
             expired.append(candidate)
         if not stack:
             del self._idle[key]
-        return found, expired
+        return found, expired or ()
 
     def give_back(
         self, key: Hashable, connection: PooledConnection
-    ) -> tuple[bool, list[PooledConnection]]:
+    ) -> tuple[bool, Sequence[PooledConnection]]:
         """Keep ``connection`` (ready for its next request) for a later check.
 
         Returns whether it was kept (not when the pool is closed: the caller
@@ -103,20 +106,27 @@ class ConnectionPool:
         connections it displaced, which the caller must close.
         """
         if self._closed:
-            return False, []
+            return False, ()
         self._in_use -= 1
-        displaced: list[PooledConnection] = []
-        while self._oldest_first and len(self._oldest_first) >= self._peak:
-            oldest, oldest_key = self._oldest_first.popitem(last=False)
+        oldest_first = self._oldest_first
+        displaced: list[PooledConnection] | None = None
+        while oldest_first and len(oldest_first) >= self._peak:
+            oldest, oldest_key = oldest_first.popitem(last=False)
             others = self._idle[oldest_key]
             others.remove(oldest)
             if not others:
                 del self._idle[oldest_key]
+            if displaced is None:
+                displaced = []
             displaced.append(oldest)
         connection.idle_since = time.monotonic()
-        self._idle.setdefault(key, []).append(connection)
-        self._oldest_first[connection] = key
-        return True, displaced
+        stack = self._idle.get(key)
+        if stack is None:
+            self._idle[key] = [connection]
+        else:
+            stack.append(connection)
+        oldest_first[connection] = key
+        return True, displaced or ()
 
     def release(self) -> None:
         """The check of a :meth:`take` ended without giving a connection back."""

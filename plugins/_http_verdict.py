@@ -33,9 +33,13 @@ async def verdict(
     elapsed: float,
     ctx: anyprobe.CheckContext,
     masker: Masker,
+    *,
+    status_only: bool = False,
 ) -> anyprobe.Outcome:
     """The outcome of a check whose last hop got ``response`` after ``elapsed``
-    seconds: the first assertion that fails, else the certificate verdict."""
+    seconds: the first assertion that fails, else the certificate verdict.
+    ``status_only`` says the options assert nothing but the status (see
+    :func:`asserts_status_only`): nothing more to look at."""
     metrics: dict[str, Any] = {
         "http_status": response.status,
         "http_version": response.http_version,
@@ -65,7 +69,10 @@ async def verdict(
     if exchange.redirects:
         n = len(exchange.redirects)
         took += f" after {n} redirect{'s' if n != 1 else ''}"
-    failure = await _assertion_failure(response, options, masker)
+    if status_only:
+        failure = _status_failure(response.status, options)
+    else:
+        failure = await _assertion_failure(response, options, masker)
     if failure is not None:
         return anyprobe.Outcome.critical(
             f"HTTP {response.status}: {failure}", metrics=metrics, details=details
@@ -99,9 +106,9 @@ async def _assertion_failure(
     pattern with a large program), so that the event loop (other checks, the
     timeout, signals) keeps running.
     """
-    if not status_expected(response.status, options.expect_status):
-        wanted = ", ".join(str(s) for s in options.expect_status)
-        return f"expected status {wanted}"
+    failure = _status_failure(response.status, options)
+    if failure is not None:
+        return failure
     for name, pattern in options._header_patterns:
         value = response.header(name)
         if value is None:
@@ -116,6 +123,19 @@ async def _assertion_failure(
     # Decoding and parsing count a byte each (the unit of OFF_LOOP_BYTES).
     work = size * (2 if options._json_expressions else 1) + sum(p.work(size) for p in patterns)
     return await anyprobe.off_loop(body_failure, response.body, options, masker, work=work)
+
+
+def asserts_status_only(options: HttpOptions) -> bool:
+    """Whether the options assert nothing of a response but its status (no
+    header or body assertion): the same for every check with them."""
+    return not options._header_patterns and not options.needs_body
+
+
+def _status_failure(status: int, options: HttpOptions) -> str | None:
+    if status_expected(status, options.expect_status):
+        return None
+    wanted = ", ".join(str(s) for s in options.expect_status)
+    return f"expected status {wanted}"
 
 
 def body_failure(body: bytes, options: HttpOptions, masker: Masker) -> str | None:

@@ -27,19 +27,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import SplitResult, quote, urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import anyio
 from anyio.abc import ByteStream
 
 import anyprobe
-from anyprobe.masking import (
-    Masker,
-    is_credential_header,
-    mask_url_password,
-)
+from anyprobe.masking import Masker, is_credential_header, mask_url_password
 from anyprobe.net import check_destination, connect_tcp
 from anyprobe.tls import CERTIFICATE_MODULES, TlsInfo, start_tls
 
@@ -51,207 +46,36 @@ from ._http_client import (
     io_failure,
     new_http1_parser,
     open_tunnel,
-    proxy_auth,
 )
 from ._http_defaults import HTTP_DEFAULTS, auth_header, needs_h11
 from ._http_pool import ConnectionPool, PooledConnection, close_all, why_not_reusable
+from ._http_request import (
+    DEFAULT_PORTS,
+    PLANS,
+    REDIRECT_CODES,
+    Hop,
+    Plan,
+    Redirects,
+    add_host_header,
+    first_hop,
+    make_hop,
+    parser_of,
+    plan_for,
+    pool_key,
+    request_target,
+    split_url,
+    tunnel_authority,
+)
 from ._http_verdict import Exchange, verdict
 
 if TYPE_CHECKING:
     from ._http_options import HttpOptions
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
-REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
-#: Characters left as they are in a request target; anything else is percent-encoded.
-_PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"
-
-
-@dataclass(slots=True)
-class Hop:
-    """One request of a check (the first, or one after a redirect)."""
-
-    url: str  # as requested: may hold userinfo, never shown
-    parts: SplitResult
-    scheme: str
-    host: str
-    port: int
-    method: str
-    body: bytes | None
-    headers: list[tuple[str, str]]
-
-    @property
-    def display(self) -> str:
-        return mask_url_password(self.url)
-
-    @property
-    def origin(self) -> tuple[str, str, int]:
-        return self.scheme, self.host, self.port
-
-
-@dataclass(slots=True)
-class _Redirects:
-    """The state of one check's walk along redirects."""
-
-    first_origin: tuple[str, str, int]
-    method: str
-    body: bytes | None
-    content_type: str | None
-    seen: list[str]
-
-
-@dataclass(slots=True)
-class _Plan:
-    """What every check with one options object sends and hides, worked out
-    once per run (targets with the same options share the object)."""
-
-    options: HttpOptions
-    base_headers: list[tuple[str, str]]
-    #: The Authorization value the options give (None: maybe from the URL's userinfo).
-    auth: str | None
-    #: The options' secrets (see :func:`_request_secrets`).
-    secrets: Masker
-    body: bytes | None
-    content_type: str | None
-
-
-def _plan(options: HttpOptions) -> _Plan:
-    base_headers = _base_headers(options)
-    auth = auth_header(options, _NO_URL)
-    body, content_type = _request_body(options)
-    secrets = _request_secrets(options, base_headers, auth, Masker())
-    return _Plan(options, base_headers, auth, secrets, body, content_type)
-
-
-_NO_URL = urlsplit("")
-_PLANS = "anyprobe.plugins.http.plans"
-_PARSER = "anyprobe.plugins.http.parser"
-
-
-def _parser(ctx: anyprobe.CheckContext) -> str:
-    """The run's HTTP/1.1 parser (``ANYPROBE_HTTP_PARSER`` read once a run, not per check)."""
-    return ctx.shared(_PARSER, parser_name)
-
-
-def _request_secrets(
-    options: HttpOptions,
-    headers: Sequence[tuple[str, str]],
-    auth: str | None,
-    masker: Masker,
-) -> Masker:
-    """Add to ``masker`` every secret the options make a check send: the values
-    read from the environment, the credential and ``header_env`` headers, the
-    Authorization value, the proxy's password. (Core fills each check's
-    masker with the options' secret fields; the check adds its URL's password.)"""
-    for value in options.secret_values():
-        masker.add(value)
-    secret_headers = {name.lower() for name in options.header_env}
-    for name, value in headers:
-        masker.add_header(name, value)
-        if name.lower() in secret_headers:
-            masker.add(value)
-    if auth is not None:
-        masker.add_header("Authorization", auth)
-    if options.proxy:
-        masker.add_url(options.proxy)
-    return masker
-
-
-def _base_headers(options: HttpOptions) -> list[tuple[str, str]]:
-    headers = [
-        ("User-Agent", options.user_agent),
-        ("Accept", "*/*"),
-        ("Accept-Encoding", "identity"),
-    ]
-    if not (options.reuse_connections and options.proxy is None):
-        headers.append(("Connection", "close"))
-    given = {k.lower() for k in [*options.headers, *options.header_env]}
-    headers = [(k, v) for k, v in headers if k.lower() not in given]
-    headers.extend(options.headers.items())
-    for name, secret in options.header_env.items():
-        headers.append((name, secret.get_secret_value()))
-    return headers
-
-
-def _cross_origin_headers(
-    headers: Sequence[tuple[str, str]], options: HttpOptions
-) -> list[tuple[str, str]]:
-    """The headers a hop to another origin gets: no credential or header_env header."""
-    if options.keep_credentials_on_redirect:
-        return list(headers)
-    secret = {name.lower() for name in options.header_env}
-    return [
-        (name, value)
-        for name, value in headers
-        if not is_credential_header(name) and name.lower() not in secret
-    ]
-
-
-def _host_header(host: str, port: int, scheme: str) -> str:
-    text = f"[{host}]" if ":" in host else host
-    return text if DEFAULT_PORTS[scheme] == port else f"{text}:{port}"
-
-
-def _tunnel_authority(hop: Hop) -> str:
-    """``host:port`` of a CONNECT request to ``hop``'s server (IPv6 in brackets)."""
-    authority = _host_header(hop.host, hop.port, "http") if hop.port != 80 else f"{hop.host}:80"
-    if ":" not in authority.rpartition("]")[2]:
-        authority += f":{hop.port}"
-    return authority
-
-
-def _split(url: str) -> tuple[SplitResult, str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
-        raise anyprobe.CheckFailed(
-            f"cannot follow a redirect to {scheme}:// ({mask_url_password(url)})"
-        )
-    try:
-        port = parts.port or DEFAULT_PORTS[scheme]
-    except ValueError:
-        raise anyprobe.CheckFailed(f"bad URL {mask_url_password(url)}") from None
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise anyprobe.CheckFailed(f"no host in URL {mask_url_password(url)}")
-    return parts, scheme, host, port
-
-
-def _request_body(options: HttpOptions) -> tuple[bytes | None, str | None]:
-    """The request body and the Content-Type it calls for, from the options."""
-    if options.json_body is not None:
-        import json
-
-        return json.dumps(options.json_body, allow_nan=False).encode(), "application/json"
-    if options.body is not None:
-        return options.body.encode(), None
-    return None, None
-
-
-def _pool_key(
-    hop: Hop, options: HttpOptions, server_name: str, ctx: anyprobe.CheckContext
-) -> Hashable:
-    """What two checks share when one may take the other's idle connection
-    (a check pinned to one address of the host takes only a connection to it)."""
-    return (
-        hop.scheme,
-        hop.host,
-        hop.port,
-        ctx.pinned_address(hop.host),
-        server_name,
-        options.ip_family,
-        options.verify,
-        options.ca_file,
-        options.client_cert,
-        options.client_key,
-        options.http2,
-        options.proxy,
-    )
-
 
 def _follow(
     hop: Hop,
     response: Response,
-    walk: _Redirects,
+    walk: Redirects,
     options: HttpOptions,
     ctx: anyprobe.CheckContext,
     redactor: Masker,
@@ -259,13 +83,15 @@ def _follow(
 ) -> str | None:
     """The URL ``response`` redirects the check to, or None when the walk ends
     there; a refused destination, a loop or too many redirects fail the check."""
+    if response.status not in REDIRECT_CODES or not options.follow_redirects:
+        return None
     location = response.header("location")
-    if not (options.follow_redirects and response.status in REDIRECT_CODES and location):
+    if not location:
         return None
     next_url = urljoin(hop.url, location.strip())
     shown = redactor.text(mask_url_password(next_url))
     try:
-        check_destination(_split(next_url)[2])
+        check_destination(split_url(next_url)[2])
     except anyprobe.CheckFailed as refused:
         raise anyprobe.CheckFailed(
             f"redirect {response.status} to {shown} refused: {refused.summary}",
@@ -293,27 +119,30 @@ def _follow(
     return next_url
 
 
-def _request_target(hop: Hop, proxy: SplitResult | None) -> str:
-    """The request target: path and query, percent-encoded; the absolute form
-    for a plain-HTTP request through a proxy."""
-    target = quote(hop.parts.path or "/", safe=_PATH_SAFE)
-    if hop.parts.query:
-        target += "?" + quote(hop.parts.query, safe=_PATH_SAFE)
-    if proxy is not None and hop.scheme == "http":
-        target = f"http://{_host_header(hop.host, hop.port, 'http')}{target}"
-    return target
+#: Whether a response header is a credential, by name (they repeat in every response).
+_CREDENTIAL_HEADERS: dict[str, bool] = {}
+
+
+def _is_credential_header(name: str) -> bool:
+    """:func:`anyprobe.masking.is_credential_header`, remembered by name."""
+    secret = _CREDENTIAL_HEADERS.get(name)
+    if secret is None:
+        if len(_CREDENTIAL_HEADERS) >= 4096:
+            _CREDENTIAL_HEADERS.clear()  # a bound: a server inventing names
+        secret = _CREDENTIAL_HEADERS[name] = is_credential_header(name)
+    return secret
 
 
 def _give_back(
     pool: ConnectionPool, key: Hashable, connection: PooledConnection
-) -> tuple[bool, list[PooledConnection], str | None]:
+) -> tuple[bool, Sequence[PooledConnection], str | None]:
     """Give ``connection`` back to ``pool`` if its parser says it can carry another
     request: whether it was kept, the idle connections it displaced (to
     close), and why it was not kept."""
     protocol = connection.protocol
     why_not = why_not_reusable(protocol)
     if why_not is not None:
-        return False, [], why_not
+        return False, (), why_not
     protocol.start_next_cycle()
     kept, displaced = pool.give_back(key, connection)
     return kept, displaced, None if kept else "the run is over"
@@ -362,18 +191,24 @@ class HttpProbe(anyprobe.Probe["HttpOptions"]):
         self, target: anyprobe.Target, options: HttpOptions, ctx: anyprobe.CheckContext
     ) -> anyprobe.Outcome:
         started = time.perf_counter()
-        plans: dict[int, _Plan] = ctx.shared(_PLANS, dict)
+        plans: dict[int, Plan] = ctx.shared(PLANS, dict)
         plan = plans.get(id(options))
         if plan is None or plan.options is not options:
             if len(plans) >= 1024:
                 plans.clear()  # a bound: many distinct options, each used rarely
-            plan = plans[id(options)] = _plan(options)
+            plan = plans[id(options)] = plan_for(options)
         url = target.url
-        split = _split(url)
         # Core masks the outcome, trace and metrics with ctx.masker at the end.
         masker = ctx.masker
         if plan.secrets:
             masker.update(plan.secrets)
+        if plan.routes is not None:
+            first = first_hop(url, plan, ctx)
+            if first is not None:
+                return await self._check(
+                    url, None, options, ctx, masker, plan, None, started, first
+                )
+        split = split_url(url)
         auth = plan.auth
         if "@" in url:
             masker.add_url(url)
@@ -386,52 +221,40 @@ class HttpProbe(anyprobe.Probe["HttpOptions"]):
     async def _check(
         self,
         url: str,
-        split: tuple[SplitResult, str, str, int],
+        split: tuple[SplitResult, str, str, int] | None,
         options: HttpOptions,
         ctx: anyprobe.CheckContext,
         redactor: Masker,
-        plan: _Plan,
+        plan: Plan,
         auth: str | None,
         started: float,
+        first: Hop | None = None,
     ) -> anyprobe.Outcome:
-        _, scheme, host, port = split
-        walk = _Redirects((scheme, host, port), options.method, plan.body, plan.content_type, [])
+        """The check of ``url``: its first request is ``first`` when given
+        (a reused check's, see :func:`first_hop`), else made of ``split``."""
+        if first is not None:
+            scheme, host, port = first.scheme, first.host, first.port
+        else:
+            assert split is not None
+            _, scheme, host, port = split
+        walk = Redirects((scheme, host, port), options.method, plan.body, plan.content_type, [])
         walk.seen.append(mask_url_password(url))
         exchange = Exchange()
         while True:
-            hop = self._hop(url, split, walk, options, plan.base_headers, auth)
+            if first is not None:
+                hop, first = first, None
+            else:
+                assert split is not None
+                hop = make_hop(url, split, walk, options, plan.base_headers, auth)
             response = await self._request(hop, options, ctx, redactor, exchange)
             next_url = _follow(hop, response, walk, options, ctx, redactor, exchange)
             if next_url is None:
                 break
-            url, split = next_url, _split(next_url)
+            url, split = next_url, split_url(next_url)
         elapsed = time.perf_counter() - started
-        return await verdict(response, options, exchange, elapsed, ctx, redactor)
-
-    def _hop(
-        self,
-        url: str,
-        split: tuple[SplitResult, str, str, int],
-        walk: _Redirects,
-        options: HttpOptions,
-        base_headers: list[tuple[str, str]],
-        auth: str | None,
-    ) -> Hop:
-        """The request to ``url`` (``split`` by :func:`_split`): credentials only
-        for the first origin (unless ``keep_credentials_on_redirect``), the body
-        as the walk has it."""
-        parts, scheme, host, port = split
-        same_origin = (scheme, host, port) == walk.first_origin
-        headers = (
-            list(base_headers) if same_origin else _cross_origin_headers(base_headers, options)
+        return await verdict(
+            response, options, exchange, elapsed, ctx, redactor, status_only=plan.status_only
         )
-        if auth is not None and (same_origin or options.keep_credentials_on_redirect):
-            headers.append(("Authorization", auth))
-        if walk.body is not None:
-            headers.append(("Content-Length", str(len(walk.body))))
-            if walk.content_type and not any(k.lower() == "content-type" for k, _ in headers):
-                headers.append(("Content-Type", walk.content_type))
-        return Hop(url, parts, scheme, host, port, walk.method, walk.body, headers)
 
     async def _request(
         self,
@@ -441,15 +264,15 @@ class HttpProbe(anyprobe.Probe["HttpOptions"]):
         redactor: Masker,
         exchange: Exchange,
     ) -> Response:
-        server_name = options.server_name or hop.host
-        proxy = urlsplit(options.proxy) if options.proxy else None
-        target = _request_target(hop, proxy)
-        if proxy is not None and hop.scheme == "http":
-            credentials = proxy_auth(proxy)
-            if credentials:
-                hop.headers.append(("Proxy-Authorization", credentials))
-        if not any(k.lower() == "host" for k, _ in hop.headers):
-            hop.headers.insert(0, ("Host", _host_header(server_name, hop.port, hop.scheme)))
+        route = hop.route
+        if route is not None:
+            # A reused check's first request: all worked out but its target.
+            server_name, proxy, target = route.server_name, None, hop.target
+        else:
+            server_name = options.server_name or hop.host
+            proxy = urlsplit(options.proxy) if options.proxy else None
+            target = request_target(hop, proxy)
+            add_host_header(hop, server_name, proxy)
         if options.reuse_connections and proxy is None:
             response = await self._pooled_request(
                 hop, target, options, ctx, redactor, exchange, server_name
@@ -464,7 +287,8 @@ class HttpProbe(anyprobe.Probe["HttpOptions"]):
                     connection, hop, target, options, ctx, redactor, server_name
                 )
         for name, value in response.headers:
-            redactor.add_header(name, value)  # a Set-Cookie value is a secret from now on
+            if _is_credential_header(name):
+                redactor.add_header(name, value)  # a Set-Cookie value is a secret from now on
         if ctx.explain:
             ctx.trace(f"< HTTP/{response.http_version} {response.status} {response.reason}")
             for name, value in response.headers:
@@ -489,11 +313,16 @@ class HttpProbe(anyprobe.Probe["HttpOptions"]):
         a cancellation it is closed instead.
         """
         pool = ctx.shared(ConnectionPool.SHARED_KEY, ConnectionPool)
-        key = _pool_key(hop, options, server_name, ctx)
+        route = hop.route
+        if route is not None and ctx.pinned is None:
+            key = route.pool_key
+        else:
+            key = pool_key(hop, options, server_name, ctx)
         connection, expired = pool.take(key)
         kept = False
         try:
-            await close_all(expired)
+            if expired:
+                await close_all(expired)
             response: Response | None = None
             if connection is not None:
                 response = await self._send_reused(
@@ -506,14 +335,15 @@ class HttpProbe(anyprobe.Probe["HttpOptions"]):
                 ctx.metrics["connection_reused"] = False
                 connection = await self._connect(hop, options, ctx, exchange, server_name, None)
                 if connection.tls is None or connection.tls.alpn != "h2":
-                    connection.protocol = new_http1_parser(name=_parser(ctx))
+                    connection.protocol = new_http1_parser(name=parser_of(ctx))
                 connection.requests = 1
                 response = await self._send(
                     connection, hop, target, options, ctx, redactor, server_name
                 )
             assert response is not None
             kept, displaced, why_not = _give_back(pool, key, connection)
-            await close_all(displaced)
+            if displaced:
+                await close_all(displaced)
             if ctx.explain:
                 ctx.trace(
                     "connection kept open for the next check"
@@ -594,7 +424,7 @@ class HttpProbe(anyprobe.Probe["HttpOptions"]):
         try:
             transport: ByteStream = stream
             if proxy is not None and hop.scheme == "https":
-                await open_tunnel(stream, _tunnel_authority(hop), proxy, ctx)
+                await open_tunnel(stream, tunnel_authority(hop), proxy, ctx)
             tls: TlsInfo | None = None
             if hop.scheme == "https":
                 transport, tls = await self._handshake(
@@ -623,7 +453,10 @@ class HttpProbe(anyprobe.Probe["HttpOptions"]):
             ctx.trace(f"> {hop.method} {redactor.text(target)}")
             for name, value in hop.headers:
                 ctx.trace(f"> {name}: {redactor.header(name, value)}")
-        request = HttpRequest(hop.method, target, hop.headers, hop.body)
+        route = hop.route
+        request = HttpRequest(
+            hop.method, target, hop.headers, hop.body, None if route is None else route.head
+        )
         limit, keep = options.max_body_bytes, options.needs_body
         transport = connection.transport
         try:
@@ -638,7 +471,7 @@ class HttpProbe(anyprobe.Probe["HttpOptions"]):
                     ctx,
                     max_body_bytes=limit,
                     keep_body=keep,
-                    protocol=connection.protocol or new_http1_parser(name=_parser(ctx)),
+                    protocol=connection.protocol or new_http1_parser(name=parser_of(ctx)),
                     reused=reused,
                 )
         except (anyprobe.CheckFailed, StaleConnection):

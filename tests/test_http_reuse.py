@@ -460,3 +460,70 @@ def test_reuse_connections_is_an_option_of_the_http_probe(manager: PluginManager
     assert HttpOptions(reuse_connections=True).reuse_connections is True
     with pytest.raises(ValueError, match="reuse_connections"):
         HttpOptions(reuse_connections="sometimes")
+
+
+# -- a reused check sends what a fresh one sends -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"headers": {"X-Trace": "a b", "host": "example.test"}, "user_agent": "ua/1"},
+        {"method": "POST", "json_body": {"k": [1, 2]}, "username": "u", "password": "p"},
+        {"method": "HEAD", "bearer_token": "t0k3n", "server_name": "localhost"},
+    ],
+)
+async def test_a_reused_request_is_the_request_a_fresh_check_sends(
+    manager: PluginManager, options: dict[str, Any]
+) -> None:
+    """The first request of a reused check is worked out once per origin
+    (headers and their bytes) and only its target per URL: it must be the
+    request a check on a fresh connection sends, for every shape of URL."""
+
+    async def ok(request: Request, stream: ByteStream) -> bool:
+        await answer(stream, 200, b"" if request.method == "HEAD" else b"ok\n")
+        return True
+
+    tails = [
+        "",
+        "/",
+        "/a/b.txt",
+        "?",
+        "?q=1&r=%20x",
+        "/p;x=1/~u/(x)*,!$'+:@",
+        "/%7Euser/a%2Fb?x=y?z",
+        "/caf\u00e9?q=\u00e9",
+        "/frag#part",
+        "/x\\y",
+    ]
+    sent: dict[bool, list[tuple[str, str, tuple[tuple[str, str], ...], bytes]]] = {}
+    for reuse in (False, True):
+        wire = Wire()
+        async with serve_keep_alive(wire, routes=ok) as port:
+            urls = [f"http://127.0.0.1:{port}{tail}" for tail in tails]
+            urls += [f"http://u:pw@127.0.0.1:{port}/auth", f"HTTP://LocalHost:{port}/Upper?Case"]
+            results = await run(urls, manager, reuse_connections=reuse, **options)
+            await wire.all_closed()
+        assert [r.status for r in results] == [Status.OK] * len(urls), [r.summary for r in results]
+        if reuse:  # one connection to 127.0.0.1, one to localhost
+            assert wire.accepted == 2, " ".join(
+                f"{r.target}={r.metrics['connection_reused']}" for r in results
+            )
+            assert sum(r.metrics["connection_reused"] for r in results) == len(urls) - 2
+        by_target = sorted(wire.requests, key=lambda r: r.target)
+        sent[reuse] = [
+            (
+                r.method,
+                r.target,
+                tuple(
+                    (name, value.replace(str(port), "PORT"))
+                    for name, value in r.raw_headers
+                    if name.lower() != "connection"
+                ),
+                r.body,
+            )
+            for r in by_target
+        ]
+    assert len(sent[True]) == len(tails) + 2
+    assert sent[True] == sent[False]
