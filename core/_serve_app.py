@@ -16,6 +16,7 @@ import anyio
 
 from ._errors import ConfigError, UsageError
 from ._model import Result
+from ._serve_asgi import CONNECTION_LOST, ConnectionLost
 from ._serve_config import Module
 from ._serve_security import ListenerSecurity
 from ._serve_server import EXPOSITION_TYPE, SCRAPE_TIMEOUT_HEADER, ProbeServer, Rejected
@@ -168,7 +169,17 @@ async def answer_unless_disconnected(
     server: ProbeServer, scope: Mapping[str, Any], receive: Receive
 ) -> _Answer | None:
     """:func:`answer_probe`, cancelled when the client disconnects (None then),
-    as blackbox_exporter derives a probe's context from its request's."""
+    as blackbox_exporter derives a probe's context from its request's.
+
+    A server that tells when a connection is lost (uvicorn, through
+    :class:`~anyprobe._serve_asgi.ConnectionLost`) cancels the probe itself;
+    otherwise (hypercorn) a task waits for the ``http.disconnect`` message."""
+    lost: ConnectionLost | None = (scope.get("extensions") or _NONE).get(CONNECTION_LOST)
+    if lost is not None:
+        with lost.cancelling():
+            return await answer_probe(server, scope)
+        server.metrics.rejected.labels("disconnected").inc()
+        return None
     answer: _Answer | None = None
     async with anyio.create_task_group() as tg:
 
@@ -186,6 +197,7 @@ async def answer_unless_disconnected(
     return answer
 
 
+_NONE: Mapping[str, Any] = {}
 _SCRAPE_TIMEOUT_KEY = SCRAPE_TIMEOUT_HEADER.lower().encode()
 
 
