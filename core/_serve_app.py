@@ -173,7 +173,9 @@ async def answer_unless_disconnected(
 
     A server that tells when a connection is lost (uvicorn, through
     :class:`~anyprobe._serve_asgi.ConnectionLost`) cancels the probe itself;
-    otherwise (hypercorn) a task waits for the ``http.disconnect`` message."""
+    otherwise (hypercorn) a task waits for the ``http.disconnect`` message: the
+    server's :class:`~anyprobe._serve_disconnect.DisconnectWatcher` starts one
+    for a probe that runs long, or, when it does not run, the request its own."""
     lost: ConnectionLost | None = (scope.get("extensions") or _NONE).get(CONNECTION_LOST)
     if lost is not None:
         with lost.cancelling():
@@ -181,6 +183,13 @@ async def answer_unless_disconnected(
         server.metrics.rejected.labels("disconnected").inc()
         return None
     answer: _Answer | None = None
+    if server.disconnects.running:
+        with server.disconnects.watching(receive) as probe:
+            answer = await answer_probe(server, scope)
+        if probe.disconnected:
+            server.metrics.rejected.labels("disconnected").inc()
+            return None
+        return answer
     async with anyio.create_task_group() as tg:
 
         async def watch() -> None:

@@ -30,6 +30,7 @@ from ._probe import load_dependencies
 from ._reporter import ReportContext, Reporter
 from ._scheduler import HostLimits, Scheduler
 from ._serve_config import Module, ServeTables, builtin_modules
+from ._serve_disconnect import DisconnectWatcher
 from ._serve_push import PushMonitor
 from ._serve_security import AllowList, ListenerSecurity, valid_host_name
 from ._shard import Shard
@@ -234,6 +235,8 @@ class ProbeServer:
         if shard is not None:
             self.metrics.shard_info(shard)
         self.push = PushMonitor(self)
+        #: Watches slow /probe requests for their client's disconnect (run by serve()).
+        self.disconnects = DisconnectWatcher()
         #: The listener's users and public parts (set by the app), or None.
         self.access: ListenerSecurity | None = None
         from ._alerts import AlertEngine
