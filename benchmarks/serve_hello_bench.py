@@ -5,9 +5,13 @@
 Serves a fixed 6-byte answer from a bare ASGI app, on loopback, with each
 server ``anyprobe serve`` could run on: hypercorn (asyncio, uvloop, trio),
 uvicorn with httptools (asyncio, uvloop) and granian (its embedded server, on
-asyncio and uvloop) when installed; drives each with ``wrk -t1 -c16``, the
+asyncio and uvloop) when installed; hypercorn with every setting that could
+touch a request's path set ("hypercorn-tuned"), and "anyio-lean", a prototype
+of the least a keep-alive HTTP/1.1 server on anyio does (not part of anyprobe:
+what a built-in server could reach); drives each with ``wrk -t1 -c16``, the
 order rotating each round, and prints the median requests/s. Each server runs
-in a process of its own, started and stopped here by PID.
+in a process of its own, started and stopped here by PID. Besides requests/s,
+each server's CPU time per request, read from /proc.
 """
 
 from __future__ import annotations
@@ -53,6 +57,88 @@ else:
     runner = __import__("uvloop").run if loop == "uvloop" else asyncio.run
     runner(serve(app, config))
 """,
+    "hypercorn-tuned": """
+from hypercorn.config import Config
+config = Config()
+config.bind = [f"127.0.0.1:{port}"]
+config.accesslog = None
+config.errorlog = None
+config.include_server_header = False
+config.keep_alive_timeout = 75
+config.h11_max_incomplete_size = 16 * 1024
+config.alpn_protocols = ["http/1.1"]
+if loop == "trio":
+    import trio
+    from hypercorn.trio import serve
+    trio.run(serve, app, config)
+else:
+    import asyncio
+    from hypercorn.asyncio import serve
+    runner = __import__("uvloop").run if loop == "uvloop" else asyncio.run
+    runner(serve(app, config))
+""",
+    "anyio-lean": r"""
+# A prototype, not part of anyprobe: the least an HTTP/1.1 keep-alive server
+# on anyio does for an ASGI app (httptools' parser when installed, else a split
+# of the head), to see how far a built-in server could go on each loop.
+import anyio, email.utils, time
+try:
+    import httptools
+except ImportError:
+    httptools = None
+
+def parse_head(head):
+    line, *fields = head.split(b"\r\n")
+    method, target, _ = line.split(b" ", 2)
+    path, _, query = target.partition(b"?")
+    headers = [tuple(f.split(b":", 1)) for f in fields]
+    return method, path, query, [(n.strip().lower(), v.strip()) for n, v in headers]
+
+async def handle(stream):
+    buffer = b""
+    async with stream:
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            while end < 0:
+                try:
+                    data = await stream.receive(65536)
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    return
+                buffer += data
+                end = buffer.find(b"\r\n\r\n")
+            head, buffer = buffer[:end], buffer[end + 4:]
+            method, path, query, headers = parse_head(head)
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                     "method": method.decode(), "path": path.decode(), "raw_path": path,
+                     "query_string": query, "headers": headers, "scheme": "http"}
+            parts = []
+            async def receive():
+                return {"type": "http.request", "body": b"", "more_body": False}
+            async def send(message):
+                if message["type"] == "http.response.start":
+                    parts.append(b"HTTP/1.1 %d OK\r\n" % message["status"])
+                    parts.extend(b"%s: %s\r\n" % pair for pair in message["headers"])
+                    parts.append(b"date: " + date() + b"\r\n\r\n")
+                else:
+                    parts.append(message.get("body", b""))
+            await app(scope, receive, send)
+            await stream.send(b"".join(parts))
+
+_date = [0.0, b""]
+def date():
+    now = time.time()
+    if now - _date[0] >= 1:
+        _date[:] = [now, email.utils.formatdate(now, usegmt=True).encode()]
+    return _date[1]
+
+async def main():
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+    await listener.serve(handle)
+
+backend = "asyncio" if loop == "uvloop" else loop
+options = {"use_uvloop": True} if loop == "uvloop" else {}
+anyio.run(main, backend=backend, backend_options=options)
+""",
     "uvicorn": """
 import uvicorn
 uvicorn.run(app, host="127.0.0.1", port=port, loop=loop, http="httptools",
@@ -70,6 +156,8 @@ runner(server.serve())
 }
 LOOPS = {
     "hypercorn": ("asyncio", "uvloop", "trio"),
+    "hypercorn-tuned": ("asyncio", "trio"),
+    "anyio-lean": ("asyncio", "uvloop", "trio"),
     "uvicorn": ("asyncio", "uvloop"),
     "granian": ("asyncio", "uvloop"),
 }
@@ -88,6 +176,13 @@ def answers(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far, every thread included."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rate(port: int, duration: float) -> float:
@@ -111,7 +206,7 @@ def main() -> None:
     processes: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     try:
         for server, loops in LOOPS.items():
-            if importlib.util.find_spec(server) is None:
+            if importlib.util.find_spec(server.partition("-")[0]) is None:
                 continue
             for loop in loops:
                 needed = {"uvloop": "uvloop", "trio": "trio"}.get(loop)
@@ -129,11 +224,16 @@ def main() -> None:
                     raise SystemExit(f"{name} did not start within {START_LIMIT:g} s")
                 time.sleep(0.1)
         rates: dict[str, list[float]] = {name: [] for name in processes}
+        costs: dict[str, list[float]] = {name: [] for name in processes}
         names = list(processes)
         for round_number in range(args.rounds):
             shift = round_number % len(names)
             for name in names[shift:] + names[:shift]:
-                rates[name].append(rate(processes[name][1], args.duration))
+                process, port = processes[name]
+                before = cpu_seconds(process.pid)
+                rates[name].append(rate(port, args.duration))
+                used = cpu_seconds(process.pid) - before
+                costs[name].append(used / max(rates[name][-1] * args.duration, 1))
     finally:
         for process, _ in processes.values():
             process.send_signal(signal.SIGINT)
@@ -145,11 +245,13 @@ def main() -> None:
                 process.wait()
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"load average {load}; wrk -t1 -c16, {args.duration:g} s x {args.rounds} rounds")
-    print("| server (loop) | requests/s (median) | range |")
-    print("|---|---:|---:|")
+    print("| server (loop) | requests/s (median) | range | CPU µs/request |")
+    print("|---|---:|---:|---:|")
     for name, values in rates.items():
+        cost = statistics.median(costs[name]) * 1e6
         print(
-            f"| {name} | {statistics.median(values):,.0f} | {min(values):,.0f}-{max(values):,.0f} |"
+            f"| {name} | {statistics.median(values):,.0f} | "
+            f"{min(values):,.0f}-{max(values):,.0f} | {cost:,.0f} |"
         )
 
 

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 _PLAIN_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _PLAIN_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _SIMPLE_TYPES = {"gauge": "gauge", "unknown": "untyped", "untyped": "untyped"}
-#: Families whose header lines are kept; past it, they are made each time.
+#: Families whose header lines are kept (and labelled samples whose line up to
+#: the value is); past it, they are made each time.
 HEADER_LIMIT = 10_000
 
 
@@ -36,6 +37,8 @@ class TextExposition:
 
     def __init__(self) -> None:
         self._headers: dict[tuple[str, str, str], str] = {}
+        # A labelled sample's line up to its value, by its name and labels.
+        self._prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
 
     def __call__(self, registry: Collector) -> bytes:
         try:
@@ -58,6 +61,13 @@ class TextExposition:
                 self._headers[key] = header
         return header
 
+    @staticmethod
+    def _prefix(name: str, labels: dict[str, str]) -> str:
+        if not all(_PLAIN_LABEL.match(key) for key in labels):
+            raise _NotPlain
+        pairs = ",".join(f'{key}="{_label_value(value)}"' for key, value in sorted(labels.items()))
+        return f"{name}{{{pairs}}} "
+
     def _write(self, registry: Collector) -> str:
         from prometheus_client import utils
 
@@ -77,10 +87,11 @@ class TextExposition:
                 if not labels:
                     output.append(f"{name} {go_float(sample.value)}\n")
                     continue
-                if not all(_PLAIN_LABEL.match(key) for key in labels):
-                    raise _NotPlain
-                pairs = ",".join(
-                    f'{key}="{_label_value(value)}"' for key, value in sorted(labels.items())
-                )
-                output.append(f"{name}{{{pairs}}} {go_float(sample.value)}\n")
+                key = (name, tuple(labels.items()))
+                prefix = self._prefixes.get(key)
+                if prefix is None:
+                    prefix = self._prefix(name, labels)
+                    if len(self._prefixes) < HEADER_LIMIT:
+                        self._prefixes[key] = prefix
+                output.append(f"{prefix}{go_float(sample.value)}\n")
         return "".join(output)

@@ -22,6 +22,7 @@ import pluggy
 
 from . import hookspecs
 from ._errors import PluginError
+from ._hook_callers import CountingPluginManager, callers_alone
 from ._probe import Probe
 from ._reporter import Reporter
 
@@ -67,10 +68,16 @@ class PluginManager:
     """
 
     def __init__(self) -> None:
-        self.hook_manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self.hook_manager: pluggy.PluginManager = CountingPluginManager(ENTRY_POINT_GROUP)
         self._dispatcher = _Dispatcher()
         self._add_hookspecs(hookspecs)
         self._calling: str | None = None  # the plugin whose implementation runs now
+        # The callers :meth:`_call` and :meth:`_dispatch` make of each hook, kept
+        # while no plugin is registered, unregistered, blocked or marked broken
+        # (a caller made before would call a plugin removed since).
+        self._callers: dict[str, pluggy.HookCaller] = {}
+        self._each_callers: dict[str, list[tuple[str, pluggy.HookCaller]]] = {}
+        self._callers_made_at = -1
         self._dispatched = False
         self._calls_under_way = 0  # calls made by _call, nested ones included
         self._infos: dict[str, PluginInfo] = {}
@@ -218,20 +225,24 @@ class PluginManager:
         raised before the implementations ran, they are called without it.
         """
         hook: pluggy.HookCaller = getattr(self.hook_manager.hook, hook_name)
-        left_out = {
-            impl.plugin
-            for impl in hook.get_hookimpls()
-            if impl.plugin is not self._dispatcher and not _is_wrapper(impl)
-        }
-        left_out |= self._broken_plugins()
+        self._check_callers()
+        caller = self._callers.get(hook_name)
+        left_out: set[object] | None = None
         for _ in range(len(hook.get_hookimpls()) + 1):  # one more try per wrapper, at most
+            if caller is None:
+                if left_out is None:
+                    left_out = self._left_out(hook)
+                caller = self.hook_manager.subset_hook_caller(hook_name, left_out)
+                self._callers[hook_name] = caller
             self._dispatched = False
             self._calls_under_way += 1
             try:
-                return self.hook_manager.subset_hook_caller(hook_name, left_out)(**kwargs)
+                return caller(**kwargs)
             except pluggy.HookCallError:
                 raise  # called with the wrong arguments: a bug in anyprobe
             except Exception as exc:
+                if left_out is None:
+                    left_out = self._left_out(hook)
                 culprits = _wrappers_in_traceback(hook, exc, left_out)
                 if not culprits:
                     raise  # no plugin's code raised: a bug in anyprobe
@@ -239,6 +250,7 @@ class PluginManager:
                     message = f"{hook_name} raised {type(exc).__name__}: {exc}"
                     self._mark_broken(impl.plugin_name, message)
                     left_out.add(impl.plugin)
+                caller = None
                 if self._dispatched:
                     return None
             finally:
@@ -254,20 +266,15 @@ class PluginManager:
         self._dispatched = True
         hook: pluggy.HookCaller = getattr(self.hook_manager.hook, hook_name)
         firstresult = bool(hook.spec and hook.spec.opts.get("firstresult"))
-        everyone = self.hook_manager.get_plugins()
-        called: set[str] = set()
-        # pluggy calls the implementations from the end of this list: tryfirst
-        # ones first, trylast ones last, otherwise the last registered first.
-        for impl in reversed(hook.get_hookimpls()):
-            name = impl.plugin_name
-            if impl.plugin is self._dispatcher or _is_wrapper(impl) or name in called:
-                continue
-            called.add(name)
+        self._check_callers()
+        each = self._each_callers.get(hook_name)
+        if each is None:
+            each = self._each_callers[hook_name] = callers_alone(
+                self.hook_manager, hook, skip=lambda impl: impl.plugin is self._dispatcher
+            )
+        for name, alone in each:
             if self._infos.setdefault(name, PluginInfo(name=name)).broken:
                 continue
-            alone = self.hook_manager.subset_hook_caller(
-                hook_name, [plugin for plugin in everyone if plugin is not impl.plugin]
-            )
             self._calling = name
             try:
                 result = alone(**kwargs)
@@ -280,6 +287,28 @@ class PluginManager:
                 return result
         return None
 
+    def _left_out(self, hook: pluggy.HookCaller) -> set[object]:
+        """The plugins the call :meth:`_call` makes leaves out: every implementation
+        but the wrappers (:meth:`_dispatch` calls them), and the broken plugins."""
+        left_out = {
+            impl.plugin
+            for impl in hook.get_hookimpls()
+            if impl.plugin is not self._dispatcher and not _is_wrapper(impl)
+        }
+        return left_out | self._broken_plugins()
+
+    def _check_callers(self) -> None:
+        """Forget the hook callers made before a plugin was registered, unregistered
+        or blocked since (a plain pluggy manager in :attr:`hook_manager`: always)."""
+        changes = getattr(self.hook_manager, "changes", None)
+        if changes is None or changes != self._callers_made_at:
+            self._forget_callers()
+            self._callers_made_at = -1 if changes is None else changes
+
+    def _forget_callers(self) -> None:
+        self._callers.clear()
+        self._each_callers.clear()
+
     def _broken_plugins(self) -> set[object]:
         broken = (self.hook_manager.get_plugin(i.name) for i in self._infos.values() if i.broken)
         return {plugin for plugin in broken if plugin is not None}
@@ -287,6 +316,7 @@ class PluginManager:
     def _mark_broken(self, plugin_name: str, message: str) -> None:
         info = self._infos.setdefault(plugin_name, PluginInfo(name=plugin_name))
         info.error = info.error or message
+        self._forget_callers()  # the callers made before still call its wrappers
         log.debug("plugin %s: %s", plugin_name, message)
 
     # -- what plugins registered ----------------------------------------

@@ -165,7 +165,15 @@ async def serve(
             with watching:
                 await security.watch()
 
+        watching_disconnects = anyio.CancelScope()
+
+        async def watch_disconnects() -> None:
+            with watching_disconnects:
+                await server.disconnects.run()
+
         tg.start_soon(watch_web_config)
+        if chosen != "uvicorn":  # uvicorn tells when a connection is lost
+            tg.start_soon(watch_disconnects)
         try:
             await run_server(
                 app,
@@ -185,6 +193,7 @@ async def serve(
         finally:
             server.stop_checks()
             watching.cancel()
+            watching_disconnects.cancel()
     await server.aclose()
 
 

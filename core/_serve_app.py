@@ -16,6 +16,7 @@ import anyio
 
 from ._errors import ConfigError, UsageError
 from ._model import Result
+from ._serve_asgi import CONNECTION_LOST, ConnectionLost
 from ._serve_config import Module
 from ._serve_security import ListenerSecurity
 from ._serve_server import EXPOSITION_TYPE, SCRAPE_TIMEOUT_HEADER, ProbeServer, Rejected
@@ -168,8 +169,27 @@ async def answer_unless_disconnected(
     server: ProbeServer, scope: Mapping[str, Any], receive: Receive
 ) -> _Answer | None:
     """:func:`answer_probe`, cancelled when the client disconnects (None then),
-    as blackbox_exporter derives a probe's context from its request's."""
+    as blackbox_exporter derives a probe's context from its request's.
+
+    A server that tells when a connection is lost (uvicorn, through
+    :class:`~anyprobe._serve_asgi.ConnectionLost`) cancels the probe itself;
+    otherwise (hypercorn) a task waits for the ``http.disconnect`` message: the
+    server's :class:`~anyprobe._serve_disconnect.DisconnectWatcher` starts one
+    for a probe that runs long, or, when it does not run, the request its own."""
+    lost: ConnectionLost | None = (scope.get("extensions") or _NONE).get(CONNECTION_LOST)
+    if lost is not None:
+        with lost.cancelling():
+            return await answer_probe(server, scope)
+        server.metrics.rejected.labels("disconnected").inc()
+        return None
     answer: _Answer | None = None
+    if server.disconnects.running:
+        with server.disconnects.watching(receive) as probe:
+            answer = await answer_probe(server, scope)
+        if probe.disconnected:
+            server.metrics.rejected.labels("disconnected").inc()
+            return None
+        return answer
     async with anyio.create_task_group() as tg:
 
         async def watch() -> None:
@@ -186,6 +206,7 @@ async def answer_unless_disconnected(
     return answer
 
 
+_NONE: Mapping[str, Any] = {}
 _SCRAPE_TIMEOUT_KEY = SCRAPE_TIMEOUT_HEADER.lower().encode()
 
 

@@ -41,6 +41,39 @@ MAX_REQUEST_HEAD = 16 * 1024
 
 App = Callable[..., Awaitable[None]]
 
+#: The key, in a request's ``scope["extensions"]``, of the :class:`ConnectionLost`
+#: of its connection, when the server gives one (uvicorn here, not hypercorn).
+CONNECTION_LOST = "anyprobe.connection_lost"
+
+
+class ConnectionLost:
+    """Set by the server when a client's connection is lost: cancels the work
+    under :meth:`cancelling`, so that a probe ends with its client without a
+    task per request waiting for ``http.disconnect``."""
+
+    __slots__ = ("_scopes", "is_set")
+
+    def __init__(self) -> None:
+        self.is_set = False
+        self._scopes: set[anyio.CancelScope] = set()
+
+    def set(self) -> None:
+        self.is_set = True
+        for scope in tuple(self._scopes):
+            scope.cancel()
+
+    @contextlib.contextmanager
+    def cancelling(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope, cancelled when (or if already) the connection is lost."""
+        with anyio.CancelScope() as scope:
+            if self.is_set:
+                scope.cancel()
+            self._scopes.add(scope)
+            try:
+                yield scope
+            finally:
+                self._scopes.discard(scope)
+
 
 def uvicorn_available() -> bool:
     """Whether uvicorn and httptools (its C HTTP/1.1 parser) can be imported."""
@@ -128,7 +161,8 @@ def _quiet_uvicorn_logs() -> Iterator[None]:
 
 def _bounded_httptools_protocol() -> type[Any]:
     """uvicorn's httptools protocol, answering 431 to a request whose line and
-    headers pass :data:`MAX_REQUEST_HEAD` (httptools alone keeps them all in memory)."""
+    headers pass :data:`MAX_REQUEST_HEAD` (httptools alone keeps them all in memory),
+    and giving each request its connection's :class:`ConnectionLost`."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class Protocol(HttpToolsProtocol):
@@ -136,6 +170,7 @@ def _bounded_httptools_protocol() -> type[Any]:
         in_head = True
 
         def connection_made(self, transport: Any) -> None:
+            self.lost = ConnectionLost()
             super().connection_made(transport)
             # uvicorn writes a response's head and body apart: without
             # TCP_NODELAY, the body waits for the client's delayed ACK (40 ms).
@@ -157,7 +192,13 @@ def _bounded_httptools_protocol() -> type[Any]:
         def on_headers_complete(self) -> None:
             self.in_head = False
             self.head_bytes = 0
+            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+            extensions[CONNECTION_LOST] = self.lost
             super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.lost.set()
+            super().connection_lost(exc)
 
         def on_message_complete(self) -> None:
             super().on_message_complete()

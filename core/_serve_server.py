@@ -30,6 +30,7 @@ from ._probe import load_dependencies
 from ._reporter import ReportContext, Reporter
 from ._scheduler import HostLimits, Scheduler
 from ._serve_config import Module, ServeTables, builtin_modules
+from ._serve_disconnect import DisconnectWatcher
 from ._serve_push import PushMonitor
 from ._serve_security import AllowList, ListenerSecurity, valid_host_name
 from ._shard import Shard
@@ -58,6 +59,8 @@ START_RATE = 1000.0
 DEFAULT_GRACE = 10.0
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: /probe targets kept parsed (:meth:`ProbeServer.prepare`); past it, the lot is dropped.
+TARGETS_KEPT = 4096
 
 
 def probe_timeout(module_timeout: float | None, scrape_header: str | None, offset: float) -> float:
@@ -232,6 +235,8 @@ class ProbeServer:
         if shard is not None:
             self.metrics.shard_info(shard)
         self.push = PushMonitor(self)
+        #: Watches slow /probe requests for their client's disconnect (run by serve()).
+        self.disconnects = DisconnectWatcher()
         #: The listener's users and public parts (set by the app), or None.
         self.access: ListenerSecurity | None = None
         from ._alerts import AlertEngine
@@ -263,6 +268,8 @@ class ProbeServer:
         #: The allow-list in force: the config's and ``--allow-target``'s together.
         self.policy = self.allow + self.extra_allow
         self.factories = {name: TargetFactory(self.manager) for name in tables.modules}
+        #: /probe's targets already built, by module, URL and timeout (see :meth:`prepare`).
+        self._targets: dict[tuple[str, str, float], Target] = {}
         names = {target.name for target in config.all_targets}
         self.latest = {k: v for k, v in self.latest.items() if k in names}
         self.metrics.reload_ok.set(1)
@@ -318,13 +325,21 @@ class ProbeServer:
                 "bad_request",
             ) from None
         url = text if "://" in text else f"{module.scheme}://{text}"
-        try:
-            target = self.factories[module.name].build(
-                url, options=module.raw_options, timeout=timeout
-            )
-        except (TargetError, OptionsError) as exc:
-            message = escape_controls(exc.message)
-            raise Rejected(400, f"Bad target: {message}", "bad_request") from None
+        # A scraper asks for the same targets again and again: each is parsed
+        # and validated once per config (the allow-list is still asked below).
+        key = (module.name, url, timeout)
+        target = self._targets.get(key)
+        if target is None:
+            try:
+                target = self.factories[module.name].build(
+                    url, options=module.raw_options, timeout=timeout
+                )
+            except (TargetError, OptionsError) as exc:
+                message = escape_controls(exc.message)
+                raise Rejected(400, f"Bad target: {message}", "bad_request") from None
+            if len(self._targets) >= TARGETS_KEPT:
+                self._targets.clear()
+            self._targets[key] = target
         if target.probe != module.probe:
             raise Rejected(
                 400,

@@ -395,6 +395,22 @@ async def test_reload_with_a_broken_config_keeps_the_old_one(
     assert samples(metrics.text)["anyprobe_config_last_reload_successful"] == 1
 
 
+async def test_a_reload_applies_to_a_target_probed_before(
+    manager: PluginManager, web_target: WebTarget, tmp_path: Path
+) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text('[module.mine]\nprobe = "http"\nexpect_status = [200]\n')
+    async with running(manager, config) as url, httpx.AsyncClient(timeout=REQUEST_LIMIT) as client:
+        params = {"target": web_target.url, "module": "mine"}
+        for _ in range(2):  # the second time, the target is the one kept from the first
+            answer = await client.get(f"{url}/probe", params=params)
+            assert samples(answer.text)["probe_success"] == 1
+        config.write_text('[module.mine]\nprobe = "http"\nexpect_status = [204]\n')
+        assert (await client.post(f"{url}/-/reload")).status_code == 200
+        after = await client.get(f"{url}/probe", params=params)
+    assert samples(after.text)["probe_success"] == 0
+
+
 # -- safety --------------------------------------------------------------------------
 
 
