@@ -1,4 +1,4 @@
-"""How the DNS probe asks: over UDP through dnspython's async API; over TCP,
+"""How the DNS probe asks: over UDP on a connected datagram socket; over TCP,
 TLS (RFC 7858) and HTTPS (RFC 8484, HTTP/1.1 POST) on a connection
 ``ctx.connect()`` opens.
 
@@ -6,7 +6,7 @@ dnspython only builds and reads the messages over TCP, TLS and HTTPS: the
 connection's phases, address policy and error summaries are the toolkit's,
 the certificate checks those of :mod:`anyprobe.tls`, and DNS over HTTPS goes
 through the HTTP probe's HTTP/1.1 client. (A truncated UDP answer is asked
-again over TCP by dnspython, as part of the UDP exchange.)
+again over TCP by dnspython's async API, as part of the UDP exchange.)
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import anyio
 
 import anyprobe
 from anyprobe.net import fail_from_os_error
+from anyprobe.plugins.udp import DatagramSocket
 from anyprobe.tls import (
     TlsInfo,
     client_certificate_expiry_days,
@@ -128,7 +129,7 @@ async def _query_one(
 ) -> tuple[dns.message.Message, str] | _Failure:
     """Ask one server; the response and transport, or why there is none.
     Over TCP the connection is ``ctx.connect()``'s (phases ``resolve``,
-    ``connect``, ``query``); over UDP dnspython's exchange is phase ``query``."""
+    ``connect``, ``query``); over UDP the exchange is phase ``query``."""
     import dns.asyncquery
     import dns.exception
     import dns.message
@@ -143,21 +144,22 @@ async def _query_one(
         return response, "tcp"
     if ctx.explain:
         ctx.trace(f"asking {where} over udp: {query.question[0].to_text()}")
+    transport = "udp"
     try:
         with ctx.phase("query"):
-            response, used_tcp = await dns.asyncquery.udp_with_fallback(
-                query, server, port=port, backend=backend
-            )
-        transport = "tcp" if used_tcp else "udp"
-        if used_tcp:
-            ctx.trace("UDP answer truncated: asked again over TCP")
+            answer = await _exchange_udp(query, server, port)
+            if answer is None:  # truncated: the whole answer over TCP
+                ctx.trace("UDP answer truncated: asked again over TCP")
+                transport = "tcp"
+                answer = await dns.asyncquery.tcp(query, server, port=port, backend=backend)
+            response = answer
     except OSError as exc:
-        failed = fail_from_os_error(exc, f"query to {where} over {options.transport}")
+        failed = fail_from_os_error(exc, f"query to {where} over {transport}")
+        return _Failure(failed.summary, failed.error)
+    except anyprobe.CheckFailed as failed:  # the socket could not be connected
         return _Failure(failed.summary, failed.error)
     except EOFError as exc:  # dnspython's TCP read of a connection closed mid-answer
         return _Failure(f"{where} closed the connection before a complete answer over tcp", exc)
-    except dns.message.Truncated:
-        return _Failure(f"truncated answer from {where}")
     except (dns.exception.FormError, dns.query.BadResponse) as exc:
         return _Failure(f"malformed response from {where}: {exc}", exc)
     except dns.exception.DNSException as exc:
@@ -168,6 +170,35 @@ async def _query_one(
             f" {len(response.answer)} answer RRsets"
         )
     return response, transport
+
+
+async def _exchange_udp(
+    query: dns.message.Message, server: str, port: int
+) -> dns.message.Message | None:
+    """One query over UDP on a connected socket; the response, or None when
+    it is truncated (then the caller asks over TCP, as dnspython's
+    ``udp_with_fallback`` does). An ICMP port unreachable is
+    ConnectionRefusedError on both backends, as dig reports "connection
+    refused" (dnspython's asyncio socket can miss it and wait out the
+    timeout); a datagram that is not DNS, or not the response to this query,
+    is ``dns.exception.FormError`` or ``dns.query.BadResponse``."""
+    import dns.message
+    import dns.query
+
+    with DatagramSocket.connect(server, port) as udp:
+        await udp.send(query.to_wire())
+        wire = await udp.receive_soon()
+        if wire is None:
+            wire = await udp.receive()
+    try:
+        response = dns.message.from_wire(
+            wire, keyring=query.keyring, request_mac=query.request_mac, raise_on_truncation=True
+        )
+    except dns.message.Truncated:
+        return None
+    if not query.is_response(response):
+        raise dns.query.BadResponse
+    return response
 
 
 # -- DNS over TCP, TLS and HTTPS ------------------------------------------------

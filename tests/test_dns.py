@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 import anyprobe
 from anyprobe import PluginManager, Result, Status
 from tests.servers.dns import DnsServer
+from tests.servers.udp import UdpEchoServer
 
 pytestmark = pytest.mark.anyio
 
@@ -285,6 +287,31 @@ async def test_udp_port_that_never_answers_times_out(
     assert result.summary == "timed out after 0.3 s during query"
     assert result.metrics["server"] == f"127.0.0.1:{silent_udp_port}"
     assert result.error is not None and result.error.phase == "query"
+
+
+async def test_closed_udp_port_is_refused_without_waiting_for_the_timeout(
+    anyio_backend: str, manager: PluginManager, closed_udp_port: int
+) -> None:
+    # The ICMP port unreachable ends the check, as dig's "connection refused":
+    # with a 30 s timeout, a check that missed it would be cut short by the
+    # test's own limit instead.
+    with anyio.fail_after(10):
+        result = await check_one(
+            manager, f"dns://127.0.0.1:{closed_udp_port}/example.test", seconds=30
+        )
+    assert result.status is Status.CRITICAL
+    assert result.summary == f"query to 127.0.0.1:{closed_udp_port} over udp: connection refused"
+    assert result.error is not None and result.error.phase == "query"
+
+
+async def test_a_datagram_that_is_not_the_response_is_malformed(
+    anyio_backend: str, manager: PluginManager, udp_echo_server: UdpEchoServer
+) -> None:
+    # The echo sends the query itself back: DNS, but not a response to it.
+    result = await check_one(manager, f"dns://127.0.0.1:{udp_echo_server.port}/example.test")
+    assert result.status is Status.CRITICAL
+    assert result.summary.startswith(f"malformed response from 127.0.0.1:{udp_echo_server.port}: ")
+    assert len(udp_echo_server.received) == 1
 
 
 async def test_refused_tcp_port_is_critical(
