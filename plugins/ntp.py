@@ -35,7 +35,7 @@ from anyprobe.net import IpFamily
 from anyprobe.plugins.udp import (
     DatagramSocket,
     datagram_error,
-    no_reply_summary,
+    no_reply,
     reply_deadline,
     send_datagram,
     where,
@@ -224,12 +224,7 @@ async def _wait_for_reply(
                         f"the last one: {ignored[-1]}"
                     )
             if reply is None:
-                waited = reply_timeout if own_timeout and reply_timeout else ctx.timeout
-                message = no_reply_summary("NTP reply", at, waited)
-                if ignored:
-                    message += f"; ignored {len(ignored)} datagrams, the last one: {ignored[-1]}"
-                error = None if own_timeout else TimeoutError(message)
-                raise anyprobe.CheckFailed(message, error=error)
+                raise no_reply("NTP reply", at, reply_timeout, own_timeout, ctx, ignored)
     except OSError as exc:
         raise datagram_error(exc, at) from None
     finally:

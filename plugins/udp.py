@@ -184,12 +184,26 @@ async def send_datagram(
     ctx.current_phase = outer
 
 
-def no_reply_summary(what: str, at: str, waited: float) -> str:
-    """Critical summary for a datagram that got no answer in ``waited`` seconds."""
-    return (
+def no_reply(
+    what: str,
+    at: str,
+    reply_timeout: float | None,
+    own_timeout: bool,
+    ctx: anyprobe.CheckContext,
+    ignored: list[str] | None = None,
+) -> anyprobe.CheckFailed:
+    """The failure of a datagram that got no answer in time: ``reply_timeout``
+    when the wait was its doing (``own_timeout``), else the check's timeout
+    (then its error is a TimeoutError); ``ignored`` names the datagrams that
+    came but were not the answer."""
+    waited = reply_timeout if own_timeout and reply_timeout else ctx.timeout
+    message = (
         f"no {what} from {at} within {waited:g} s (over UDP a lost datagram and a "
         "closed port behind a firewall that drops ICMP look the same)"
     )
+    if ignored:
+        message += f"; ignored {len(ignored)} datagrams, the last one: {ignored[-1]}"
+    return anyprobe.CheckFailed(message, error=None if own_timeout else TimeoutError(message))
 
 
 def datagram_error(exc: OSError, at: str) -> anyprobe.CheckFailed:
@@ -330,10 +344,7 @@ async def _wait_for_reply(
             with anyio.CancelScope(deadline=deadline):
                 reply = await udp.receive()
             if reply is None:
-                waited = reply_timeout if own_timeout and reply_timeout else ctx.timeout
-                message = no_reply_summary("reply", at, waited)
-                error = None if own_timeout else TimeoutError(message)
-                raise anyprobe.CheckFailed(message, error=error)
+                raise no_reply("reply", at, reply_timeout, own_timeout, ctx)
     except OSError as exc:
         raise datagram_error(exc, at) from None
     finally:
