@@ -125,6 +125,12 @@ def new_parser(max_head_bytes: int, name: str | None = None) -> H11Parser | Llht
     return H11Parser(max_head_bytes)
 
 
+#: The last headers tuple :func:`_closes` read, and its answer: a run's checks
+#: to one origin send the same (immutable) headers, their route's (kept here,
+#: so that no other tuple can take its identity).
+_LAST_CLOSES: list[tuple[Any, bool]] = [((), False)]
+
+
 def _closes(headers: Any) -> bool:
     """Whether ``Connection: close`` is among ``headers`` (as h11 reads it)."""
     for name, value in headers:
@@ -355,8 +361,6 @@ class LlhttpParser:
         self.max_head_bytes = max_head_bytes
         self.request: HttpRequest | None = None
         self.request_closes = False
-        self._closes_of: tuple[tuple[str, str], ...] | None = None
-        self._closes = False
         self.limit = 0
         self.keep = True
         self._reset()
@@ -385,14 +389,13 @@ class LlhttpParser:
         self._reset()
         self.request = request
         headers = request.headers
-        if headers is not self._closes_of:
-            closes = _closes(headers)
-            if isinstance(headers, tuple):
-                # A kept connection often sends the same (immutable) headers again.
-                self._closes_of, self._closes = headers, closes
-            self.request_closes = closes
+        last = _LAST_CLOSES[0]
+        if headers is last[0]:
+            self.request_closes = last[1]
         else:
-            self.request_closes = self._closes
+            closes = self.request_closes = _closes(headers)
+            if isinstance(headers, tuple):
+                _LAST_CLOSES[0] = (headers, closes)
         self.limit, self.keep = limit, keep
         self.parser = _httptools().HttpResponseParser(self)
         return data

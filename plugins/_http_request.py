@@ -1,7 +1,8 @@
 """What the HTTP probe sends: each check's requests (hops), the headers and
 secrets an options object calls for (a :class:`Plan`, worked out once per
-run), and for ``reuse_connections`` the :class:`Route` that the first
-request of every check to one origin shares, down to its header bytes.
+run), and the :class:`Route` that the first request of every check to one
+origin shares, down to its header bytes (checks not through a proxy, on a
+fresh connection or a reused one).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class Hop:
     method: str
     body: bytes | None
     headers: list[tuple[str, str]] | tuple[tuple[str, str], ...]
-    #: What the first hop of a reused check shares with the run's other
-    #: checks to its origin (see :class:`Route`), and its request target.
+    #: What the first hop of a check shares with the run's other checks to
+    #: its origin (see :class:`Route`), and its request target.
     route: Route | None = None
     target: str = ""
 
@@ -57,10 +58,10 @@ class Hop:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """The first request of every reused check to one origin with one
-    options object (its URL split as :func:`split_url` does, its headers, Host
-    included, and their bytes), worked out once per run: such a check only
-    adds its method line."""
+    """The first request of every check to one origin with one options object
+    and no proxy (its URL split as :func:`split_url` does, its headers, Host
+    included, and their bytes), worked out once per run: such a check, on a
+    fresh connection or a reused one, only adds its request line."""
 
     scheme: str
     host: str
@@ -69,7 +70,7 @@ class Route:
     headers: tuple[tuple[str, str], ...]
     #: The header block as the httptools writer sends it (None: written per request).
     head: bytes | None
-    #: The pool key of a check not pinned to an address (see :func:`pool_key`).
+    #: The pool key of a reused check not pinned to an address (see :func:`pool_key`).
     pool_key: Hashable
 
 
@@ -109,8 +110,8 @@ class Plan:
     secrets: Masker
     body: bytes | None
     content_type: str | None
-    #: The routes of reused checks, by scheme and authority as the URL writes
-    #: them; None when the options reuse no connection.
+    #: The routes of the checks' first requests, by scheme and authority as
+    #: the URL writes them; None when the options name a proxy.
     routes: dict[str, Route | None] | None
     #: The options assert nothing but the status (see :func:`asserts_status_only`).
     status_only: bool
@@ -123,7 +124,7 @@ def plan_for(options: HttpOptions) -> Plan:
     body, content_type = request_body(options)
     secrets = request_secrets(options, base_headers, auth, Masker())
     routes: dict[str, Route | None] | None = None
-    if options.reuse_connections and options.proxy is None:
+    if options.proxy is None:
         routes = {}
     status_only = asserts_status_only(options)
     return Plan(options, base_headers, auth, secrets, body, content_type, routes, status_only)
@@ -314,7 +315,7 @@ def add_host_header(
 
 
 def route_for(plan: Plan, origin: str, parser: str) -> Route | None:
-    """The first request of a reused check to ``origin`` (``scheme://authority``,
+    """The first request of a check to ``origin`` (``scheme://authority``,
     as a URL writes it), or None when the URL is best split on its own
     (:func:`split_url` refuses it: each check then fails with its words)."""
     try:
@@ -333,7 +334,7 @@ def route_for(plan: Plan, origin: str, parser: str) -> Route | None:
 
 
 def first_hop(url: str, plan: Plan, ctx: anyprobe.CheckContext) -> Hop | None:
-    """The first request of a reused check to ``url`` through its origin's
+    """The first request of a check to ``url`` through its origin's
     :class:`Route`, or None (then the URL is split on its own)."""
     simple = _SIMPLE_URL.fullmatch(url)
     if simple is None:

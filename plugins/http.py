@@ -231,7 +231,7 @@ class HttpProbe(anyprobe.Probe["HttpOptions"]):
         first: Hop | None = None,
     ) -> anyprobe.Outcome:
         """The check of ``url``: its first request is ``first`` when given
-        (a reused check's, see :func:`first_hop`), else made of ``split``."""
+        (through its origin's route, see :func:`first_hop`), else made of ``split``."""
         if first is not None:
             scheme, host, port = first.scheme, first.host, first.port
         else:
@@ -266,7 +266,7 @@ class HttpProbe(anyprobe.Probe["HttpOptions"]):
     ) -> Response:
         route = hop.route
         if route is not None:
-            # A reused check's first request: all worked out but its target.
+            # A first request through its origin's route: all worked out but its target.
             server_name, proxy, target = route.server_name, None, hop.target
         else:
             server_name = options.server_name or hop.host

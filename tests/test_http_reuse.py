@@ -465,6 +465,7 @@ def test_reuse_connections_is_an_option_of_the_http_probe(manager: PluginManager
 # -- a reused check sends what a fresh one sends -----------------------------------------
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
 @pytest.mark.parametrize(
     "options",
     [
@@ -474,12 +475,20 @@ def test_reuse_connections_is_an_option_of_the_http_probe(manager: PluginManager
         {"method": "HEAD", "bearer_token": "t0k3n", "server_name": "localhost"},
     ],
 )
-async def test_a_reused_request_is_the_request_a_fresh_check_sends(
-    manager: PluginManager, options: dict[str, Any]
+async def test_a_routed_request_is_the_request_a_url_split_on_its_own_sends(
+    manager: PluginManager,
+    options: dict[str, Any],
+    scheme: str,
+    http_ca: trustme.CA,
+    http_ca_file: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The first request of a reused check is worked out once per origin
-    (headers and their bytes) and only its target per URL: it must be the
-    request a check on a fresh connection sends, for every shape of URL."""
+    """The first request of a check is worked out once per origin (headers
+    and their bytes, a :class:`Route`) and only its target per URL, on a
+    fresh connection and on a reused one: it must be the request the check
+    sends when its URL is split on its own, for every shape of URL (the ones
+    a route does not take included)."""
+    import anyprobe.plugins.http as http_probe
 
     async def ok(request: Request, stream: ByteStream) -> bool:
         await answer(stream, 200, b"" if request.method == "HEAD" else b"ok\n")
@@ -497,33 +506,59 @@ async def test_a_reused_request_is_the_request_a_fresh_check_sends(
         "/frag#part",
         "/x\\y",
     ]
-    sent: dict[bool, list[tuple[str, str, tuple[tuple[str, str], ...], bytes]]] = {}
-    for reuse in (False, True):
+    routed = 0
+    first_hop = http_probe.first_hop
+
+    def counted(*args: Any) -> Any:
+        nonlocal routed
+        hop = first_hop(*args)
+        routed += hop is not None
+        return hop
+
+    context = server_context(http_ca, "localhost", "127.0.0.1") if scheme == "https" else None
+    tls = {"ca_file": http_ca_file} if scheme == "https" else {}
+    sent: dict[str, list[tuple[str, str, tuple[tuple[str, str], ...], bytes]]] = {}
+    for mode in ("split", "fresh", "reuse"):
+        reuse = mode == "reuse"
+        routed = 0
+        monkeypatch.setattr(
+            http_probe, "first_hop", counted if mode != "split" else lambda *args: None
+        )
         wire = Wire()
-        async with serve_keep_alive(wire, routes=ok) as port:
-            urls = [f"http://127.0.0.1:{port}{tail}" for tail in tails]
-            urls += [f"http://u:pw@127.0.0.1:{port}/auth", f"HTTP://LocalHost:{port}/Upper?Case"]
-            results = await run(urls, manager, reuse_connections=reuse, **options)
+        async with serve_keep_alive(wire, routes=ok, ssl_context=context) as port:
+            urls = [f"{scheme}://127.0.0.1:{port}{tail}" for tail in tails]
+            urls += [
+                f"{scheme}://u:pw@127.0.0.1:{port}/auth",
+                f"{scheme.upper()}://LocalHost:{port}/Upper?Case",
+            ]
+            results = await run(urls, manager, reuse_connections=reuse, **tls, **options)
             await wire.all_closed()
         assert [r.status for r in results] == [Status.OK] * len(urls), [r.summary for r in results]
+        # All but the URLs with an @ in the path, a non-ASCII path, a
+        # fragment, a backslash, userinfo.
+        assert routed == (0 if mode == "split" else 7)
         if reuse:  # one connection to 127.0.0.1, one to localhost
             assert wire.accepted == 2, " ".join(
                 f"{r.target}={r.metrics['connection_reused']}" for r in results
             )
             assert sum(r.metrics["connection_reused"] for r in results) == len(urls) - 2
+        else:
+            assert wire.accepted == len(urls)
         by_target = sorted(wire.requests, key=lambda r: r.target)
-        sent[reuse] = [
+        sent[mode] = [
             (
                 r.method,
                 r.target,
-                tuple(
-                    (name, value.replace(str(port), "PORT"))
-                    for name, value in r.raw_headers
-                    if name.lower() != "connection"
-                ),
+                tuple((name, value.replace(str(port), "PORT")) for name, value in r.raw_headers),
                 r.body,
             )
             for r in by_target
         ]
-    assert len(sent[True]) == len(tails) + 2
-    assert sent[True] == sent[False]
+    assert len(sent["split"]) == len(tails) + 2
+    assert sent["fresh"] == sent["split"]
+    # A reused check sends no Connection: close; all else is the same.
+    assert sent["reuse"] == [
+        (method, target, tuple(h for h in headers if h[0].lower() != "connection"), body)
+        for method, target, headers, body in sent["split"]
+    ]
+    assert all(("Connection", "close") in headers for _, _, headers, _ in sent["split"])

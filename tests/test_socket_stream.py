@@ -200,3 +200,30 @@ async def test_send_eof_ends_the_peers_stream(anyio_backend: str) -> None:
             await stream.send_eof()
             assert await stream.receive() == b"bye"
     assert got == [b"all of it"]
+
+
+@pytest.mark.parametrize("one_call", [True, False], ids=["socket-flags", "setblocking"])
+async def test_a_connected_socket_is_non_blocking_and_not_inherited(
+    anyio_backend: str, one_call: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made non-blocking by the ``socket()`` call where the system has
+    SOCK_NONBLOCK (Linux), by ``setblocking(False)`` elsewhere: either way a
+    non-blocking, close-on-exec, no-delay TCP socket."""
+    import anyprobe.net
+
+    if one_call and not getattr(socket, "SOCK_NONBLOCK", 0):
+        pytest.skip("no SOCK_NONBLOCK on this system")
+    if not one_call:
+        monkeypatch.setattr(anyprobe.net, "_SOCK_NONBLOCK", 0)
+        monkeypatch.setattr(anyprobe.net, "_NONBLOCKING_STREAM", socket.SOCK_STREAM)
+    async with serving(echo) as port:
+        sock = await anyprobe.net.connect_socket("127.0.0.1", port)
+        with sock:
+            assert sock.getblocking() is False
+            assert sock.gettimeout() == 0.0
+            assert sock.get_inheritable() is False
+            assert sock.type == socket.SOCK_STREAM
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            stream = RawSocketStream(sock)
+            await stream.send(b"ping")
+            assert await stream.receive() == b"ping"
