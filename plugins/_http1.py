@@ -37,6 +37,19 @@ PARSER_ENV = "ANYPROBE_HTTP_PARSER"
 _KEPT_FOR_ERRORS = 256 * 1024
 
 
+def h11_message(exc: Exception) -> str:
+    """h11's message for ``exc``, the bytes it quotes shown as ``b'...'``.
+
+    h11 quotes the line it refused with ``repr()`` of a bytearray; a summary
+    reads better without the type's name.
+    """
+    text = str(exc)
+    start = text.find("bytearray(b")
+    if start >= 0 and text.endswith(")"):
+        text = text[:start] + text[start + len("bytearray(") : -1]
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     """What goes out: ``target`` is the request target (``/path?query``, or
@@ -182,7 +195,7 @@ class H11Parser:
             elif self.closed:
                 summary = "the server closed the connection without a response"
             else:
-                summary = f"invalid HTTP response: {exc}"
+                summary = f"invalid HTTP response: {h11_message(exc)}"
             raise anyprobe.CheckFailed(summary, error=exc) from None
 
     def head(self) -> Response | None:
@@ -523,7 +536,7 @@ class LlhttpParser:
                 ):
                     return None
         except h11.ProtocolError as exc:
-            return str(exc)
+            return h11_message(exc)
         return None
 
     def _fail(self, summary: str, reason: str = "") -> NoReturn:

@@ -103,7 +103,7 @@ async def exchange_http1(
     if head_phase is not None:
         ctx.current_phase = head_phase
     started = perf_counter()
-    # _send() and _receive(), inlined here: a coroutine less per read.
+    # The head's send and reads, inlined here: a coroutine less per read.
     stale_if_closed = reused
     try:
         try:
@@ -150,15 +150,6 @@ exchange_h11 = exchange_http1
 def _add_phase(ctx: anyprobe.CheckContext, name: str, started: float) -> None:
     # ctx.phase(), inlined: two phases per check on the hot path.
     ctx.phases[name] = ctx.phases.get(name, 0.0) + perf_counter() - started
-
-
-async def _send(stream: ByteStream, data: bytes, *, reused: bool) -> None:
-    try:
-        await stream.send(data)
-    except (OSError, anyio.BrokenResourceError) as exc:
-        if reused:
-            raise StaleConnection(describe_os_error(exc)) from None
-        raise
 
 
 async def _receive(stream: ByteStream, stale_if_closed: bool) -> bytes:

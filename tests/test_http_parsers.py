@@ -111,9 +111,7 @@ async def test_garbage_is_described_in_the_same_words(manager: PluginManager) ->
     async with scripted({"garbage": garbage}) as (port, _):
         [result] = await check([f"http://127.0.0.1:{port}/garbage"], manager)
     assert result.status is Status.CRITICAL
-    assert result.summary == (
-        "invalid HTTP response: illegal status line: bytearray(b'SSH-2.0-OpenSSH_9.6')"
-    )
+    assert result.summary == ("invalid HTTP response: illegal status line: b'SSH-2.0-OpenSSH_9.6'")
     assert result.error is not None and result.error.type == "RemoteProtocolError"
 
 
