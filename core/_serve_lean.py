@@ -468,6 +468,8 @@ class _Exchange:
                 parts.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # an HTTP/1.0 body ends with the connection
+        if self.connection.server.closing:
+            self.keep_alive = False
         if not self.keep_alive:
             parts.append(b"connection: close\r\n")
         elif self.request.http_version == "1.0":
