@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import math
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from http import HTTPStatus
@@ -38,7 +38,6 @@ from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream, TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._serve_disconnect import CONNECTION_LOST, ConnectionLost
 from ._serve_lean_parse import BadRequest, Request, parser_class, parser_name
@@ -149,6 +148,7 @@ class LeanServer:
                 for sock in sockets:
                     sock.setblocking(False)
                     accepting.start_soon(self._accept, sock, connections)
+                accepting.start_soon(self._close_idle_past_keep_alive)
                 await shutdown.wait()
                 accepting.cancel_scope.cancel()
             for sock in sockets:
@@ -176,6 +176,16 @@ class LeanServer:
                     await anyio.sleep(0.1)
                     break
                 connections.start_soon(self._connection, client)
+
+    async def _close_idle_past_keep_alive(self) -> None:
+        # One timer for every connection, not a deadline reset per request.
+        every = min(1.0, self.keep_alive / 2)
+        while True:
+            await anyio.sleep(every)
+            since = anyio.current_time() - self.keep_alive
+            for connection in self.connections:
+                if connection.pending == 0 and connection.idle_since <= since:
+                    connection.reading.cancel()
 
     def _close_idle(self) -> None:
         self.closing = True
@@ -242,10 +252,18 @@ class _Connection:
         self.stream = stream
         self.parser = server.parser(server.head_limit)
         self.lost = ConnectionLost()
-        #: Requests read and not answered yet.
+        #: Requests read and not answered yet, and since when there were none.
         self.pending = 0
-        #: The reader's scope: its deadline closes an idle connection.
-        self.reading = anyio.CancelScope(deadline=anyio.current_time() + server.keep_alive)
+        self.idle_since = anyio.current_time()
+        #: The reader's scope, cancelled to close the connection.
+        self.reading = anyio.CancelScope()
+        self.reading_ended = False
+        # What the reader read and the responder has not taken yet, and their
+        # wake-ups: a deque and an event only when one waits for the other
+        # costs less than a memory object stream.
+        self.queue: deque[Request | BadRequest] = deque()
+        self._responder_wakeup: anyio.Event | None = None
+        self._reader_wakeup: anyio.Event | None = None
         #: Set when the connection is lost or the current answer is sent (ASGI receive()).
         self.disconnected: anyio.Event | None = None
         self.scheme = "https" if tls else "http"
@@ -253,11 +271,13 @@ class _Connection:
         self.remote = _address(socket_stream, SocketAttribute.remote_address)
 
     async def run(self) -> None:
-        send, receive = anyio.create_memory_object_stream[Request | BadRequest](MAX_PIPELINED)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._respond, receive)
-            with send:
-                await self._read(send)
+            tg.start_soon(self._respond)
+            try:
+                await self._read()
+            finally:
+                self.reading_ended = True
+                self._wake_responder()
 
     def lose(self) -> None:
         """The client went away: what its requests run is cancelled."""
@@ -276,7 +296,17 @@ class _Connection:
             except _GONE:
                 self.lose()
 
-    async def _read(self, requests: MemoryObjectSendStream[Request | BadRequest]) -> None:
+    def _push(self, request: Request | BadRequest) -> None:
+        self.pending += 1
+        self.queue.append(request)
+        self._wake_responder()
+
+    def _wake_responder(self) -> None:
+        if self._responder_wakeup is not None:
+            self._responder_wakeup.set()
+            self._responder_wakeup = None
+
+    async def _read(self) -> None:
         stream = self.stream
         parser = self.parser
         with self.reading:
@@ -289,32 +319,41 @@ class _Connection:
                 try:
                     done = parser.feed(data)
                 except BadRequest as refusal:
-                    self.pending += 1
-                    await requests.send(refusal)
+                    self._push(refusal)
                     return
                 if parser.continue_wanted:
                     parser.continue_wanted = False
                     if self.pending == 0:  # else the responder may be writing
                         await self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                if done:
-                    self.pending += len(done)
-                    self.reading.deadline = math.inf
-                    for request in done:
-                        await requests.send(request)
+                for request in done:
+                    self._push(request)
+                if len(self.queue) >= MAX_PIPELINED:
+                    self._reader_wakeup = wakeup = anyio.Event()
+                    await wakeup.wait()
 
-    async def _respond(self, requests: MemoryObjectReceiveStream[Request | BadRequest]) -> None:
+    async def _respond(self) -> None:
         server = self.server
-        with requests:
-            async for request in requests:
-                if isinstance(request, BadRequest):
-                    await self._refuse(request)
+        queue = self.queue
+        while True:
+            if not queue:
+                if self.reading_ended:
                     break
-                keep = await self._answer(request)
-                self.pending -= 1
-                if not keep or server.closing or self.lost.is_set:
-                    break
-                if self.pending == 0:
-                    self.reading.deadline = anyio.current_time() + server.keep_alive
+                self._responder_wakeup = wakeup = anyio.Event()
+                await wakeup.wait()
+                continue
+            request = queue.popleft()
+            if self._reader_wakeup is not None:
+                self._reader_wakeup.set()
+                self._reader_wakeup = None
+            if isinstance(request, BadRequest):
+                await self._refuse(request)
+                break
+            keep = await self._answer(request)
+            self.pending -= 1
+            if not keep or server.closing or self.lost.is_set:
+                break
+            if self.pending == 0:
+                self.idle_since = anyio.current_time()
         self.reading.cancel()
 
     async def _answer(self, request: Request) -> bool:
