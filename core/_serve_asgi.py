@@ -286,7 +286,9 @@ def describe(name: str) -> str:
 
 
 __all__ = [
+    "CONNECTION_LOST",
     "SERVERS",
+    "ConnectionLost",
     "describe",
     "resolve_server",
     "run_hypercorn",
