@@ -26,6 +26,7 @@ still runs :data:`ABORT_MARGIN` seconds later is cancelled.
 from __future__ import annotations
 
 import email.utils
+import errno
 import logging
 import socket
 import ssl
@@ -68,6 +69,7 @@ TlsContextFactory = Callable[[ListenerSecurity, "WebConfig | None"], "ssl.SSLCon
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 _GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 _NO_BODY_STATUSES = frozenset({204, 304})
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 def describe() -> str:
@@ -171,15 +173,18 @@ class LeanServer:
                     client, _address = sock.accept()
                 except (BlockingIOError, InterruptedError):
                     break
-                except OSError as exc:  # out of file descriptors: some will be freed
-                    log.warning("accepting a connection failed: %s", exc)
-                    await anyio.sleep(0.1)
+                except OSError as exc:
+                    if exc.errno in _OUT_OF_RESOURCES:  # some will be freed: wait for them
+                        log.warning("accepting a connection failed: %s", exc)
+                        await anyio.sleep(0.1)
+                    else:  # a client that reset before it was accepted
+                        log.debug("accepting a connection failed: %s", exc)
                     break
                 connections.start_soon(self._connection, client)
 
     async def _close_idle_past_keep_alive(self) -> None:
         # One timer for every connection, not a deadline reset per request.
-        every = min(1.0, self.keep_alive / 2)
+        every = min(1.0, max(self.keep_alive / 2, 0.01))
         while True:
             await anyio.sleep(every)
             since = anyio.current_time() - self.keep_alive
