@@ -10,7 +10,8 @@ generator (wrk when installed, else an anyio + httpx client with a fixed
 number of connections), for the same time, rotating the order each round.
 Every server is started and stopped here, by PID. The table gives the median
 requests/s and the median (and range) of each round's ratio to blackbox_exporter.
-``--servers`` picks anyprobe's HTTP servers (uvicorn on asyncio only);
+``--servers`` picks anyprobe's HTTP servers (builtin, hypercorn, uvicorn; uvicorn
+on asyncio only);
 ``--baseline-source DIR`` adds an anyprobe from another source tree (say, a
 checkout of main) per backend, as "before".
 """
@@ -243,7 +244,7 @@ def main() -> None:
     parser.add_argument(
         "--servers",
         nargs="+",
-        default=["hypercorn", "uvicorn"],
+        default=["builtin", "hypercorn", "uvicorn"],
         help="anyprobe serve's HTTP servers to measure (uvicorn runs on asyncio only)",
     )
     parser.add_argument("--generator", choices=["wrk", "httpx"], default=None)

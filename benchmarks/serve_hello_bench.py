@@ -6,9 +6,9 @@ Serves a fixed 6-byte answer from a bare ASGI app, on loopback, with each
 server ``anyprobe serve`` could run on: hypercorn (asyncio, uvloop, trio),
 uvicorn with httptools (asyncio, uvloop) and granian (its embedded server, on
 asyncio and uvloop) when installed; hypercorn with every setting that could
-touch a request's path set ("hypercorn-tuned"), and "anyio-lean", a prototype
-of the least a keep-alive HTTP/1.1 server on anyio does (not part of anyprobe:
-what a built-in server could reach); drives each with ``wrk -t1 -c16``, the
+touch a request's path set ("hypercorn-tuned"), and anyprobe's built-in server
+(``--server builtin``: httptools' parser when installed, and "builtin-h11"
+with h11's); drives each with ``wrk -t1 -c16``, the
 order rotating each round, and prints the median requests/s. Each server runs
 in a process of its own, started and stopped here by PID. Besides requests/s,
 each server's CPU time per request, read from /proc.
@@ -77,63 +77,20 @@ else:
     runner = __import__("uvloop").run if loop == "uvloop" else asyncio.run
     runner(serve(app, config))
 """,
-    "anyio-lean": r"""
-# A prototype, not part of anyprobe: the least an HTTP/1.1 keep-alive server
-# on anyio does for an ASGI app (httptools' parser when installed, else a split
-# of the head), to see how far a built-in server could go on each loop.
-import anyio, email.utils, time
-try:
-    import httptools
-except ImportError:
-    httptools = None
-
-def parse_head(head):
-    line, *fields = head.split(b"\r\n")
-    method, target, _ = line.split(b" ", 2)
-    path, _, query = target.partition(b"?")
-    headers = [tuple(f.split(b":", 1)) for f in fields]
-    return method, path, query, [(n.strip().lower(), v.strip()) for n, v in headers]
-
-async def handle(stream):
-    buffer = b""
-    async with stream:
-        while True:
-            end = buffer.find(b"\r\n\r\n")
-            while end < 0:
-                try:
-                    data = await stream.receive(65536)
-                except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    return
-                buffer += data
-                end = buffer.find(b"\r\n\r\n")
-            head, buffer = buffer[:end], buffer[end + 4:]
-            method, path, query, headers = parse_head(head)
-            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                     "method": method.decode(), "path": path.decode(), "raw_path": path,
-                     "query_string": query, "headers": headers, "scheme": "http"}
-            parts = []
-            async def receive():
-                return {"type": "http.request", "body": b"", "more_body": False}
-            async def send(message):
-                if message["type"] == "http.response.start":
-                    parts.append(b"HTTP/1.1 %d OK\r\n" % message["status"])
-                    parts.extend(b"%s: %s\r\n" % pair for pair in message["headers"])
-                    parts.append(b"date: " + date() + b"\r\n\r\n")
-                else:
-                    parts.append(message.get("body", b""))
-            await app(scope, receive, send)
-            await stream.send(b"".join(parts))
-
-_date = [0.0, b""]
-def date():
-    now = time.time()
-    if now - _date[0] >= 1:
-        _date[:] = [now, email.utils.formatdate(now, usegmt=True).encode()]
-    return _date[1]
+    "builtin": """
+# anyprobe serve --server builtin: its server alone, on the same app.
+import anyio, socket
+from anyprobe import _serve_lean_parse
+from anyprobe._serve_asgi import runner
+from anyprobe._serve_security import ListenerSecurity
+if parser:
+    _serve_lean_parse.PARSER_PREFERENCE = (parser,)
+sock = socket.create_server(("127.0.0.1", port), backlog=1024)
 
 async def main():
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
-    await listener.serve(handle)
+    serve = runner("builtin")
+    await serve(app, [sock], shutdown=anyio.Event(), grace=1.0, security=ListenerSecurity(None),
+                web_config=None, abort=lambda: None)
 
 backend = "asyncio" if loop == "uvloop" else loop
 options = {"use_uvloop": True} if loop == "uvloop" else {}
@@ -157,7 +114,8 @@ runner(server.serve())
 LOOPS = {
     "hypercorn": ("asyncio", "uvloop", "trio"),
     "hypercorn-tuned": ("asyncio", "trio"),
-    "anyio-lean": ("asyncio", "uvloop", "trio"),
+    "builtin": ("asyncio", "uvloop", "trio"),
+    "builtin-h11": ("asyncio", "trio"),
     "uvicorn": ("asyncio", "uvloop"),
     "granian": ("asyncio", "uvloop"),
 }
@@ -206,14 +164,17 @@ def main() -> None:
     processes: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     try:
         for server, loops in LOOPS.items():
-            if importlib.util.find_spec(server.partition("-")[0]) is None:
+            module = "anyprobe" if server.startswith("builtin") else server.partition("-")[0]
+            if importlib.util.find_spec(module) is None:
                 continue
             for loop in loops:
                 needed = {"uvloop": "uvloop", "trio": "trio"}.get(loop)
                 if needed and importlib.util.find_spec(needed) is None:
                     continue
                 port = free_port()
-                code = f"{HELLO_APP}\nport = {port}\nloop = {loop!r}\n{RUNNERS[server]}"
+                h11 = "h11" if server == "builtin-h11" else ""
+                runner = RUNNERS[server.removesuffix("-h11")]
+                code = f"{HELLO_APP}\nport = {port}\nloop = {loop!r}\nparser = {h11!r}\n{runner}"
                 command = [sys.executable, "-c", code]
                 process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
                 processes[f"{server} ({loop})"] = process, port

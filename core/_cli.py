@@ -435,11 +435,11 @@ def demo(state: _State, /, **run_args: Any) -> int:
 @click.option(
     "--server",
     "server_name",
-    type=click.Choice(("auto", "hypercorn", "uvicorn")),
+    type=click.Choice(("auto", "builtin", "hypercorn", "uvicorn")),
     default="auto",
     show_default=True,
-    help="The HTTP server: auto (uvicorn on asyncio when installed, else hypercorn), "
-    "hypercorn (asyncio or trio), uvicorn (asyncio).",
+    help="The HTTP server: auto (uvicorn on asyncio when installed, else builtin), "
+    "builtin (anyprobe's own, asyncio or trio), hypercorn (asyncio or trio), uvicorn (asyncio).",
 )
 @click.option(
     "--shard",

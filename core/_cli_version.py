@@ -15,12 +15,12 @@ EVENT_LOOP_LIBRARIES = (
     ("anyio", "runs anyprobe on either loop", "anyprobe"),
     ("trio", "--backend trio", "anyprobe[trio]"),
     ("uvloop", "--backend uvloop, and --backend auto's choice", "anyprobe[speedups]"),
-    ("httptools", "the http probe's HTTP/1.1 parser; h11 without it", "anyprobe[speedups]"),
     (
-        "hypercorn",
-        "anyprobe serve's HTTP server on trio, and on asyncio without uvicorn",
-        "anyprobe[serve]",
+        "httptools",
+        "the HTTP/1.1 parser of the http probe and of serve's builtin server; h11 without it",
+        "anyprobe[speedups]",
     ),
+    ("hypercorn", "anyprobe serve --server hypercorn", "anyprobe[serve]"),
     ("uvicorn", "anyprobe serve's HTTP server on asyncio, with httptools", "anyprobe[speedups]"),
 )
 
@@ -48,9 +48,11 @@ def version_lines(verbose: int) -> list[str]:
             version = "installed"
         lines.append(f"{module}: {version} ({role})")
     lines.append(f"--backend auto runs on: {resolve_backend('auto')}")
-    from ._serve_asgi import resolve_server
+    from ._serve_asgi import describe, resolve_server
 
-    lines.append(f"anyprobe serve --server auto runs on: {resolve_server('auto', trio=False)}")
+    on_asyncio = describe(resolve_server("auto", trio=False))
+    on_trio = describe(resolve_server("auto", trio=True))
+    lines.append(f"anyprobe serve --server auto runs on: {on_asyncio} (asyncio), {on_trio} (trio)")
     return lines
 
 

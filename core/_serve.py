@@ -8,8 +8,8 @@ server's own metrics and the latest results of the config file's scheduled
 ``[[check]]`` entries; ``/-/healthy`` answers 200; ``POST /-/reload`` re-reads
 the config file and keeps the running one when the new one is invalid.
 
-The app is an ASGI app (Starlette) served by uvicorn (asyncio) or hypercorn
-(asyncio or trio), on whichever event loop runs :func:`serve`
+The app is an ASGI app (Starlette) served by uvicorn (asyncio), anyprobe's
+built-in server or hypercorn (asyncio or trio), on whichever event loop runs :func:`serve`
 (:mod:`anyprobe._serve_asgi` picks and runs the server). This module binds, serves and
 handles signals; the server's state (config, limits, metrics, the probes it
 runs) is in :mod:`anyprobe._serve_server`, the config tables it reads in
@@ -172,7 +172,7 @@ async def serve(
                 await server.disconnects.run()
 
         tg.start_soon(watch_web_config)
-        if chosen != "uvicorn":  # uvicorn tells when a connection is lost
+        if chosen == "hypercorn":  # the others tell when a connection is lost
             tg.start_soon(watch_disconnects)
         try:
             await run_server(

@@ -16,8 +16,8 @@ import anyio
 
 from ._errors import ConfigError, UsageError
 from ._model import Result
-from ._serve_asgi import CONNECTION_LOST, ConnectionLost
 from ._serve_config import Module
+from ._serve_disconnect import CONNECTION_LOST, ConnectionLost
 from ._serve_security import ListenerSecurity
 from ._serve_server import EXPOSITION_TYPE, SCRAPE_TIMEOUT_HEADER, ProbeServer, Rejected
 
@@ -171,8 +171,8 @@ async def answer_unless_disconnected(
     """:func:`answer_probe`, cancelled when the client disconnects (None then),
     as blackbox_exporter derives a probe's context from its request's.
 
-    A server that tells when a connection is lost (uvicorn, through
-    :class:`~anyprobe._serve_asgi.ConnectionLost`) cancels the probe itself;
+    A server that tells when a connection is lost (uvicorn and the built-in one, through
+    :class:`~anyprobe._serve_disconnect.ConnectionLost`) cancels the probe itself;
     otherwise (hypercorn) a task waits for the ``http.disconnect`` message: the
     server's :class:`~anyprobe._serve_disconnect.DisconnectWatcher` starts one
     for a probe that runs long, or, when it does not run, the request its own."""

@@ -1,10 +1,12 @@
-"""The ASGI servers ``anyprobe serve`` runs its app on: hypercorn or uvicorn.
+"""The HTTP servers ``anyprobe serve`` runs its ASGI app on: uvicorn,
+anyprobe's built-in server or hypercorn.
 
-hypercorn serves on asyncio and on trio; uvicorn (with httptools' C HTTP/1.1
-parser) serves on asyncio only, several times hypercorn's requests per second
-(docs/benchmarks-serve.md). ``--server auto`` takes uvicorn on asyncio when
-uvicorn and httptools are installed (``pip install 'anyprobe[speedups]'``),
-hypercorn otherwise and always on trio. Both serve the same app on the same
+uvicorn (with httptools' C HTTP/1.1 parser) serves on asyncio only; the
+built-in server (:mod:`anyprobe._serve_lean`) and hypercorn serve on asyncio
+and on trio. ``--server auto`` takes uvicorn on asyncio when uvicorn and
+httptools are installed (``pip install 'anyprobe[speedups]'``), the built-in
+server otherwise and always on trio: it costs a tenth of hypercorn's CPU a
+request (docs/benchmarks-serve.md). All serve the same app on the same
 pre-bound sockets, with the same TLS context (made and reloaded by
 :class:`~anyprobe._serve_security.ListenerSecurity`), no access log, 75 s
 keep-alive and ``grace`` seconds for in-flight requests once ``shutdown`` is set.
@@ -18,18 +20,20 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import anyio
 
 from ._errors import UsageError
+from ._serve_disconnect import CONNECTION_LOST, ConnectionLost
 from ._serve_security import ListenerSecurity, WebConfig, hypercorn_config_class
 
 log = logging.getLogger("anyprobe.serve")
 
-SERVERS = ("auto", "hypercorn", "uvicorn")
-#: ``--server auto`` on asyncio: the first of these installed.
-AUTO_PREFERENCE = ("uvicorn", "hypercorn")
+SERVERS = ("auto", "builtin", "hypercorn", "uvicorn")
+#: ``--server auto``: the first of these that serves the running loop and is installed.
+AUTO_PREFERENCE = ("uvicorn", "builtin", "hypercorn")
 #: Longer than Prometheus keeps an idle connection open.
 KEEP_ALIVE = 75.0
 
@@ -41,39 +45,6 @@ MAX_REQUEST_HEAD = 16 * 1024
 
 App = Callable[..., Awaitable[None]]
 
-#: The key, in a request's ``scope["extensions"]``, of the :class:`ConnectionLost`
-#: of its connection, when the server gives one (uvicorn here, not hypercorn).
-CONNECTION_LOST = "anyprobe.connection_lost"
-
-
-class ConnectionLost:
-    """Set by the server when a client's connection is lost: cancels the work
-    under :meth:`cancelling`, so that a probe ends with its client without a
-    task per request waiting for ``http.disconnect``."""
-
-    __slots__ = ("_scopes", "is_set")
-
-    def __init__(self) -> None:
-        self.is_set = False
-        self._scopes: set[anyio.CancelScope] = set()
-
-    def set(self) -> None:
-        self.is_set = True
-        for scope in tuple(self._scopes):
-            scope.cancel()
-
-    @contextlib.contextmanager
-    def cancelling(self) -> Iterator[anyio.CancelScope]:
-        """A cancel scope, cancelled when (or if already) the connection is lost."""
-        with anyio.CancelScope() as scope:
-            if self.is_set:
-                scope.cancel()
-            self._scopes.add(scope)
-            try:
-                yield scope
-            finally:
-                self._scopes.discard(scope)
-
 
 def uvicorn_available() -> bool:
     """Whether uvicorn and httptools (its C HTTP/1.1 parser) can be imported."""
@@ -81,21 +52,24 @@ def uvicorn_available() -> bool:
 
 
 def resolve_server(server: str, *, trio: bool) -> str:
-    """The server ``--server`` means on this event loop: ``hypercorn`` or
-    ``uvicorn`` (``auto``: uvicorn on asyncio when installed). UsageError for
-    uvicorn on trio or without uvicorn and httptools."""
+    """The server ``--server`` means on this event loop: ``uvicorn``,
+    ``builtin`` or ``hypercorn`` (``auto``: the first of
+    :data:`AUTO_PREFERENCE` that serves this loop and is installed).
+    UsageError for uvicorn on trio or without uvicorn and httptools."""
     if server not in SERVERS:
         raise UsageError(f"--server {server!r}: expected one of {', '.join(SERVERS)}")
     if server == "auto":
-        if trio:
-            return "hypercorn"
-        return next(
-            (name for name in AUTO_PREFERENCE if name != "uvicorn" or uvicorn_available()),
-            "hypercorn",
-        )
+        usable = [
+            name
+            for name in AUTO_PREFERENCE
+            if name != "uvicorn" or (not trio and uvicorn_available())
+        ]
+        return usable[0] if usable else "builtin"
     if server == "uvicorn":
         if trio:
-            raise UsageError("--server uvicorn runs on asyncio only: use hypercorn with trio")
+            raise UsageError(
+                "--server uvicorn runs on asyncio only: use builtin or hypercorn with trio"
+            )
         if not uvicorn_available():
             raise UsageError(
                 "--server uvicorn needs uvicorn and httptools (pip install 'anyprobe[speedups]')"
@@ -286,13 +260,25 @@ async def run_uvicorn(
 
 def runner(name: str) -> Callable[..., Awaitable[None]]:
     """The function that serves with ``name`` (as :func:`resolve_server` returns it)."""
+    if name == "builtin":
+        from ._serve_lean import run_builtin
+
+        head_limit, keep_alive = MAX_REQUEST_HEAD, KEEP_ALIVE
+        return partial(
+            run_builtin, tls_context=_tls_context, head_limit=head_limit, keep_alive=keep_alive
+        )
     return run_uvicorn if name == "uvicorn" else run_hypercorn
 
 
 def describe(name: str) -> str:
-    """``uvicorn 0.55.0`` or ``hypercorn 0.18.0``, for the start-up line."""
+    """``uvicorn 0.55.0``, ``hypercorn 0.18.0`` or ``builtin (httptools 0.9.0)``,
+    for the start-up line."""
     from importlib.metadata import PackageNotFoundError, version
 
+    if name == "builtin":
+        from ._serve_lean import describe as describe_builtin
+
+        return describe_builtin()
     try:
         return f"{name} {version(name)}"
     except PackageNotFoundError:
@@ -300,7 +286,9 @@ def describe(name: str) -> str:
 
 
 __all__ = [
+    "CONNECTION_LOST",
     "SERVERS",
+    "ConnectionLost",
     "describe",
     "resolve_server",
     "run_hypercorn",

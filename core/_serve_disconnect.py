@@ -5,8 +5,8 @@ Waiting for that message takes a task beside the probe, and a task per request
 costs about a tenth of a fast probe's CPU. Most probes end in milliseconds,
 long before a scraper gives up on them: so one task, :meth:`DisconnectWatcher.run`,
 started with the server, starts a watch only for the probes still running
-:data:`WATCH_AFTER` seconds after they began. (uvicorn tells when a connection
-is lost: there, :class:`~anyprobe._serve_asgi.ConnectionLost` cancels the probe
+:data:`WATCH_AFTER` seconds after they began. (uvicorn and the built-in server
+tell when a connection is lost: there, :class:`ConnectionLost` cancels the probe
 with no task at all.)
 """
 
@@ -20,6 +20,39 @@ import anyio
 
 #: Seconds a probe runs before its client is watched for a disconnect.
 WATCH_AFTER = 0.2
+
+#: The key, in a request's ``scope["extensions"]``, of the :class:`ConnectionLost`
+#: of its connection, when the server gives one (uvicorn and the built-in server, not hypercorn).
+CONNECTION_LOST = "anyprobe.connection_lost"
+
+
+class ConnectionLost:
+    """Set by the server when a client's connection is lost: cancels the work
+    under :meth:`cancelling`, so that a probe ends with its client without a
+    task per request waiting for ``http.disconnect``."""
+
+    __slots__ = ("_scopes", "is_set")
+
+    def __init__(self) -> None:
+        self.is_set = False
+        self._scopes: set[anyio.CancelScope] = set()
+
+    def set(self) -> None:
+        self.is_set = True
+        for scope in tuple(self._scopes):
+            scope.cancel()
+
+    @contextmanager
+    def cancelling(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope, cancelled when (or if already) the connection is lost."""
+        with anyio.CancelScope() as scope:
+            if self.is_set:
+                scope.cancel()
+            self._scopes.add(scope)
+            try:
+                yield scope
+            finally:
+                self._scopes.discard(scope)
 
 
 class Watched:

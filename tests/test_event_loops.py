@@ -74,8 +74,9 @@ def test_version_says_which_loop_auto_runs_on() -> None:
     assert f"--backend auto runs on: {expected}" in proc.stdout
     from anyprobe._serve_asgi import uvicorn_available
 
-    server = "uvicorn" if uvicorn_available() else "hypercorn"
+    server = "uvicorn " if uvicorn_available() else "builtin ("
     assert f"anyprobe serve --server auto runs on: {server}" in proc.stdout
+    assert "builtin (" in proc.stdout.split("--server auto runs on:")[1].split("(asyncio),")[1]
 
 
 def test_check_sync_refuses_an_unknown_backend() -> None:

@@ -68,11 +68,20 @@ def test_a_registry_with_counters_and_histograms_is_written_as_generate_latest_d
     assert TextExposition()(registry) == generate_latest(registry)
 
 
-def test_auto_picks_hypercorn_on_trio_and_uvicorn_on_asyncio_when_installed() -> None:
-    assert resolve_server("auto", trio=True) == "hypercorn"
+def test_auto_picks_builtin_on_trio_and_uvicorn_on_asyncio_when_installed() -> None:
+    assert resolve_server("auto", trio=True) == "builtin"
     assert resolve_server("hypercorn", trio=False) == "hypercorn"
-    expected = "uvicorn" if uvicorn_available() else "hypercorn"
+    assert resolve_server("hypercorn", trio=True) == "hypercorn"
+    assert resolve_server("builtin", trio=False) == "builtin"
+    expected = "uvicorn" if uvicorn_available() else "builtin"
     assert resolve_server("auto", trio=False) == expected
+
+
+def test_auto_picks_builtin_on_asyncio_without_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    from anyprobe import _serve_asgi
+
+    monkeypatch.setattr(_serve_asgi, "uvicorn_available", lambda: False)
+    assert resolve_server("auto", trio=False) == "builtin"
 
 
 def test_uvicorn_on_trio_is_refused() -> None:

@@ -24,14 +24,21 @@ from anyprobe.testing import HttpReply, HttpRequest, HttpServer
 __all__ = ["asgi_server", "push_receiver", "silent_target", "web_target"]
 
 #: The (backend, --server) pairs anyprobe serve runs on: uvicorn serves asyncio only.
-BACKEND_SERVERS = [("asyncio", "hypercorn"), ("asyncio", "uvicorn"), ("trio", "hypercorn")]
+BACKEND_SERVERS = [
+    ("asyncio", "hypercorn"),
+    ("asyncio", "uvicorn"),
+    ("asyncio", "builtin"),
+    ("trio", "hypercorn"),
+    ("trio", "builtin"),
+]
 
 
-@pytest.fixture(params=["hypercorn", "uvicorn"])
+@pytest.fixture(params=["hypercorn", "uvicorn", "builtin", "builtin-h11"])
 def asgi_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The HTTP server ``serve()`` picks in this test (``--server auto``):
-    each test using it runs with hypercorn and, on asyncio, with uvicorn."""
-    from anyprobe import _serve_asgi
+    each test using it runs with hypercorn, the built-in server (with
+    httptools' parser when installed, and with h11's) and, on asyncio, uvicorn."""
+    from anyprobe import _serve_asgi, _serve_lean_parse
 
     name: str = request.param
     on_trio = (
@@ -39,9 +46,12 @@ def asgi_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         and request.getfixturevalue("anyio_backend") == "trio"
     )
     if name == "uvicorn" and on_trio:
-        pytest.skip("uvicorn serves asyncio only (trio is served by hypercorn)")
+        pytest.skip("uvicorn serves asyncio only (trio is served by hypercorn and builtin)")
     if name == "uvicorn" and not _serve_asgi.uvicorn_available():
         pytest.skip("uvicorn and httptools are not installed")
+    if name == "builtin-h11":
+        monkeypatch.setattr(_serve_lean_parse, "PARSER_PREFERENCE", ("h11",))
+        name = "builtin"
     monkeypatch.setattr(_serve_asgi, "AUTO_PREFERENCE", (name,))
     return name
 
