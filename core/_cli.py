@@ -447,8 +447,25 @@ def demo(state: _State, /, **run_args: Any) -> int:
     help="Run only shard I of N of the config's checks (hashmod of the target URL, "
     "push://NAME for push checks); auto/N as for run.",
 )
+@click.option(
+    "--workers",
+    default="1",
+    show_default=True,
+    metavar="N|auto",
+    help="Processes answering /probe on the listening socket (auto: one a CPU); "
+    "the first runs everything else (docs: serve).",
+)
+@click.option("--worker", "worker_spec", hidden=True)
 @click.pass_obj
-def serve(state: _State, /, config: str | None, shard: str | None, **serve_args: Any) -> int:
+def serve(
+    state: _State,
+    /,
+    config: str | None,
+    shard: str | None,
+    workers: str,
+    worker_spec: str | None,
+    **serve_args: Any,
+) -> int:
     """Serve /probe for Prometheus, blackbox_exporter-style, and run CONFIG's checks.
 
     \b
@@ -461,8 +478,26 @@ def serve(state: _State, /, config: str | None, shard: str | None, **serve_args:
         _signals.uninstall()
     for info in state.manager.broken:
         _echo_err(f"warning: plugin {info.name} is broken: {info.error}")
+    if worker_spec is not None:  # one of the processes of --workers N
+        from ._serve_workers import worker_main
+
+        return worker_main(state.manager, config, worker_spec, **serve_args)
+    from ._serve_workers import parse_workers
+
+    count = parse_workers(workers)
     replica = _parse_shard(shard) if shard is not None else None
-    return serve_main(state.manager, config, announce=_echo_err, shard=replica, **serve_args)
+    global_options = ["-q"] if state.verbosity < 0 else ["-v"] * state.verbosity
+    if not state.autoload:
+        global_options.append("--no-plugin-autoload")
+    return serve_main(
+        state.manager,
+        config,
+        announce=_echo_err,
+        shard=replica,
+        workers=count,
+        global_options=global_options,
+        **serve_args,
+    )
 
 
 @cli.command("push-token")

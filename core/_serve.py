@@ -172,6 +172,8 @@ async def serve(
                 await server.disconnects.run()
 
         tg.start_soon(watch_web_config)
+        if server.workers is not None:
+            tg.start_soon(server.workers.run, app)
         if chosen != "uvicorn":  # uvicorn tells when a connection is lost
             tg.start_soon(watch_disconnects)
         try:
@@ -192,6 +194,8 @@ async def serve(
             log.debug("the server stopped while aborting: %r", exc)
         finally:
             server.stop_checks()
+            if server.workers is not None:
+                server.workers.stop()
             watching.cancel()
             watching_disconnects.cancel()
     await server.aclose()
@@ -228,7 +232,10 @@ async def serve_until_signalled(
                         await server.reload()
                     except (ConfigError, UsageError) as exc:
                         log.warning("reload failed, keeping the running config: %s", exc)
-                elif not received:
+                    continue
+                if server.workers is not None:
+                    server.workers.stop(signum)  # each worker gets it too
+                if not received:
                     received.append(name)
                     log.info("%s: stopping; in-flight probes get %g s", name, grace)
                     shutdown.set()
@@ -292,12 +299,17 @@ def main(
     web_config: str | None = None,
     shard: Shard | None = None,
     server_name: str = "auto",
+    workers: int = 1,
+    global_options: Sequence[str] = (),
     announce: Callable[[str], None] = print,
 ) -> int:
     """``anyprobe serve``: load, bind, serve until SIGTERM or SIGINT; exit status 0.
 
     ``announce`` receives one line per listening address once it accepts
-    connections, and warnings about an exposed server.
+    connections, and warnings about an exposed server. ``workers`` above 1
+    starts that many processes less one beside this one, each answering
+    /probe on the same socket (anyprobe._serve_workers), each started as
+    ``python -m anyprobe [global_options] serve ...``.
     """
     from ._scheduler import resolve_concurrency
 
@@ -345,6 +357,22 @@ def main(
         checks = [t.url for t in config.targets] + [c.target.url for c in config.push_checks]
         owned = sum(1 for key in checks if shard.owns(key))
         replica = f" as shard {shard} ({owned} of {len(checks)} checks)"
+    if workers > 1:
+        from ._serve_workers import Workers, worker_command
+
+        command = worker_command(
+            global_options=global_options,
+            backend=backend,
+            server_name=chosen,
+            concurrency=concurrency,
+            max_waiting=max_waiting,
+            timeout_offset=timeout_offset,
+            allow_targets=allow_targets,
+            grace=grace,
+            web_config=web_config,
+        )
+        server.workers = Workers(workers - 1, command, config_path, sock, grace=grace)
+        replica += f" with {workers} processes"
     announce(f"serving on {url} (/probe, /metrics, /-/healthy, POST /-/reload){replica}")
     if server.history is not None:
         announce(f"keeping the checks' history in {server.history.store.description}")
