@@ -247,19 +247,20 @@ async def answer_parent(stream: ByteStream, server: Any) -> None:
     the parent; when the parent is gone, the worker stops as on SIGTERM."""
     reader = BufferedByteReceiveStream(stream)
     while (frame := await receive_frame(reader)) is not None:
-        kind, _ = frame
+        kind, number = frame
         if kind == b"M":
             snapshot = metrics_snapshot(server.metrics.registry)
-            await send_frame(stream, b"M", json.dumps(snapshot).encode())
+            await send_frame(stream, b"M", number + b"\n" + json.dumps(snapshot).encode())
         elif kind == b"R":
             try:
                 await server.reload()
             except (ConfigError, UsageError) as exc:
-                await send_frame(stream, b"X", str(exc).encode())
+                await send_frame(stream, b"X", number + b"\n" + str(exc).encode())
             except Exception as exc:  # a reload's failure is the parent's to report
-                await send_frame(stream, b"X", f"{type(exc).__name__}: {exc}".encode())
+                error = f"{type(exc).__name__}: {exc}"
+                await send_frame(stream, b"X", number + b"\n" + error.encode())
             else:
-                await send_frame(stream, b"R")
+                await send_frame(stream, b"R", number + b"\n")
     log.info("the parent process is gone: stopping")
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -345,21 +346,26 @@ class _Worker:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     snapshot: list[list[Any]] = field(default_factory=list)
     running: bool = True
+    asked: int = 0
 
     async def ask(self, kind: bytes, wait: float) -> tuple[bytes, bytes] | None:
-        """One question on the control connection and its answer (None: no answer in time)."""
+        """One question on the control connection and its answer (None: no
+        answer in time, or the worker is gone). Each question carries a number
+        its answer repeats: an answer that came too late is skipped."""
         async with self.lock:
             if not self.running:
                 return None
+            self.asked += 1
+            number = str(self.asked).encode()
             with anyio.move_on_after(wait):
                 try:
-                    await send_frame(self.control, kind)
+                    await send_frame(self.control, kind, number)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     return None
-                return await receive_frame(self.reader)
-            # No answer in time: a late one would answer the next question.
-            self.running = False
-            await self.control.aclose()
+                while (frame := await receive_frame(self.reader)) is not None:
+                    answered, _, body = frame[1].partition(b"\n")
+                    if answered == number:
+                        return frame[0], body
             return None
 
 
