@@ -13,7 +13,9 @@ requests/s and the median (and range) of each round's ratio to blackbox_exporter
 ``--servers`` picks anyprobe's HTTP servers (builtin, hypercorn, uvicorn; uvicorn
 on asyncio only);
 ``--baseline-source DIR`` adds an anyprobe from another source tree (say, a
-checkout of main) per backend, as "before".
+checkout of main) per backend, as "before"; ``--workers 1 2`` measures each
+anyprobe with ``serve --workers 1`` and ``--workers 2`` (CPU time: the parent
+and its workers together).
 """
 
 from __future__ import annotations
@@ -157,10 +159,14 @@ class Servers:
         self.pids[base] = self.processes[-1].pid
         return base
 
-    def anyprobe(self, backend: str, server: str | None, source: Path | None = None) -> str:
+    def anyprobe(
+        self, backend: str, server: str | None, source: Path | None = None, workers: int = 1
+    ) -> str:
         """``anyprobe serve`` (``source``: the one of another source tree)."""
         command = [sys.executable, "-m", "anyprobe", "serve", "--listen", "127.0.0.1:0"]
         command += ["--backend", backend]
+        if workers != 1:
+            command += ["--workers", str(workers)]
         if server is not None:
             command += ["--server", server]
         env = {**os.environ, "ANYPROBE_LOAD_PLUGINS": ""}
@@ -173,6 +179,8 @@ class Servers:
         if not match:
             raise SystemExit(f"{' '.join(command)} did not start: {line}")
         self.pids[match.group(1)] = process.pid
+        if workers > 1:  # every worker running
+            wait_until(lambda: len(children_of(process.pid)) == workers - 1, "the workers")
         return match.group(1)
 
 
@@ -186,10 +194,21 @@ def check_probe(base: str, target: str) -> None:
         raise SystemExit(f"{base}: the probe of {target} does not succeed:\n{response.text}")
 
 
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of process ``pid`` so far, every thread included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User and system CPU time of process ``pid`` so far, every thread included,
+    and its children's (the workers of ``serve --workers``)."""
+    total = 0.0
+    for process in (pid, *children_of(pid)):
+        fields = Path(f"/proc/{process}/stat").read_text().rpartition(")")[2].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def run_wrk(url: str, connections: int, duration: float) -> tuple[float, int]:
@@ -247,6 +266,13 @@ def main() -> None:
         default=["builtin", "hypercorn", "uvicorn"],
         help="anyprobe serve's HTTP servers to measure (uvicorn runs on asyncio only)",
     )
+    parser.add_argument(
+        "--workers",
+        nargs="+",
+        type=int,
+        default=[1],
+        help="anyprobe serve --workers counts to measure, each a row (e.g. 1 2)",
+    )
     parser.add_argument("--generator", choices=["wrk", "httpx"], default=None)
     parser.add_argument(
         "--baseline-source",
@@ -268,6 +294,7 @@ def main() -> None:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed")
 
+    load_at_start = " ".join(f"{value:.2f}" for value in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         servers = Servers(Path(tmp))
         try:
@@ -279,8 +306,11 @@ def main() -> None:
                 for server in args.servers:
                     if server == "uvicorn" and backend == "trio":
                         continue  # uvicorn serves asyncio only
-                    name = f"anyprobe {backend}, {server}"
-                    bases[name] = servers.anyprobe(backend, server)
+                    for workers in args.workers:
+                        name = f"anyprobe {backend}, {server}"
+                        if workers != 1:
+                            name += f", --workers {workers}"
+                        bases[name] = servers.anyprobe(backend, server, workers=workers)
                 if args.baseline_source is not None:
                     name = f"before: anyprobe {backend}"
                     bases[name] = servers.anyprobe(backend, None, args.baseline_source)
@@ -309,7 +339,8 @@ def main() -> None:
         f"load average {load} at the end; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, generator {generator}, "
         f"{args.connections} connections, {args.duration:g} s x {args.rounds} rounds "
-        f"(median), blackbox GOMAXPROCS {args.gomaxprocs or 'default'}"
+        f"(median), blackbox GOMAXPROCS {args.gomaxprocs or 'default'}; "
+        f"at the start {load_at_start}"
     )
     report(rates, costs, failures)
 

@@ -7,8 +7,6 @@ status 3; a run's exit status is the worst result's (0 ok, 1 warning,
 
 from __future__ import annotations
 
-import errno
-import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -21,6 +19,7 @@ from ._backend import BACKENDS, require_backend
 from ._backend import run as run_on
 from ._cli_gc import hold_collector, leave_objects_to_exit, start_collecting
 from ._cli_signals import Interrupted, Signals
+from ._cli_streams import replace_closed_streams
 from ._cli_version import VersionOption
 from ._errors import AnyprobeError, OptionsError, UsageError
 
@@ -447,8 +446,25 @@ def demo(state: _State, /, **run_args: Any) -> int:
     help="Run only shard I of N of the config's checks (hashmod of the target URL, "
     "push://NAME for push checks); auto/N as for run.",
 )
+@click.option(
+    "--workers",
+    default="1",
+    show_default=True,
+    metavar="N|auto",
+    help="Processes answering /probe on the listening socket (auto: one a CPU); "
+    "the first runs everything else (docs: serve).",
+)
+@click.option("--worker", "worker_spec", hidden=True)
 @click.pass_obj
-def serve(state: _State, /, config: str | None, shard: str | None, **serve_args: Any) -> int:
+def serve(
+    state: _State,
+    /,
+    config: str | None,
+    shard: str | None,
+    workers: str,
+    worker_spec: str | None,
+    **serve_args: Any,
+) -> int:
     """Serve /probe for Prometheus, blackbox_exporter-style, and run CONFIG's checks.
 
     \b
@@ -461,8 +477,26 @@ def serve(state: _State, /, config: str | None, shard: str | None, **serve_args:
         _signals.uninstall()
     for info in state.manager.broken:
         _echo_err(f"warning: plugin {info.name} is broken: {info.error}")
+    if worker_spec is not None:  # one of the processes of --workers N
+        from ._serve_worker import worker_main
+
+        return worker_main(state.manager, config, worker_spec, **serve_args)
+    from ._serve_workers import parse_workers
+
+    count = parse_workers(workers)
     replica = _parse_shard(shard) if shard is not None else None
-    return serve_main(state.manager, config, announce=_echo_err, shard=replica, **serve_args)
+    global_options = ["-q"] if state.verbosity < 0 else ["-v"] * state.verbosity
+    if not state.autoload:
+        global_options.append("--no-plugin-autoload")
+    return serve_main(
+        state.manager,
+        config,
+        announce=_echo_err,
+        shard=replica,
+        workers=count,
+        global_options=global_options,
+        **serve_args,
+    )
 
 
 @cli.command("push-token")
@@ -701,42 +735,6 @@ def _report_end(state: _State, summary: RunSummary) -> int:
     return code
 
 
-class _ClosedOutput(io.TextIOBase):
-    """Standard output when the process started with it closed (``>&-``):
-    writing fails as on a closed descriptor, so a reporter fails in one line."""
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        raise OSError(errno.EBADF, "standard output is closed")
-
-    def write(self, text: str) -> int:
-        raise OSError(errno.EBADF, "standard output is closed")
-
-
-def _replace_closed_streams() -> None:
-    """Python sets a standard stream it found closed to None; stdin then reads
-    as empty and stdout fails on write. The closed descriptor itself is taken
-    by /dev/null, so that no socket the run opens gets number 0, 1 or 2 (an
-    event loop such as uvloop refuses to close those)."""
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            taken = os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd
-            if taken != fd:
-                os.dup2(taken, fd)
-                os.close(taken)
-    if sys.stdin is None:
-        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (for the process)
-    if sys.stdout is None:
-        sys.stdout = _ClosedOutput()
-
-
 def main(argv: Sequence[str] | None = None, *, pending_signals: Sequence[str] = ()) -> None:
     """The console script: run the CLI and exit with its status.
     ``pending_signals`` came before it was called (``python -m anyprobe``)."""
@@ -745,7 +743,7 @@ def main(argv: Sequence[str] | None = None, *, pending_signals: Sequence[str] = 
         # The process's own command line, not a program or a test that calls
         # main(args) and goes on: see _cli_gc.
         hold_collector()
-    _replace_closed_streams()
+    replace_closed_streams()
     _signals = Signals()
     _signals.install()
     try:

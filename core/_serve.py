@@ -31,6 +31,7 @@ import anyio
 
 from ._backend import resolve_backend, running_on_trio
 from ._backend import run as run_on
+from ._config import Config
 from ._errors import ConfigError, UsageError
 from ._manager import PluginManager
 from ._probe import import_dependencies
@@ -55,6 +56,7 @@ from ._serve_security import (
     load_web_config,
 )
 from ._serve_server import (
+    ABORT_WAIT,
     DEFAULT_GRACE,
     DEFAULT_TIMEOUT_OFFSET,
     FALLBACK_TIMEOUT,
@@ -90,8 +92,6 @@ __all__ = [
 log = logging.getLogger("anyprobe.serve")
 
 DEFAULT_LISTEN = "127.0.0.1:9115"
-#: Seconds after a second SIGTERM before serving is cancelled outright.
-ABORT_WAIT = 5.0
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -172,6 +172,8 @@ async def serve(
                 await server.disconnects.run()
 
         tg.start_soon(watch_web_config)
+        if server.workers is not None:
+            tg.start_soon(server.workers.run, app)
         if chosen == "hypercorn":  # the others tell when a connection is lost
             tg.start_soon(watch_disconnects)
         try:
@@ -192,6 +194,8 @@ async def serve(
             log.debug("the server stopped while aborting: %r", exc)
         finally:
             server.stop_checks()
+            if server.workers is not None:
+                server.workers.stop()
             watching.cancel()
             watching_disconnects.cancel()
     await server.aclose()
@@ -228,7 +232,10 @@ async def serve_until_signalled(
                         await server.reload()
                     except (ConfigError, UsageError) as exc:
                         log.warning("reload failed, keeping the running config: %s", exc)
-                elif not received:
+                    continue
+                if server.workers is not None:
+                    server.workers.stop(signum)  # each worker gets it too
+                if not received:
                     received.append(name)
                     log.info("%s: stopping; in-flight probes get %g s", name, grace)
                     shutdown.set()
@@ -278,6 +285,36 @@ def _drop_cancelled_connection_callback(record: logging.LogRecord) -> bool:
     )
 
 
+def _checked_options(
+    grace: float, timeout_offset: float, allow_targets: Sequence[str]
+) -> AllowList:
+    """UsageError for a bad --grace, --timeout-offset or --allow-target, or a
+    missing serve extra; else the --allow-target list."""
+    for option, value in (("--grace", grace), ("--timeout-offset", timeout_offset)):
+        if not math.isfinite(value) or value < 0:
+            raise UsageError(f"{option} {value}: expected a finite number of seconds, 0 or more")
+    try:
+        import hypercorn  # noqa: F401
+        import starlette  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "anyprobe serve needs starlette and hypercorn (pip install 'anyprobe[serve]')"
+        ) from None
+    try:
+        return AllowList(allow_targets)
+    except ValueError as exc:
+        raise UsageError(f"--allow-target: {exc}") from None
+
+
+def _replica(shard: Shard | None, config: Config) -> str:
+    """What the announce line says of this replica's shard, if any."""
+    if shard is None:
+        return ""
+    checks = [t.url for t in config.targets] + [c.target.url for c in config.push_checks]
+    owned = sum(1 for key in checks if shard.owns(key))
+    return f" as shard {shard} ({owned} of {len(checks)} checks)"
+
+
 def main(
     manager: PluginManager,
     config_path: str | None,
@@ -292,31 +329,23 @@ def main(
     web_config: str | None = None,
     shard: Shard | None = None,
     server_name: str = "auto",
+    workers: int = 1,
+    global_options: Sequence[str] = (),
     announce: Callable[[str], None] = print,
 ) -> int:
     """``anyprobe serve``: load, bind, serve until SIGTERM or SIGINT; exit status 0.
 
     ``announce`` receives one line per listening address once it accepts
-    connections, and warnings about an exposed server.
+    connections, and warnings about an exposed server. ``workers`` above 1
+    starts that many processes less one beside this one, each answering
+    /probe on the same socket (anyprobe._serve_workers), each started as
+    ``python -m anyprobe [global_options] serve ...``.
     """
     from ._scheduler import resolve_concurrency
 
     # The loop and the server, now: a missing one is one line before binding.
     chosen = resolve_server(server_name, trio=resolve_backend(backend) == "trio")
-    for option, value in (("--grace", grace), ("--timeout-offset", timeout_offset)):
-        if not math.isfinite(value) or value < 0:
-            raise UsageError(f"{option} {value}: expected a finite number of seconds, 0 or more")
-    try:
-        import hypercorn  # noqa: F401
-        import starlette  # noqa: F401
-    except ImportError:
-        raise UsageError(
-            "anyprobe serve needs starlette and hypercorn (pip install 'anyprobe[serve]')"
-        ) from None
-    try:
-        extra_allow = AllowList(allow_targets)
-    except ValueError as exc:
-        raise UsageError(f"--allow-target: {exc}") from None
+    extra_allow = _checked_options(grace, timeout_offset, allow_targets)
     web = load_web_config(web_config) if web_config is not None else None
     config = load_serve_config(config_path, manager)
     limit = resolve_concurrency(concurrency or config.defaults.concurrency)
@@ -340,11 +369,23 @@ def main(
             f"warning: {url} is reachable from the network and /probe may connect anywhere "
             "(set [serve] allow_targets or --allow-target)"
         )
-    replica = ""
-    if shard is not None:
-        checks = [t.url for t in config.targets] + [c.target.url for c in config.push_checks]
-        owned = sum(1 for key in checks if shard.owns(key))
-        replica = f" as shard {shard} ({owned} of {len(checks)} checks)"
+    replica = _replica(shard, config)
+    if workers > 1:
+        from ._serve_workers import Workers, worker_command
+
+        command = worker_command(
+            global_options=global_options,
+            backend=backend,
+            server_name=chosen,
+            concurrency=concurrency,
+            max_waiting=max_waiting,
+            timeout_offset=timeout_offset,
+            allow_targets=allow_targets,
+            grace=grace,
+            web_config=web_config,
+        )
+        server.workers = Workers(workers - 1, command, config_path, sock, grace=grace)
+        replica += f" with {workers} processes"
     announce(f"serving on {url} (/probe, /metrics, /-/healthy, POST /-/reload){replica}")
     if server.history is not None:
         announce(f"keeping the checks' history in {server.history.store.description}")

@@ -39,6 +39,7 @@ def create_app(
     """
     others = _starlette_app(server)
     server.access = security
+    forward = server.forward  # in a worker of --workers: the parent serves the rest
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -51,6 +52,8 @@ def create_app(
             await _refuse(send)
         elif scope["type"] == "http" and scope["path"] == "/probe":
             await _serve_probe(server, scope, receive, send)
+        elif forward is not None and scope["type"] == "http" and scope["path"] != "/-/healthy":
+            await forward(scope, receive, send)
         elif scope["type"] == "lifespan":
             await others(scope, receive, send)
         else:
@@ -71,6 +74,8 @@ def _starlette_app(server: ProbeServer) -> Callable[[Scope, Receive, Send], Awai
         return PlainTextResponse(body if body.endswith("\n") else body + "\n", status_code=status)
 
     async def metrics(request: Request) -> Response:
+        if server.workers is not None:
+            await server.workers.refresh()
         try:
             body = server.metrics_exposition()
         except UsageError as exc:  # the metrics plugin broke since the server started

@@ -42,6 +42,8 @@ from .net import address_policy
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from ._serve_workers import Workers
+
 log = logging.getLogger("anyprobe.serve")
 
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
@@ -57,6 +59,8 @@ FALLBACK_TIMEOUT = 120.0
 START_RATE = 1000.0
 #: Seconds in-flight probes get to finish after SIGTERM before they are cancelled.
 DEFAULT_GRACE = 10.0
+#: Seconds after a second SIGTERM before serving is cancelled outright.
+ABORT_WAIT = 5.0
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: /probe targets kept parsed (:meth:`ProbeServer.prepare`); past it, the lot is dropped.
@@ -239,6 +243,10 @@ class ProbeServer:
         self.disconnects = DisconnectWatcher()
         #: The listener's users and public parts (set by the app), or None.
         self.access: ListenerSecurity | None = None
+        #: ``--workers N``: the parent's other processes (anyprobe._serve_workers), or None.
+        self.workers: Workers | None = None
+        #: In a worker: the app every request but /probe and /-/healthy goes to (the parent's).
+        self.forward: Callable[..., Awaitable[None]] | None = None
         from ._alerts import AlertEngine
 
         #: The [[alert]]s and [[maintenance]] windows (anyprobe._alerts).
@@ -288,6 +296,12 @@ class ProbeServer:
         log.info("config reloaded from %s", path or "<built-in modules>")
         changed, self._checks_changed = self._checks_changed, anyio.Event()
         changed.set()
+        if self.workers is not None:
+            try:
+                await self.workers.reload()
+            except UsageError:
+                self.metrics.reload_ok.set(0)
+                raise
 
     # -- /probe --------------------------------------------------------------
 
@@ -443,7 +457,8 @@ class ProbeServer:
 
     def metrics_exposition(self) -> bytes:
         """/metrics' body: the server's own metrics, then the scheduled checks'."""
-        own = self.exposition(self.metrics.registry)
+        registry = self.metrics.registry
+        own = self.exposition(registry if self.workers is None else self.workers.merged(registry))
         if not self.latest:
             return own
         latest = list(self.latest.values())
