@@ -441,14 +441,7 @@ class Probe(Generic[OptionsT]):
         host = url.hostname or ""
         if not host:
             raise TargetError(f"{text}: no host in the URL")
-        port = url.port
-        if port == 0:
-            raise TargetError(f"{text}: port 0 cannot be checked")
-        if port is None:
-            port = self.default_ports.get(url.scheme)
-            if port is None:
-                raise TargetError(f"{text}: no port in the URL ({url.scheme}://HOST:PORT)")
-        return host, port
+        return host, port_or_default(self, url.scheme, url.port, text)
 
     def load_dependencies(self, targets: Sequence[Target]) -> None:
         """Import every module :meth:`check` needs to check ``targets``.
@@ -473,3 +466,17 @@ class Probe(Generic[OptionsT]):
     async def check(self, target: Target, options: OptionsT, ctx: CheckContext) -> Outcome:
         """Check ``target`` once and return the outcome. See the module docstring."""
         raise NotImplementedError
+
+
+def port_or_default(probe: Probe[Any], scheme: str, port: int | None, text: str) -> int:
+    """The port :meth:`Probe.validate_url` gives for a URL with ``scheme`` and
+    ``port`` (None when it names none): TargetError for port 0, and for no
+    port where the probe has no default for the scheme. (Shared with target
+    validation, which reads the port of a plain URL without ``urlsplit``.)"""
+    if port == 0:
+        raise TargetError(f"{text}: port 0 cannot be checked")
+    if port is None:
+        port = probe.default_ports.get(scheme)
+        if port is None:
+            raise TargetError(f"{text}: no port in the URL ({scheme}://HOST:PORT)")
+    return port
