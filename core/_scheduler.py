@@ -523,7 +523,7 @@ class Scheduler:
         metrics = {**ctx.metrics, **outcome.metrics} if ctx.metrics else outcome.metrics
         thresholds = check.plan.thresholds
         # Every field by position, in Result's order: a frozen dataclass's
-        # __init__ called with 16 keywords costs twice as much, once per check.
+        # __init__ called with 16 keywords costs about 1 µs more, once per check.
         return Result(
             target.name,  # name
             target.display_url,  # target
