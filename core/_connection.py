@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
+from . import net
 from ._errors import CheckFailed
 from ._patterns import Pattern
 
@@ -399,8 +400,6 @@ async def resolve_in_phase(
     ctx: CheckContext, host: str, port: int, ip_family: IpFamily = "any"
 ) -> list[str]:
     """:func:`anyprobe.net.resolve` timed as phase ``resolve``, traced."""
-    from .net import resolve
-
     pinned = ctx.pinned_address(host)
     if pinned is not None:
         # Core resolved the name once and runs this check for one address.
@@ -412,7 +411,7 @@ async def resolve_in_phase(
     ctx.current_phase = "resolve"
     started = time.perf_counter()
     try:
-        addresses = await resolve(host, port, ip_family)
+        addresses = await net.resolve(host, port, ip_family)
     finally:
         ctx.phases["resolve"] = ctx.phases.get("resolve", 0.0) + time.perf_counter() - started
     ctx.current_phase = outer

@@ -21,6 +21,7 @@ Core times the attempt, enforces the timeout, applies ``warning_after`` /
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -173,6 +174,17 @@ async def load_dependencies(targets: Sequence[Target], probes: Mapping[str, Prob
         await off_loop(import_dependencies, targets, probes, work=OFF_LOOP_BYTES + 1)
 
 
+@functools.cache
+def _connection() -> ModuleType:
+    """``anyprobe._connection``, imported when a check first needs it (it
+    imports ssl and anyio, which ``anyprobe --help`` does without) and kept:
+    an import statement run on every check costs more than resolving an IP
+    address does."""
+    from . import _connection
+
+    return _connection
+
+
 class CheckContext:
     """What core gives a probe for one attempt of one check.
 
@@ -288,11 +300,10 @@ class CheckContext:
         connection is closed when the block ends. See
         :class:`~anyprobe.Connection` for reading and writing.
         """
-        from ._connection import open_connection
-
-        return open_connection(
+        opened: AbstractAsyncContextManager[Connection] = _connection().open_connection(
             self, host, port, ip_family=ip_family, tls=tls, server_name=server_name, alpn=alpn
         )
+        return opened
 
     def connect_socket(
         self, host: str, port: int, *, ip_family: IpFamily = "any"
@@ -312,9 +323,10 @@ class CheckContext:
         library on another event loop (:mod:`anyprobe.bridge`) must be the
         only one to wait on its copy.
         """
-        from ._connection import open_socket
-
-        return open_socket(self, host, port, ip_family=ip_family)
+        opened: AbstractAsyncContextManager[socket.socket] = _connection().open_socket(
+            self, host, port, ip_family=ip_family
+        )
+        return opened
 
     async def resolve(self, host: str, port: int, ip_family: IpFamily = "any") -> list[str]:
         """The addresses of ``host`` (:func:`anyprobe.net.resolve`), timed as
@@ -323,9 +335,8 @@ class CheckContext:
         core checks each address of the target's host). Pass the library an
         address from the list, not ``host``, so that what was checked against
         the address policy is what is connected to."""
-        from ._connection import resolve_in_phase
-
-        return await resolve_in_phase(self, host, port, ip_family)
+        addresses: list[str] = await _connection().resolve_in_phase(self, host, port, ip_family)
+        return addresses
 
     def pinned_address(self, host: str) -> str | None:
         """The one address this check connects to for ``host``, or None.
@@ -441,14 +452,7 @@ class Probe(Generic[OptionsT]):
         host = url.hostname or ""
         if not host:
             raise TargetError(f"{text}: no host in the URL")
-        port = url.port
-        if port == 0:
-            raise TargetError(f"{text}: port 0 cannot be checked")
-        if port is None:
-            port = self.default_ports.get(url.scheme)
-            if port is None:
-                raise TargetError(f"{text}: no port in the URL ({url.scheme}://HOST:PORT)")
-        return host, port
+        return host, port_or_default(self, url.scheme, url.port, text)
 
     def load_dependencies(self, targets: Sequence[Target]) -> None:
         """Import every module :meth:`check` needs to check ``targets``.
@@ -473,3 +477,17 @@ class Probe(Generic[OptionsT]):
     async def check(self, target: Target, options: OptionsT, ctx: CheckContext) -> Outcome:
         """Check ``target`` once and return the outcome. See the module docstring."""
         raise NotImplementedError
+
+
+def port_or_default(probe: Probe[Any], scheme: str, port: int | None, text: str) -> int:
+    """The port :meth:`Probe.validate_url` gives for a URL with ``scheme`` and
+    ``port`` (None when it names none): TargetError for port 0, and for no
+    port where the probe has no default for the scheme. (Shared with target
+    validation, which reads the port of a plain URL without ``urlsplit``.)"""
+    if port == 0:
+        raise TargetError(f"{text}: port 0 cannot be checked")
+    if port is None:
+        port = probe.default_ports.get(scheme)
+        if port is None:
+            raise TargetError(f"{text}: no port in the URL ({scheme}://HOST:PORT)")
+    return port

@@ -19,6 +19,7 @@ from ._inputs import MAX_TOML_DEPTH, TomlLimitError, find_control, host_problem,
 from ._manager import PluginManager
 from ._model import Target
 from ._option_defaults import DefaultOptions
+from ._probe import Probe, port_or_default
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
@@ -48,7 +49,7 @@ _REFUSED = re.compile(
 #: and host_problem accepts; anything else goes the long way.
 _WELL_FORMED = re.compile(
     r"([A-Za-z][A-Za-z0-9+.-]*)://"
-    r"((?![A-Za-z0-9_.-]{254})[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?"
+    r"(((?![A-Za-z0-9_.-]{254})[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?)"
     r"(?::([0-9]{1,5}))?)"
     r"(/[^?#]*)?(?:\?([^#]*))?(?:#(.*))?",
     re.DOTALL,
@@ -57,6 +58,39 @@ _WELL_FORMED = re.compile(
 
 #: SplitResult(...) without the frame of its generated __new__.
 _new_split = tuple.__new__
+
+
+class PlainUrl(NamedTuple):
+    """A target URL of the common shape (see :data:`_WELL_FORMED`), split by
+    one regular expression: its parts as :func:`split_url` gives them, and
+    its host and port as ``SplitResult.hostname`` and ``.port`` would."""
+
+    scheme: str
+    netloc: str
+    path: str
+    query: str
+    fragment: str
+    hostname: str
+    port: int | None
+
+    def split(self) -> SplitResult:
+        """The URL as :func:`split_url` gives it."""
+        return _new_split(SplitResult, self[:5])
+
+
+def split_plain_url(text: str) -> PlainUrl | None:
+    """``text`` split, when it has the common shape that needs no more checks
+    (``scheme://host[:port][/path][?query][#fragment]``, an ASCII host name or
+    IPv4 address, no user, a port up to 65535); else None, and
+    :func:`split_url` is the way to split it (or refuse it)."""
+    if text and not _REFUSED.search(text):
+        match = _WELL_FORMED.fullmatch(text)
+        if match is not None:
+            scheme, netloc, host, port, path, query, fragment = match.groups("")
+            number = int(port) if port else None
+            if number is None or number <= 65535:
+                return PlainUrl(scheme.lower(), netloc, path, query, fragment, host.lower(), number)
+    return None
 
 
 def split_url(text: str) -> SplitResult:
@@ -69,7 +103,7 @@ def split_url(text: str) -> SplitResult:
     if text and not _REFUSED.search(text):
         match = _WELL_FORMED.fullmatch(text)
         if match is not None:
-            scheme, netloc, port, path, query, fragment = match.groups("")
+            scheme, netloc, _host, port, path, query, fragment = match.groups("")
             if not port or int(port) <= 65535:
                 return _new_split(SplitResult, (scheme.lower(), netloc, path, query, fragment))
     return _split_url_slowly(text)
@@ -255,6 +289,7 @@ class TargetFactory:
     def __init__(self, manager: PluginManager) -> None:
         self.manager = manager
         self._options_cache: dict[tuple[str, str], Any] = {}
+        self._probes: dict[str, Probe[Any]] = {}  # by scheme, as the manager gave them
 
     def options_for(self, probe_name: str, raw: Mapping[str, Any]) -> Any:
         """``raw`` validated by the probe's model; equal inputs give the same object."""
@@ -285,18 +320,28 @@ class TargetFactory:
         ``options`` must only hold options the target's probe knows (see
         :func:`options_for_probe` to pick them out of a shared set).
         """
-        url = split_url(text)
+        plain = split_plain_url(text)
+        url = plain.split() if plain is not None else _split_url_slowly(text)
         display = text if "@" not in text else redact_url(text)
-        scheme = url.scheme.lower()
-        probe = self.manager.probe_for_scheme(scheme)
+        scheme = url.scheme
+        probe = self._probes.get(scheme)
         if probe is None:
-            known = ", ".join(sorted(self.manager.schemes)) or "none"
-            raise TargetError(
-                f"{display}: unknown scheme {scheme!r}{did_you_mean(scheme, self.manager.schemes)}"
-                f" (known: {known})"
-            )
+            probe = self.manager.probe_for_scheme(scheme)
+            if probe is None:
+                known = ", ".join(sorted(self.manager.schemes)) or "none"
+                raise TargetError(
+                    f"{display}: unknown scheme {scheme!r}"
+                    f"{did_you_mean(scheme, self.manager.schemes)} (known: {known})"
+                )
+            self._probes[scheme] = probe
+        port: int | None
         try:
-            host, port = probe.validate_url(url, display)
+            if plain is not None and type(probe).validate_url is Probe.validate_url:
+                # What the default validate_url reads, without urlsplit's
+                # properties: the regex has split the host and port already.
+                host, port = plain.hostname, port_or_default(probe, scheme, plain.port, display)
+            else:
+                host, port = probe.validate_url(url, display)
         except ValueError as exc:
             raise TargetError(f"{display}: {exc}") from None
         except TargetError as exc:
@@ -308,17 +353,19 @@ class TargetFactory:
                 f"{display}: probe {probe.name} validate_url raised {type(exc).__name__}: {exc}"
             ) from None
         validated = self.options_for(probe.name, options if options is not None else _EMPTY)
+        # By position (name, url, display_url, probe, host, port, options,
+        # labels, timeout, retries): cheaper than keywords, once per target.
         return Target(
-            name=name or display,
-            url=text,
-            display_url=display,
-            probe=probe.name,
-            host=host.lower(),
-            port=port,
-            options=validated,
-            labels=labels if labels is not None else _EMPTY_LABELS,
-            timeout=timeout,
-            retries=retries,
+            name or display,
+            text,
+            display,
+            probe.name,
+            host.lower(),
+            port,
+            validated,
+            labels if labels is not None else _EMPTY_LABELS,
+            timeout,
+            retries,
         )
 
 
@@ -451,11 +498,16 @@ class TargetList(Sequence[Target]):
     def _add(self, target: Target, keep: int) -> None:
         index = len(self._urls)
         self._urls.append(target.url)
-        self._compact(target, index)
-        if self._built is not None:
-            self._built.append(target)
-            if len(self._built) > keep:
-                self._built = None
+        built = self._built
+        if built is None:
+            self._compact(target, index)
+            return
+        built.append(target)
+        if len(built) > keep:
+            # Compacted only now: a list that stays short never pays for it.
+            for index, kept in enumerate(built):
+                self._compact(kept, index)
+            self._built = None
 
     def _compact(self, target: Target, index: int) -> None:
         template = self._template_index.get(target.probe)
@@ -484,16 +536,16 @@ class TargetList(Sequence[Target]):
             host = url[self._host_start[index] : self._host_end[index]].lower()
         display = redact_url(url)
         return Target(
-            name=display,
-            url=url,
-            display_url=display,
-            probe=template.probe,
-            host=host,
-            port=self._port[index] or None,
-            options=template.options,
-            labels=template.labels,
-            timeout=template.timeout,
-            retries=template.retries,
+            display,  # name
+            url,
+            display,  # display_url
+            template.probe,
+            host,
+            self._port[index] or None,
+            template.options,
+            template.labels,
+            template.timeout,
+            template.retries,
         )
 
     def __len__(self) -> int:

@@ -125,17 +125,18 @@ class NtpReply:
         first, stratum, _poll, _precision, delay, dispersion, refid, _ref, origin, rx, tx = (
             PACKET.unpack_from(data)
         )
+        # By position, in the order of the fields (keywords cost more, once per check).
         return cls(
-            leap=first >> 6,
-            version=(first >> 3) & 7,
-            mode=first & 7,
-            stratum=stratum,
-            root_delay=delay / 65536,
-            root_dispersion=dispersion / 65536,
-            reference_id=refid,
-            origin=origin,
-            receive=rx,
-            transmit=tx,
+            first >> 6,  # leap
+            (first >> 3) & 7,  # version
+            first & 7,  # mode
+            stratum,
+            delay / 65536,  # root_delay
+            dispersion / 65536,  # root_dispersion
+            refid,  # reference_id
+            origin,
+            rx,  # receive
+            tx,  # transmit
         )
 
     def reference(self) -> str:

@@ -158,3 +158,57 @@ async def test_probe_blocking_the_loop_is_named_and_late_is_critical(
         "check block://12 (probe blocking) has blocked the event loop" in w and "probes.py" in w
         for w in warnings
     ), warnings
+
+
+class _EveryFieldProbe(anyprobe.Probe[anyprobe.ProbeOptions]):
+    """A check whose result has something of its own in every field."""
+
+    name = "every-field"
+    schemes = ("every",)
+
+    def validate_url(self, url: object, text: str) -> tuple[str, int | None]:
+        return "every-host", None
+
+    async def check(
+        self, target: anyprobe.Target, options: anyprobe.ProbeOptions, ctx: anyprobe.CheckContext
+    ) -> anyprobe.Outcome:
+        with ctx.phase("connect"):
+            ctx.metrics["from_context"] = 1
+        ctx.trace("a line of the trace")
+        return anyprobe.Outcome.warning(
+            "a summary",
+            metrics={"from_outcome": 2},
+            details={"detail": 3},
+            error=anyprobe.ErrorInfo("Odd", "an odd thing", "connect"),
+        )
+
+
+class _EveryFieldPlugin:
+    @anyprobe.hookimpl
+    def anyprobe_register_probes(self, register: object) -> None:
+        register(_EveryFieldProbe)  # type: ignore[operator]
+
+
+async def test_result_carries_each_part_of_the_check_in_its_own_field(
+    manager: PluginManager,
+) -> None:
+    manager.register(_EveryFieldPlugin())
+    check = anyprobe.Check(
+        "every://x",
+        name="the name",
+        options={"warning_after": 30},
+        labels={"team": "t"},
+        timeout=7,
+    )
+    [result] = await anyprobe.check([check], manager=manager, explain=True)
+    assert (result.name, result.target, result.probe) == ("the name", "every://x", "every-field")
+    assert (result.status, result.summary, result.attempts) == (Status.WARNING, "a summary", 1)
+    assert result.started.tzinfo is not None and 0 <= result.duration < 7
+    assert list(result.phases) == ["connect"]
+    assert result.metrics == {"from_context": 1, "from_outcome": 2}
+    assert result.error == anyprobe.ErrorInfo("Odd", "an odd thing", "connect")
+    assert result.labels == {"team": "t"}
+    assert result.details == {"detail": 3}
+    assert [event.message for event in result.trace] == ["a line of the trace"]
+    assert result.thresholds == {"warning_after": 30}
+    assert result.attempt_log == ()

@@ -167,7 +167,10 @@ def test_target_list_gives_the_same_targets_kept_or_rebuilt(
     assert {t.options.warning_after for t in targets} == {2}
 
 
-def test_compact_targets_are_rebuilt_exactly(manager: PluginManager) -> None:
+@pytest.mark.parametrize("keep", [0, 2])
+def test_compact_targets_are_rebuilt_exactly(manager: PluginManager, keep: int) -> None:
+    # keep=2: the list is compacted when its third target comes, the two
+    # targets it kept until then included.
     from tests import probes
 
     manager.register(probes)
@@ -178,7 +181,7 @@ def test_compact_targets_are_rebuilt_exactly(manager: PluginManager) -> None:
         "tcp://127.0.0.1:5432",
     ]
     kept = list(build_targets(manager, urls, keep=100))
-    rebuilt = list(build_targets(manager, urls, keep=0))
+    rebuilt = list(build_targets(manager, urls, keep=keep))
     assert rebuilt == kept
     assert rebuilt[0].host == "::1" and rebuilt[0].display_url == "tcp://admin:***@[::1]:22"
     assert rebuilt[1].host == "upper.example" and rebuilt[2].port is None

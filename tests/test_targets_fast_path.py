@@ -1,9 +1,11 @@
 """The fast path of target validation agrees with the full parser.
 
 ``split_url`` splits the common ``scheme://host[:port][/path]`` shape with one
-regex and hands anything else to urlsplit and the full host checks. For every
-input, both ways must give the same parts or the same error line, and a target
-built either way must be the same target.
+regex and hands anything else to urlsplit and the full host checks;
+``split_plain_url`` gives that shape's host and port too, which target
+validation takes instead of asking a probe that keeps the default
+``validate_url``. For every input, both ways must give the same parts or the
+same error line, and a target built either way must be the same target.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from hypothesis import strategies as st
 
 import anyprobe
 from anyprobe import PluginManager, TargetError, UsageError
-from anyprobe._targets import _WELL_FORMED, TargetFactory, _split_url_slowly, build_targets
+from anyprobe._targets import (
+    _WELL_FORMED,
+    TargetFactory,
+    _split_url_slowly,
+    build_targets,
+    split_plain_url,
+)
 from anyprobe._targets import split_url as fast_split_url
 from tests.fuzz.strategies import targets as hostile_targets
 
@@ -163,6 +171,19 @@ def assert_agree(text: str) -> None:
     fast, slow = outcome(fast_split_url, text), outcome(_split_url_slowly, text)
     assert parts(fast) == parts(slow), text
     assert type(fast) is type(slow)
+    plain = split_plain_url(text)
+    if plain is not None:
+        # What the regex read is what urlsplit's properties give, and the
+        # full parser accepts the URL.
+        assert isinstance(slow, SplitResult), text
+        assert (tuple(plain.split()), plain.hostname, plain.port) == parts(slow)[:3], text
+        assert type(plain.split()) is SplitResult
+
+
+def take_the_long_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make target validation split every URL with the full parser."""
+    monkeypatch.setattr("anyprobe._targets.split_url", _split_url_slowly)
+    monkeypatch.setattr("anyprobe._targets.split_plain_url", lambda text: None)
 
 
 @pytest.mark.parametrize("text", WELL_FORMED)
@@ -170,6 +191,27 @@ def test_well_formed_target_takes_the_fast_path_and_splits_as_urlsplit(text: str
     assert _WELL_FORMED.fullmatch(text) is not None
     assert_agree(text)
     assert isinstance(outcome(fast_split_url, text), SplitResult)
+    assert split_plain_url(text) is not None
+
+
+@pytest.mark.parametrize("text", [text for text in UNUSUAL if not _WELL_FORMED.fullmatch(text)])
+def test_unusual_target_has_no_plain_split(text: str) -> None:
+    # Each of these needs urlsplit or the full host checks (or is refused).
+    assert split_plain_url(text) is None
+
+
+def test_plain_split_reads_host_and_port_as_urlsplit_does() -> None:
+    for text, host, port in [
+        ("ntp://127.0.0.1", "127.0.0.1", None),
+        ("udp://Example.COM:053/x?y#z", "example.com", 53),
+        ("NTP://h.:00123", "h.", 123),
+        ("tcp://h:0", "h", 0),
+        ("tcp://h:65535", "h", 65535),
+    ]:
+        plain = split_plain_url(text)
+        assert plain is not None
+        assert (plain.hostname, plain.port) == (host, port)
+    assert split_plain_url("tcp://h:65536") is None
 
 
 @pytest.mark.parametrize("text", UNUSUAL)
@@ -209,13 +251,63 @@ def _built(manager: PluginManager, text: str) -> object:
     return (target.probe, target.host, target.port, target.name, target.display_url)
 
 
-@pytest.mark.parametrize("text", WELL_FORMED + UNUSUAL)
+#: Targets of probes that keep the default validate_url (its host and port
+#: come from the regex), with its errors: no port, port 0.
+DEFAULT_VALIDATION = [
+    "ntp://127.0.0.1",
+    "ntp://Time.Example.ORG.",
+    "NTP://h:0123",
+    "ntp://h:0",
+    "ntp://h:65535/path?q=1#f",
+    "ntp://h:65536",
+    "ntp://user@h",
+    "ntp://[::1]:123",
+    "ntp://h:",
+    "udp://127.0.0.1:53",
+    "udp://h",
+    "udp://h:00000",
+    "udp://H_1-x.example:9/?a#b",
+    "udp://a..b:1",
+    "tcp://h",
+    "http://h",
+    "https://H:08443/x",
+]
+
+
+@pytest.mark.parametrize("text", WELL_FORMED + UNUSUAL + DEFAULT_VALIDATION)
 def test_target_built_through_the_fast_path_is_the_same_target(
     manager: PluginManager, monkeypatch: pytest.MonkeyPatch, text: str
 ) -> None:
     fast = _built(manager, text)
-    monkeypatch.setattr("anyprobe._targets.split_url", _split_url_slowly)
+    take_the_long_way(monkeypatch)
     assert fast == _built(manager, text)
+
+
+@st.composite
+def probe_targets(draw: st.DrawFn) -> str:
+    """Targets of every built-in probe near the fast path's edges."""
+    scheme = draw(st.sampled_from(["ntp", "udp", "tcp", "http", "NTP", "Udp", "dns", "ssh"]))
+    host = draw(st.sampled_from(["127.0.0.1", "h", "H.example.", "a..b", "[::1]", "u@h", ""]))
+    port = draw(st.one_of(st.just(""), st.integers(0, 70_000).map(":{}".format)))
+    rest = draw(st.sampled_from(["", "/", "/x?y#z", "?", "#", ":", "@"]))
+    return f"{scheme}://{host}{port}{rest}"
+
+
+_BUILT_MANAGER: list[PluginManager] = []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(probe_targets(), plain_targets()))
+def test_any_target_is_built_alike_by_the_fast_path_and_the_full_parser(text: str) -> None:
+    if not _BUILT_MANAGER:
+        _BUILT_MANAGER.append(PluginManager())
+        _BUILT_MANAGER[0].load_entrypoints(autoload=False)
+    manager = _BUILT_MANAGER[0]
+    fast = _built(manager, text)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        take_the_long_way(monkeypatch)
+        slow = _built(manager, text)
+    assert fast == slow
 
 
 def _bad_targets() -> Iterator[str]:
@@ -231,7 +323,7 @@ async def test_embedding_api_refuses_a_bad_target_as_the_full_parser_does(
     targets = ["tcp://127.0.0.1:9", text]
     with pytest.raises(TargetError) as fast:
         await anyprobe.check(targets, manager=manager)
-    monkeypatch.setattr("anyprobe._targets.split_url", _split_url_slowly)
+    take_the_long_way(monkeypatch)
     with pytest.raises(TargetError) as slow:
         await anyprobe.check(targets, manager=manager)
     assert str(fast.value) == str(slow.value)
@@ -243,6 +335,6 @@ def test_target_list_built_fast_matches_the_one_built_slowly(
     urls = [text for text in WELL_FORMED if text.split(":")[0].lower() in {"http", "https"}]
     urls += ["tcp://127.0.0.1:80", "tcp://[::1]:80", "http://u:pw@h/", "https://bücher.de/"]
     fast = [(t.probe, t.host, t.port, t.display_url) for t in build_targets(manager, urls)]
-    monkeypatch.setattr("anyprobe._targets.split_url", _split_url_slowly)
+    take_the_long_way(monkeypatch)
     slow = [(t.probe, t.host, t.port, t.display_url) for t in build_targets(manager, urls)]
     assert fast == slow
