@@ -64,11 +64,19 @@ def serve_workers(
 
 
 def children_of(pid: int) -> list[int]:
+    """The processes ``pid`` started, from any of its threads (trio starts a
+    process from a worker thread: its child is listed under that thread)."""
+    children: list[int] = []
     try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return []
-    return [int(child) for child in text.split()]
+    for task in tasks:
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return children
 
 
 def alive(pid: int) -> bool:
