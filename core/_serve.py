@@ -119,12 +119,15 @@ def is_loopback(host: str) -> bool:
 # -- serving ------------------------------------------------------------------------
 
 
-def bind(listen: str) -> socket.socket:
-    """A listening TCP socket for ``HOST:PORT`` (port 0: any free port)."""
+def bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket for ``HOST:PORT`` (port 0: any free port);
+    ``reuse_port``: the first of an SO_REUSEPORT group (``--workers``)."""
     host, port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=1024)
+        return socket.create_server(
+            (host, port), family=family, backlog=1024, reuse_port=reuse_port
+        )
     except OSError as exc:
         raise UsageError(f"--listen {listen}: {exc.strerror or exc}") from None
 
@@ -362,7 +365,7 @@ def main(
     # Imports before the first probe, as a run does: a missing extra is one
     # line now, and no probe's clock runs while a module is imported.
     import_dependencies(dependency_targets(config), manager.probes)
-    sock = bind(listen)
+    sock = bind(listen, reuse_port=workers > 1)
     url = listening_url(sock, tls=web is not None and web.tls)
     if not is_loopback(parse_listen(listen)[0]) and not (server.allow or extra_allow):
         announce(

@@ -1,11 +1,15 @@
 """``anyprobe serve --workers N``: ``/probe`` answered by N processes, one
-event loop each, on the one listening socket.
+event loop each, on one address and port.
 
 The parent binds the socket (so ``--listen 127.0.0.1:0`` and the announced
 address work as with one process) and starts N-1 workers, spawned as
 ``python -m anyprobe serve ... --worker SPEC`` (not forked: the loop and the
-plugin manager are not copied). Each inherits the listening socket and
-accepts on it; the kernel gives each connection to one of the processes.
+plugin manager are not copied). Each gets a listening socket of its own on
+the same address and port (SO_REUSEPORT: the parent's and its workers'
+sockets form one group) and the kernel spreads new connections over them
+by a hash of their addresses; a worker that exits takes its socket (and the
+connections not yet accepted on it) with it, and new connections go to the
+others until it is started again.
 Each worker loads the same config and ``--web-config`` and checks every
 request itself with the same code (TLS, basic auth, allow-lists).
 
@@ -50,6 +54,8 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("anyprobe.serve")
+#: Connections each listening socket holds before the process accepts them.
+LISTEN_BACKLOG = 1024
 
 #: The server metric families a parent adds its workers' samples to.
 SUMMED = frozenset(
@@ -299,6 +305,23 @@ class _Worker:
             return None
 
 
+def sibling_socket(family: int, address: Any) -> socket.socket:
+    """A listening socket on the parent's address and port, in its
+    SO_REUSEPORT group: the kernel spreads new connections over the group's
+    sockets by their addresses' hash, where one shared socket would give a
+    burst of connections to whichever process accepts first."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class Workers:
     """The parent's workers: started, answered, reloaded, counted and stopped.
 
@@ -321,8 +344,9 @@ class Workers:
         #: A worker's command line, but its ``--worker`` and config arguments.
         self.command = list(command)
         self.config = ["--", config_path] if config_path is not None else []
-        # Kept open to start a worker again once the server has closed its own.
-        self.listening = listening.dup()
+        # Where each worker's own listening socket is bound (SO_REUSEPORT).
+        self.family = listening.family
+        self.address = listening.getsockname()
         self.grace = grace
         self.directory = tempfile.mkdtemp(prefix="anyprobe-serve-")
         self.path = str(Path(self.directory) / "parent.sock")
@@ -350,7 +374,6 @@ class Workers:
                         await keeping.start(self._keep, index)
                 tg.cancel_scope.cancel()
         finally:
-            self.listening.close()
             with suppress(OSError):
                 os.unlink(self.path)
             with suppress(OSError):
@@ -358,7 +381,8 @@ class Workers:
 
     async def _spawn(self, index: int) -> _Worker:
         parent_end, child_end = socket.socketpair()
-        spec = WorkerSpec(child_end.fileno(), self.listening.fileno(), index, self.path)
+        listening = sibling_socket(self.family, self.address)
+        spec = WorkerSpec(child_end.fileno(), listening.fileno(), index, self.path)
         command = [*self.command, "--worker", str(spec), *self.config]
         try:
             process = await anyio.open_process(
@@ -366,12 +390,15 @@ class Workers:
                 stdin=subprocess.DEVNULL,
                 stdout=None,
                 stderr=None,
-                pass_fds=(child_end.fileno(), self.listening.fileno()),
+                pass_fds=(child_end.fileno(), listening.fileno()),
                 # Ctrl-C signals the whole process group: a worker gets its
                 # signals from the parent only, each once.
                 start_new_session=True,
             )
         finally:
+            # The worker's alone: when it exits its socket closes, and the
+            # kernel sends new connections to the other processes' sockets.
+            listening.close()
             child_end.close()
         stream = await anyio.abc.UNIXSocketStream.from_socket(parent_end)
         worker = _Worker(index, process, stream, BufferedByteReceiveStream(stream))
