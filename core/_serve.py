@@ -130,6 +130,8 @@ def bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
         )
     except OSError as exc:
         raise UsageError(f"--listen {listen}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # no SO_REUSEPORT on this system (--workers)
+        raise UsageError(f"--workers: {exc}") from None
 
 
 def listening_url(sock: socket.socket, *, tls: bool = False) -> str:

@@ -319,3 +319,18 @@ def test_workers_stop_when_the_parent_is_killed(backend: str, server: str) -> No
         process.wait(PROCESS_LIMIT)
         for pid in workers:
             wait_for(lambda pid=pid: not alive(pid), f"worker {pid} to stop")
+
+
+def test_a_system_without_so_reuseport_is_one_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import _socket
+    import socket
+
+    from anyprobe._errors import UsageError
+    from anyprobe._serve import bind
+
+    # What Python sees on a system without it: socket.create_server asks _socket.
+    monkeypatch.delattr(_socket, "SO_REUSEPORT")
+    monkeypatch.delattr(socket, "SO_REUSEPORT")
+    with pytest.raises(UsageError, match=r"^--workers: .*SO_REUSEPORT"):
+        bind("127.0.0.1:0", reuse_port=True)
+    bind("127.0.0.1:0").close()  # one process needs no SO_REUSEPORT
