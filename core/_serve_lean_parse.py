@@ -27,6 +27,9 @@ PARSER_PREFERENCE = ("httptools", "h11")
 
 # In a head: a control character other than CR and LF, a bare CR or LF, or a
 # line that starts with a space or a tab (obsolete line folding).
+#: A LF without its CR, or a CR followed by anything but LF (a CR that ends
+#: the bytes so far may still get its LF).
+_BARE_CR_OR_LF = re.compile(rb"(?<!\r)\n|\r(?=[^\n])")
 _BAD_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
 # In a request target: spaces and control characters.
 _BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
@@ -241,7 +244,7 @@ class H11Parser:
         if end < 0 or end + 4 > self._head_limit:
             if len(buffer) > self._head_limit:
                 raise BadRequest(431, "request line and headers too large")
-            if end < 0 and (b"\n\n" in buffer or b"\r\r" in buffer):
+            if end < 0 and _BARE_CR_OR_LF.search(buffer):
                 raise BadRequest(400, "bad request: bare CR or LF in the head")
             return False
         head = bytes(buffer[: end + 4])

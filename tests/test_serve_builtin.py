@@ -318,6 +318,23 @@ async def test_malformed_and_ambiguous_requests_are_400_then_closed(
     assert "Traceback" not in caplog.text
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\nX-A: b",
+        b"GET / HTTP/1.1\r\nHost: x\r\rX-A: b",
+    ],
+    ids=["LF CR LF", "bare LF, head unfinished", "CR CR, head unfinished"],
+)
+async def test_a_bare_cr_or_lf_is_400_before_the_head_could_end(parser: str, head: bytes) -> None:
+    # No CRLF CRLF ever comes: the refusal must not wait for one.
+    async with lean_server(App()) as (port, _):
+        data = await in_thread(exchange, port, head)
+    [(status, headers, _)] = responses(data)
+    assert (status, headers[b"connection"]) == (400, b"close"), data
+
+
 async def test_a_head_past_the_limit_is_431_then_closed(parser: str) -> None:
     async with lean_server(App()) as (port, _):
         long_line = await in_thread(
