@@ -382,7 +382,8 @@ class _Connection:
         try:
             await self.server.app(scope, exchange.receive, exchange.send)
         except Exception:
-            log.exception("the app failed answering %s %s", request.method, request.path)
+            # The raw path, quoted: a decoded one could carry control characters.
+            log.exception("the app failed answering %s %r", request.method, request.raw_path)
             if not exchange.head_sent:
                 await self.write(self.plain(500, "Internal Server Error"))
             return False
