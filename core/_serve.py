@@ -31,6 +31,7 @@ import anyio
 
 from ._backend import resolve_backend, running_on_trio
 from ._backend import run as run_on
+from ._cli_gc import settle
 from ._config import Config
 from ._errors import ConfigError, UsageError
 from ._manager import PluginManager
@@ -160,6 +161,7 @@ async def serve(
     app = create_app(server, security if security.users or web_config else None)
     chosen = resolve_server(server_name, trio=running_on_trio())
     run_server = runner(chosen)
+    settle()  # the app and the server's modules are built: see anyprobe._cli_gc
     log.info("serving with %s", describe(chosen))
 
     async with anyio.create_task_group() as tg:

@@ -276,13 +276,16 @@ class _Connection:
         self.remote = _address(socket_stream, SocketAttribute.remote_address)
 
     async def run(self) -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._respond)
-            try:
-                await self._read()
-            finally:
-                self.reading_ended = True
-                self._wake_responder()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._respond)
+                try:
+                    await self._read()
+                finally:
+                    self.reading_ended = True
+                    self._wake_responder()
+        finally:
+            self.parser.close()
 
     def lose(self) -> None:
         """The client went away: what its requests run is cancelled."""

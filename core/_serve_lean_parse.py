@@ -110,6 +110,9 @@ class RequestParser(Protocol):
     def feed(self, data: bytes) -> list[Request]:
         """The requests ``data`` completes, in order; BadRequest for an invalid one."""
 
+    def close(self) -> None:
+        """The connection ended: nothing more is fed, what the parser holds is let go."""
+
 
 class HttptoolsParser:
     """httptools' parser (llhttp: it refuses smuggling and malformed heads itself)."""
@@ -119,7 +122,7 @@ class HttptoolsParser:
 
         self._errors = (httptools.HttpParserError,)
         self._upgrade = httptools.HttpParserUpgrade
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser: Any = httptools.HttpRequestParser(self)
         self._head_limit = head_limit
         self._head_bytes = 0
         self._in_head = True
@@ -207,6 +210,11 @@ class HttptoolsParser:
         self.partial = False
         self.continue_wanted = False
 
+    def close(self) -> None:
+        # httptools' parser holds this object's methods: without this, the pair
+        # would wait for the cyclic garbage collector.
+        self._parser = None
+
 
 class H11Parser:
     """h11's parser, one ``h11.Connection`` a request, its raw head checked first."""
@@ -236,6 +244,9 @@ class H11Parser:
                 return done
             done.append(request)
             self.partial = bool(self._buffer)
+
+    def close(self) -> None:
+        self._connection = None
 
     def _start_request(self) -> bool:
         """Hand a complete head to a new h11 connection; False until one is here."""

@@ -196,6 +196,7 @@ class H11Parser:
                 summary = "the server closed the connection without a response"
             else:
                 summary = f"invalid HTTP response: {h11_message(exc)}"
+            exc.__traceback__ = None  # a cycle with h11's frame: see LlhttpParser._h11_words
             raise anyprobe.CheckFailed(summary, error=exc) from None
 
     def head(self) -> Response | None:
@@ -453,6 +454,7 @@ class LlhttpParser:
         assert self.request is not None
         if self.request.method == "HEAD":
             self.complete = True  # no body follows a HEAD response, whatever it announces
+            self.parser = None  # nothing more is parsed: see on_message_complete
 
     def on_body(self, chunk: bytes) -> None:
         response = self.response
@@ -461,12 +463,16 @@ class LlhttpParser:
             return
         if not response.add_body(chunk, self.limit, self.keep):
             self.stopped = True
+            self.parser = None  # the rest is not read: see on_message_complete
 
     def on_message_complete(self) -> None:
         if self.informational:
             self.informational = False
         elif self.response is not None and not self.stopped:
             self.complete = True
+            # The parser holds this object's methods: dropped now, the pair is
+            # freed with the check, not left to the cyclic garbage collector.
+            self.parser = None
 
     # the interface H11Parser has too
 
@@ -536,10 +542,15 @@ class LlhttpParser:
                 ):
                     return None
         except h11.ProtocolError as exc:
-            return h11_message(exc)
+            words = h11_message(exc)
+            # h11 raises it from a method of the exception itself: its
+            # traceback and that frame would hold each other until a collection.
+            exc.__traceback__ = None
+            return words
         return None
 
     def _fail(self, summary: str, reason: str = "") -> NoReturn:
+        self.parser = None
         raise anyprobe.CheckFailed(summary, error=RemoteProtocolError(reason or summary))
 
     def head(self) -> Response | None:

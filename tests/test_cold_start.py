@@ -510,11 +510,15 @@ def test_serve_runs_with_the_collector_on(monkeypatch: pytest.MonkeyPatch) -> No
         anyprobe._serve, "main", lambda *args, **kwargs: seen.append(gc.isenabled())
     )
     assert gc.isenabled()
+    thresholds = gc.get_threshold()
+    monkeypatch.setattr(_cli_gc, "_managed", False)
     try:
         _cli_gc.hold_collector()
         assert not gc.isenabled()
         cli.main(["--no-plugin-autoload", "serve"], standalone_mode=False)
+        assert gc.get_threshold()[0] == _cli_gc.YOUNG_THRESHOLD
     finally:
         _cli_gc.start_collecting()
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
     assert seen == [True]

@@ -17,6 +17,7 @@ from anyio.abc import ByteStream
 
 import anyprobe
 from anyprobe import PluginManager, Result, Status
+from tests.garbage import cycles_left
 from tests.servers.http import serve_raw
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("http_parser")]
@@ -200,3 +201,34 @@ async def test_a_body_is_sent_with_its_length(manager: PluginManager) -> None:
     assert head.startswith(b"POST /post HTTP/1.1\r\nHost: 127.0.0.1:")
     assert b"\r\nContent-Length: 5" in head
     assert body == b"hello"
+
+
+#: The objects of one HTTP/1.1 exchange (httptools' parser holds its handler's methods).
+EXCHANGE_TYPES = {"LlhttpParser", "HttpResponseParser", "H11Parser", "HttpRequest", "Response"}
+
+
+async def test_a_check_leaves_no_reference_cycle(manager: PluginManager) -> None:
+    """Whatever way an exchange ends (a body read whole, a HEAD answer, a body
+    past the cap, garbage, the server closing early, 1xx heads first), it is
+    freed with its check: a run of thousands never waits for the collector."""
+    chunk = b"400\r\n" + b"x" * 1024 + b"\r\n"
+    replies = {
+        "ok": OK,
+        "head": b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n",
+        "big": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 8,
+        "garbage": b"SSH-2.0-OpenSSH_9.6\r\n\r\n" + CLOSE,
+        "short": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this" + CLOSE,
+        "early": b"HTTP/1.1 100 Continue\r\n\r\n" + OK,
+    }
+    async with scripted(replies) as (port, _):
+        base = f"http://127.0.0.1:{port}"
+        await check([f"{base}/ok"], manager)  # imports and caches before counting
+        with cycles_left() as left:
+            for _ in range(3):
+                plain = ["ok", "garbage", "short", "early"]
+                results = await check([f"{base}/{name}" for name in plain], manager)
+                results += await check([f"{base}/head"], manager, method="HEAD")
+                results += await check([f"{base}/big"], manager, max_body_bytes=2000)
+    statuses = [r.status for r in results]
+    assert statuses.count(Status.OK) == 3, [r.summary for r in results]
+    assert {name: n for name, n in left.items() if name in EXCHANGE_TYPES} == {}

@@ -220,6 +220,28 @@ async def test_a_streamed_answer_without_a_length_is_chunked_on_http_1_1(parser:
     assert (status, headers[b"transfer-encoding"], body) == (200, b"chunked", b"one,two")
 
 
+def test_a_closed_parser_is_freed_without_the_collector(parser: str) -> None:
+    """httptools' parser holds its handler's methods: a connection closes its
+    parser as it ends (_Connection.run), so that a server under load never
+    waits for the cyclic collector to free one per connection."""
+    import gc
+    import weakref
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        reader = _serve_lean_parse.parser_class()(MAX_REQUEST_HEAD)
+        [request] = reader.feed(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert request.path == "/a"
+        reader.close()
+        freed = weakref.ref(reader)
+        del reader, request
+        assert freed() is None
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 async def test_http_1_0_is_answered_then_closed(parser: str) -> None:
     async with lean_server(App()) as (port, _):
         plain = await in_thread(exchange, port, b"GET /old HTTP/1.0\r\n\r\n")
