@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, cast
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
 
+#: Gauge families as plain data: name, help text, and the samples' values by
+#: their labels (sorted (name, value) pairs).
+Gauges = list[tuple[str, str, dict[tuple[tuple[str, str], ...], float]]]
+
 _PLAIN_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _PLAIN_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _SIMPLE_TYPES = {"gauge": "gauge", "unknown": "untyped", "untyped": "untyped"}
@@ -41,7 +45,13 @@ class TextExposition:
         self._prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
 
     def __call__(self, registry: Collector) -> bytes:
+        # The prometheus plugin's registries carry their gauges as plain data
+        # too (anyprobe.plugins.prometheus.Gauges): written from it, no
+        # Metric object is made at all.
+        gauges: Gauges | None = getattr(registry, "anyprobe_gauges", None)
         try:
+            if gauges is not None:
+                return self._write_gauges(gauges).encode("utf-8")
             return self._write(registry).encode("utf-8")
         except _NotPlain:
             from prometheus_client import generate_latest
@@ -67,6 +77,25 @@ class TextExposition:
             raise _NotPlain
         pairs = ",".join(f'{key}="{_label_value(value)}"' for key, value in sorted(labels.items()))
         return f"{name}{{{pairs}}} "
+
+    def _write_gauges(self, gauges: Gauges) -> str:
+        from prometheus_client import utils
+
+        go_float = cast("Callable[[float], str]", utils.floatToGoString)
+        output: list[str] = []
+        for name, documentation, values in gauges:
+            output.append(self._header(name, documentation, "gauge"))
+            for key, value in values.items():
+                if not key:
+                    output.append(f"{name} {go_float(value)}\n")
+                    continue
+                prefix = self._prefixes.get((name, key))
+                if prefix is None:
+                    prefix = self._prefix(name, dict(key))
+                    if len(self._prefixes) < HEADER_LIMIT:
+                        self._prefixes[name, key] = prefix
+                output.append(f"{prefix}{go_float(value)}\n")
+        return "".join(output)
 
     def _write(self, registry: Collector) -> str:
         from prometheus_client import utils

@@ -88,21 +88,42 @@ def build_registry(
 
     registry = CollectorRegistry(auto_describe=False)
     results = list(results)
-    families = list(_families(results, check_labels=check_labels))
-    families.extend(_domain_expiry(results, check_labels=check_labels))
+    gauges = _gauges(results, check_labels=check_labels)
+    extra = []
     if summary is not None:
-        families.extend(_run_families(summary, time.time() if now is None else now))
-    registry.register(_Snapshot(families))
+        extra = list(_run_families(summary, time.time() if now is None else now))
+    registry.register(_Snapshot(gauges, extra))
+    # The families as plain data, for a writer that skips the Metric objects
+    # (anyprobe._exposition, which serve uses): the same families, the same order.
+    registry.anyprobe_gauges = None if extra else gauges  # type: ignore[attr-defined]
     return registry
 
 
-class _Snapshot:
-    """A collector that hands out metric families built beforehand."""
+#: Gauge families as plain data: name, help text, and the samples' values by
+#: their labels (sorted (name, value) pairs), in the order they are written.
+Gauges = list[tuple[str, str, dict[tuple[tuple[str, str], ...], float]]]
 
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
+
+class _Snapshot:
+    """A collector that hands out metric families built beforehand: the gauges
+    as Metric objects (made at the first collect()), then ``extra``."""
+
+    def __init__(self, gauges: Gauges, extra: list[Metric]) -> None:
+        self._gauges = gauges
+        self._families: list[Metric] | None = None
+        self._extra = extra
 
     def collect(self) -> Iterator[Metric]:
+        if self._families is None:
+            from prometheus_client.metrics_core import Metric
+
+            self._families = []
+            for name, documentation, values in self._gauges:
+                family = Metric(name, documentation, "gauge")
+                for key, value in values.items():
+                    family.add_sample(name, dict(key), value)
+                self._families.append(family)
+            self._families += self._extra
         return iter(self._families)
 
 
@@ -192,9 +213,8 @@ _GAUGES = {
 }
 
 
-def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> Iterator[Metric]:
-    from prometheus_client.metrics_core import Metric
-
+def _gauges(results: list[anyprobe.Result], *, check_labels: bool = True) -> Gauges:
+    """Every per-check family of ``results`` that has a sample."""
     # Family name -> {sorted labels: value}. Checks may carry different
     # labels: each sample has its own set, which the exposition format allows.
     # Two checks with the same labels (one URL given twice) would be a
@@ -235,39 +255,39 @@ def _families(results: list[anyprobe.Result], *, check_labels: bool = True) -> I
             for series, per_address, value in _per_address(result, labels):
                 add(series, per_address, value)
         if phases:
-            metric = f"probe_{label_name(result.probe).lower()}_duration_seconds"
+            metric = _PHASE_METRICS.get(result.probe) or _phase_metric(result.probe)
             phase_help.setdefault(metric, f"Duration of the {result.probe} check by phase.")
             for phase, seconds in phases.items():
                 add(metric, {**labels, "phase": PHASE_NAMES.get(phase, phase)}, seconds)
+        expires = _number(metrics.get("domain_expiry_timestamp"))
+        if expires is not None:
+            # When the domain registration an rdap check read expires, for
+            # alerts written as on probe_ssl_earliest_cert_expiry.
+            add(_DOMAIN_EXPIRY, labels, expires)
 
-    for name, documentation in (*_GAUGES.items(), *phase_help.items()):
-        values = samples.get(name)
-        if not values:
-            continue
-        family = Metric(name, documentation, "gauge")
-        for key, value in values.items():
-            family.add_sample(name, dict(key), value)
-        yield family
+    return [
+        (name, documentation, values)
+        for name, documentation in (*_GAUGES.items(), *phase_help.items(), _DOMAIN_EXPIRY_HELP)
+        if (values := samples.get(name))
+    ]
 
 
-def _domain_expiry(results: list[anyprobe.Result], *, check_labels: bool) -> Iterator[Metric]:
-    """``probe_domain_expiry_timestamp_seconds``: when the domain registration an
-    rdap check read expires (its ``domain_expiry_timestamp`` metric), for
-    alerts written as on ``probe_ssl_earliest_cert_expiry``."""
-    from prometheus_client.metrics_core import Metric
+#: ``probe_<probe>_duration_seconds`` by probe name (a few: one per probe plugin).
+_PHASE_METRICS: dict[str, str] = {}
 
-    name = "probe_domain_expiry_timestamp_seconds"
-    family = Metric(name, "When the domain's registration expires, as a Unix timestamp.", "gauge")
-    samples: dict[tuple[tuple[str, str], ...], float] = {}
-    for result in results:
-        value = _number(result.metrics.get("domain_expiry_timestamp"))
-        if value is not None:
-            labels = _check_labels(result) if check_labels else {}
-            samples[tuple(sorted(labels.items()))] = value  # the later result wins
-    for key, value in samples.items():
-        family.add_sample(name, dict(key), value)
-    if family.samples:
-        yield family
+
+def _phase_metric(probe: str) -> str:
+    metric = f"probe_{label_name(probe).lower()}_duration_seconds"
+    if len(_PHASE_METRICS) < 1000:
+        _PHASE_METRICS[probe] = metric
+    return metric
+
+
+_DOMAIN_EXPIRY = "probe_domain_expiry_timestamp_seconds"
+_DOMAIN_EXPIRY_HELP = (
+    _DOMAIN_EXPIRY,
+    "When the domain's registration expires, as a Unix timestamp.",
+)
 
 
 def _run_families(summary: anyprobe.RunSummary, now: float) -> Iterator[Metric]:
