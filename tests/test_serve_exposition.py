@@ -44,7 +44,8 @@ def _awkward_results() -> list[object]:
             },
         },
     )
-    return [awkward, per_address, make_result("nan", duration=float("nan"))]
+    expiring = make_result("domain", probe="rdap", metrics={"domain_expiry_timestamp": 1.9e9})
+    return [awkward, per_address, expiring, make_result("nan", duration=float("nan"))]
 
 
 @pytest.mark.parametrize("check_labels", [True, False])
