@@ -48,6 +48,7 @@ Checkers:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -455,6 +456,9 @@ def main() -> None:
         if not (args.before / "anyprobe" / "_cli.py").exists():
             parser.error(f"--before: no anyprobe package in {args.before}")
         BEFORE[0] = args.before.resolve()
+    wanted = {checker for backend in args.backends for checker in plan_for(backend, args)}
+    if any(c.startswith("aiohttp") for c in wanted) and not importlib.util.find_spec("aiohttp"):
+        parser.error("the aiohttp checkers need aiohttp: pip install -e '.[bench]'")
 
     with tempfile.TemporaryDirectory(prefix="anyprobe-http-bench-") as tmp:
         prefix = Path(tmp)
