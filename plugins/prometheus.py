@@ -84,9 +84,7 @@ def build_registry(
     ``/probe`` does for its one target: the scraper labels the series.
     The registry is a snapshot: build a new one for newer results.
     """
-    from prometheus_client import CollectorRegistry
-
-    registry = CollectorRegistry(auto_describe=False)
+    registry = _snapshot_registry_class()(auto_describe=False)
     results = list(results)
     gauges = _gauges(results, check_labels=check_labels)
     extra = []
@@ -95,8 +93,34 @@ def build_registry(
     registry.register(_Snapshot(gauges, extra))
     # The families as plain data, for a writer that skips the Metric objects
     # (anyprobe._exposition, which serve uses): the same families, the same order.
-    registry.anyprobe_gauges = None if extra else gauges  # type: ignore[attr-defined]
-    return registry
+    registry.anyprobe_gauges = None if extra else gauges
+    built: CollectorRegistry = registry
+    return built
+
+
+_REGISTRY_CLASS: list[type[Any]] = []
+
+
+def _snapshot_registry_class() -> type[Any]:
+    """A CollectorRegistry whose ``anyprobe_gauges`` (its families as plain
+    data) is dropped as soon as a collector is registered or unregistered after
+    build_registry: a writer never skips what a caller added to it."""
+    if not _REGISTRY_CLASS:
+        from prometheus_client import CollectorRegistry
+
+        class SnapshotRegistry(CollectorRegistry):
+            anyprobe_gauges: Gauges | None = None
+
+            def register(self, collector: Any) -> None:
+                self.anyprobe_gauges = None
+                super().register(collector)
+
+            def unregister(self, collector: Any) -> None:
+                self.anyprobe_gauges = None
+                super().unregister(collector)
+
+        _REGISTRY_CLASS.append(SnapshotRegistry)
+    return _REGISTRY_CLASS[0]
 
 
 #: Gauge families as plain data: name, help text, and the samples' values by

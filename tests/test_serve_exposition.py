@@ -61,6 +61,19 @@ def test_text_exposition_is_what_generate_latest_writes(check_labels: bool) -> N
     assert exposition(with_summary) == generate_latest(with_summary)
 
 
+def test_a_collector_added_to_a_built_registry_is_written_too() -> None:
+    """build_registry's registries carry their gauges as plain data for the fast
+    writer; a caller that registers more on one must not lose it."""
+    registry = build_registry(sample_results())  # type: ignore[arg-type]
+    extra = CollectorRegistry()
+    Gauge("extra_gauge", "Added by the caller.", registry=extra).set(7)
+    for collector in list(extra._collector_to_names):
+        registry.register(collector)
+    written = TextExposition()(registry)
+    assert written == generate_latest(registry)
+    assert b"extra_gauge 7.0" in written
+
+
 def test_a_registry_with_counters_and_histograms_is_written_as_generate_latest_does() -> None:
     registry = CollectorRegistry()
     Counter("requests", "Requests.", ["code"], registry=registry).labels("200").inc(3)
