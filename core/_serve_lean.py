@@ -43,6 +43,7 @@ from anyio.abc import ByteStream, SocketAttribute, SocketStream, TaskGroup
 from ._serve_disconnect import CONNECTION_LOST, ConnectionLost
 from ._serve_lean_parse import BadRequest, Request, parser_class, parser_name
 from ._serve_security import ListenerSecurity, WebConfig
+from ._socket_stream import RawSocketStream
 
 log = logging.getLogger("anyprobe.serve.http")
 
@@ -209,11 +210,14 @@ class LeanServer:
         if client.family in (socket.AF_INET, socket.AF_INET6):
             with suppress(OSError):  # the answer must not wait for the client's ACK
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # The stream the HTTP clients use too: the system call first, the
+        # event loop only when the socket would block (anyprobe._socket_stream).
         try:
-            stream = await SocketStream.from_socket(client)
+            client.setblocking(False)
         except OSError:
             client.close()
             return
+        stream: SocketStream = RawSocketStream(client)
         transport: ByteStream | None = stream
         try:
             if self.context is not None:
