@@ -86,16 +86,19 @@ class TextExposition:
         for name, documentation, values in gauges:
             output.append(self._header(name, documentation, "gauge"))
             for key, value in values.items():
-                if not key:
-                    output.append(f"{name} {go_float(value)}\n")
-                    continue
-                prefix = self._prefixes.get((name, key))
-                if prefix is None:
-                    prefix = self._prefix(name, dict(key))
-                    if len(self._prefixes) < HEADER_LIMIT:
-                        self._prefixes[name, key] = prefix
-                output.append(f"{prefix}{go_float(value)}\n")
+                output.append(f"{self._sample_prefix(name, key)}{go_float(value)}\n")
         return "".join(output)
+
+    def _sample_prefix(self, name: str, labels: tuple[tuple[str, str], ...]) -> str:
+        """A sample's line up to its value (kept for labelled samples)."""
+        if not labels:
+            return f"{name} "
+        prefix = self._prefixes.get((name, labels))
+        if prefix is None:
+            prefix = self._prefix(name, dict(labels))
+            if len(self._prefixes) < HEADER_LIMIT:
+                self._prefixes[name, labels] = prefix
+        return prefix
 
     def _write(self, registry: Collector) -> str:
         from prometheus_client import utils
@@ -112,15 +115,6 @@ class TextExposition:
             for sample in family.samples:
                 if sample.name != name or sample.timestamp is not None:
                     raise _NotPlain
-                labels = sample.labels
-                if not labels:
-                    output.append(f"{name} {go_float(sample.value)}\n")
-                    continue
-                key = (name, tuple(labels.items()))
-                prefix = self._prefixes.get(key)
-                if prefix is None:
-                    prefix = self._prefix(name, labels)
-                    if len(self._prefixes) < HEADER_LIMIT:
-                        self._prefixes[key] = prefix
+                prefix = self._sample_prefix(name, tuple(sample.labels.items()))
                 output.append(f"{prefix}{go_float(sample.value)}\n")
         return "".join(output)

@@ -21,6 +21,7 @@ also implements the ``anyprobe_metrics_registry`` hook with it, which is how
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,6 +32,8 @@ import anyprobe
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
+
+    from anyprobe._exposition import Gauges
 
 #: Labels every per-check sample has; a check label with one of these names
 #: (or ``phase``) is exported as ``label_<name>``.
@@ -98,34 +101,27 @@ def build_registry(
     return built
 
 
-_REGISTRY_CLASS: list[type[Any]] = []
-
-
+@functools.cache
 def _snapshot_registry_class() -> type[Any]:
     """A CollectorRegistry whose ``anyprobe_gauges`` (its families as plain
-    data) is dropped as soon as a collector is registered or unregistered after
-    build_registry: a writer never skips what a caller added to it."""
-    if not _REGISTRY_CLASS:
-        from prometheus_client import CollectorRegistry
+    data, :data:`anyprobe._exposition.Gauges`) is dropped as soon as a
+    collector is registered or unregistered after build_registry: a writer
+    never skips what a caller added to it. (Made at the first call, so that
+    prometheus_client is imported only when metrics are.)"""
+    from prometheus_client import CollectorRegistry
 
-        class SnapshotRegistry(CollectorRegistry):
-            anyprobe_gauges: Gauges | None = None
+    class SnapshotRegistry(CollectorRegistry):
+        anyprobe_gauges: Gauges | None = None
 
-            def register(self, collector: Any) -> None:
-                self.anyprobe_gauges = None
-                super().register(collector)
+        def register(self, collector: Any) -> None:
+            self.anyprobe_gauges = None
+            super().register(collector)
 
-            def unregister(self, collector: Any) -> None:
-                self.anyprobe_gauges = None
-                super().unregister(collector)
+        def unregister(self, collector: Any) -> None:
+            self.anyprobe_gauges = None
+            super().unregister(collector)
 
-        _REGISTRY_CLASS.append(SnapshotRegistry)
-    return _REGISTRY_CLASS[0]
-
-
-#: Gauge families as plain data: name, help text, and the samples' values by
-#: their labels (sorted (name, value) pairs), in the order they are written.
-Gauges = list[tuple[str, str, dict[tuple[tuple[str, str], ...], float]]]
+    return SnapshotRegistry
 
 
 class _Snapshot:
